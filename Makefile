@@ -1,0 +1,24 @@
+# confluence_fdw: PGXS build
+MODULE_big = confluence_fdw
+OBJS = \
+	src/confluence_fdw.o \
+	src/http.o \
+	src/options.o \
+	src/request.o \
+	src/response.o \
+	src/templates.o
+
+EXTENSION = confluence_fdw
+DATA = sql/confluence_fdw--1.0.sql
+PGFILEDESC = "confluence_fdw - send rows to Confluence Cloud"
+
+SHLIB_LINK += -lcurl -lcjson
+PG_CPPFLAGS += -I$(srcdir)/src
+PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+REGRESS = setup options insert returning http errors explain import test_connection triggers cron
+REGRESS_OPTS = --inputdir=test --outputdir=test/results
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

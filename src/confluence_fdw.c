@@ -1,0 +1,639 @@
+/*-------------------------------------------------------------------------
+ *
+ * confluence_fdw.c
+ *		  The handler and FDW callbacks of confluence_fdw, kept thin: each
+ *		  INSERTed row becomes one Confluence REST API v2 request, and
+ *		  RETURNING shows what Confluence answered.
+ *
+ * The callbacks resolve the table at executor start (options.c), turn each
+ * row into a request (request.c), send it (http.c) and put the answer into
+ * the returned slot (response.c).  Nothing here is transactional: a request
+ * that was sent stays sent when the transaction rolls back.
+ *
+ * IDENTIFICATION
+ *		  src/confluence_fdw.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "commands/defrem.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "confluence_fdw.h"
+
+PG_MODULE_MAGIC;
+
+/*
+ * Indexes of the items PlanForeignModify hands to the executor in
+ * fdw_private.  Only copyable nodes go there: plans are cached (prepared
+ * statements, PL/pgSQL triggers), and options and tokens are read again at
+ * execution time so that ALTERs take effect without re-planning.
+ */
+enum FdwModifyPrivateIndex
+{
+	/* Integer: does the executor need the response in the slot? */
+	FdwModifyPrivateNeedResponse
+};
+
+/*
+ * State of one INSERT (or COPY) into one foreign table.
+ */
+typedef struct CfdwModifyState
+{
+	Relation	rel;
+	CfdwTable  *table;			/* resolved options, columns, credentials */
+	CfdwConnection *conn;		/* the user mapping's cached connection */
+	bool		need_response;	/* RETURNING, AFTER ROW trigger or check option */
+	MemoryContext temp_cxt;		/* per-row data, reset after each row */
+	int64		row_no;			/* 1-based, for messages */
+} CfdwModifyState;
+
+static void confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
+										Oid foreigntableid);
+static void confluenceGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
+									  Oid foreigntableid);
+static ForeignScan *confluenceGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+											 Oid foreigntableid, ForeignPath *best_path,
+											 List *tlist, List *scan_clauses,
+											 Plan *outer_plan);
+static void confluenceBeginForeignScan(ForeignScanState *node, int eflags);
+static TupleTableSlot *confluenceIterateForeignScan(ForeignScanState *node);
+static void confluenceReScanForeignScan(ForeignScanState *node);
+static void confluenceEndForeignScan(ForeignScanState *node);
+static List *confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
+										 Index resultRelation, int subplan_index);
+static void confluenceBeginForeignModify(ModifyTableState *mtstate,
+										 ResultRelInfo *rinfo, List *fdw_private,
+										 int subplan_index, int eflags);
+static TupleTableSlot *confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+												   TupleTableSlot *slot,
+												   TupleTableSlot *planSlot);
+static void confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo);
+static void confluenceBeginForeignInsert(ModifyTableState *mtstate,
+										 ResultRelInfo *rinfo);
+static void confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo);
+static int	confluenceIsForeignRelUpdatable(Relation rel);
+static void confluenceExplainForeignModify(ModifyTableState *mtstate,
+										   ResultRelInfo *rinfo, List *fdw_private,
+										   int subplan_index, ExplainState *es);
+static List *confluenceImportForeignSchema(ImportForeignSchemaStmt *stmt,
+										   Oid serverOid);
+
+void
+_PG_init(void)
+{
+	cfdw_http_init();
+}
+
+const char *
+cfdw_method_name(CfdwMethod method)
+{
+	switch (method)
+	{
+		case CFDW_POST:
+			return "POST";
+		case CFDW_PUT:
+			return "PUT";
+		case CFDW_PATCH:
+			return "PATCH";
+		case CFDW_DELETE:
+			return "DELETE";
+		case CFDW_GET:
+			return "GET";
+	}
+	return "POST";
+}
+
+PG_FUNCTION_INFO_V1(confluence_fdw_handler);
+
+Datum
+confluence_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	/* Scans: Confluence is a write destination; a SELECT finds no rows. */
+	routine->GetForeignRelSize = confluenceGetForeignRelSize;
+	routine->GetForeignPaths = confluenceGetForeignPaths;
+	routine->GetForeignPlan = confluenceGetForeignPlan;
+	routine->BeginForeignScan = confluenceBeginForeignScan;
+	routine->IterateForeignScan = confluenceIterateForeignScan;
+	routine->ReScanForeignScan = confluenceReScanForeignScan;
+	routine->EndForeignScan = confluenceEndForeignScan;
+
+	/* INSERT and COPY FROM; UPDATE and DELETE are refused by the core. */
+	routine->PlanForeignModify = confluencePlanForeignModify;
+	routine->BeginForeignModify = confluenceBeginForeignModify;
+	routine->ExecForeignInsert = confluenceExecForeignInsert;
+	routine->EndForeignModify = confluenceEndForeignModify;
+	routine->BeginForeignInsert = confluenceBeginForeignInsert;
+	routine->EndForeignInsert = confluenceEndForeignInsert;
+	routine->IsForeignRelUpdatable = confluenceIsForeignRelUpdatable;
+	routine->ExplainForeignModify = confluenceExplainForeignModify;
+
+	routine->ImportForeignSchema = confluenceImportForeignSchema;
+
+	PG_RETURN_POINTER(routine);
+}
+
+/* ---------------------------------------------------------------------
+ * Scans.  A foreign table here is a destination, so reading it returns no
+ * rows rather than an error: tools that SELECT to inspect a table work.
+ * ---------------------------------------------------------------------
+ */
+
+static void
+confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
+							Oid foreigntableid)
+{
+	baserel->rows = 0;
+}
+
+static void
+confluenceGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
+						  Oid foreigntableid)
+{
+	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
+													   0, 0, 0, NIL, NULL, NULL, NIL));
+}
+
+static ForeignScan *
+confluenceGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+						 Oid foreigntableid, ForeignPath *best_path,
+						 List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	scan_clauses = extract_actual_clauses(scan_clauses, false);
+	return make_foreignscan(tlist, scan_clauses, baserel->relid, NIL, NIL,
+							NIL, NIL, outer_plan);
+}
+
+static void
+confluenceBeginForeignScan(ForeignScanState *node, int eflags)
+{
+}
+
+static TupleTableSlot *
+confluenceIterateForeignScan(ForeignScanState *node)
+{
+	return ExecClearTuple(node->ss.ss_ScanTupleSlot);
+}
+
+static void
+confluenceReScanForeignScan(ForeignScanState *node)
+{
+}
+
+static void
+confluenceEndForeignScan(ForeignScanState *node)
+{
+}
+
+/* ---------------------------------------------------------------------
+ * INSERT
+ * ---------------------------------------------------------------------
+ */
+
+/* Does anything need the answer in the returned slot? */
+static bool
+needs_response(Relation rel, bool has_returning, bool has_check_options)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	/* AFTER ROW triggers see the returned row, response columns included */
+	return has_returning || has_check_options ||
+		(trigdesc && trigdesc->trig_insert_after_row);
+}
+
+static List *
+confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
+							Index resultRelation, int subplan_index)
+{
+	RangeTblEntry *rte = planner_rt_fetch(resultRelation, root);
+	Relation	rel;
+	bool		need;
+
+	if (plan->operation != CMD_INSERT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("confluence_fdw supports only INSERT")));
+	if (plan->onConflictAction != ONCONFLICT_NONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("INSERT with ON CONFLICT is not supported by confluence_fdw")));
+
+	/* the core already holds a lock on the relation */
+	rel = table_open(rte->relid, NoLock);
+	need = needs_response(rel,
+						  plan->returningLists != NIL,
+						  plan->withCheckOptionLists != NIL);
+	table_close(rel, NoLock);
+
+	return list_make1(makeInteger(need ? 1 : 0));
+}
+
+/*
+ * Set up the state of one INSERT or COPY: resolve the table for the user the
+ * statement runs as, and take the user mapping's connection.
+ */
+static CfdwModifyState *
+create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
+					bool need_response)
+{
+	CfdwModifyState *state = palloc0(sizeof(CfdwModifyState));
+
+	state->rel = rinfo->ri_RelationDesc;
+	state->table = cfdw_resolve_table(state->rel, userid);
+	state->need_response = need_response;
+	state->temp_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											"confluence_fdw row data",
+											ALLOCSET_DEFAULT_SIZES);
+	state->conn = cfdw_get_connection(state->table);
+	return state;
+}
+
+/*
+ * The user whose mapping is used: the table's checkAsUser (a view owner, a
+ * SECURITY DEFINER function's owner) or the current user.
+ */
+static Oid
+modify_userid(EState *estate, ResultRelInfo *rinfo)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExecGetResultRelCheckAsUser(rinfo, estate);
+#else
+	Index		rti = rinfo->ri_RangeTableIndex;
+	RangeTblEntry *rte;
+
+	/* a partition routed to from its parent has no RTE of its own */
+	if (rti == 0 && rinfo->ri_RootResultRelInfo)
+		rti = rinfo->ri_RootResultRelInfo->ri_RangeTableIndex;
+	if (rti == 0)
+		return GetUserId();
+	rte = exec_rt_fetch(rti, estate);
+	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+#endif
+}
+
+static void
+confluenceBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+							 List *fdw_private, int subplan_index, int eflags)
+{
+	EState	   *estate = mtstate->ps.state;
+	bool		need;
+
+	/* A plain EXPLAIN must not resolve credentials or open connections. */
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	need = intVal(list_nth(fdw_private, FdwModifyPrivateNeedResponse)) != 0;
+	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
+											 modify_userid(estate, rinfo), need);
+}
+
+/*
+ * COPY FROM and tuple routing into a foreign partition.
+ */
+static void
+confluenceBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	EState	   *estate = mtstate->ps.state;
+	bool		need;
+
+	need = needs_response(rinfo->ri_RelationDesc,
+						  rinfo->ri_returningList != NIL,
+						  rinfo->ri_WithCheckOptions != NIL);
+	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
+											 modify_userid(estate, rinfo), need);
+}
+
+/* Names the row in any error raised while it is sent. */
+static void
+row_error_callback(void *arg)
+{
+	CfdwModifyState *state = (CfdwModifyState *) arg;
+
+	errcontext("row %lld of INSERT into foreign table \"%s\"",
+			   (long long) state->row_no, state->table->relname);
+}
+
+/*
+ * Send one row and, when the executor needs it, put the answer into the
+ * slot.  Everything per row lives in temp_cxt, reset before returning.
+ */
+static TupleTableSlot *
+send_row(CfdwModifyState *state, TupleTableSlot *slot)
+{
+	const CfdwTable *t = state->table;
+	MemoryContext oldcxt;
+	ErrorContextCallback errcb;
+	CfdwRequest req;
+	CfdwResponse resp;
+	StringInfoData body;
+	HeapTuple	tuple = NULL;
+
+	state->row_no++;
+	errcb.callback = row_error_callback;
+	errcb.arg = state;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	slot_getallattrs(slot);
+	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
+
+	memset(&req, 0, sizeof(req));
+	req.method = t->method;
+	req.url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
+	req.path_for_messages = t->path;
+	req.content_type = "application/json";
+	initStringInfo(&body);
+	cfdw_build_json_body(t, slot->tts_values, slot->tts_isnull, &body);
+	req.body = body.data;
+	req.body_len = body.len;
+
+	cfdw_http_send(state->conn, t, &req, &resp);
+
+	if (resp.curl_code != 0)
+		cfdw_report_transport_error(t, &req, &resp);
+	if (resp.status >= 300)
+		cfdw_report_http_error(t, &req, &resp);
+
+	if (state->need_response)
+	{
+		TupleDesc	tupdesc = slot->tts_tupleDescriptor;
+		Datum	   *values = palloc(sizeof(Datum) * tupdesc->natts);
+		bool	   *isnull = palloc(sizeof(bool) * tupdesc->natts);
+
+		/* request columns come back as sent; response columns as answered */
+		memcpy(values, slot->tts_values, sizeof(Datum) * tupdesc->natts);
+		memcpy(isnull, slot->tts_isnull, sizeof(bool) * tupdesc->natts);
+		cfdw_fill_response(t, &resp, values, isnull);
+
+		MemoryContextSwitchTo(oldcxt);
+		tuple = heap_form_tuple(tupdesc, values, isnull);
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	if (tuple)
+		ExecForceStoreHeapTuple(tuple, slot, true);
+	MemoryContextReset(state->temp_cxt);
+
+	error_context_stack = errcb.previous;
+	return slot;
+}
+
+static TupleTableSlot *
+confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+							TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	return send_row((CfdwModifyState *) rinfo->ri_FdwState, slot);
+}
+
+static void
+confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
+{
+	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
+
+	/* NULL after a plain EXPLAIN */
+	if (state == NULL)
+		return;
+	cfdw_release_connection(state->conn, state->table);
+}
+
+static void
+confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
+{
+	confluenceEndForeignModify(estate, rinfo);
+}
+
+static int
+confluenceIsForeignRelUpdatable(Relation rel)
+{
+	return (1 << CMD_INSERT);
+}
+
+/* ---------------------------------------------------------------------
+ * EXPLAIN
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * "METHOD URL-template" of a table, from its options and its server's,
+ * without touching the user mapping: EXPLAIN never needs a credential.
+ */
+static char *
+describe_request(Relation rel)
+{
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(table->serverid);
+	const char *endpoint = NULL;
+	const char *base = NULL;
+	const CfdwTemplate *tmpl = NULL;
+	CfdwMethod	method = CFDW_POST;
+	bool		has_method = false;
+	const char *path;
+	ListCell   *lc;
+
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "endpoint") == 0)
+			endpoint = defGetString(def);
+		else if (strcmp(def->defname, "method") == 0)
+			has_method = cfdw_parse_method(defGetString(def), &method);
+	}
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "base_url") == 0)
+			base = defGetString(def);
+		else if (strcmp(def->defname, "domain") == 0)
+			base = psprintf("https://%s", defGetString(def));
+	}
+	if (endpoint)
+		tmpl = cfdw_find_template(endpoint);
+	if (tmpl && !has_method)
+		method = tmpl->method;
+	path = tmpl ? tmpl->path : (endpoint ? endpoint : "(no endpoint)");
+	if (base)
+	{
+		size_t		len = strlen(base);
+
+		while (len > 0 && base[len - 1] == '/')
+			len--;
+		base = pnstrdup(base, len);
+	}
+	return psprintf("%s %s%s", cfdw_method_name(method), base ? base : "", path);
+}
+
+static void
+confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+							   List *fdw_private, int subplan_index,
+							   ExplainState *es)
+{
+	if (!es->verbose)
+		return;
+	ExplainPropertyText("Confluence Request",
+						describe_request(rinfo->ri_RelationDesc), es);
+}
+
+static List *
+confluenceImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	return cfdw_import_schema(stmt, serverOid);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL functions
+ * ---------------------------------------------------------------------
+ */
+
+/* The user mapping that would be used, without raising an error. */
+static Oid
+find_user_mapping(Oid userid, Oid serverid)
+{
+	HeapTuple	tp;
+	Oid			umid = InvalidOid;
+
+	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						 ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tp))
+		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							 ObjectIdGetDatum(serverid));
+	if (HeapTupleIsValid(tp))
+	{
+		umid = ((Form_pg_user_mapping) GETSTRUCT(tp))->oid;
+		ReleaseSysCache(tp);
+	}
+	return umid;
+}
+
+/* What the Test button would say about an answer. */
+static char *
+test_message(const CfdwTable *t, const CfdwResponse *resp)
+{
+	char	   *summary;
+
+	if (resp->curl_code != 0)
+	{
+		switch (resp->curl_code)
+		{
+			case 6:				/* CURLE_COULDNT_RESOLVE_HOST */
+				return psprintf("could not resolve the host of %s: check the server's domain or base_url (%s)",
+								t->base, resp->curl_error);
+			case 7:				/* CURLE_COULDNT_CONNECT */
+				return psprintf("could not connect to %s: %s", t->base, resp->curl_error);
+			case 28:			/* CURLE_OPERATION_TIMEDOUT */
+				return psprintf("no answer from %s within the timeouts: %s", t->base, resp->curl_error);
+		}
+		return psprintf("request to %s failed: %s", t->base, resp->curl_error);
+	}
+	if (resp->status >= 200 && resp->status < 300)
+		return psprintf("connected to %s and authenticated%s%s", t->base,
+						t->username ? " as " : "", t->username ? t->username : "");
+	summary = cfdw_error_summary(resp);
+	if (resp->status == 401)
+		return psprintf("authentication failed (HTTP 401%s%s): check username and api_token, or bearer_token, in the user mapping",
+						summary ? ": " : "", summary ? summary : "");
+	if (resp->status == 403)
+		return psprintf("authenticated, but not allowed to list spaces (HTTP 403%s%s): check the account's permissions and the token's scopes",
+						summary ? ": " : "", summary ? summary : "");
+	if (resp->status >= 300 && resp->status < 400)
+		return psprintf("%s answered with a redirect (HTTP %ld), which is not followed: check the server's domain or base_url",
+						t->base, resp->status);
+	if (resp->status == 404)
+		return psprintf("%s has no Confluence REST API v2 (HTTP 404): check the server's domain or base_url", t->base);
+	return psprintf("Confluence returned HTTP %ld%s%s", resp->status,
+					summary ? ": " : "", summary ? summary : "");
+}
+
+PG_FUNCTION_INFO_V1(confluence_fdw_test_connection);
+
+/*
+ * confluence_fdw_test_connection(server_name) -> (ok, http_status, message)
+ *		One cheap authenticated GET with the caller's user mapping: the SQL
+ *		form of a connector's Test button.  Problems are answered, not raised.
+ */
+Datum
+confluence_fdw_test_connection(PG_FUNCTION_ARGS)
+{
+	char	   *servername = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ForeignServer *server = GetForeignServerByName(servername, false);
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	Oid			umid;
+	CfdwTable  *t;
+	CfdwConnection *conn;
+	CfdwRequest req;
+	CfdwResponse resp;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	umid = find_user_mapping(GetUserId(), server->serverid);
+	if (!OidIsValid(umid))
+	{
+		values[0] = BoolGetDatum(false);
+		nulls[1] = true;
+		values[2] = CStringGetTextDatum(psprintf("no user mapping for role \"%s\" on server \"%s\": CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (username '...', api_token '...')",
+												 GetUserNameFromId(GetUserId(), false),
+												 server->servername,
+												 quote_identifier(server->servername)));
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
+	t = palloc0(sizeof(CfdwTable));
+	t->relname = "(test connection)";
+	cfdw_resolve_server(t, server, GetUserMapping(GetUserId(), server->serverid));
+
+	memset(&req, 0, sizeof(req));
+	req.method = CFDW_GET;
+	req.url = psprintf("%s/wiki/api/v2/spaces?limit=1", t->base);
+	req.path_for_messages = "/wiki/api/v2/spaces?limit=1";
+
+	conn = cfdw_get_connection(t);
+	cfdw_http_perform(conn, t, &req, &resp);
+
+	values[0] = BoolGetDatum(resp.curl_code == 0 && resp.status >= 200 && resp.status < 300);
+	if (resp.curl_code == 0)
+		values[1] = Int32GetDatum((int32) resp.status);
+	else
+		nulls[1] = true;
+	values[2] = CStringGetTextDatum(test_message(t, &resp));
+	cfdw_release_connection(conn, t);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(confluence_fdw_disconnect_all);
+
+/*
+ * confluence_fdw_disconnect_all() -> boolean
+ *		Close every cached connection of this backend; true if any was open.
+ */
+Datum
+confluence_fdw_disconnect_all(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(cfdw_disconnect_all() > 0);
+}

@@ -1,0 +1,249 @@
+/*-------------------------------------------------------------------------
+ *
+ * confluence_fdw.h
+ *		  The one shared header of confluence_fdw: a foreign data wrapper that
+ *		  turns INSERTs into Confluence Cloud REST API v2 requests.
+ *
+ * The modules and what they own:
+ *	options.c	option catalog, validator, resolving server + user mapping +
+ *				table + columns into one CfdwTable
+ *	templates.c	the endpoint templates and IMPORT FOREIGN SCHEMA
+ *	request.c	a row to a request body and URL
+ *	response.c	a response to RETURNING values; Confluence error messages
+ *	http.c		libcurl: handle cache per user mapping, interrupt-aware
+ *				transfers, timeouts
+ *
+ * IDENTIFICATION
+ *		  src/confluence_fdw.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CONFLUENCE_FDW_H
+#define CONFLUENCE_FDW_H
+
+#include "postgres.h"
+
+#include <time.h>
+
+#include "access/attnum.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/relcache.h"
+
+#define CFDW_VERSION "1.0"
+#define CFDW_USER_AGENT "confluence_fdw/" CFDW_VERSION
+
+/* Defaults of the server options (DESIGN §2). */
+#define CFDW_DEFAULT_TIMEOUT_MS			30000
+#define CFDW_DEFAULT_CONNECT_TIMEOUT_MS	10000
+#define CFDW_DEFAULT_MAX_RESPONSE_BYTES	(16 * 1024 * 1024)
+#define CFDW_DEFAULT_MAX_RETRIES		4
+#define CFDW_DEFAULT_MAX_RETRY_WAIT_MS	60000
+
+/* Confluence refuses request bodies over 5 MB with 413; refuse them first. */
+#define CFDW_MAX_REQUEST_BYTES			(5 * 1024 * 1024)
+
+/* How much of an error body goes into an error's DETAIL. */
+#define CFDW_ERROR_BODY_EXCERPT			1000
+
+typedef enum CfdwMethod
+{
+	CFDW_POST,
+	CFDW_PUT,
+	CFDW_PATCH,
+	CFDW_DELETE,
+	CFDW_GET					/* only for confluence_fdw_test_connection */
+} CfdwMethod;
+
+/* How a column's value is written into a JSON body. */
+typedef enum CfdwValueKind
+{
+	CFDW_VALUE_STRING,			/* type output function, sent as a JSON string */
+	CFDW_VALUE_NUMBER,			/* integers, numeric, floats: a JSON number */
+	CFDW_VALUE_BOOL,			/* a JSON boolean */
+	CFDW_VALUE_JSON,			/* json, jsonb: embedded as JSON */
+	CFDW_VALUE_TO_JSON			/* arrays and composites: to_json(), embedded */
+} CfdwValueKind;
+
+/* What a response column takes from the answer. */
+typedef enum CfdwResponseKind
+{
+	CFDW_RESP_NONE,				/* a request column */
+	CFDW_RESP_PATH,				/* a dotted path into the JSON body */
+	CFDW_RESP_WHOLE,			/* '.': the whole body */
+	CFDW_RESP_STATUS			/* '$status': the HTTP status code */
+} CfdwResponseKind;
+
+/*
+ * One column of the foreign table, resolved from its options, its name and
+ * the table's template.
+ */
+typedef struct CfdwColumn
+{
+	AttrNumber	attnum;			/* 1-based attribute number */
+	char	   *name;			/* column name, for messages */
+	Oid			typid;			/* declared type */
+	int32		typmod;
+
+	/* request side */
+	bool		send;			/* written into the request body? */
+	char	   *field;			/* dotted path in the body; "." = merge */
+	List	   *field_path;		/* field split on '.', as String nodes */
+	CfdwValueKind kind;
+	FmgrInfo	outfunc;		/* output function (or to_json) */
+
+	/* response side */
+	CfdwResponseKind resp;
+	char	   *response_field; /* as written in the option, for messages */
+	List	   *response_path;	/* split on '.', as String nodes */
+	FmgrInfo	infunc;			/* the column type's input function */
+	Oid			typioparam;
+} CfdwColumn;
+
+struct CfdwTemplate;
+
+/*
+ * Everything needed to send rows of one foreign table: the server, the user
+ * mapping and the table and column options, resolved at execution time so
+ * that changed options and tokens take effect without re-planning.
+ */
+typedef struct CfdwTable
+{
+	Oid			relid;
+	char	   *relname;
+	Oid			serverid;
+	char	   *servername;
+	Oid			umid;			/* user mapping used (PUBLIC or the user's) */
+	Oid			userid;			/* the user the statement runs as */
+
+	/* server */
+	char	   *base;			/* "https://domain" or base_url, no trailing '/' */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int64		max_response_bytes;
+	bool		keep_connections;
+	int			max_retries;
+	int			max_retry_wait_ms;
+
+	/* user mapping; never printed */
+	char	   *username;
+	char	   *api_token;
+	char	   *bearer_token;
+
+	/* table */
+	const struct CfdwTemplate *template;	/* NULL in manual mode */
+	char	   *endpoint;		/* the option as written */
+	char	   *path;			/* path template, starts with '/' */
+	CfdwMethod	method;
+	char	   *representation; /* default body.representation */
+	List	   *url_parts;		/* base + path compiled: String literals and
+								 * Integer column indexes (placeholders) */
+	char	   *fixed_url;		/* the URL when there are no placeholders */
+
+	uint64		config_id;		/* identifies this resolution to http.c */
+
+	/* columns, in attribute order, dropped ones left out */
+	int			ncolumns;
+	CfdwColumn *columns;
+} CfdwTable;
+
+/* A finished HTTP exchange, as http.c hands it back. */
+typedef struct CfdwResponse
+{
+	int			curl_code;		/* CURLE_OK when an answer arrived */
+	char		curl_error[256];	/* libcurl's message when it did not */
+	bool		too_large;		/* body exceeded max_response_bytes */
+	bool		sent_any;		/* any request byte went out */
+	long		status;			/* HTTP status, 0 when none */
+	const char *body;			/* NUL-terminated; owned by http.c until the
+								 * next request on the same connection */
+	size_t		body_len;
+	char		content_type[128];
+	char		location[512];
+	char		retry_after[64];
+	char		request_id[128];	/* atl-request-id / atl-traceid */
+	double		elapsed_ms;
+} CfdwResponse;
+
+/* A request, as request.c builds it for http.c. */
+typedef struct CfdwRequest
+{
+	CfdwMethod	method;
+	const char *url;			/* full URL */
+	const char *path_for_messages;	/* method-less path, for CONTEXT lines */
+	const char *body;			/* NULL for no body */
+	size_t		body_len;
+	const char *content_type;	/* e.g. "application/json" */
+} CfdwRequest;
+
+/* in confluence_fdw.c */
+extern void _PG_init(void);
+extern const char *cfdw_method_name(CfdwMethod method);
+
+/* in options.c */
+extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
+extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
+								UserMapping *um);
+extern bool cfdw_parse_method(const char *s, CfdwMethod *method);
+extern List *cfdw_split_path(const char *dotted);
+extern char *cfdw_camel_case(const char *name);
+
+/* in templates.c */
+typedef struct CfdwTemplateColumn
+{
+	const char *name;
+	const char *type;			/* SQL type name for IMPORT */
+	const char *field;			/* request field, or NULL */
+	const char *response_field; /* response path, or NULL */
+} CfdwTemplateColumn;
+
+typedef struct CfdwTemplate
+{
+	const char *name;			/* endpoint option value, e.g. "pages" */
+	const char *table_name;		/* name IMPORT FOREIGN SCHEMA gives it */
+	CfdwMethod	method;
+	const char *path;
+	const CfdwTemplateColumn *columns;	/* terminated by a NULL name */
+} CfdwTemplate;
+
+extern const CfdwTemplate *cfdw_find_template(const char *name);
+extern const char *cfdw_template_names(void);
+extern const CfdwTemplateColumn *cfdw_template_column(const CfdwTemplate *tmpl,
+													  const char *colname);
+extern void cfdw_check_required(const CfdwTable *t, void *json_root);
+extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* in request.c */
+extern void cfdw_compile_url(CfdwTable *t);
+extern char *cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull);
+extern void cfdw_build_json_body(const CfdwTable *t, Datum *values, bool *isnull,
+								 StringInfo out);
+extern void *cfdw_json_parse_owned(const char *text, size_t len);
+
+/* in response.c */
+extern void cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
+							   Datum *values, bool *isnull);
+extern void cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
+								   const CfdwResponse *resp);
+extern void cfdw_report_transport_error(const CfdwTable *t,
+										const CfdwRequest *req,
+										const CfdwResponse *resp);
+extern char *cfdw_error_summary(const CfdwResponse *resp);
+
+/* in http.c */
+typedef struct CfdwConnection CfdwConnection;
+
+extern void cfdw_http_init(void);
+extern CfdwConnection *cfdw_get_connection(const CfdwTable *t);
+extern void cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t);
+extern void cfdw_http_perform(CfdwConnection *conn, const CfdwTable *t,
+							  const CfdwRequest *req, CfdwResponse *resp);
+extern void cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
+						   const CfdwRequest *req, CfdwResponse *resp);
+extern int	cfdw_disconnect_all(void);
+extern uint64 cfdw_next_config_id(void);
+extern long cfdw_parse_retry_after(const char *value, time_t now);
+
+#endif							/* CONFLUENCE_FDW_H */

@@ -1,0 +1,1002 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *		  Option catalog and validator of confluence_fdw, and the resolution of
+ *		  server, user mapping, table and column options into one CfdwTable.
+ *
+ * The validator checks each option on its own and the combinations that can
+ * be seen on one object (domain vs. base_url, api_token vs. bearer_token).
+ * Everything that spans objects (a table without a server domain, a mapping
+ * without credentials) is checked when the table is resolved at execution
+ * time, which is also when server and mapping options are read, so that an
+ * ALTER takes effect without re-planning.
+ *
+ * No message here ever contains the value of a secret option.
+ *
+ * IDENTIFICATION
+ *		  src/options.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <limits.h>
+
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "confluence_fdw.h"
+
+typedef enum CfdwOptType
+{
+	OPT_HOST,					/* bare host name */
+	OPT_URL,					/* http(s) origin with optional prefix */
+	OPT_MS,						/* milliseconds, 1 .. INT_MAX */
+	OPT_COUNT,					/* 0 .. INT_MAX */
+	OPT_BYTES,					/* 1 .. 1 GB */
+	OPT_BOOL,
+	OPT_TEXT,					/* any non-empty text */
+	OPT_SECRET,					/* non-empty text, never echoed */
+	OPT_ENDPOINT,
+	OPT_METHOD,
+	OPT_REPRESENTATION,
+	OPT_FIELD,
+	OPT_RESPONSE_FIELD
+} CfdwOptType;
+
+typedef struct CfdwOption
+{
+	const char *name;
+	Oid			context;		/* catalog the option belongs to */
+	CfdwOptType type;
+} CfdwOption;
+
+/*
+ * The option catalog.  An option appears once per object kind it is valid on.
+ */
+static const CfdwOption cfdw_options[] = {
+	/* server */
+	{"domain", ForeignServerRelationId, OPT_HOST},
+	{"base_url", ForeignServerRelationId, OPT_URL},
+	{"timeout_ms", ForeignServerRelationId, OPT_MS},
+	{"connect_timeout_ms", ForeignServerRelationId, OPT_MS},
+	{"max_response_bytes", ForeignServerRelationId, OPT_BYTES},
+	{"keep_connections", ForeignServerRelationId, OPT_BOOL},
+	{"max_retries", ForeignServerRelationId, OPT_COUNT},
+	{"max_retry_wait_ms", ForeignServerRelationId, OPT_COUNT},
+
+	/* user mapping */
+	{"username", UserMappingRelationId, OPT_TEXT},
+	{"api_token", UserMappingRelationId, OPT_SECRET},
+	{"bearer_token", UserMappingRelationId, OPT_SECRET},
+
+	/* foreign table */
+	{"endpoint", ForeignTableRelationId, OPT_ENDPOINT},
+	{"method", ForeignTableRelationId, OPT_METHOD},
+	{"representation", ForeignTableRelationId, OPT_REPRESENTATION},
+
+	/* column */
+	{"field", AttributeRelationId, OPT_FIELD},
+	{"response_field", AttributeRelationId, OPT_RESPONSE_FIELD},
+	{"send", AttributeRelationId, OPT_BOOL},
+
+	{NULL, InvalidOid, OPT_TEXT}
+};
+
+static const char *
+context_name(Oid context)
+{
+	switch (context)
+	{
+		case ForeignDataWrapperRelationId:
+			return "foreign-data wrapper";
+		case ForeignServerRelationId:
+			return "server";
+		case UserMappingRelationId:
+			return "user mapping";
+		case ForeignTableRelationId:
+			return "foreign table";
+		case AttributeRelationId:
+			return "foreign table column";
+	}
+	return "object";
+}
+
+/* The valid option names for one object kind, comma separated. */
+static char *
+valid_options_list(Oid context)
+{
+	StringInfoData buf;
+	const CfdwOption *opt;
+
+	initStringInfo(&buf);
+	for (opt = cfdw_options; opt->name; opt++)
+	{
+		if (opt->context != context)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, opt->name);
+	}
+	return buf.data;
+}
+
+static const CfdwOption *
+find_option(const char *name, Oid context)
+{
+	const CfdwOption *opt;
+
+	for (opt = cfdw_options; opt->name; opt++)
+		if (opt->context == context && strcmp(opt->name, name) == 0)
+			return opt;
+	return NULL;
+}
+
+/*
+ * Parse a whole non-negative number; false on anything else (sign, junk,
+ * overflow).  Shared by the validator and the resolver.
+ */
+static bool
+parse_count(const char *s, int64 max, int64 *result)
+{
+	int64		v = 0;
+	const char *p = s;
+
+	if (*p == '\0')
+		return false;
+	for (; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (*p - '0');
+		if (v > max)
+			return false;
+	}
+	*result = v;
+	return true;
+}
+
+bool
+cfdw_parse_method(const char *s, CfdwMethod *method)
+{
+	if (pg_strcasecmp(s, "POST") == 0)
+		*method = CFDW_POST;
+	else if (pg_strcasecmp(s, "PUT") == 0)
+		*method = CFDW_PUT;
+	else if (pg_strcasecmp(s, "PATCH") == 0)
+		*method = CFDW_PATCH;
+	else if (pg_strcasecmp(s, "DELETE") == 0)
+		*method = CFDW_DELETE;
+	else
+		return false;
+	return true;
+}
+
+static void
+invalid_value(const char *name, const char *value, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * A Confluence Cloud site name: letters, digits, '-' and '.', no empty label.
+ * The messages say what was found (a scheme, a port, a path) because that is
+ * the usual mistake: pasting a URL where a host name belongs.
+ */
+static void
+check_host(const char *name, const char *value)
+{
+	const char *p;
+	const char *hint = "Give the host name only, e.g. domain 'acme.atlassian.net'; use base_url for anything else.";
+	size_t		len = strlen(value);
+
+	if (strstr(value, "://"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be a host name without a scheme: \"%s\"", name, value),
+				 errhint("%s", hint)));
+	if (strchr(value, '@'))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be a host name without user information", name),
+				 errhint("%s", hint)));
+	if (strchr(value, '/'))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be a host name without a path: \"%s\"", name, value),
+				 errhint("%s", hint)));
+	if (strchr(value, ':'))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be a host name without a port: \"%s\"", name, value),
+				 errhint("%s", hint)));
+
+	if (len == 0 || len > 253 || value[0] == '.' || value[0] == '-' ||
+		value[len - 1] == '.' || value[len - 1] == '-' || strstr(value, ".."))
+		invalid_value(name, value, hint);
+	for (p = value; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+			invalid_value(name, value, hint);
+	}
+}
+
+/*
+ * base_url: an http(s) origin with an optional path prefix, parsed by
+ * libcurl's URL API so that what we accept is what libcurl will connect to.
+ * Plain http is for a local stand-in and only a superuser may choose it, as
+ * it would send the token in clear.
+ */
+static void
+check_base_url(const char *name, const char *value)
+{
+	CURLU	   *u = curl_url();
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *user = NULL;
+	char	   *query = NULL;
+	char	   *fragment = NULL;
+	bool		is_https;
+	const char *problem = NULL;
+
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	/* curl_url_set does not allocate on failure; free what get returns */
+	rc = curl_url_set(u, CURLUPART_URL, value, 0);
+	if (rc != CURLUE_OK)
+		problem = "it is not a valid URL";
+	else
+	{
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user)
+			problem = "it must not contain user information";
+		else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query)
+			problem = "it must not contain a query string";
+		else if (curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK && fragment)
+			problem = "it must not contain a fragment";
+		else if (scheme == NULL ||
+				 (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0))
+			problem = "its scheme must be https";
+	}
+	is_https = scheme && strcmp(scheme, "https") == 0;
+	curl_free(scheme);
+	curl_free(user);
+	curl_free(query);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+
+	/* The URL itself is not a secret: user information is refused above. */
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": %s", name, problem),
+				 errhint("Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.")));
+	if (!is_https && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set option \"%s\" to a URL that is not https", name),
+				 errdetail("Plain http would send the credentials unencrypted.")));
+}
+
+/*
+ * A manual endpoint path must stay on the server's origin: it starts with
+ * one '/', and has no scheme, no "//", no dot segments and no fragment.
+ * Placeholder values are percent-encoded when a row is sent, so they cannot
+ * add any of these either.
+ */
+static void
+check_manual_path(const char *name, const char *value)
+{
+	const char *p;
+	const char *query = strchr(value, '?');
+	size_t		pathlen = query ? (size_t) (query - value) : strlen(value);
+	const char *hint = "Give a path such as /wiki/api/v2/pages/{id}, or a template name.";
+
+	if (value[0] != '/' || (pathlen > 1 && value[1] == '/'))
+		invalid_value(name, value, hint);
+	for (p = value; *p; p++)
+	{
+		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f ||
+			*p == '#' || *p == '\\')
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\": a path may not contain spaces, control characters, '#', '\\' or non-ASCII characters", name),
+					 errhint("%s", hint)));
+	}
+	if (strstr(value, "//") && (size_t) (strstr(value, "//") - value) < pathlen)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": a path may not contain \"//\"", name),
+				 errhint("%s", hint)));
+	/* dot segments, literal or percent-encoded, anywhere in the path part */
+	for (p = value; p < value + pathlen; p++)
+	{
+		if (*p == '/')
+		{
+			const char *seg = p + 1;
+			size_t		seglen = strcspn(seg, "/?");
+
+			if ((seglen == 1 && seg[0] == '.') ||
+				(seglen == 2 && seg[0] == '.' && seg[1] == '.'))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": a path may not contain \".\" or \"..\" segments", name),
+						 errhint("%s", hint)));
+		}
+		if (*p == '%' && (pg_strncasecmp(p, "%2e", 3) == 0 ||
+						  pg_strncasecmp(p, "%2f", 3) == 0 ||
+						  pg_strncasecmp(p, "%5c", 3) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\": a path may not contain encoded dots or slashes", name),
+					 errhint("%s", hint)));
+	}
+}
+
+static void
+check_endpoint(const char *name, const char *value)
+{
+	if (value[0] == '/')
+	{
+		check_manual_path(name, value);
+		return;
+	}
+	if (cfdw_find_template(value) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errhint("Use a template name (%s) or a path starting with \"/\".",
+						 cfdw_template_names())));
+}
+
+static bool
+valid_representation(const char *value)
+{
+	return strcmp(value, "storage") == 0 ||
+		strcmp(value, "atlas_doc_format") == 0 ||
+		strcmp(value, "wiki") == 0;
+}
+
+/* A dotted path: non-empty segments; "." alone means the whole object. */
+static bool
+valid_dotted(const char *value)
+{
+	const char *p;
+	bool		empty_segment = true;
+
+	if (strcmp(value, ".") == 0)
+		return true;
+	for (p = value; *p; p++)
+	{
+		if (*p == '.')
+		{
+			if (empty_segment)
+				return false;
+			empty_segment = true;
+		}
+		else
+			empty_segment = false;
+	}
+	return !empty_segment;
+}
+
+/* Check one option's value by its type. */
+static void
+check_value(const CfdwOption *opt, DefElem *def)
+{
+	const char *value = defGetString(def);
+	int64		n;
+
+	/* Secrets are checked without ever repeating them. */
+	if (opt->type == OPT_SECRET)
+	{
+		if (value[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"%s\" must not be empty", opt->name)));
+		if (strpbrk(value, "\r\n") != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"%s\" must not contain line breaks", opt->name)));
+		return;
+	}
+
+	switch (opt->type)
+	{
+		case OPT_HOST:
+			check_host(opt->name, value);
+			break;
+		case OPT_URL:
+			check_base_url(opt->name, value);
+			break;
+		case OPT_MS:
+			if (!parse_count(value, INT_MAX, &n) || n < 1)
+				invalid_value(opt->name, value,
+							  "Give a whole number of milliseconds greater than zero.");
+			break;
+		case OPT_COUNT:
+			if (!parse_count(value, INT_MAX, &n))
+				invalid_value(opt->name, value,
+							  "Give a whole number, zero or greater.");
+			break;
+		case OPT_BYTES:
+			if (!parse_count(value, MaxAllocSize, &n) || n < 1)
+				invalid_value(opt->name, value,
+							  "Give a number of bytes from 1 to 1073741823.");
+			break;
+		case OPT_BOOL:
+			{
+				bool		b;
+
+				if (!parse_bool(value, &b))
+					invalid_value(opt->name, value, "Use true or false.");
+			}
+			break;
+		case OPT_TEXT:
+			if (value[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not be empty", opt->name)));
+			if (strpbrk(value, "\r\n:") != NULL && strcmp(opt->name, "username") == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not contain ':' or line breaks", opt->name)));
+			break;
+		case OPT_SECRET:
+			break;				/* handled above */
+		case OPT_ENDPOINT:
+			check_endpoint(opt->name, value);
+			break;
+		case OPT_METHOD:
+			{
+				CfdwMethod	m;
+
+				if (!cfdw_parse_method(value, &m))
+					invalid_value(opt->name, value, "Use POST, PUT, PATCH or DELETE.");
+			}
+			break;
+		case OPT_REPRESENTATION:
+			if (!valid_representation(value))
+				invalid_value(opt->name, value,
+							  "Use storage, atlas_doc_format or wiki.");
+			break;
+		case OPT_FIELD:
+			if (!valid_dotted(value))
+				invalid_value(opt->name, value,
+							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
+			break;
+		case OPT_RESPONSE_FIELD:
+			if (strcmp(value, "$status") != 0 && !valid_dotted(value))
+				invalid_value(opt->name, value,
+							  "Give a dotted path such as version.number, \".\" for the whole response, or \"$status\" for the HTTP status.");
+			break;
+	}
+}
+
+/*
+ * Report an option that is not valid on this object, saying where it does
+ * belong when it is one of ours.  Secrets get their own message so nobody is
+ * tempted to put a token on a server or table.
+ */
+static void
+report_misplaced_option(const char *name, Oid context)
+{
+	const CfdwOption *opt;
+	Oid			home = InvalidOid;
+	bool		secret = false;
+
+	for (opt = cfdw_options; opt->name; opt++)
+	{
+		if (strcmp(opt->name, name) == 0)
+		{
+			home = opt->context;
+			secret = (opt->type == OPT_SECRET || strcmp(name, "username") == 0);
+			break;
+		}
+	}
+
+	if (secret)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" is only allowed on a user mapping", name),
+				 errhint("Credentials belong in CREATE USER MAPPING ... OPTIONS (...), where only their owner and superusers can read them.")));
+	if (OidIsValid(home))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" is not allowed on a %s", name, context_name(context)),
+				 errhint("Set \"%s\" on the %s.", name, context_name(home))));
+
+	{
+		char	   *valid = valid_options_list(context);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\"", name),
+				 valid[0] ? errhint("Valid options on a %s are: %s.", context_name(context), valid)
+				 : errhint("There are no valid options on a %s.", context_name(context))));
+	}
+}
+
+PG_FUNCTION_INFO_V1(confluence_fdw_validator);
+
+/*
+ * confluence_fdw_validator
+ *		Validate the options of a server, user mapping, foreign table or
+ *		column.  The list is the object's complete option list after the
+ *		command, so checks across options of one object belong here.
+ */
+Datum
+confluence_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *lc;
+	bool		has_domain = false,
+				has_base_url = false,
+				has_username = false,
+				has_api_token = false,
+				has_bearer = false;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const CfdwOption *opt = find_option(def->defname, catalog);
+
+		if (opt == NULL)
+			report_misplaced_option(def->defname, catalog);
+		check_value(opt, def);
+
+		has_domain |= strcmp(opt->name, "domain") == 0;
+		has_base_url |= strcmp(opt->name, "base_url") == 0;
+		has_username |= strcmp(opt->name, "username") == 0;
+		has_api_token |= strcmp(opt->name, "api_token") == 0;
+		has_bearer |= strcmp(opt->name, "bearer_token") == 0;
+	}
+
+	if (has_domain && has_base_url)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("options \"domain\" and \"base_url\" cannot both be set"),
+				 errhint("Use domain for a Confluence Cloud site, base_url for anything else.")));
+	if (has_bearer && (has_username || has_api_token))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"bearer_token\" cannot be combined with \"username\" or \"api_token\""),
+				 errhint("Use username and api_token for Basic authentication, or bearer_token alone.")));
+	if (has_username != has_api_token)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("options \"username\" and \"api_token\" must be set together")));
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * Split "a.b.c" into a List of String nodes; "." gives NIL (the whole body).
+ */
+List *
+cfdw_split_path(const char *dotted)
+{
+	List	   *result = NIL;
+	char	   *copy;
+	char	   *seg;
+	char	   *next;
+
+	if (strcmp(dotted, ".") == 0)
+		return NIL;
+	copy = pstrdup(dotted);
+	for (seg = copy; seg; seg = next)
+	{
+		next = strchr(seg, '.');
+		if (next)
+			*next++ = '\0';
+		result = lappend(result, makeString(seg));
+	}
+	return result;
+}
+
+/* space_id -> spaceId: the default field name of a column. */
+char *
+cfdw_camel_case(const char *name)
+{
+	StringInfoData buf;
+	bool		upper = false;
+	const char *p;
+
+	initStringInfo(&buf);
+	for (p = name; *p; p++)
+	{
+		if (*p == '_' && buf.len > 0)
+		{
+			upper = true;
+			continue;
+		}
+		if (upper && *p >= 'a' && *p <= 'z')
+			appendStringInfoChar(&buf, *p - 'a' + 'A');
+		else
+			appendStringInfoChar(&buf, *p);
+		upper = false;
+	}
+	return buf.data;
+}
+
+static int
+option_ms(const char *name, const char *value)
+{
+	int64		n;
+
+	if (!parse_count(value, INT_MAX, &n))
+		invalid_value(name, value, NULL);
+	return (int) n;
+}
+
+/*
+ * cfdw_resolve_server
+ *		Fill the server and user-mapping part of a CfdwTable.
+ */
+void
+cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
+{
+	ListCell   *lc;
+	char	   *domain = NULL;
+	char	   *base_url = NULL;
+
+	t->config_id = cfdw_next_config_id();
+	t->serverid = server->serverid;
+	t->servername = pstrdup(server->servername);
+	t->umid = um->umid;
+	t->timeout_ms = CFDW_DEFAULT_TIMEOUT_MS;
+	t->connect_timeout_ms = CFDW_DEFAULT_CONNECT_TIMEOUT_MS;
+	t->max_response_bytes = CFDW_DEFAULT_MAX_RESPONSE_BYTES;
+	t->keep_connections = true;
+	t->max_retries = CFDW_DEFAULT_MAX_RETRIES;
+	t->max_retry_wait_ms = CFDW_DEFAULT_MAX_RETRY_WAIT_MS;
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "domain") == 0)
+			domain = v;
+		else if (strcmp(def->defname, "base_url") == 0)
+			base_url = v;
+		else if (strcmp(def->defname, "timeout_ms") == 0)
+			t->timeout_ms = option_ms(def->defname, v);
+		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
+			t->connect_timeout_ms = option_ms(def->defname, v);
+		else if (strcmp(def->defname, "max_response_bytes") == 0)
+		{
+			int64		n;
+
+			if (!parse_count(v, MaxAllocSize, &n))
+				invalid_value(def->defname, v, NULL);
+			t->max_response_bytes = n;
+		}
+		else if (strcmp(def->defname, "keep_connections") == 0)
+			t->keep_connections = defGetBoolean(def);
+		else if (strcmp(def->defname, "max_retries") == 0)
+			t->max_retries = option_ms(def->defname, v);
+		else if (strcmp(def->defname, "max_retry_wait_ms") == 0)
+			t->max_retry_wait_ms = option_ms(def->defname, v);
+	}
+
+	if (base_url)
+	{
+		size_t		len = strlen(base_url);
+
+		/* one canonical form: no trailing slash, the path adds its own */
+		while (len > 0 && base_url[len - 1] == '/')
+			len--;
+		t->base = pnstrdup(base_url, len);
+	}
+	else if (domain)
+		t->base = psprintf("https://%s", domain);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has neither a \"domain\" nor a \"base_url\" option",
+						server->servername),
+				 errhint("ALTER SERVER %s OPTIONS (ADD domain 'yoursite.atlassian.net').",
+						 quote_identifier(server->servername))));
+
+	foreach(lc, um->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "username") == 0)
+			t->username = defGetString(def);
+		else if (strcmp(def->defname, "api_token") == 0)
+			t->api_token = defGetString(def);
+		else if (strcmp(def->defname, "bearer_token") == 0)
+			t->bearer_token = defGetString(def);
+	}
+
+	/* No token, no request: there is no ambient identity to fall back on. */
+	if (t->bearer_token == NULL && (t->username == NULL || t->api_token == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("user mapping for server \"%s\" has no credentials", server->servername),
+				 errhint("Set username and api_token, or bearer_token, in the user mapping.")));
+}
+
+/*
+ * Resolve one column: its request field or response path, and the functions
+ * that convert its values.
+ */
+static void
+resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
+{
+	List	   *options = GetForeignColumnOptions(t->relid, attr->attnum);
+	const CfdwTemplateColumn *tcol = NULL;
+	ListCell   *lc;
+	char	   *field = NULL;
+	char	   *response_field = NULL;
+	bool		send = true;
+	Oid			basetype;
+	Oid			outfunc;
+	bool		isvarlena;
+	Oid			infunc;
+
+	col->attnum = attr->attnum;
+	col->name = pstrdup(NameStr(attr->attname));
+	col->typid = attr->atttypid;
+	col->typmod = attr->atttypmod;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "field") == 0)
+			field = defGetString(def);
+		else if (strcmp(def->defname, "response_field") == 0)
+			response_field = defGetString(def);
+		else if (strcmp(def->defname, "send") == 0)
+			send = defGetBoolean(def);
+	}
+
+	if (field && response_field)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("column \"%s\" of foreign table \"%s\" has both \"field\" and \"response_field\"",
+						col->name, t->relname),
+				 errhint("A column is either sent in the request or filled from the response.")));
+
+	/* Template columns have their own defaults (body -> body.value, ...). */
+	if (t->template && field == NULL && response_field == NULL)
+	{
+		tcol = cfdw_template_column(t->template, col->name);
+		if (tcol)
+		{
+			field = (char *) tcol->field;
+			response_field = (char *) tcol->response_field;
+		}
+	}
+
+	basetype = getBaseType(col->typid);
+
+	/* The conventional names of DESIGN §2, for hand-made tables. */
+	if (field == NULL && response_field == NULL)
+	{
+		if (strcmp(col->name, "response") == 0 &&
+			(basetype == JSONOID || basetype == JSONBOID))
+			response_field = ".";
+		else if (strcmp(col->name, "http_status") == 0 &&
+				 (basetype == INT4OID || basetype == INT2OID || basetype == INT8OID))
+			response_field = "$status";
+	}
+
+	if (response_field)
+	{
+		col->send = false;
+		col->response_field = pstrdup(response_field);
+		if (strcmp(response_field, "$status") == 0)
+			col->resp = CFDW_RESP_STATUS;
+		else if (strcmp(response_field, ".") == 0)
+			col->resp = CFDW_RESP_WHOLE;
+		else
+		{
+			col->resp = CFDW_RESP_PATH;
+			col->response_path = cfdw_split_path(response_field);
+		}
+		getTypeInputInfo(col->typid, &infunc, &col->typioparam);
+		fmgr_info(infunc, &col->infunc);
+		return;
+	}
+
+	col->resp = CFDW_RESP_NONE;
+	col->send = send;
+	col->field = field ? pstrdup(field) : cfdw_camel_case(col->name);
+	col->field_path = cfdw_split_path(col->field);
+
+	if (col->field_path == NIL && basetype != JSONOID && basetype != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("column \"%s\" of foreign table \"%s\" has field '.' but is not of type json or jsonb",
+						col->name, t->relname),
+				 errhint("Only a json object can be merged into the request body.")));
+
+	switch (basetype)
+	{
+		case BOOLOID:
+			col->kind = CFDW_VALUE_BOOL;
+			break;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case NUMERICOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+			col->kind = CFDW_VALUE_NUMBER;
+			break;
+		case JSONOID:
+		case JSONBOID:
+			col->kind = CFDW_VALUE_JSON;
+			break;
+		default:
+			if (type_is_array(basetype) || type_is_rowtype(basetype))
+				col->kind = CFDW_VALUE_TO_JSON;
+			else
+				col->kind = CFDW_VALUE_STRING;
+			break;
+	}
+
+	if (col->kind == CFDW_VALUE_TO_JSON)
+	{
+		/*
+		 * to_json() is polymorphic: it finds its argument's type through the
+		 * call expression, so give it one.
+		 */
+		FuncExpr   *expr;
+
+		expr = makeFuncExpr(F_TO_JSON, JSONOID,
+							list_make1(makeNullConst(col->typid, col->typmod, InvalidOid)),
+							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		fmgr_info(F_TO_JSON, &col->outfunc);
+		fmgr_info_set_expr((Node *) expr, &col->outfunc);
+	}
+	else
+	{
+		getTypeOutputInfo(col->typid, &outfunc, &isvarlena);
+		fmgr_info(outfunc, &col->outfunc);
+	}
+}
+
+/*
+ * Request fields of two columns must not collide: "body" and "body.value"
+ * would ask for a string and an object at one place.
+ */
+static void
+check_field_conflicts(const CfdwTable *t)
+{
+	int			i,
+				j;
+
+	for (i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *a = &t->columns[i];
+
+		if (!a->send || a->field_path == NIL)
+			continue;
+		for (j = i + 1; j < t->ncolumns; j++)
+		{
+			const CfdwColumn *b = &t->columns[j];
+			const char *fa = a->field;
+			const char *fb = b->field;
+			size_t		la = strlen(fa),
+						lb = strlen(fb);
+
+			if (!b->send || b->field_path == NIL)
+				continue;
+			if (strcmp(fa, fb) == 0 ||
+				(la < lb && strncmp(fa, fb, la) == 0 && fb[la] == '.') ||
+				(lb < la && strncmp(fa, fb, lb) == 0 && fa[lb] == '.'))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" write to the same request field (\"%s\", \"%s\")",
+								a->name, b->name, t->relname, fa, fb),
+						 errhint("Give one of them another \"field\" option, or send 'false'.")));
+		}
+	}
+}
+
+/*
+ * cfdw_resolve_table
+ *		Resolve everything needed to send rows of a foreign table, for the
+ *		given user.  Allocates in the current memory context.
+ */
+CfdwTable *
+cfdw_resolve_table(Relation rel, Oid userid)
+{
+	CfdwTable  *t = palloc0(sizeof(CfdwTable));
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(table->serverid);
+	UserMapping *um;
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	ListCell   *lc;
+	bool		has_method = false;
+	int			i;
+
+	t->relid = RelationGetRelid(rel);
+	t->relname = pstrdup(RelationGetRelationName(rel));
+	t->userid = userid;
+	t->representation = "storage";
+
+	foreach(lc, table->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "endpoint") == 0)
+			t->endpoint = defGetString(def);
+		else if (strcmp(def->defname, "method") == 0)
+			has_method = cfdw_parse_method(defGetString(def), &t->method);
+		else if (strcmp(def->defname, "representation") == 0)
+			t->representation = defGetString(def);
+	}
+
+	if (t->endpoint == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no \"endpoint\" option", t->relname),
+				 errhint("Use a template name (%s) or a path such as /wiki/api/v2/pages.",
+						 cfdw_template_names())));
+
+	/* A template brings its path and method; a manual path defaults to POST. */
+	t->template = cfdw_find_template(t->endpoint);
+	if (t->template)
+	{
+		t->path = pstrdup(t->template->path);
+		if (!has_method)
+			t->method = t->template->method;
+	}
+	else
+	{
+		t->path = t->endpoint;
+		if (!has_method)
+			t->method = CFDW_POST;
+	}
+
+	t->columns = palloc0(sizeof(CfdwColumn) * tupdesc->natts);
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(tupdesc, i);
+
+		if (attr->attisdropped)
+			continue;
+		resolve_column(t, &t->columns[t->ncolumns++], attr);
+	}
+	check_field_conflicts(t);
+
+	/*
+	 * GetUserMapping falls back to the PUBLIC mapping and raises the standard
+	 * "user mapping not found" error when neither exists.
+	 */
+	um = GetUserMapping(userid, server->serverid);
+	cfdw_resolve_server(t, server, um);
+	cfdw_compile_url(t);
+
+	return t;
+}

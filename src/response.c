@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * response.c
+ *		  A Confluence answer to RETURNING values, and Confluence's errors to
+ *		  PostgreSQL errors.
+ *
+ * Response columns are filled with the column type's input function from
+ * the text at their path, so any type that can read the value works (text,
+ * integer, timestamptz, jsonb, a domain...).  A path that is missing gives
+ * NULL: Confluence marks no response field as required.
+ *
+ * IDENTIFICATION
+ *		  src/response.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "confluence_fdw.h"
+
+/* Names the column and path being converted when an input function fails. */
+typedef struct ConversionContext
+{
+	const CfdwTable *table;
+	const CfdwColumn *column;
+} ConversionContext;
+
+static void
+conversion_error_callback(void *arg)
+{
+	ConversionContext *cc = (ConversionContext *) arg;
+
+	errcontext("response column \"%s\" of foreign table \"%s\", response field \"%s\"",
+			   cc->column->name, cc->table->relname, cc->column->response_field);
+}
+
+/*
+ * Text from Confluence (UTF-8) in the database encoding.  Invalid UTF-8 is
+ * an error here: pg_any_to_server checks it.
+ */
+static char *
+from_utf8(const char *s, size_t len)
+{
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		pg_verify_mbstr(PG_UTF8, s, len, false);
+		return pnstrdup(s, len);
+	}
+	return pg_any_to_server(s, len, PG_UTF8);
+}
+
+/* The text of a JSON item as a column's input function wants it. */
+static char *
+item_text(cJSON *item)
+{
+	char	   *printed;
+	char	   *result;
+
+	if (cJSON_IsNull(item))
+		return NULL;
+	if (cJSON_IsString(item))
+		return from_utf8(item->valuestring, strlen(item->valuestring));
+	if (cJSON_IsBool(item))
+		return pstrdup(cJSON_IsTrue(item) ? "true" : "false");
+
+	/* numbers, objects and arrays: their JSON text */
+	printed = cJSON_PrintUnformatted(item);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	PG_TRY();
+	{
+		result = from_utf8(printed, strlen(printed));
+	}
+	PG_FINALLY();
+	{
+		cJSON_free(printed);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static cJSON *
+item_at_path(cJSON *root, List *path)
+{
+	ListCell   *lc;
+	cJSON	   *node = root;
+
+	foreach(lc, path)
+	{
+		if (!cJSON_IsObject(node))
+			return NULL;
+		node = cJSON_GetObjectItemCaseSensitive(node, strVal(lfirst(lc)));
+		if (node == NULL)
+			return NULL;
+	}
+	return node;
+}
+
+/*
+ * cfdw_fill_response
+ *		Overwrite the response columns of a row (values/isnull in attribute
+ *		order) from an answer.  Request columns are left as they were sent.
+ */
+void
+cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
+				   Datum *values, bool *isnull)
+{
+	cJSON	   *root = NULL;
+	bool		parsed = false;
+	ConversionContext cc;
+	ErrorContextCallback errcb;
+	int			i;
+
+	cc.table = t;
+	errcb.callback = conversion_error_callback;
+	errcb.arg = &cc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *col = &t->columns[i];
+		char	   *text = NULL;
+		int			att = col->attnum - 1;
+
+		if (col->resp == CFDW_RESP_NONE)
+			continue;
+		cc.column = col;
+
+		switch (col->resp)
+		{
+			case CFDW_RESP_STATUS:
+				text = psprintf("%ld", resp->status);
+				break;
+			case CFDW_RESP_WHOLE:
+				if (resp->body_len > 0)
+					text = from_utf8(resp->body, resp->body_len);
+				break;
+			case CFDW_RESP_PATH:
+				if (!parsed)
+				{
+					/* a non-JSON answer leaves path columns NULL */
+					if (resp->body_len > 0)
+						root = cfdw_json_parse_owned(resp->body, resp->body_len);
+					parsed = true;
+				}
+				if (root)
+				{
+					cJSON	   *item = item_at_path(root, col->response_path);
+
+					if (item)
+						text = item_text(item);
+				}
+				break;
+			case CFDW_RESP_NONE:
+				break;
+		}
+
+		/* Input functions run for NULL too, so that domains are enforced. */
+		values[att] = InputFunctionCall(unconstify(FmgrInfo *, &col->infunc), text,
+										col->typioparam, col->typmod);
+		isnull[att] = (text == NULL);
+	}
+
+	error_context_stack = errcb.previous;
+}
+
+/*
+ * Up to max bytes of a response body, safe to put in a message: valid UTF-8
+ * sequences when the database is UTF-8, printable ASCII otherwise, and '?'
+ * for anything else.
+ */
+static char *
+printable_excerpt(const char *body, size_t len, size_t max)
+{
+	StringInfoData buf;
+	size_t		i = 0;
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+
+	initStringInfo(&buf);
+	while (i < len && (size_t) buf.len < max)
+	{
+		unsigned char ch = (unsigned char) body[i];
+
+		if (ch >= 0x20 && ch < 0x7f)
+		{
+			appendStringInfoChar(&buf, ch);
+			i++;
+		}
+		else if (ch == '\n' || ch == '\r' || ch == '\t')
+		{
+			appendStringInfoChar(&buf, ' ');
+			i++;
+		}
+		else if (ch >= 0x80 && utf8)
+		{
+			int			l = pg_utf_mblen((const unsigned char *) body + i);
+
+			if (i + l <= len && pg_utf8_islegal((const unsigned char *) body + i, l))
+			{
+				appendBinaryStringInfo(&buf, body + i, l);
+				i += l;
+			}
+			else
+			{
+				appendStringInfoChar(&buf, '?');
+				i++;
+			}
+		}
+		else
+		{
+			appendStringInfoChar(&buf, '?');
+			i++;
+		}
+	}
+	if (i < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+static const char *
+json_string(cJSON *obj, const char *name)
+{
+	cJSON	   *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsString(item) && item->valuestring[0] ? item->valuestring : NULL;
+}
+
+/*
+ * cfdw_error_summary
+ *		Confluence's own words for an error answer: "title: detail" of the
+ *		first v2 error, a v1 "message", or NULL when the body says nothing
+ *		readable.
+ */
+char *
+cfdw_error_summary(const CfdwResponse *resp)
+{
+	cJSON	   *root;
+	const char *title = NULL;
+	const char *detail = NULL;
+
+	if (resp->body_len == 0)
+		return NULL;
+	root = cfdw_json_parse_owned(resp->body, resp->body_len);
+	if (root == NULL || !cJSON_IsObject(root))
+		return NULL;
+
+	{
+		cJSON	   *errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
+
+		if (cJSON_IsArray(errors) && cJSON_GetArraySize(errors) > 0)
+		{
+			cJSON	   *first = cJSON_GetArrayItem(errors, 0);
+
+			title = json_string(first, "title");
+			detail = json_string(first, "detail");
+			if (title == NULL)
+				title = json_string(first, "code");
+		}
+	}
+	if (title == NULL)
+		title = json_string(root, "message");
+	if (title == NULL)
+		title = json_string(root, "title");
+	if (title == NULL)
+		title = json_string(root, "error");
+	if (title == NULL)
+		return NULL;
+
+	if (detail && strcmp(detail, title) != 0)
+		return printable_excerpt(psprintf("%s: %s", title, detail),
+								 strlen(title) + strlen(detail) + 2, 500);
+	return printable_excerpt(title, strlen(title), 500);
+}
+
+static const char *
+reason_phrase(long status)
+{
+	switch (status)
+	{
+		case 400:
+			return "Bad Request";
+		case 401:
+			return "Unauthorized";
+		case 403:
+			return "Forbidden";
+		case 404:
+			return "Not Found";
+		case 405:
+			return "Method Not Allowed";
+		case 409:
+			return "Conflict";
+		case 413:
+			return "Payload Too Large";
+		case 415:
+			return "Unsupported Media Type";
+		case 429:
+			return "Too Many Requests";
+		case 500:
+			return "Internal Server Error";
+		case 502:
+			return "Bad Gateway";
+		case 503:
+			return "Service Unavailable";
+		case 504:
+			return "Gateway Timeout";
+	}
+	return "HTTP error";
+}
+
+static char *
+error_detail(const CfdwResponse *resp)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (resp->body_len > 0)
+		appendStringInfo(&buf, "Response body: %s",
+						 printable_excerpt(resp->body, resp->body_len, CFDW_ERROR_BODY_EXCERPT));
+	else
+		appendStringInfoString(&buf, "The response had no body.");
+	if (resp->request_id[0])
+		appendStringInfo(&buf, " Request id: %s.",
+						 printable_excerpt(resp->request_id, strlen(resp->request_id), 128));
+	return buf.data;
+}
+
+/*
+ * cfdw_report_http_error
+ *		Raise the error for an answer with status 300 or more.
+ */
+void
+cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
+					   const CfdwResponse *resp)
+{
+	char	   *summary = cfdw_error_summary(resp);
+	const char *what = summary ? summary : reason_phrase(resp->status);
+	int			sqlstate = ERRCODE_FDW_ERROR;
+	char	   *hint = NULL;
+
+	if (resp->status >= 300 && resp->status < 400)
+	{
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Confluence answered %s %s with a redirect (HTTP %ld), which is not followed",
+						cfdw_method_name(req->method), req->path_for_messages, resp->status),
+				 resp->location[0] ? errdetail("Location: %s",
+											   printable_excerpt(resp->location, strlen(resp->location), 300)) : 0,
+				 errhint("Check the server's domain or base_url: requests go exactly there, and credentials are never sent to another address.")));
+	}
+
+	switch (resp->status)
+	{
+		case 401:
+			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+			hint = psprintf("Check the credentials in the user mapping for server \"%s\": username and api_token (an Atlassian API token), or bearer_token.",
+							t->servername);
+			break;
+		case 403:
+			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+			hint = psprintf("The account of the user mapping for server \"%s\" lacks permission for this operation, or its token lacks the needed scope.",
+							t->servername);
+			break;
+		case 404:
+			hint = pstrdup("Confluence answers 404 both for a missing object and for one the account may not see.");
+			break;
+		case 409:
+			hint = pstrdup("To update a page, send version.number as its current version plus one.");
+			break;
+		case 413:
+			hint = pstrdup("Confluence refuses request bodies over 5 MB.");
+			break;
+		case 429:
+			hint = resp->retry_after[0]
+				? psprintf("Confluence rate-limited the request; it asked to wait %s seconds. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
+						   printable_excerpt(resp->retry_after, strlen(resp->retry_after), 60))
+				: pstrdup("Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+			break;
+	}
+
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("Confluence returned HTTP %ld: %s", resp->status, what),
+			 errdetail_internal("%s", error_detail(resp)),
+			 hint ? errhint("%s", hint) : 0,
+			 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+}
+
+/*
+ * cfdw_report_transport_error
+ *		Raise the error for a request that got no usable answer.
+ */
+void
+cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
+							const CfdwResponse *resp)
+{
+	const char *sent = resp->sent_any
+		? "The request may have been processed by Confluence; it was not resent."
+		: "The request did not reach Confluence.";
+
+	if (resp->too_large)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("response from Confluence exceeds max_response_bytes (%lld bytes)",
+						(long long) t->max_response_bytes),
+				 errdetail("%s", sent),
+				 errhint("Raise max_response_bytes on server \"%s\".", t->servername),
+				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+
+	switch (resp->curl_code)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("could not resolve the host of server \"%s\"", t->servername),
+					 errdetail("%s %s", resp->curl_error, sent),
+					 errhint("Check the server's domain or base_url."),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+		case CURLE_COULDNT_CONNECT:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("could not connect to server \"%s\"", t->servername),
+					 errdetail("%s %s", resp->curl_error, sent),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+		case CURLE_OPERATION_TIMEDOUT:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("request to server \"%s\" timed out", t->servername),
+					 errdetail("%s %s", resp->curl_error, sent),
+					 errhint("The server's timeout_ms is %d and connect_timeout_ms is %d.",
+							 t->timeout_ms, t->connect_timeout_ms),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CONNECT_ERROR:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("TLS connection to server \"%s\" failed", t->servername),
+					 errdetail("%s %s", resp->curl_error, sent),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("request to server \"%s\" failed: %s", t->servername,
+							curl_easy_strerror((CURLcode) resp->curl_code)),
+					 errdetail("%s %s", resp->curl_error, sent),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+	}
+}

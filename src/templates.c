@@ -1,0 +1,301 @@
+/*-------------------------------------------------------------------------
+ *
+ * templates.c
+ *		  The endpoint templates of confluence_fdw (pages, footer_comments,
+ *		  blogposts, inline_comments), the checks each makes on a row before
+ *		  it is sent, and IMPORT FOREIGN SCHEMA v2, which creates them.
+ *
+ * A template is a method, a path and a set of columns with their request
+ * fields or response paths.  Tables created by IMPORT carry those as
+ * explicit column options, so what is sent is visible in \d+; a table
+ * created by hand with endpoint 'pages' gets the same mapping by column name.
+ *
+ * IDENTIFICATION
+ *		  src/templates.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+
+#include "foreign/fdwapi.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+
+#include "confluence_fdw.h"
+
+/* Response columns every template has (DESIGN §2). */
+#define RESPONSE_COLUMNS \
+	{"id", "text", NULL, "id"}, \
+	{"version", "integer", NULL, "version.number"}, \
+	{"created_at", "timestamptz", NULL, "createdAt"}, \
+	{"webui", "text", NULL, "_links.webui"}, \
+	{"response", "jsonb", NULL, "."}, \
+	{"http_status", "integer", NULL, "$status"}
+
+static const CfdwTemplateColumn pages_columns[] = {
+	{"space_id", "text", "spaceId", NULL},
+	{"title", "text", "title", NULL},
+	{"body", "text", "body.value", NULL},
+	{"representation", "text", "body.representation", NULL},
+	{"status", "text", "status", NULL},
+	{"parent_id", "text", "parentId", NULL},
+	{"subtype", "text", "subtype", NULL},
+	RESPONSE_COLUMNS,
+	{NULL}
+};
+
+static const CfdwTemplateColumn footer_comments_columns[] = {
+	{"page_id", "text", "pageId", NULL},
+	{"blog_post_id", "text", "blogPostId", NULL},
+	{"parent_comment_id", "text", "parentCommentId", NULL},
+	{"attachment_id", "text", "attachmentId", NULL},
+	{"custom_content_id", "text", "customContentId", NULL},
+	{"body", "text", "body.value", NULL},
+	{"representation", "text", "body.representation", NULL},
+	RESPONSE_COLUMNS,
+	{NULL}
+};
+
+static const CfdwTemplateColumn blogposts_columns[] = {
+	{"space_id", "text", "spaceId", NULL},
+	{"title", "text", "title", NULL},
+	{"body", "text", "body.value", NULL},
+	{"representation", "text", "body.representation", NULL},
+	{"status", "text", "status", NULL},
+	RESPONSE_COLUMNS,
+	{NULL}
+};
+
+static const CfdwTemplateColumn inline_comments_columns[] = {
+	{"page_id", "text", "pageId", NULL},
+	{"blog_post_id", "text", "blogPostId", NULL},
+	{"parent_comment_id", "text", "parentCommentId", NULL},
+	{"body", "text", "body.value", NULL},
+	{"representation", "text", "body.representation", NULL},
+	{"text_selection", "text", "inlineCommentProperties.textSelection", NULL},
+	{"text_selection_match_count", "integer", "inlineCommentProperties.textSelectionMatchCount", NULL},
+	{"text_selection_match_index", "integer", "inlineCommentProperties.textSelectionMatchIndex", NULL},
+	RESPONSE_COLUMNS,
+	{NULL}
+};
+
+static const CfdwTemplate templates[] = {
+	{"pages", "pages", CFDW_POST, "/wiki/api/v2/pages", pages_columns},
+	{"footer_comments", "footer_comments", CFDW_POST, "/wiki/api/v2/footer-comments", footer_comments_columns},
+	{"blogposts", "blogposts", CFDW_POST, "/wiki/api/v2/blogposts", blogposts_columns},
+	{"inline_comments", "inline_comments", CFDW_POST, "/wiki/api/v2/inline-comments", inline_comments_columns},
+	{NULL}
+};
+
+const CfdwTemplate *
+cfdw_find_template(const char *name)
+{
+	const CfdwTemplate *t;
+
+	for (t = templates; t->name; t++)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+const char *
+cfdw_template_names(void)
+{
+	return "pages, footer_comments, blogposts, inline_comments";
+}
+
+const CfdwTemplateColumn *
+cfdw_template_column(const CfdwTemplate *tmpl, const char *colname)
+{
+	const CfdwTemplateColumn *c;
+
+	for (c = tmpl->columns; c->name; c++)
+		if (strcmp(c->name, colname) == 0)
+			return c;
+	return NULL;
+}
+
+/*
+ * The column that writes a top-level (or dotted) request field, for naming
+ * it in a message; the field itself when no column does.
+ */
+static const char *
+column_for_field(const CfdwTable *t, const char *field)
+{
+	int			i;
+
+	for (i = 0; i < t->ncolumns; i++)
+		if (t->columns[i].send && t->columns[i].field &&
+			strcmp(t->columns[i].field, field) == 0)
+			return t->columns[i].name;
+	return field;
+}
+
+static bool
+has_value(cJSON *obj, const char *name)
+{
+	cJSON	   *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return item != NULL && !cJSON_IsNull(item);
+}
+
+static void
+missing(const CfdwTable *t, const char *field, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("null value in column \"%s\" of foreign table \"%s\"",
+					column_for_field(t, field), t->relname),
+			 errdetail("%s", why),
+			 errhint("Nothing was sent for this row.")));
+}
+
+/*
+ * One container id, as footer and inline comments need: exactly one of the
+ * given fields.  Returns the one found.
+ */
+static const char *
+one_container(const CfdwTable *t, cJSON *root, const char *const *fields)
+{
+	const char *found = NULL;
+	const char *const *f;
+	StringInfoData names;
+
+	initStringInfo(&names);
+	for (f = fields; *f; f++)
+	{
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "", column_for_field(t, *f));
+		if (!has_value(root, *f))
+			continue;
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" are both set",
+							column_for_field(t, found), column_for_field(t, *f), t->relname),
+					 errdetail("A %s request takes exactly one container id.", t->template->name),
+					 errhint("Nothing was sent for this row.")));
+		found = *f;
+	}
+	if (found == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("a container id is required for foreign table \"%s\"", t->relname),
+				 errdetail("Set exactly one of: %s.", names.data),
+				 errhint("Nothing was sent for this row.")));
+	return found;
+}
+
+/*
+ * cfdw_check_required
+ *		Check a built JSON body against what the template's endpoint requires,
+ *		so that a row Confluence would refuse is refused before it is sent.
+ */
+void
+cfdw_check_required(const CfdwTable *t, void *json_root)
+{
+	cJSON	   *root = (cJSON *) json_root;
+	const char *name;
+	cJSON	   *body;
+
+	if (t->template == NULL || !cJSON_IsObject(root))
+		return;
+	name = t->template->name;
+	body = cJSON_GetObjectItemCaseSensitive(root, "body");
+
+	if (strcmp(name, "pages") == 0 || strcmp(name, "blogposts") == 0)
+	{
+		cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
+		bool		draft = cJSON_IsString(status) &&
+			strcmp(cJSON_GetStringValue(status), "draft") == 0;
+
+		if (!has_value(root, "spaceId"))
+			missing(t, "spaceId", "Confluence needs the id of the space to create the page in.");
+		if (!draft && !has_value(root, "title"))
+			missing(t, "title", "A page or blog post needs a title unless its status is 'draft'.");
+	}
+	else if (strcmp(name, "footer_comments") == 0)
+	{
+		static const char *const containers[] = {
+			"pageId", "blogPostId", "parentCommentId", "attachmentId",
+			"customContentId", NULL
+		};
+
+		one_container(t, root, containers);
+		if (body == NULL || !has_value(body, "value"))
+			missing(t, "body.value", "A comment needs a body.");
+	}
+	else if (strcmp(name, "inline_comments") == 0)
+	{
+		static const char *const containers[] = {
+			"pageId", "blogPostId", "parentCommentId", NULL
+		};
+		const char *container = one_container(t, root, containers);
+
+		if (body == NULL || !has_value(body, "value"))
+			missing(t, "body.value", "A comment needs a body.");
+		if (strcmp(container, "parentCommentId") != 0)
+		{
+			cJSON	   *props = cJSON_GetObjectItemCaseSensitive(root, "inlineCommentProperties");
+
+			if (props == NULL || !has_value(props, "textSelection"))
+				missing(t, "inlineCommentProperties.textSelection",
+						"A top-level inline comment needs the text it highlights.");
+			if (!has_value(props, "textSelectionMatchCount"))
+				missing(t, "inlineCommentProperties.textSelectionMatchCount",
+						"A top-level inline comment needs the number of matches of its text.");
+			if (!has_value(props, "textSelectionMatchIndex"))
+				missing(t, "inlineCommentProperties.textSelectionMatchIndex",
+						"A top-level inline comment needs the index of the match it highlights.");
+		}
+	}
+}
+
+/*
+ * cfdw_import_schema
+ *		IMPORT FOREIGN SCHEMA v2: one CREATE FOREIGN TABLE per template, with
+ *		every column's mapping spelled out as column options.
+ */
+List *
+cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	ForeignServer *server = GetForeignServer(serverOid);
+	List	   *commands = NIL;
+	const CfdwTemplate *tmpl;
+
+	if (strcmp(stmt->remote_schema, "v2") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
+				 errmsg("schema \"%s\" is not offered by confluence_fdw", stmt->remote_schema),
+				 errhint("Use IMPORT FOREIGN SCHEMA v2, which offers the tables %s.",
+						 cfdw_template_names())));
+
+	for (tmpl = templates; tmpl->name; tmpl++)
+	{
+		StringInfoData buf;
+		const CfdwTemplateColumn *c;
+
+		/* The core filters by LIMIT TO / EXCEPT too; skip work early. */
+		if (!IsImportableForeignTable(tmpl->table_name, stmt))
+			continue;
+
+		initStringInfo(&buf);
+		appendStringInfo(&buf, "CREATE FOREIGN TABLE %s.%s (\n",
+						 quote_identifier(stmt->local_schema),
+						 quote_identifier(tmpl->table_name));
+		for (c = tmpl->columns; c->name; c++)
+		{
+			appendStringInfo(&buf, "  %s %s OPTIONS (%s %s)%s\n",
+							 quote_identifier(c->name), c->type,
+							 c->field ? "field" : "response_field",
+							 quote_literal_cstr(c->field ? c->field : c->response_field),
+							 c[1].name ? "," : "");
+		}
+		appendStringInfo(&buf, ") SERVER %s OPTIONS (endpoint %s)",
+						 quote_identifier(server->servername),
+						 quote_literal_cstr(tmpl->name));
+		commands = lappend(commands, buf.data);
+	}
+	return commands;
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# confluence_fdw's test runner (also what .ci/run runs).
+#
+#   bash test/run-tests.sh
+#
+# 1. installs the Debian packages (test/install-deps.sh; nothing if present);
+# 2. builds with warnings as errors and installs the extension;
+# 3. makes fresh random credentials, starts the Confluence stand-in
+#    (test/standin.py) on free loopback ports;
+# 4. runs `make installcheck` against a throw-away cluster (pg_virtualenv)
+#    that has pg_cron preloaded, and keeps the server log;
+# 5. checks that no secret appears in the server log or the test outputs;
+# 6. runs the extra scripts listed below.
+# Exits 0 only if all of that passed.  Artifacts: results/, regression.diffs
+# (pg_regress) and test/results/ (server log, stand-in log, installcheck log).
+#
+# Knobs (environment):
+#   CFDW_SKIP_DEPS=1         skip step 1
+#   CFDW_REGRESS="a b"       run only these pg_regress tests (default: the Makefile's REGRESS)
+#   CFDW_COPT=...            extra compiler flags for the -Werror build
+#   CFDW_INSTALLCHECK_TIMEOUT  seconds before `make installcheck` is killed (default 2700)
+#   CFDW_LOG_MIN_MESSAGES, CFDW_EXTRA_PG_OPTS, CFDW_STANDIN_TIMEOUT: see test/lib.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source test/lib.sh
+
+# ------------------------------------------------------------------------
+# EXTRA TESTS: add more test scripts here (command lines, run with bash -c
+# from the project root; a non-zero exit fails the run; all are run).
+#
+# EXTRA_IN_CLUSTER: run inside the throw-away cluster, after `make
+# installcheck`.  PGHOST/PGPORT/PGUSER/PGPASSWORD are set (PGDATABASE=postgres;
+# the database contrib_regression exists, with pg_cron's launcher attached),
+# as are STANDIN_URL, STANDIN_URL2, CFDW_USER, CFDW_TOKEN, CFDW_TOKEN2,
+# CFDW_BEARER, CFDW_BAD_TOKEN, CFDW_RESULTS_DIR (test/results, absolute) and
+# CFDW_SERVER_LOG (the live server log).
+EXTRA_IN_CLUSTER=(
+)
+# EXTRA_AFTER: run after the cluster is gone and the stand-in stopped (C
+# unit tests, checks of the logs).  CFDW_SERVER_LOG is then the copy
+# test/results/postgresql.log; the CFDW_* credentials are still set.
+EXTRA_AFTER=(
+)
+# ------------------------------------------------------------------------
+
+# PostgreSQL's own headers, seen with -Wextra, trip over these; the rest of
+# -Wextra is on.  (Checked against the headers src/ includes.)
+CFDW_COPT=${CFDW_COPT:--Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare}
+RESULTS_DIR=$PWD/test/results
+export CFDW_RESULTS_DIR=$RESULTS_DIR
+# Deterministic locale: the cluster is initdb'ed with the caller's locale,
+# and this gives UTF8 databases whatever the caller has.
+export LC_ALL=C.UTF-8 LANG=C.UTF-8
+unset LANGUAGE
+
+run_extras() {  # run_extras LABEL CMD...
+  local label=$1 cmd rc=0 t
+  shift
+  for cmd in "$@"; do
+    t=$SECONDS
+    cfdw_log "$label: $cmd"
+    if bash -c "$cmd"; then
+      cfdw_log "$label: ok ($((SECONDS - t)) s): $cmd"
+    else
+      cfdw_log "$label: FAILED ($((SECONDS - t)) s): $cmd"
+      rc=1
+    fi
+  done
+  return $rc
+}
+
+# ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
+in_cluster() {
+  local pgc rc=0 ic_rc=0
+  pgc=$(cfdw_pg_config)
+  CFDW_SERVER_LOG=$(cfdw_server_log)
+  export CFDW_SERVER_LOG
+  cfdw_log "cluster on port $PGPORT; server log $CFDW_SERVER_LOG"
+  # The cluster (and its log) is deleted when this script exits, so the log
+  # is copied on the way out whatever happens.
+  trap 'cp "$CFDW_SERVER_LOG" "$RESULTS_DIR/postgresql.log" || cfdw_log "could not copy the server log"' EXIT
+
+  # Why plain `make installcheck` works with pg_cron (see test/pgcron-smoke.sh):
+  # cron.database_name=contrib_regression, which does not exist when the
+  # cluster starts; pg_cron's launcher then exits with FATAL "database does
+  # not exist" and the postmaster restarts it every second (those FATAL
+  # lines in the log are expected).  pg_regress does DROP DATABASE IF EXISTS
+  # (nothing to drop) and CREATE DATABASE; within a second the launcher
+  # connects to it, and a test's CREATE EXTENSION pg_cron + cron.schedule()
+  # work, the jobs running as background workers in contrib_regression.
+  # What does NOT work is a second pg_regress run in the same cluster: the
+  # launcher stays connected to contrib_regression, so pg_regress's DROP
+  # DATABASE fails ("being accessed by other users").  Hence one fresh
+  # cluster per run, and no --use-existing (with it pg_regress would also
+  # skip its ALTER DATABASE settings and --load-extension).
+  local -a make_args=(PG_CONFIG="$pgc")
+  [ -n "${CFDW_REGRESS:-}" ] && make_args+=(REGRESS="$CFDW_REGRESS")
+  cfdw_log "make installcheck ${make_args[*]}"
+  set +e
+  timeout -k 30 "${CFDW_INSTALLCHECK_TIMEOUT:-2700}" make installcheck "${make_args[@]}" 2>&1 |
+    tee "$RESULTS_DIR/installcheck.log"
+  ic_rc=${PIPESTATUS[0]}
+  set -e
+  [ "$ic_rc" = 124 ] && cfdw_log "make installcheck timed out"
+  [ "$ic_rc" = 0 ] || rc=1
+  echo "installcheck_rc=$ic_rc" >"$RESULTS_DIR/installcheck.rc"
+
+  run_extras "in-cluster" ${EXTRA_IN_CLUSTER[@]+"${EXTRA_IN_CLUSTER[@]}"} || rc=1
+  return $rc
+}
+
+if [ "${1:-}" = --in-cluster ]; then
+  in_cluster
+  exit $?
+fi
+
+# ---- outside ----
+t_start=$SECONDS
+step() { cfdw_log "== $* (at $((SECONDS - t_start)) s)"; }
+
+if [ "${CFDW_SKIP_DEPS:-0}" != 1 ]; then
+  step "dependencies"
+  bash test/install-deps.sh
+fi
+
+step "build (COPT=$CFDW_COPT)"
+PGC=$(cfdw_pg_config)
+export PG_CONFIG=$PGC
+make clean PG_CONFIG="$PGC" >/dev/null
+make -j"$(nproc)" PG_CONFIG="$PGC" COPT="$CFDW_COPT"
+make install PG_CONFIG="$PGC"
+
+rm -rf "$RESULTS_DIR"
+mkdir -p "$RESULTS_DIR"
+
+step "stand-in"
+cfdw_gen_credentials
+trap cfdw_stop_standin EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+cfdw_start_standin "$RESULTS_DIR"
+
+step "make installcheck in a throw-away cluster"
+cfdw_pgve_opts
+cfdw_log "pg_virtualenv -t ${CFDW_PGVE_OPTS[*]}"
+status=0
+cfdw_pg_virtualenv bash test/run-tests.sh --in-cluster || status=$?
+cfdw_stop_standin
+ic_rc=$(sed -n 's/^installcheck_rc=//p' "$RESULTS_DIR/installcheck.rc" 2>/dev/null || true)
+[ -n "$ic_rc" ] || { ic_rc=missing; status=1; }
+[ -s "$RESULTS_DIR/postgresql.log" ] || { cfdw_log "no server log was saved"; status=1; }
+
+if [ "$ic_rc" != 0 ] && [ -f regression.diffs ]; then
+  echo "==================== regression.diffs (first 300 lines) ===================="
+  head -300 regression.diffs
+  echo "============================================================================="
+fi
+
+step "secrets check"
+shopt -s nullglob
+secret_files=("$RESULTS_DIR/postgresql.log" "$RESULTS_DIR/installcheck.log" regression.diffs regression.out results/*.out expected/*.out)
+shopt -u nullglob
+if cfdw_check_no_secrets "${secret_files[@]}"; then
+  cfdw_log "no secret found in ${#secret_files[@]} files (server log, test outputs, expected outputs)"
+else
+  cfdw_log "SECRETS LEAKED: see the lines above"
+  status=1
+fi
+
+export CFDW_SERVER_LOG=$RESULTS_DIR/postgresql.log
+if [ ${#EXTRA_AFTER[@]} -gt 0 ]; then
+  step "extra tests"
+  run_extras "after" "${EXTRA_AFTER[@]}" || status=1
+fi
+
+step "done"
+if [ "$status" = 0 ]; then
+  cfdw_log "ALL TESTS PASSED in $((SECONDS - t_start)) s"
+else
+  cfdw_log "TESTS FAILED (installcheck rc=$ic_rc) after $((SECONDS - t_start)) s; artifacts in results/, regression.diffs, test/results/"
+fi
+exit "$status"

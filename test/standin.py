@@ -1,0 +1,1065 @@
+#!/usr/bin/env python3
+"""Confluence Cloud REST API v2 stand-in for the confluence_fdw regression tests.
+
+It answers the endpoints the FDW uses the way Confluence Cloud does (string ids,
+200 for pages and blog posts, 201 + Location for comments, 400 for a duplicate
+title, 409 for a stale version, 401 for bad credentials, the {"errors": [...]}
+body), records every request, counts TCP connections, and fails on demand.
+
+    python3 test/standin.py --port 0 --port-file DIR/standin.port \
+        [--extra-port-file DIR/standin2.port] [--credentials creds.json] \
+        [--tls-cert C --tls-key K] [--max-lifetime-s N] [--verbose]
+
+Control API (plain HTTP, no auth) on every listener:
+    GET  /_standin/health                     "ok"
+    GET  /_standin/requests[?since=N][&server=second|all]   JSON Lines
+    GET  /_standin/stats                      one JSON object
+    GET  /_standin/faults                     the queued faults, as JSON
+    POST /_standin/reset                      forget requests, objects, faults
+    POST /_standin/fault                      queue one fault object or a list
+    POST /_standin/credentials                replace the accepted credentials
+
+Python standard library only.  Secrets never reach stdout, stderr or the log.
+"""
+
+import argparse
+import base64
+import binascii
+import email.utils
+import http.server
+import json
+import os
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timezone
+from http import HTTPStatus
+
+API = "/wiki/api/v2"
+FIRST_ID = 1000001
+RECORD_BODY_CAP = 1024 * 1024          # body_text in the log keeps at most this
+CREATE_BODY_LIMIT = 5 * 1024 * 1024    # Confluence: 413 for creates over 5 MB
+AUTHOR = "557058:standin"
+DEFAULT_PARENT = "65537"
+MISSING_ID = "404404"                  # container id that always answers 404
+REPRESENTATIONS = ("storage", "atlas_doc_format", "wiki")
+FOOTER_CONTAINERS = ("pageId", "blogPostId", "parentCommentId", "attachmentId", "customContentId")
+INLINE_CONTAINERS = ("pageId", "blogPostId", "parentCommentId")
+SPACES_BODY = json.dumps({"results": [{"id": "98306", "key": "SP", "name": "Stand-in space",
+                                       "type": "global", "status": "current"}],
+                          "_links": {}}, separators=(",", ":")).encode()
+JSON = "application/json"
+
+# Per collection: the body keys Confluence accepts on create and on update.
+CONTENT = {
+    "pages": {"noun": "page", "article": "A page",
+              "create": {"spaceId", "status", "title", "parentId", "body", "subtype"},
+              "update": {"id", "status", "title", "body", "version", "spaceId", "parentId", "ownerId"}},
+    "blogposts": {"noun": "blog post", "article": "A blog post",
+                  "create": {"spaceId", "status", "title", "body", "createdAt"},
+                  "update": {"id", "status", "title", "body", "version", "spaceId"}},
+}
+COMMENTS = ("footer-comments", "inline-comments")
+
+FAULT_KINDS = {"status", "delay", "drop_before_body", "drop_after_body", "drop_after_process",
+               "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body"}
+FAULT_KEYS = {"kind", "match", "method", "times", "server", "status", "headers", "body",
+              "content_type", "delay_ms", "bytes", "location", "interval_ms", "process"}
+
+
+def dumps(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def now_iso():
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
+
+
+def errors_body(status, code, title, detail=None):
+    return dumps({"errors": [{"status": status, "code": code, "title": title,
+                              "detail": detail}]}).encode()
+
+
+def generic_error(status):
+    """Errors body for a status given by a fault, named like Confluence's codes."""
+    try:
+        st = HTTPStatus(status)
+        return errors_body(status, st.name, st.phrase)
+    except ValueError:
+        return errors_body(status, "ERROR", "Error")
+
+
+def reject_constant(name):
+    # Python's json accepts NaN/Infinity; Confluence (and the JSONL log) must not.
+    raise ValueError("invalid JSON constant " + name)
+
+
+def media_type(ctype):
+    return ctype.split(";", 1)[0].strip().lower()
+
+
+class ApiError(Exception):
+    def __init__(self, status, code, title, detail=None):
+        super().__init__(title)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+
+
+def bad(title):
+    return ApiError(400, "INVALID_REQUEST_PARAMETER", title)
+
+
+def not_found():
+    return ApiError(404, "NOT_FOUND", "Not Found")
+
+
+# ----------------------------------------------------------------------------
+# Credentials
+
+class Credentials:
+    """Accepted tokens.  Labels name a token by its position, never by value."""
+
+    def __init__(self, basic=None, bearer=None):
+        self.basic = basic or {}     # user -> [token or None, ...]
+        self.bearer = bearer or []   # [token or None, ...]
+
+    @classmethod
+    def from_json(cls, obj):
+        if not isinstance(obj, dict) or set(obj) - {"basic", "bearer"}:
+            raise ValueError('credentials must be {"basic": {user: [tokens]}, "bearer": [tokens]}')
+
+        def tokens(v, what):
+            v = [v] if isinstance(v, str) else v
+            if not isinstance(v, list) or not all(isinstance(t, str) and t for t in v):
+                raise ValueError(what + " must be a token or a list of non-empty tokens")
+            return list(v)
+
+        basic = obj.get("basic") or {}
+        if not isinstance(basic, dict):
+            raise ValueError('"basic" must map user names to token lists')
+        return cls({u: tokens(t, "basic tokens of a user") for u, t in basic.items()},
+                   tokens(obj.get("bearer") or [], '"bearer"'))
+
+    @classmethod
+    def from_env(cls):
+        # Placeholders keep the numbering stable: basic:<user>:2 is always
+        # CFDW_TOKEN2, even when CFDW_TOKEN is unset.
+        user = os.environ.get("CFDW_USER")
+        toks = [os.environ.get("CFDW_TOKEN") or None, os.environ.get("CFDW_TOKEN2") or None]
+        basic = {user: toks} if user and any(toks) else {}
+        bearer = [os.environ["CFDW_BEARER"]] if os.environ.get("CFDW_BEARER") else []
+        return cls(basic, bearer)
+
+    def empty(self):
+        return not any(t for ts in self.basic.values() for t in ts) and not any(self.bearer)
+
+    def label(self, header):
+        if header is None:
+            return "none"
+        scheme, _, cred = header.strip().partition(" ")
+        scheme, cred = scheme.lower(), cred.strip()
+        if scheme == "basic":
+            try:
+                user, sep, token = base64.b64decode(cred, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return "invalid"
+            toks = self.basic.get(user) if sep else None
+            if toks and token in toks:
+                return "basic:%s:%d" % (user, toks.index(token) + 1)
+        elif scheme == "bearer" and cred and cred in self.bearer:
+            return "bearer:%d" % (self.bearer.index(cred) + 1)
+        return "invalid"
+
+
+def parse_fault(obj):
+    """Validates one fault strictly, so that a typo in a test fails loudly."""
+    if not isinstance(obj, dict):
+        raise ValueError("a fault must be a JSON object")
+    unknown = set(obj) - FAULT_KEYS
+    if unknown:
+        raise ValueError("unknown fault keys: " + ", ".join(sorted(unknown)))
+    f = dict(obj)
+    if f.get("kind") not in FAULT_KINDS:
+        raise ValueError("kind must be one of " + ", ".join(sorted(FAULT_KINDS)))
+    f.setdefault("match", "/wiki")
+    f["method"] = f["method"].upper() if isinstance(f.get("method"), str) else None
+    f.setdefault("times", 1)
+    f.setdefault("server", "main")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+    checks = [
+        (isinstance(f["match"], str), "match must be a string (a path prefix)"),
+        (is_int(f["times"]) and (f["times"] >= 1 or f["times"] == -1), "times must be >= 1, or -1 for always"),
+        (f["server"] in ("main", "second", "any"), 'server must be "main", "second" or "any"'),
+        ("status" not in f or (is_int(f["status"]) and 100 <= f["status"] <= 599), "status must be an HTTP status"),
+        (f["kind"] != "status" or "status" in f, 'kind "status" needs "status"'),
+        (isinstance(f.get("headers", {}), dict), "headers must be an object"),
+        (isinstance(f.get("body", ""), str), "body must be a string"),
+        (isinstance(f.get("content_type", ""), str), "content_type must be a string"),
+        (f["kind"] != "delay" or is_num(f.get("delay_ms")), 'kind "delay" needs delay_ms >= 0'),
+        (is_num(f.get("interval_ms", 0)), "interval_ms must be >= 0"),
+        (is_int(f.get("bytes", 32)) and f.get("bytes", 32) >= 32, "bytes must be an integer >= 32"),
+        (f["kind"] != "redirect" or isinstance(f.get("location"), str), 'kind "redirect" needs "location"'),
+        (isinstance(f.get("process", False), bool), "process must be true or false"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(msg)
+    # Header values end up verbatim in the response head: no line breaks.
+    f["headers"] = [(str(k), str(v)) for k, v in f.get("headers", {}).items()]
+    for k, v in f["headers"] + [("location", f.get("location", ""))]:
+        if any(c in k + v for c in "\r\n"):
+            raise ValueError("header names and values must not contain line breaks")
+    return f
+
+
+# ----------------------------------------------------------------------------
+# Shared state: request logs, counters, faults, stored objects
+
+class Counters:
+    """Per listener.  The gauges (tcp_open, open_connections) survive reset."""
+
+    def __init__(self):
+        self.tcp_open = 0
+        self.open_connections = 0
+        self.clear()
+
+    def clear(self):
+        self.log = []
+        self.seq = 0
+        self.connections = 0
+        self.tcp_accepted = 0
+        self.tls_failures = 0
+
+
+class State:
+    def __init__(self, creds):
+        self.lock = threading.Lock()
+        self.creds = creds
+        self.next_id = FIRST_ID
+        self.epoch = 0   # bumped by reset, so open connections get new ids
+        self.counters = {"main": Counters(), "second": Counters()}
+        self.faults = []
+        self.store = {"pages": {}, "blogposts": {}, "footer-comments": {}, "inline-comments": {}}
+        self.titles = {}  # (collection, spaceId, title) -> id, current objects only
+
+    def reset(self):
+        with self.lock:
+            for c in self.counters.values():
+                c.clear()
+            self.epoch += 1
+            self.faults.clear()
+            for d in self.store.values():
+                d.clear()
+            self.titles.clear()
+
+    def new_id(self):
+        # Caller holds the lock.  Ids are never reused, not even after reset.
+        self.next_id += 1
+        return str(self.next_id - 1)
+
+    def take_fault(self, server, method, path):
+        if not self.faults:
+            return None
+        with self.lock:
+            for i, f in enumerate(self.faults):
+                if (f["server"] in (server, "any") and (f["method"] in (None, method))
+                        and path.startswith(f["match"])):
+                    if f["times"] > 0:
+                        f["times"] -= 1
+                        if f["times"] == 0:
+                            del self.faults[i]
+                    return f
+        return None
+
+    # --- the Confluence part ------------------------------------------------
+
+    def api(self, method, path, query, ctype, raw, parsed, base):
+        """Returns (status, extra headers, body bytes) or raises ApiError."""
+        parts = path[len(API) + 1:].split("/") if path.startswith(API + "/") else []
+        if len(parts) == 1:
+            coll = parts[0]
+            if method == "POST" and (coll in CONTENT or coll in COMMENTS):
+                if coll in CONTENT and len(raw) > CREATE_BODY_LIMIT:
+                    raise ApiError(413, "REQUEST_ENTITY_TOO_LARGE", "Request entity too large")
+                data = self.json_body(ctype, raw, parsed)
+                if coll in CONTENT:
+                    return 200, [], self.content_out(self.create_content(coll, data, query), base)
+                obj = self.create_comment(coll, data)
+                loc = "%s/api/v2/%s/%s" % (base, coll, obj["id"])
+                return 201, [("Location", loc)], self.content_out(obj, base)
+            if method == "GET" and coll == "spaces":
+                return 200, [], SPACES_BODY
+        elif len(parts) == 2 and (parts[0] in CONTENT or parts[0] in COMMENTS) and parts[1]:
+            coll, oid = parts
+            if not (oid.isascii() and oid.isdigit()):
+                raise bad("Provided value {%s} for 'id' is not the correct type. Expected type is long" % oid)
+            if method == "GET":
+                with self.lock:
+                    obj = self.store[coll].get(oid)
+                if obj is None:
+                    raise not_found()
+                return 200, [], self.content_out(obj, base)
+            if method == "DELETE":
+                with self.lock:
+                    obj = self.store[coll].pop(oid, None)
+                    if obj is not None and coll in CONTENT:
+                        self.drop_title(coll, obj)
+                if obj is None:
+                    raise not_found()
+                return 204, [], b""
+            if method == "PUT":
+                data = self.json_body(ctype, raw, parsed)
+                if coll in CONTENT:
+                    obj = self.update_content(coll, oid, data)
+                else:
+                    obj = self.update_comment(coll, oid, data)
+                return 200, [], self.content_out(obj, base)
+        raise not_found()
+
+    @staticmethod
+    def json_body(ctype, raw, parsed):
+        if media_type(ctype) != JSON:
+            raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported Media Type",
+                           "Content-Type must be application/json")
+        if not raw:
+            raise bad("Request body is missing")
+        if parsed is NOT_JSON:
+            raise bad("Unable to parse the request body as JSON")
+        if not isinstance(parsed, dict):
+            raise bad("The request body must be a JSON object")
+        return parsed
+
+    @staticmethod
+    def content_out(obj, base):
+        # _links.base depends on the listener (http or https, which port).
+        out = dict(obj)
+        out["_links"] = dict(obj["_links"], base=base)
+        return dumps(out).encode()
+
+    def drop_title(self, coll, obj):
+        key = (coll, obj["spaceId"], obj["title"])
+        if self.titles.get(key) == obj["id"]:
+            del self.titles[key]
+
+    def create_content(self, coll, data, query):
+        spec = CONTENT[coll]
+        check_keys(data, spec["create"])
+        space = want_id(data, "spaceId", required=True)
+        status = want_status(data.get("status", "current"))
+        title = want_title(data.get("title"), status, spec["noun"])
+        body = want_body(data.get("body"), required=False)
+        parent = want_id(data, "parentId") if coll == "pages" else None
+        if data.get("subtype") not in (None, "live"):
+            raise bad("Invalid value for 'subtype': only \"live\" is supported")
+        if data.get("createdAt") is not None and not isinstance(data["createdAt"], str):
+            raise bad("'createdAt' must be a string")
+        qs = urllib.parse.parse_qs(query)
+        root_level = qs.get("root-level", ["false"])[-1].lower() == "true"
+        if root_level and parent:
+            raise bad("'parentId' must not be given for a root-level page")
+        created = data.get("createdAt") or now_iso()
+        with self.lock:
+            if status == "current" and (coll, space, title) in self.titles:
+                raise ApiError(400, "BAD_REQUEST", "%s with this title already exists: %s already exists "
+                               "with the same TITLE in this space" % (spec["article"], spec["article"]))
+            oid = self.new_id()
+            slug = title_slug(title)
+            tiny = base64.urlsafe_b64encode(int(oid).to_bytes(8, "little").rstrip(b"\0")).rstrip(b"=")
+            if coll == "pages":
+                webui = "/spaces/SP%s/pages/%s/%s" % (space, oid, slug)
+            else:
+                webui = "/spaces/SP%s/blog/%s/%s/%s" % (space, created[:10].replace("-", "/"), oid, slug)
+            obj = {"id": oid, "status": status, "title": title, "spaceId": space}
+            if coll == "pages":
+                obj.update(parentId=None if root_level else (parent or DEFAULT_PARENT),
+                           parentType=None if root_level else "page",
+                           position=len(self.store[coll]))
+            obj.update(authorId=AUTHOR, createdAt=created,
+                       version=version_obj(1, ""), body=body or {},
+                       _links={"webui": webui, "editui": "/pages/resumedraft.action?draftId=" + oid,
+                               "tinyui": "/x/" + tiny.decode()})
+            if coll == "pages":
+                obj.update(ownerId=AUTHOR, lastOwnerId=None)
+            self.store[coll][oid] = obj
+            if status == "current":
+                self.titles[(coll, space, title)] = oid
+        return obj
+
+    def update_content(self, coll, oid, data):
+        spec = CONTENT[coll]
+        check_keys(data, spec["update"])
+        if data.get("id") != oid:
+            raise bad("'id' is required and must be the id in the path (as a string)")
+        if data.get("status") is None:
+            raise bad("'status' is required")
+        status = want_status(data["status"])
+        title = want_title(data.get("title"), "current", spec["noun"])
+        body = want_body(data.get("body"), required=True)
+        number = want_version(data)
+        parent = want_id(data, "parentId")
+        with self.lock:
+            obj = self.store[coll].get(oid)
+            if obj is None:
+                raise not_found()
+            if data.get("spaceId") not in (None, obj["spaceId"]):
+                raise bad("Moving a %s to another space is not supported" % spec["noun"])
+            check_version(obj, number, spec["noun"])
+            other = self.titles.get((coll, obj["spaceId"], title))
+            if status == "current" and other not in (None, oid):
+                raise ApiError(400, "BAD_REQUEST", "%s with this title already exists: %s already exists "
+                               "with the same TITLE in this space" % (spec["article"], spec["article"]))
+            self.drop_title(coll, obj)
+            links = dict(obj["_links"], webui=obj["_links"]["webui"].rsplit("/", 1)[0] + "/" + title_slug(title))
+            obj = dict(obj, status=status, title=title, body=body, _links=links,
+                       version=version_obj(number, data["version"].get("message", "")))
+            if parent and coll == "pages":
+                obj.update(parentId=parent, parentType="page")
+            # Replaced, not mutated: a reader serialising the old one stays consistent.
+            self.store[coll][oid] = obj
+            if status == "current":
+                self.titles[(coll, obj["spaceId"], title)] = oid
+        return obj
+
+    def create_comment(self, coll, data):
+        inline = coll == "inline-comments"
+        containers = INLINE_CONTAINERS if inline else FOOTER_CONTAINERS
+        check_keys(data, set(containers) | {"body"} | ({"inlineCommentProperties"} if inline else set()))
+        given = [k for k in containers if data.get(k) is not None]
+        if len(given) != 1:
+            raise bad("Exactly one of %s must be given" % ", ".join(containers))
+        key = given[0]
+        cid = want_id(data, key, required=True)
+        body = want_body(data.get("body"), required=True)
+        props = None
+        if inline:
+            props = data.get("inlineCommentProperties")
+            if props is not None or key != "parentCommentId":
+                props = want_inline_props(props)
+        if cid == MISSING_ID:
+            raise not_found()
+        with self.lock:
+            parent = None
+            if key == "pageId":
+                parent = self.store["pages"].get(cid)
+            elif key == "blogPostId":
+                parent = self.store["blogposts"].get(cid)
+            elif key == "parentCommentId":
+                parent = self.store["footer-comments"].get(cid) or self.store["inline-comments"].get(cid)
+            title = parent["title"] if parent else ""
+            if not title.startswith("Re: "):
+                title = "Re: " + title
+            oid = self.new_id()
+            obj = {"id": oid, "status": "current", "title": title, key: cid,
+                   "version": version_obj(1, ""), "body": body,
+                   "_links": {"webui": "/pages/viewpage.action?%s=%s&focusedCommentId=%s#comment-%s"
+                                       % (key, cid, oid, oid)}}
+            if inline:
+                obj.update(resolutionStatus="open", resolutionLastModifierId=None,
+                           resolutionLastModifiedAt=None,
+                           properties={"inlineMarkerRef": "standin-marker-" + oid,
+                                       "inlineOriginalSelection": (props or {}).get("textSelection", "")})
+            self.store[coll][oid] = obj
+        return obj
+
+    def update_comment(self, coll, oid, data):
+        check_keys(data, {"version", "body"})
+        number = want_version(data)
+        body = want_body(data.get("body"), required=True)
+        with self.lock:
+            obj = self.store[coll].get(oid)
+            if obj is None:
+                raise not_found()
+            check_version(obj, number, "comment")
+            obj = dict(obj, body=body, version=version_obj(number, data["version"].get("message", "")))
+            self.store[coll][oid] = obj
+        return obj
+
+
+NOT_JSON = object()   # "the body did not parse as JSON", distinct from JSON null
+
+
+class BadFraming(Exception):
+    """The request body cannot be delimited (bad Content-Length or chunking)."""
+
+
+def check_keys(data, allowed):
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise bad("Unrecognized field \"%s\"" % unknown[0])
+
+
+def want_id(data, key, required=False):
+    v = data.get(key)
+    if v is None:
+        if required:
+            raise bad("'%s' is required" % key)
+        return None
+    # Confluence's ids are strings that hold a number: 123 (a JSON number) is refused.
+    if not isinstance(v, str):
+        raise bad("Provided value {%s} for '%s' is not the correct type. Expected type is String"
+                  % (dumps(v), key))
+    if not (v.isascii() and v.isdigit()):
+        raise bad("Provided value {%s} for '%s' is not the correct type. Expected type is long" % (v, key))
+    return v
+
+
+def want_status(v):
+    if v not in ("current", "draft"):
+        raise bad("Invalid value for 'status': %s (expected current or draft)" % dumps(v))
+    return v
+
+
+def want_title(v, status, noun):
+    if v is None:
+        if status == "draft":
+            return ""
+        raise bad("Title is required for a %s that is not a draft" % noun)
+    if not isinstance(v, str):
+        raise bad("'title' must be a string")
+    if status != "draft" and not v.strip():
+        raise bad("Title cannot be empty")
+    if len(v) > 255:
+        raise bad("Title cannot be longer than 255 characters")
+    return v
+
+
+def want_body(v, required):
+    """Accepts the flat and the nested body form; returns the response form."""
+    if v is None:
+        if required:
+            raise bad("'body' is required")
+        return None
+    if not isinstance(v, dict):
+        raise bad("'body' must be an object")
+    if "representation" in v or "value" in v:
+        inner, rep = v, v.get("representation")
+    elif len(v) == 1 and next(iter(v)) in REPRESENTATIONS:
+        rep, inner = next(iter(v.items()))
+        if not isinstance(inner, dict):
+            raise bad("'body.%s' must be an object" % rep)
+        if inner.get("representation", rep) != rep:
+            raise bad("'body.%s.representation' must be %s" % (rep, rep))
+    else:
+        raise bad("'body' must be {\"representation\": ..., \"value\": ...} or "
+                  "one of storage, atlas_doc_format, wiki")
+    extra = set(inner) - {"representation", "value"}
+    if extra:
+        raise bad("Unrecognized field \"%s\"" % sorted(extra)[0])
+    if rep not in REPRESENTATIONS:
+        raise bad("Invalid representation: %s" % dumps(rep))
+    if not isinstance(inner.get("value"), str):
+        raise bad("'body.value' is required and must be a string")
+    return {rep: {"representation": rep, "value": inner["value"]}}
+
+
+def want_version(data):
+    v = data.get("version")
+    n = v.get("number") if isinstance(v, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise bad("'version' with an integer 'number' is required")
+    if not isinstance(v.get("message", ""), str):
+        raise bad("'version.message' must be a string")
+    return n
+
+
+def check_version(obj, number, noun):
+    current = obj["version"]["number"]
+    if number != current + 1:
+        raise ApiError(409, "CONFLICT", "Version must be incremented when updating a %s. "
+                       "Current Version: [%d]. Provided version: [%d]" % (noun, current, number))
+
+
+def want_inline_props(p):
+    if not isinstance(p, dict):
+        raise bad("'inlineCommentProperties' is required for a top-level inline comment")
+    sel, count, idx = (p.get(k) for k in ("textSelection", "textSelectionMatchCount",
+                                          "textSelectionMatchIndex"))
+    if not isinstance(sel, str) or not sel:
+        raise bad("'inlineCommentProperties.textSelection' must be a non-empty string")
+    for name, n in (("textSelectionMatchCount", count), ("textSelectionMatchIndex", idx)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise bad("'inlineCommentProperties.%s' must be an integer >= 0" % name)
+    if count <= idx:
+        raise bad("'textSelectionMatchCount' must be greater than 'textSelectionMatchIndex'")
+    return p
+
+
+def title_slug(title):
+    return urllib.parse.quote(title.replace(" ", "-"), safe="-._~")
+
+
+def version_obj(number, message):
+    return {"createdAt": now_iso(), "message": message, "number": number,
+            "minorEdit": False, "authorId": AUTHOR}
+
+
+# ----------------------------------------------------------------------------
+# HTTP
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One instance per TCP connection; handle_one_request loops for keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "confluence-standin/1"
+    sys_version = ""
+    # Head and body go out in one write anyway; without TCP_NODELAY a split
+    # write would wait for the client's delayed ACK (40 ms per request).
+    disable_nagle_algorithm = True
+    timeout = 300       # idle keep-alive connections are closed after this
+    verbose = False
+
+    def setup(self):
+        super().setup()
+        self.state = self.server.state
+        self.ctr = self.server.counters
+        self.conn_epoch = -1
+        self.conn_id = 0
+        self.counted = False
+        with self.state.lock:
+            self.ctr.tcp_accepted += 1
+            self.ctr.tcp_open += 1
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            with self.state.lock:
+                self.ctr.tcp_open -= 1
+                if self.counted:
+                    self.ctr.open_connections -= 1
+
+    def handle(self):
+        if isinstance(self.connection, ssl.SSLSocket):
+            # Done here, not in accept(), so a stalled client cannot block the listener.
+            try:
+                self.connection.do_handshake()
+            except (OSError, ssl.SSLError):
+                with self.state.lock:
+                    self.ctr.tls_failures += 1
+                return
+        super().handle()
+
+    def log_message(self, fmt, *args):
+        if self.verbose:   # request line and status only, never headers
+            sys.stderr.write("standin[%s] %s\n" % (self.server.name, fmt % args))
+
+    def handle_expect_100(self):
+        # Deferred to read_body(): drop_before_body must not have said "go on".
+        return True
+
+    def do_any(self):
+        try:
+            self.dispatch()
+        except (OSError, ssl.SSLError):
+            # The client went away (e.g. during a delay); nothing to tell anyone.
+            self.close_connection = True
+        except BadFraming as e:
+            # The rest of the stream cannot be trusted: answer, then close.
+            self.close_connection = True
+            self.send(None, 400, [("Content-Type", "text/plain")], str(e).encode())
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_any
+
+    # --- request side ----------------------------------------------------------
+
+    def read_body(self):
+        te = self.headers.get("Transfer-Encoding", "").lower()
+        length = self.headers.get("Content-Length")
+        if "chunked" not in te and not length:
+            return b""
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version != "HTTP/1.0":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in te:
+            parts = []
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionResetError("client closed the connection mid-body")
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise BadFraming("bad chunk size line") from None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass   # trailers
+                    break
+                parts.append(self.rfile.read(size))
+                if len(parts[-1]) < size:
+                    raise ConnectionResetError("client closed the connection mid-body")
+                self.rfile.readline(3)
+            return b"".join(parts)
+        if not length.strip().isdigit():
+            raise BadFraming("bad Content-Length")
+        n = int(length)
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ConnectionResetError("client closed the connection mid-body")
+        return data
+
+    def record(self, path, query, headers, auth, body, parsed, fault):
+        ctype = headers.get("content-type")
+        mt = media_type(ctype or "")
+        text = body[:RECORD_BODY_CAP].decode("utf-8", "replace")
+        form = None
+        if mt == "application/x-www-form-urlencoded":
+            qs = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            form = {k: v[0] if len(v) == 1 else v for k, v in qs.items()}
+        is_xml = mt in ("application/xml", "text/xml") or mt.endswith("+xml")
+        rec = {"seq": 0, "server": self.server.name, "conn": 0, "t": round(time.time(), 6),
+               "method": self.command, "path": path, "query": query, "headers": headers,
+               "auth": auth, "content_type": ctype, "body_text": text,
+               "body_truncated": len(body) > RECORD_BODY_CAP, "body_size": len(body),
+               "body_json": None if parsed is NOT_JSON else parsed, "body_form": form,
+               "body_xml": text if is_xml else None,
+               "status": None, "fault": fault["kind"] if fault else None}
+        st, ctr = self.state, self.ctr
+        with st.lock:
+            # A connection's id counts from the last reset: an FDW that reuses
+            # one connection shows conn == 1 throughout.
+            if self.conn_epoch != st.epoch:
+                ctr.connections += 1
+                self.conn_id, self.conn_epoch = ctr.connections, st.epoch
+            if not self.counted:
+                self.counted = True
+                ctr.open_connections += 1
+            ctr.seq += 1
+            rec["seq"], rec["conn"] = ctr.seq, self.conn_id
+            ctr.log.append(rec)
+        return rec
+
+    def dispatch(self):
+        target = self.path
+        if not target.startswith("/"):   # absolute-form, as sent to a proxy
+            u = urllib.parse.urlsplit(target)
+            target = (u.path or "/") + ("?" + u.query if u.query else "")
+        path, _, query = target.partition("?")
+        if path.startswith("/_standin/"):
+            self.control(path, query, self.read_body())
+            return
+        st = self.state
+        fault = st.take_fault(self.server.name, self.command, path)
+        headers = {}
+        for k, v in self.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        auth = st.creds.label(headers.get("authorization"))
+        if "authorization" in headers:
+            headers["authorization"] = auth
+        if "proxy-authorization" in headers:
+            headers["proxy-authorization"] = "redacted"
+        kind = fault["kind"] if fault else None
+        if kind == "drop_before_body":
+            self.record(path, query, headers, auth, b"", NOT_JSON, fault)
+            self.drop()
+            return
+        body = self.read_body()
+        parsed = NOT_JSON
+        if body and not media_type(headers.get("content-type", "")).endswith(("form-urlencoded", "xml")):
+            try:
+                parsed = json.loads(body, parse_constant=reject_constant)
+            except (ValueError, RecursionError):
+                pass
+        rec = self.record(path, query, headers, auth, body, parsed, fault)
+
+        def answer():
+            return self.answer(path, query, auth, headers.get("content-type", ""), body, parsed)
+
+        if kind == "drop_after_body":
+            self.drop()
+        elif kind == "drop_after_process":
+            answer()   # the object now exists, but the client never hears of it
+            self.drop()
+        elif kind == "delay":
+            time.sleep(fault["delay_ms"] / 1000.0)
+            self.send(rec, *(self.fault_answer(fault) if "status" in fault else answer()))
+        elif kind == "slow_body":
+            status, hdrs, out = answer()
+            if "body" in fault:
+                out = fault["body"].encode()
+            self.send(rec, status, hdrs + fault["headers"], out, trickle=fault.get("interval_ms", 100) / 1000.0)
+        elif kind:
+            if fault.get("process"):
+                answer()
+            self.send(rec, *self.fault_answer(fault))
+        else:
+            self.send(rec, *answer())
+
+    def answer(self, path, query, auth, ctype, body, parsed):
+        """What Confluence would say: (status, headers, body)."""
+        if not (path == "/wiki" or path.startswith("/wiki/")):
+            return 404, [("Content-Type", "text/plain")], b"Not Found"
+        if not auth.startswith(("basic:", "bearer:")):
+            return 401, [("Content-Type", JSON)], errors_body(
+                401, "UNAUTHORIZED", "Unauthorized", "Authentication credentials are missing or invalid")
+        try:
+            method = "GET" if self.command == "HEAD" else self.command
+            status, hdrs, out = self.state.api(method, path, query, ctype, body, parsed,
+                                               self.server.base_url)
+            return status, [("Content-Type", JSON)] + hdrs if status != 204 else hdrs, out
+        except ApiError as e:
+            return e.status, [("Content-Type", JSON)], errors_body(e.status, e.code, e.title, e.detail)
+
+    def fault_answer(self, fault):
+        kind, status = fault["kind"], fault.get("status")
+        ctype = fault.get("content_type")
+        if kind in ("status", "delay"):
+            out = fault["body"].encode() if "body" in fault else generic_error(status)
+        elif kind == "malformed_json":
+            out = b'{"id": "123", "title": '
+        elif kind == "empty_body":
+            out = b""
+        elif kind == "non_json":
+            out, ctype = b"<html><body>OK</body></html>", ctype or "text/html; charset=utf-8"
+        elif kind == "oversize":
+            out = oversize_chunks(fault.get("bytes", 10 * 1024 * 1024))
+        else:   # redirect
+            status = status or 302
+            return status, [("Location", fault["location"])] + fault["headers"], b""
+        return status or 200, [("Content-Type", ctype or JSON)] + fault["headers"], out
+
+    # --- response side ---------------------------------------------------------
+
+    def send(self, rec, status, headers, body, trickle=None):
+        """One write for head and body (see disable_nagle_algorithm).  body may
+        be (length, iterator of chunks) for answers too big to build at once."""
+        if rec is not None:
+            rec["status"] = status   # before the client can see the answer
+        no_body = status == 204 or status == 304 or status < 200
+        length, chunks = (body if isinstance(body, tuple) else (len(body), None))
+        head = ["HTTP/1.1 %d %s" % (status, phrase(status)),
+                "Date: " + email.utils.formatdate(usegmt=True),
+                "Server: " + self.server_version]
+        head += ["%s: %s" % kv for kv in headers]
+        if not no_body:
+            head.append("Content-Length: %d" % length)
+        if rec is not None:
+            head.append("atl-traceid: standin%08x" % rec["seq"])
+        if self.close_connection:
+            head.append("Connection: close")
+        head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if self.verbose:
+            self.log_message('"%s" %d', self.requestline, status)
+        if no_body or self.command == "HEAD":
+            self.wfile.write(head)
+        elif trickle is not None:
+            self.wfile.write(head)
+            for i in range(len(body)):
+                time.sleep(trickle)
+                self.wfile.write(body[i:i + 1])
+        elif chunks is not None:
+            self.wfile.write(head)
+            for c in chunks:
+                self.wfile.write(c)
+        else:
+            self.wfile.write(head + body)
+
+    def drop(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- control API -------------------------------------------------------------
+
+    def control(self, path, query, body):
+        st, m = self.state, self.command
+        qs = urllib.parse.parse_qs(query)
+
+        def reply(obj, status=200):
+            self.send(None, status, [("Content-Type", JSON)], (dumps(obj) + "\n").encode())
+
+        try:
+            if m == "GET" and path == "/_standin/health":
+                self.send(None, 200, [("Content-Type", "text/plain")], b"ok")
+            elif m == "GET" and path == "/_standin/requests":
+                since = int(qs.get("since", ["0"])[-1])
+                which = qs.get("server", ["main"])[-1]
+                names = ["main", "second"] if which == "all" else [which]
+                if not set(names) <= set(st.counters):
+                    raise ValueError("server must be main, second or all")
+                with st.lock:
+                    recs = [r for n in names for r in st.counters[n].log if r["seq"] > since]
+                if len(names) > 1:
+                    recs.sort(key=lambda r: r["t"])
+                # ensure_ascii (the default) keeps each line pure ASCII with no raw newline.
+                out = "".join(dumps(r) + "\n" for r in recs).encode("ascii")
+                self.send(None, 200, [("Content-Type", "application/x-ndjson")], out)
+            elif m == "GET" and path == "/_standin/stats":
+                with st.lock:
+                    c, c2 = st.counters["main"], st.counters["second"]
+                    reply({"requests": c.seq, "connections": c.connections,
+                           "open_connections": c.open_connections,
+                           "pages": len(st.store["pages"]), "blogposts": len(st.store["blogposts"]),
+                           "comments": len(st.store["footer-comments"]) + len(st.store["inline-comments"]),
+                           "faults_pending": len(st.faults), "tcp_accepted": c.tcp_accepted,
+                           "tcp_open": c.tcp_open, "tls_failures": c.tls_failures,
+                           "second_requests": c2.seq, "next_id": str(st.next_id)})
+            elif m == "GET" and path == "/_standin/faults":
+                with st.lock:
+                    reply([dict(f, headers=dict(f["headers"])) for f in st.faults])
+            elif m == "POST" and path == "/_standin/reset":
+                st.reset()
+                reply({"ok": True})
+            elif m == "POST" and path == "/_standin/fault":
+                obj = json.loads(body or b"null")
+                faults = [parse_fault(f) for f in (obj if isinstance(obj, list) else [obj])]
+                with st.lock:
+                    st.faults.extend(faults)
+                    n = len(st.faults)
+                reply({"ok": True, "queued": len(faults), "pending": n})
+            elif m == "POST" and path == "/_standin/credentials":
+                st.creds = Credentials.from_json(json.loads(body or b"null"))
+                reply({"ok": True})
+            else:
+                reply({"ok": False, "error": "no such control call: %s %s" % (m, path)}, 404)
+        except ValueError as e:   # includes JSON errors; never echoes credentials
+            reply({"ok": False, "error": str(e)}, 400)
+
+
+def phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
+
+
+def oversize_chunks(total):
+    """A valid JSON object of exactly `total` bytes, produced in pieces."""
+    head, tail = b'{"id":"1","pad":"', b'"}'
+    pad = total - len(head) - len(tail)
+
+    def gen():
+        yield head
+        left = pad
+        block = b"x" * 65536
+        while left > 0:
+            yield block[:min(left, len(block))]
+            left -= len(block)
+        yield tail
+    return total, gen()
+
+
+class StandinServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, name, state, port, tls_ctx=None):
+        self.name, self.state, self.tls_ctx = name, state, tls_ctx
+        self.counters = state.counters[name]
+        super().__init__(("127.0.0.1", port), Handler)
+        scheme = "https" if tls_ctx else "http"
+        self.base_url = "%s://127.0.0.1:%d/wiki" % (scheme, self.server_address[1])
+
+    def server_bind(self):
+        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can stall
+        # for seconds on a machine without a resolver.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+        if self.tls_ctx:
+            self.socket = self.tls_ctx.wrap_socket(self.socket, server_side=True,
+                                                   do_handshake_on_connect=False)
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (OSError, ssl.SSLError)):
+            return   # the client hung up or timed out
+        super().handle_error(request, client_address)   # a stand-in bug: show it
+
+
+def write_port_file(path, port):
+    # Readers poll for the file: rename makes it appear complete or not at all.
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Confluence Cloud REST v2 stand-in for tests")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
+    p.add_argument("--port-file", help="write the port here once listening")
+    p.add_argument("--extra-port-file", help="also listen on a second free port, written here")
+    p.add_argument("--credentials", help='JSON file {"basic": {user: [tokens]}, "bearer": [tokens]}')
+    p.add_argument("--tls-cert", help="serve the main port over TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    p.add_argument("--max-lifetime-s", type=float, default=7200, help="exit by itself after this")
+    p.add_argument("--idle-timeout-s", type=float, default=300, help="close idle connections after this")
+    p.add_argument("--verbose", action="store_true", help="log request lines to stderr")
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+
+    try:
+        if args.credentials:
+            with open(args.credentials) as f:
+                creds = Credentials.from_json(json.load(f))
+        else:
+            creds = Credentials.from_env()
+    except OSError as e:
+        print("standin: cannot read %s: %s" % (args.credentials, e.strerror), file=sys.stderr)
+        return 2
+    except ValueError as e:
+        # Our messages and json's name a position, never the file's contents.
+        print("standin: bad credentials: %s" % e, file=sys.stderr)
+        return 2
+    if creds.empty():
+        print("standin: warning: no credentials configured; every /wiki request gets 401",
+              file=sys.stderr)
+
+    Handler.timeout = args.idle_timeout_s
+    Handler.verbose = args.verbose
+    tls_ctx = None
+    if args.tls_cert:
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_ctx.load_cert_chain(args.tls_cert, args.tls_key)
+
+    state = State(creds)
+    servers = [StandinServer("main", state, args.port, tls_ctx)]
+    if args.extra_port_file:
+        servers.append(StandinServer("second", state, 0))
+    for s in servers:
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="serve-" + s.name, daemon=True).start()
+
+    # The second port first: whoever waits for the main port file finds both.
+    if args.extra_port_file:
+        write_port_file(args.extra_port_file, servers[1].server_address[1])
+    if args.port_file:
+        write_port_file(args.port_file, servers[0].server_address[1])
+    try:
+        print("listening on 127.0.0.1:%d" % servers[0].server_address[1], flush=True)
+        if len(servers) > 1:
+            print("second listener on 127.0.0.1:%d" % servers[1].server_address[1], flush=True)
+    except OSError:
+        pass   # nobody reads stdout; keep serving
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + args.max_lifetime_s
+    # Short waits so that signal handlers run promptly in the main thread.
+    while not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(0.2)
+    if not stop.is_set():
+        print("standin: --max-lifetime-s reached, exiting", file=sys.stderr, flush=True)
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""Self-check for test/standin.py:  python3 test/test_standin.py [-v]
+
+Starts the stand-in as a subprocess (as the test runner does) and talks to it
+over loopback with http.client only.
+"""
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN = os.path.join(HERE, "standin.py")
+USER, TOKEN_A, TOKEN_B, BEARER = "user@example.com", "tok-aaaa-1111", "tok-bbbb-2222", "tok-cccc-3333"
+SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999")
+
+
+def basic(user, token):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, token)).encode()).decode()
+
+
+AUTH = {"Authorization": basic(USER, TOKEN_A)}
+
+
+def start(tmp, *extra):
+    """Starts standin.py; returns (process, main port, second port)."""
+    creds = os.path.join(tmp, "creds.json")
+    with open(creds, "w") as f:
+        json.dump({"basic": {USER: [TOKEN_A, TOKEN_B]}, "bearer": [BEARER]}, f)
+    pf, pf2 = os.path.join(tmp, "p1"), os.path.join(tmp, "p2")
+    proc = subprocess.Popen([sys.executable, STANDIN, "--port", "0", "--port-file", pf,
+                             "--extra-port-file", pf2, "--credentials", creds,
+                             "--max-lifetime-s", "300", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        if os.path.exists(pf):
+            with open(pf) as f1, open(pf2) as f2:
+                return proc, int(f1.read()), int(f2.read())
+        if proc.poll() is not None:
+            raise RuntimeError("standin exited: " + proc.stderr.read())
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("standin wrote no port file")
+
+
+class StandinTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp()
+        cls.proc, cls.port, cls.port2 = start(cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGTERM)
+        out, err = cls.proc.communicate(timeout=10)
+        shutil.rmtree(cls.tmp)
+        assert cls.proc.returncode == 0, (cls.proc.returncode, err)
+        assert out.startswith("listening on 127.0.0.1:%d\n" % cls.port), out
+        for s in SECRETS:
+            assert s not in out and s not in err, "secret printed"
+
+    def setUp(self):
+        self.ctl("POST", "/_standin/reset")
+
+    # --- helpers -------------------------------------------------------------
+
+    def req(self, method, path, body=None, headers=None, port=None, conn=None, timeout=10):
+        """One request; returns (status, headers dict, raw body bytes)."""
+        c = conn or http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
+        h = dict(AUTH)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+        finally:
+            if conn is None:
+                c.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+    def ctl(self, method, path, body=None):
+        st, _, data = self.req(method, path, body, headers={"Authorization": "none"})
+        self.assertLess(st, 300, data)
+        return data
+
+    def stats(self):
+        return json.loads(self.ctl("GET", "/_standin/stats"))
+
+    def log(self, query=""):
+        data = self.ctl("GET", "/_standin/requests" + query)
+        return [json.loads(line) for line in data.decode("ascii").splitlines()]
+
+    def fault(self, **f):
+        self.ctl("POST", "/_standin/fault", f)
+
+    def page(self, title="T", timeout=10, **kw):
+        body = {"spaceId": "98306", "status": "current", "title": title,
+                "body": {"representation": "storage", "value": "<p>x</p>"}}
+        body.update(kw)
+        return self.req("POST", "/wiki/api/v2/pages", body, timeout=timeout)
+
+    def errors(self, data):
+        e = json.loads(data)["errors"][0]
+        self.assertEqual(set(e), {"status", "code", "title", "detail"})
+        return e
+
+    # --- Confluence behaviour ------------------------------------------------------
+
+    def test_create_page(self):
+        st, h, data = self.page("Hello world")
+        self.assertEqual(st, 200, data)
+        p = json.loads(data)
+        self.assertIsInstance(p["id"], str)
+        self.assertTrue(p["id"].isdigit())
+        self.assertEqual((p["status"], p["title"], p["spaceId"], p["parentId"]),
+                         ("current", "Hello world", "98306", "65537"))
+        self.assertEqual(p["version"]["number"], 1)
+        self.assertEqual(p["body"], {"storage": {"representation": "storage", "value": "<p>x</p>"}})
+        self.assertRegex(p["createdAt"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(p["_links"]["base"], "http://127.0.0.1:%d/wiki" % self.port)
+        self.assertTrue(p["_links"]["webui"].endswith("/pages/%s/Hello-world" % p["id"]))
+        self.assertEqual(h["content-type"], "application/json")
+        st, _, got = self.req("GET", "/wiki/api/v2/pages/" + p["id"])
+        self.assertEqual((st, json.loads(got)["title"]), (200, "Hello world"))
+        # Nested body form, blog post, draft without title.
+        st, _, data = self.page("N", body={"storage": {"representation": "storage", "value": "v"}})
+        self.assertEqual(st, 200, data)
+        st, _, data = self.req("POST", "/wiki/api/v2/blogposts", {"spaceId": "1", "title": "B"})
+        self.assertEqual((st, json.loads(data)["body"]), (200, {}))
+        st, _, data = self.req("POST", "/wiki/api/v2/pages", {"spaceId": "1", "status": "draft"})
+        self.assertEqual(st, 200, data)
+        self.assertEqual(self.stats()["pages"], 3)
+
+    def test_validation(self):
+        st, _, data = self.page("Dup")
+        self.assertEqual(st, 200)
+        st, _, data = self.page("Dup")
+        self.assertEqual(st, 400)
+        self.assertIn("A page with this title already exists", self.errors(data)["title"])
+        self.assertEqual(self.page("Dup", spaceId="7")[0], 200)   # other space is fine
+        cases = [
+            {"spaceId": 98306, "title": "x"},                        # number, not string
+            {"title": "x"},                                           # no spaceId
+            {"spaceId": "1"},                                         # no title, not draft
+            {"spaceId": "1", "title": "x", "status": "published"},
+            {"spaceId": "1", "title": "x", "nope": 1},                # unknown key
+            {"spaceId": "1", "title": "x", "body": {"representation": "html", "value": "v"}},
+            {"spaceId": "1", "title": "x", "body": {"representation": "storage", "value": 5}},
+            {"spaceId": "1", "title": "x", "subtype": "dead"},
+            [1, 2],
+        ]
+        for c in cases:
+            st, _, data = self.req("POST", "/wiki/api/v2/pages", c)
+            self.assertEqual(st, 400, c)
+            self.assertEqual(self.errors(data)["status"], 400)
+        st, _, _ = self.req("POST", "/wiki/api/v2/pages", "{", {"Content-Type": "application/json"})
+        self.assertEqual(st, 400)
+        st, _, data = self.req("POST", "/wiki/api/v2/pages", '{"spaceId":"1","title":"x"}',
+                               {"Content-Type": "text/plain"})
+        self.assertEqual((st, self.errors(data)["code"]), (415, "UNSUPPORTED_MEDIA_TYPE"))
+        st, h, data = self.req("GET", "/wiki/api/v2/nothing")
+        self.assertEqual((st, self.errors(data)),
+                         (404, {"status": 404, "code": "NOT_FOUND", "title": "Not Found", "detail": None}))
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(self.req("GET", "/elsewhere")[0], 404)
+        self.assertEqual(self.log()[-1]["path"], "/elsewhere")
+
+    def test_auth(self):
+        ok = [(basic(USER, TOKEN_A), "basic:%s:1" % USER), (basic(USER, TOKEN_B), "basic:%s:2" % USER),
+              ("Bearer " + BEARER, "bearer:1")]
+        bad = [(basic(USER, "wrong-token-9999"), "invalid"), (basic("x@y", TOKEN_A), "invalid"),
+               ("Bearer wrong-token-9999", "invalid"), ("Basic !!!", "invalid"), (None, "none")]
+        for hdr, label in ok + bad:
+            h = {"Authorization": hdr} if hdr else {}
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            c.request("GET", "/wiki/api/v2/spaces?limit=1", headers=h)
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if (hdr, label) in ok:
+                self.assertEqual(r.status, 200, label)
+                self.assertEqual(json.loads(data)["results"][0]["key"], "SP")
+            else:
+                self.assertEqual(r.status, 401, label)
+                self.assertEqual(self.errors(data)["code"], "UNAUTHORIZED")
+            rec = self.log()[-1]
+            self.assertEqual(rec["auth"], label)
+            if hdr:
+                self.assertEqual(rec["headers"]["authorization"], label)
+        self.ctl("POST", "/_standin/credentials", {"bearer": ["new-one"]})
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 401)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers={"Authorization": "Bearer new-one"})[0], 200)
+        self.ctl("POST", "/_standin/credentials", {"basic": {USER: [TOKEN_A, TOKEN_B]}, "bearer": [BEARER]})
+
+    def test_comments(self):
+        pid = json.loads(self.page("Commented")[2])["id"]
+        body = {"representation": "storage", "value": "<p>c</p>"}
+        st, h, data = self.req("POST", "/wiki/api/v2/footer-comments", {"pageId": pid, "body": body})
+        self.assertEqual(st, 201, data)
+        c = json.loads(data)
+        self.assertEqual((c["pageId"], c["title"], c["version"]["number"]), (pid, "Re: Commented", 1))
+        self.assertEqual(h["location"], "http://127.0.0.1:%d/wiki/api/v2/footer-comments/%s" % (self.port, c["id"]))
+        st, _, _ = self.req("POST", "/wiki/api/v2/footer-comments", {"pageId": "12", "body": body})
+        self.assertEqual(st, 201)                                     # arbitrary page ids are fine
+        st, _, data = self.req("POST", "/wiki/api/v2/footer-comments", {"pageId": "404404", "body": body})
+        self.assertEqual((st, self.errors(data)["code"]), (404, "NOT_FOUND"))
+        for b in ({"body": body}, {"pageId": "1", "blogPostId": "2", "body": body}, {"pageId": "1"},
+                  {"pageId": 1, "body": body}):
+            self.assertEqual(self.req("POST", "/wiki/api/v2/footer-comments", b)[0], 400, b)
+        props = {"textSelection": "x", "textSelectionMatchCount": 1, "textSelectionMatchIndex": 0}
+        st, h, _ = self.req("POST", "/wiki/api/v2/inline-comments",
+                            {"pageId": pid, "body": body, "inlineCommentProperties": props})
+        self.assertEqual(st, 201)
+        self.assertIn("/wiki/api/v2/inline-comments/", h["location"])
+        self.assertEqual(self.req("POST", "/wiki/api/v2/inline-comments", {"pageId": pid, "body": body})[0], 400)
+        # Update with version check, then delete.
+        url = "/wiki/api/v2/footer-comments/" + c["id"]
+        self.assertEqual(self.req("PUT", url, {"version": {"number": 1}, "body": body})[0], 409)
+        self.assertEqual(self.req("PUT", url, {"version": {"number": 2}, "body": body})[0], 200)
+        self.assertEqual(self.stats()["comments"], 3)
+        self.assertEqual(self.req("DELETE", url)[0], 204)
+        self.assertEqual(self.req("DELETE", url)[0], 404)
+
+    def test_update_delete_page(self):
+        p = json.loads(self.page("V")[2])
+        url = "/wiki/api/v2/pages/" + p["id"]
+        upd = {"id": p["id"], "status": "current", "title": "V2",
+               "body": {"representation": "storage", "value": "new"}, "version": {"number": 1}}
+        st, _, data = self.req("PUT", url, upd)
+        self.assertEqual(st, 409)
+        self.assertEqual(self.errors(data)["title"], "Version must be incremented when updating a page. "
+                         "Current Version: [1]. Provided version: [1]")
+        upd["version"]["number"] = 2
+        st, _, data = self.req("PUT", url, upd)
+        self.assertEqual((st, json.loads(data)["version"]["number"], json.loads(data)["title"]), (200, 2, "V2"))
+        self.assertEqual(self.page("V")[0], 200)                     # old title is free again
+        self.assertEqual(self.req("PUT", url, dict(upd, id="1"))[0], 400)
+        st, h, data = self.req("DELETE", url)
+        self.assertEqual((st, data), (204, b""))
+        self.assertNotIn("content-length", h)
+        self.assertEqual(self.req("GET", url)[0], 404)
+        self.assertEqual(self.req("PUT", url, dict(upd, version={"number": 3}))[0], 404)
+
+    # --- connections and the log -------------------------------------------------------
+
+    def test_keepalive_and_log(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        for i in range(3):
+            st, _, _ = self.req("POST", "/wiki/api/v2/pages",
+                                {"spaceId": "1", "title": "K\u00e9 %d\nline" % i}, conn=c)
+            self.assertEqual(st, 200)
+        s = self.stats()
+        self.assertEqual((s["requests"], s["connections"], s["open_connections"]), (3, 1, 1))
+        c.close()
+        raw = self.ctl("GET", "/_standin/requests")
+        raw.decode("ascii")                                          # pure ASCII
+        lines = raw.split(b"\n")
+        self.assertEqual(lines[-1], b"")                             # ends with one newline
+        recs = [json.loads(x) for x in lines[:-1]]
+        self.assertEqual([r["seq"] for r in recs], [1, 2, 3])
+        self.assertEqual({r["conn"] for r in recs}, {1})
+        r = recs[0]
+        for k in ("seq", "server", "conn", "method", "path", "query", "headers", "auth", "content_type",
+                  "body_text", "body_json", "body_form", "body_xml", "status", "fault"):
+            self.assertIn(k, r)
+        self.assertEqual((r["server"], r["method"], r["path"], r["status"], r["fault"]),
+                         ("main", "POST", "/wiki/api/v2/pages", 200, None))
+        self.assertEqual(r["body_json"]["title"], "K\u00e9 0\nline")
+        self.assertEqual([x["seq"] for x in self.log("?since=2")], [3])
+        for s in SECRETS:
+            self.assertNotIn(s.encode(), raw)
+        # A second connection gets conn 2; reset starts over, ids keep growing.
+        self.req("GET", "/x?a=1", "a=1&b=2&b=3", {"Content-Type": "application/x-www-form-urlencoded"})
+        r = self.log()[-1]
+        self.assertEqual((r["conn"], r["query"], r["body_form"]), (2, "a=1", {"a": "1", "b": ["2", "3"]}))
+        self.req("POST", "/x", "<a/>", {"Content-Type": "application/xml"})
+        self.assertEqual(self.log()[-1]["body_xml"], "<a/>")
+        old_id = int(json.loads(self.page("before")[2])["id"])
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.log(), [])
+        self.assertEqual(self.stats()["pages"], 0)
+        self.assertGreater(int(json.loads(self.page("before")[2])["id"]), old_id)
+        self.assertEqual(self.log()[0]["seq"], 1)
+
+    def test_connection_close(self):
+        st, h, _ = self.req("GET", "/wiki/api/v2/spaces", headers={"Connection": "close"})
+        self.assertEqual((st, h.get("connection")), (200, "close"))
+
+    def test_second_server(self):
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", port=self.port2)[0], 200)
+        self.assertEqual(self.log(), [])
+        recs = self.log("?server=second")
+        self.assertEqual((len(recs), recs[0]["server"]), (1, "second"))
+        self.assertEqual(self.stats()["second_requests"], 1)
+
+    def test_big_body_and_chunked(self):
+        value = "\u00fc" * (600 * 1024)                              # 1.2 MB of UTF-8
+        st, _, _ = self.page("big", body={"representation": "storage", "value": value})
+        self.assertEqual(st, 200)
+        r = self.log()[-1]
+        self.assertTrue(r["body_truncated"])
+        self.assertEqual(r["body_json"]["body"]["value"], value)
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("POST", "/wiki/api/v2/pages", body=iter([b'{"spaceId":"1",', b'"title":"chunky"}']),
+                  headers=dict(AUTH, **{"Content-Type": "application/json"}), encode_chunked=True)
+        self.assertEqual(c.getresponse().status, 200)
+        c.close()
+        st, _, _ = self.page("huge", body={"representation": "storage", "value": "x" * (5 * 1024 * 1024 + 1)})
+        self.assertEqual(st, 413)
+
+    # --- faults ------------------------------------------------------------------
+
+    def test_fault_status(self):
+        self.fault(kind="status", status=429, headers={"Retry-After": "2"}, match="/wiki/api/v2/pages",
+                   method="POST", times=2)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 200)   # not matched
+        for _ in range(2):
+            st, h, data = self.page("R")
+            self.assertEqual((st, h["retry-after"], self.errors(data)["status"]), (429, "2", 429))
+        self.assertEqual(self.page("R")[0], 200)                     # consumed: object made now
+        recs = self.log()
+        self.assertEqual([r["fault"] for r in recs], [None, "status", "status", None])
+        self.assertEqual(self.stats()["pages"], 1)
+        self.fault(kind="status", status=503, body="down", content_type="text/plain")
+        st, h, data = self.page("S")
+        self.assertEqual((st, data, h["content-type"]), (503, b"down", "text/plain"))
+        self.assertEqual(self.ctl("GET", "/_standin/faults"), b"[]\n")
+        st, _, data = self.req("POST", "/_standin/fault", {"kind": "nope"})
+        self.assertEqual(st, 400)
+
+    def test_fault_delay(self):
+        self.fault(kind="delay", delay_ms=600)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=self.page("slow")))
+        t0 = time.monotonic()
+        t.start()
+        time.sleep(0.1)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 200)   # not blocked
+        self.assertLess(time.monotonic() - t0, 0.5)
+        t.join()
+        self.assertGreaterEqual(time.monotonic() - t0, 0.6)
+        self.assertEqual(out["r"][0], 200)
+        self.fault(kind="delay", delay_ms=300, status=500)
+        self.assertEqual(self.page("slow2")[0], 500)
+        # A client that gives up during the delay does no harm.
+        self.fault(kind="delay", delay_ms=300)
+        with self.assertRaises(socket.timeout):
+            self.page("gave-up", timeout=0.1)
+        time.sleep(0.4)
+        self.assertEqual(self.req("GET", "/_standin/health")[2], b"ok")
+
+    def test_fault_drops(self):
+        for kind, created in (("drop_before_body", 0), ("drop_after_body", 0), ("drop_after_process", 1)):
+            self.ctl("POST", "/_standin/reset")
+            self.fault(kind=kind)
+            with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+                self.page("D")
+            self.assertEqual(self.stats()["pages"], created, kind)
+            r = self.log()[-1]
+            self.assertEqual((r["fault"], r["status"]), (kind, None))
+            self.assertEqual(r["body_text"] == "", kind == "drop_before_body")
+        self.assertEqual(self.page("D")[0], 400)                     # duplicate: it was created
+
+    def test_fault_bodies(self):
+        self.fault(kind="malformed_json")
+        st, h, data = self.page("m")
+        self.assertEqual((st, data, h["content-type"]), (200, b'{"id": "123", "title": ', "application/json"))
+        self.fault(kind="empty_body")
+        self.assertEqual(self.page("m")[::2], (200, b""))
+        self.fault(kind="empty_body", status=201)
+        self.assertEqual(self.page("m")[::2], (201, b""))
+        self.fault(kind="non_json")
+        st, h, data = self.page("m")
+        self.assertEqual((st, data), (200, b"<html><body>OK</body></html>"))
+        self.assertTrue(h["content-type"].startswith("text/html"))
+        self.fault(kind="oversize", bytes=3 * 1024 * 1024 + 7)
+        st, h, data = self.page("m")
+        self.assertEqual((st, len(data), int(h["content-length"])), (200, 3 * 1024 * 1024 + 7, len(data)))
+        self.assertEqual(json.loads(data)["id"], "1")
+        self.assertEqual(self.stats()["pages"], 0)                   # none of these created anything
+        self.fault(kind="malformed_json", process=True)
+        self.page("m")
+        self.assertEqual(self.stats()["pages"], 1)
+
+    def test_fault_redirect_and_slow(self):
+        loc = "http://127.0.0.1:%d/wiki/api/v2/pages" % self.port2
+        self.fault(kind="redirect", location=loc)
+        st, h, data = self.page("r")
+        self.assertEqual((st, h["location"], data), (302, loc, b""))
+        self.fault(kind="redirect", location=loc, status=307)
+        self.assertEqual(self.page("r")[0], 307)
+        self.assertEqual(self.log("?server=second"), [])
+        self.fault(kind="slow_body", interval_ms=20, body='{"id":"77"}')
+        t0 = time.monotonic()
+        st, _, data = self.page("s")
+        self.assertEqual((st, data), (200, b'{"id":"77"}'))
+        self.assertGreaterEqual(time.monotonic() - t0, 11 * 0.02)
+        self.assertEqual(self.log()[-1]["fault"], "slow_body")
+
+    def raw(self, data):
+        """Sends raw bytes on a fresh socket; returns everything read until EOF."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(data)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    def test_raw_framing(self):
+        auth = AUTH["Authorization"].encode()
+        out = self.raw(b"POST /wiki/api/v2/pages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n"
+                       b"Connection: close\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out)
+        body = b'{"spaceId":"1","title":"expect"}'
+        out = self.raw(b"POST /wiki/api/v2/pages HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth +
+                       b"\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                       b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertTrue(out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), out)
+        self.assertIn(b"\r\nConnection: close\r\n", out)
+        # HTTP/1.0 without keep-alive: answered, then closed.
+        out = self.raw(b"GET /_standin/health HTTP/1.0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\nok"), out)
+
+    def test_parallel_clients(self):
+        errors = []
+
+        def client(k):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                for i in range(200):
+                    st, _, _ = self.req("POST", "/wiki/api/v2/pages", {"spaceId": "1", "title": "p%d-%d" % (k, i)},
+                                        conn=c)
+                    assert st == 200, st
+                c.close()
+            except Exception as e:   # reported below, in the main thread
+                errors.append(e)
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        s = self.stats()
+        self.assertEqual((s["pages"], s["requests"], s["connections"]), (1600, 1600, 8))
+        recs = self.log()
+        self.assertEqual(sorted(r["seq"] for r in recs), list(range(1, 1601)))
+        self.assertEqual(len({json.loads(r["body_text"])["title"] for r in recs}), 1600)
+
+    def test_throughput(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        n, t0 = 3000, time.monotonic()
+        body = json.dumps({"pageId": "5", "body": {"representation": "storage", "value": "<p>x</p>"}})
+        h = dict(AUTH, **{"Content-Type": "application/json"})
+        for _ in range(n):
+            c.request("POST", "/wiki/api/v2/footer-comments", body=body, headers=h)
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 201)
+        rate = n / (time.monotonic() - t0)
+        c.close()
+        print("\n  keep-alive throughput: %.0f requests/s (one client)" % rate, file=sys.stderr)
+        self.assertEqual(self.stats()["connections"], 1)
+        self.assertGreater(rate, 1000)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_tls_and_lifetime(self):
+        if not shutil.which("openssl"):
+            self.skipTest("no openssl")
+        tmp = tempfile.mkdtemp()
+        try:
+            cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                            "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                           check=True, capture_output=True)
+            proc, port, _ = start(tmp, "--tls-cert", cert, "--tls-key", key, "--max-lifetime-s", "3")
+            import ssl
+            ctx = ssl.create_default_context(cafile=cert)
+            ctx.check_hostname = False
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+            c.request("GET", "/wiki/api/v2/spaces", headers=AUTH)
+            self.assertEqual(c.getresponse().status, 200)
+            c.close()
+            strict = http.client.HTTPSConnection("127.0.0.1", port, timeout=5,
+                                                 context=ssl.create_default_context())
+            with self.assertRaises(ssl.SSLError):
+                strict.request("GET", "/_standin/health")
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+            c.request("GET", "/_standin/stats")
+            s = json.loads(c.getresponse().read())
+            self.assertEqual((s["tls_failures"], s["requests"]), (1, 1))
+            c.close()
+            # A request in flight (delayed) does not hold up the exit.
+            c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+            c.request("POST", "/_standin/fault", body=json.dumps({"kind": "delay", "delay_ms": 60000}))
+            c.getresponse().read()
+            c.request("GET", "/wiki/api/v2/spaces", headers=AUTH)
+            proc.wait(timeout=10)                                    # --max-lifetime-s
+            c.close()
+            self.assertEqual(proc.returncode, 0)
+            proc.stdout.close()
+            proc.stderr.close()
+        finally:
+            shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    unittest.main()
