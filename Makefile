@@ -17,7 +17,7 @@ PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
 REGRESS = setup options insert returning http errors explain import test_connection triggers cron
-REGRESS_OPTS = --inputdir=test --outputdir=test/results
+REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

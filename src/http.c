@@ -435,8 +435,6 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 	 * Headers first: the list is ours (malloc) until the next configure or
 	 * close, so keep it in the connection before anything can fail.
 	 */
-	snprintf(line, sizeof(line), "Content-Type: %s",
-			 req->content_type ? req->content_type : "application/json");
 #define APPEND_HEADER(str) \
 	do { \
 		struct curl_slist *n_ = curl_slist_append(h, (str)); \
@@ -447,7 +445,12 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 		} \
 		h = n_; \
 	} while (0)
-	APPEND_HEADER(line);
+	if (req->method != CFDW_GET)
+	{
+		snprintf(line, sizeof(line), "Content-Type: %s",
+				 req->content_type ? req->content_type : "application/json");
+		APPEND_HEADER(line);
+	}
 	APPEND_HEADER("Accept: application/json");
 	/* a 100-continue round trip costs a wait for every large body */
 	APPEND_HEADER("Expect:");

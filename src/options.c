@@ -856,6 +856,12 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		case JSONBOID:
 			col->kind = CFDW_VALUE_JSON;
 			break;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			/* to_json() writes ISO 8601 ("2026-01-02T03:04:05+00:00") */
+			col->kind = CFDW_VALUE_TO_JSON;
+			break;
 		default:
 			if (type_is_array(basetype) || type_is_rowtype(basetype))
 				col->kind = CFDW_VALUE_TO_JSON;

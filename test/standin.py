@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 
 API = "/wiki/api/v2"
+ECHO = "/wiki/echo"
 FIRST_ID = 1000001
 RECORD_BODY_CAP = 1024 * 1024          # body_text in the log keeps at most this
 CREATE_BODY_LIMIT = 5 * 1024 * 1024    # Confluence: 413 for creates over 5 MB
@@ -286,6 +287,8 @@ class State:
 
     def api(self, method, path, query, ctype, raw, parsed, base):
         """Returns (status, extra headers, body bytes) or raises ApiError."""
+        if path == ECHO or path.startswith(ECHO + "/"):
+            return self.echo(method, path, query, ctype, raw, parsed)
         parts = path[len(API) + 1:].split("/") if path.startswith(API + "/") else []
         if len(parts) == 1:
             coll = parts[0]
@@ -326,6 +329,18 @@ class State:
                     obj = self.update_comment(coll, oid, data)
                 return 200, [], self.content_out(obj, base)
         raise not_found()
+
+    def echo(self, method, path, query, ctype, raw, parsed):
+        """/wiki/echo/...: any method and body is accepted and described back,
+        for tests of hand-made tables whose bodies Confluence would refuse.
+        ?status=N answers N instead (204 with no body)."""
+        qs = urllib.parse.parse_qs(query)
+        status = int(qs.get("status", ["200"])[0])
+        if status == 204:
+            return 204, [], b""
+        out = {"id": self.new_id(), "method": method, "path": path, "query": query,
+               "content_type": ctype, "received": parsed if isinstance(parsed, (dict, list)) else None}
+        return status, [], dumps(out).encode()
 
     @staticmethod
     def json_body(ctype, raw, parsed):

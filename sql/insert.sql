@@ -1,0 +1,106 @@
+--
+-- INSERT: each row becomes one request with the body DESIGN §2 describes.
+--
+SELECT standin_reset();
+
+-- A page and a footer comment from the templates.
+INSERT INTO pages (space_id, title, body)
+  VALUES ('98306', 'Release 1.2', '<p>Shipped.</p>');
+INSERT INTO footer_comments (page_id, body) VALUES ('1000001', 'Looks good');
+
+SELECT r->>'method' AS method, r->>'path' AS path, r->>'auth' AS auth,
+       r->>'content_type' AS content_type, r->'headers'->>'accept' AS accept,
+       r->'headers'->>'user-agent' AS user_agent, r->'body_json' AS body
+  FROM standin_requests() r ORDER BY (r->>'seq')::int;
+
+-- The representation comes from the row, else from the table option.
+SELECT standin_reset();
+INSERT INTO pages (space_id, title, body, representation)
+  VALUES ('98306', 'Wiki page', 'h1. Hello', 'wiki');
+ALTER FOREIGN TABLE pages OPTIONS (ADD representation 'atlas_doc_format');
+INSERT INTO pages (space_id, title, body)
+  VALUES ('98306', 'ADF page', '{"type":"doc","version":1,"content":[]}');
+ALTER FOREIGN TABLE pages OPTIONS (DROP representation);
+-- no body: no representation either
+INSERT INTO pages (space_id, title, status) VALUES ('98306', 'Empty draft', 'draft');
+SELECT r->'body_json' AS body FROM standin_requests() r ORDER BY (r->>'seq')::int;
+
+-- A hand-made table: default fields are camelCase column names, dotted
+-- paths nest, NULLs are left out, json and jsonb are embedded, numbers and
+-- booleans stay numbers and booleans.
+CREATE FOREIGN TABLE typed (
+  space_id text,
+  page_title text OPTIONS (field 'title'),
+  body_value text OPTIONS (field 'body.value'),
+  body_repr text OPTIONS (field 'body.representation'),
+  small_n smallint,
+  big_n bigint,
+  exact numeric,
+  ratio double precision,
+  flag boolean,
+  meta jsonb,
+  raw json,
+  tags text[],
+  when_at timestamptz,
+  skipped text OPTIONS (send 'false'),
+  nothing text
+) SERVER standin OPTIONS (endpoint '/wiki/echo/typed');
+
+SELECT standin_reset();
+SET timezone = 'UTC';
+INSERT INTO typed VALUES ('98306', 'Typed', '<p>x</p>', 'storage',
+  7, 9007199254740993, 12345678901234567890.125, 0.5, true,
+  '{"a": [1, 2, {"b": null}]}', '{"k" : "v"}', ARRAY['x', 'y"z'],
+  '2026-01-02 03:04:05+00', 'not sent', NULL);
+SELECT r->>'body_text' AS body_text FROM standin_requests() r;
+
+-- Text escaping: quotes, backslashes, control characters, any Unicode.
+SELECT standin_reset();
+INSERT INTO typed (space_id, page_title, body_value)
+  VALUES ('98306', E'Quote " backslash \\ tab \t newline \n bell \x07',
+          'Ünïcödé ✓ 日本語 😀');
+SELECT r->'body_json'->>'title' = E'Quote " backslash \\ tab \t newline \n bell \x07' AS title_roundtrips,
+       r->'body_json'->'body'->>'value' AS unicode,
+       r->>'body_text' LIKE '%\u0007%' AS bell_escaped
+  FROM standin_requests() r;
+
+-- A json object with field '.' is merged into the body; columns win.
+CREATE FOREIGN TABLE merged (
+  space_id text,
+  title text,
+  extra jsonb OPTIONS (field '.')
+) SERVER standin OPTIONS (endpoint 'pages');
+SELECT standin_reset();
+INSERT INTO merged VALUES ('98306', 'Merged', '{"status": "current", "title": "loses", "parentId": "42"}');
+SELECT r->'body_json' AS body FROM standin_requests() r;
+INSERT INTO merged VALUES ('98306', 'Not an object', '[1, 2]');
+
+-- Required fields are checked before sending: nothing reaches the stand-in.
+SELECT standin_reset();
+INSERT INTO pages (title, body) VALUES ('No space', 'x');
+INSERT INTO pages (space_id, body) VALUES ('98306', 'No title');
+INSERT INTO footer_comments (body) VALUES ('No container');
+INSERT INTO footer_comments (page_id, blog_post_id, body) VALUES ('1', '2', 'Two containers');
+INSERT INTO footer_comments (page_id) VALUES ('1000001');
+-- a failing row in the middle of a statement: the rows before it were sent
+INSERT INTO pages (space_id, title) VALUES ('98306', 'First'), (NULL, 'Second'), ('98306', 'Third');
+SELECT r->'body_json'->>'title' AS sent FROM standin_requests() r;
+
+-- Several rows from INSERT ... SELECT, in order.
+SELECT standin_reset();
+INSERT INTO pages (space_id, title, body)
+  SELECT '98306', 'Bulk ' || g, '<p>' || g || '</p>' FROM generate_series(1, 5) g;
+SELECT string_agg(r->'body_json'->>'title', ', ' ORDER BY (r->>'seq')::int) AS titles
+  FROM standin_requests() r;
+
+-- A request is not undone by a rollback.
+SELECT standin_reset();
+BEGIN;
+INSERT INTO pages (space_id, title) VALUES ('98306', 'Stays after rollback');
+ROLLBACK;
+SELECT count(*) AS pages_created FROM standin_requests() r WHERE (r->>'status')::int = 200;
+
+-- UPDATE and DELETE are not supported; SELECT finds no rows.
+UPDATE pages SET title = 'x';
+DELETE FROM pages;
+SELECT count(*) FROM pages;
