@@ -7,7 +7,7 @@
 # setting a few variables.  Functions:
 #
 #   cfdw_pg_config                 print the pg_config to use (PG 15)
-#   cfdw_gen_token                 print a fresh random secret: cfdwtok-<32 hex>
+#   cfdw_gen_token [PREFIX]        print a fresh random secret: cfdwtok-<32 hex>
 #   cfdw_gen_credentials           export fresh CFDW_USER/TOKEN/TOKEN2/BEARER/BAD_TOKEN
 #   cfdw_secret_names              print the names of the secret variables
 #   cfdw_check_no_secrets FILE...  fail (1) if any secret value occurs in a FILE
@@ -60,10 +60,10 @@ cfdw_secret_names() { printf '%s\n' CFDW_TOKEN CFDW_TOKEN2 CFDW_BEARER CFDW_BAD_
 # still treated as a secret: a mistyped token is usually someone's real one.
 cfdw_gen_credentials() {
   CFDW_USER="cfdw-user-$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')@example.com"
-  CFDW_TOKEN=$(cfdw_gen_token)
-  CFDW_TOKEN2=$(cfdw_gen_token)
-  CFDW_BEARER=$(cfdw_gen_token)
-  CFDW_BAD_TOKEN=$(cfdw_gen_token)
+  CFDW_TOKEN=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
+  CFDW_TOKEN2=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
+  CFDW_BEARER=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
+  CFDW_BAD_TOKEN=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
   export CFDW_USER CFDW_TOKEN CFDW_TOKEN2 CFDW_BEARER CFDW_BAD_TOKEN
 }
 
@@ -207,7 +207,7 @@ cfdw_server_log() {
   f=$(pg_lsclusters --no-header 2>/dev/null |
       awk -v v="${PGVERSION:-$CFDW_PG_VERSION}" -v p="${PGPORT:-}" \
           '$1 == v && $2 == "regress" && (p == "" || $3 == p) { print $7; exit }')
-  [ -n "$f" ] && [ -f "$f" ] || { cfdw_log "cannot find the cluster's server log (not inside pg_virtualenv?)"; return 1; }
+  if [ -z "$f" ] || [ ! -f "$f" ]; then cfdw_log "cannot find the cluster's server log (not inside pg_virtualenv?)"; return 1; fi
   printf '%s\n' "$f"
 }
 

@@ -20,7 +20,7 @@
 # cron.job_run_details says 'succeeded'.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
 
 if [ "${1:-}" != --inner ]; then
@@ -35,7 +35,7 @@ if [ "${1:-}" != --inner ]; then
   export CFDW_CRON_DB=contrib_regression SMOKE_SHOW_DROP=$show_drop
   export LC_ALL=C.UTF-8
   cfdw_pgve_opts
-  cfdw_log "pg_virtualenv -t ${CFDW_PGVE_OPTS[*]}"
+  cfdw_log "pg_virtualenv -t -v $CFDW_PG_VERSION ${CFDW_PGVE_OPTS[*]}"
   start=$SECONDS
   rc=0
   cfdw_pg_virtualenv bash "$0" --inner || rc=$?
