@@ -4,6 +4,7 @@ OBJS = \
 	src/confluence_fdw.o \
 	src/http.o \
 	src/options.o \
+	src/pure.o \
 	src/request.o \
 	src/response.o \
 	src/templates.o
@@ -12,8 +13,8 @@ EXTENSION = confluence_fdw
 DATA = sql/confluence_fdw--1.0.sql
 PGFILEDESC = "confluence_fdw - send rows to Confluence Cloud"
 
-SHLIB_LINK += -lcurl -lcjson
-PG_CPPFLAGS += -I$(srcdir)/src
+SHLIB_LINK += -lcurl -lcjson -lxml2
+PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
 REGRESS = setup options insert returning http errors explain import test_connection triggers cron
@@ -22,3 +23,6 @@ REGRESS_OPTS = --dbname=contrib_regression
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies; every object includes these.
+$(OBJS): src/confluence_fdw.h src/pure.h

@@ -64,7 +64,8 @@ typedef struct CfdwModifyState
 	CfdwConnection *conn;		/* the user mapping's cached connection */
 	bool		need_response;	/* RETURNING, AFTER ROW trigger or check option */
 	MemoryContext temp_cxt;		/* per-row data, reset after each row */
-	int64		row_no;			/* 1-based, for messages */
+	int64		row_no;			/* last row sent, 1-based, for messages */
+	int64		batch_first;	/* first row of the batch being sent, or 0 */
 } CfdwModifyState;
 
 static void confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
@@ -88,6 +89,12 @@ static TupleTableSlot *confluenceExecForeignInsert(EState *estate, ResultRelInfo
 												   TupleTableSlot *slot,
 												   TupleTableSlot *planSlot);
 static void confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo);
+static int	confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo);
+static TupleTableSlot **confluenceExecForeignBatchInsert(EState *estate,
+														 ResultRelInfo *rinfo,
+														 TupleTableSlot **slots,
+														 TupleTableSlot **planSlots,
+														 int *numSlots);
 static void confluenceBeginForeignInsert(ModifyTableState *mtstate,
 										 ResultRelInfo *rinfo);
 static void confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo);
@@ -144,6 +151,8 @@ confluence_fdw_handler(PG_FUNCTION_ARGS)
 	routine->BeginForeignModify = confluenceBeginForeignModify;
 	routine->ExecForeignInsert = confluenceExecForeignInsert;
 	routine->EndForeignModify = confluenceEndForeignModify;
+	routine->GetForeignModifyBatchSize = confluenceGetForeignModifyBatchSize;
+	routine->ExecForeignBatchInsert = confluenceExecForeignBatchInsert;
 	routine->BeginForeignInsert = confluenceBeginForeignInsert;
 	routine->EndForeignInsert = confluenceEndForeignInsert;
 	routine->IsForeignRelUpdatable = confluenceIsForeignRelUpdatable;
@@ -330,8 +339,55 @@ row_error_callback(void *arg)
 {
 	CfdwModifyState *state = (CfdwModifyState *) arg;
 
-	errcontext("row %lld of INSERT into foreign table \"%s\"",
-			   (long long) state->row_no, state->table->relname);
+	if (state->batch_first > 0 && state->batch_first < state->row_no)
+		errcontext("batch of rows %lld to %lld of INSERT into foreign table \"%s\"",
+				   (long long) state->batch_first, (long long) state->row_no,
+				   state->table->relname);
+	else
+		errcontext("row %lld of INSERT into foreign table \"%s\"",
+				   (long long) state->row_no, state->table->relname);
+}
+
+/*
+ * Send a prepared request and check the answer.  Returns true when the
+ * answer is an HTTP error that on_error 'return' lets through; any other
+ * failure raises an error.
+ */
+static bool
+send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
+{
+	const CfdwTable *t = state->table;
+
+	cfdw_http_send(state->conn, t, req, resp);
+
+	if (resp->curl_code != 0)
+		cfdw_report_transport_error(t, req, resp);
+	if (resp->status < 300)
+		return false;
+	if (!t->on_error_return || (resp->status >= 300 && resp->status < 400))
+		cfdw_report_http_error(t, req, resp);
+
+	/* Nobody reads the row back: say what happened instead of staying silent. */
+	if (!state->need_response)
+	{
+		char	   *summary = cfdw_error_summary(resp);
+
+		ereport(WARNING,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Confluence returned HTTP %ld%s%s; the statement goes on because on_error is 'return'",
+						resp->status, summary ? ": " : "", summary ? summary : ""),
+				 errhint("Add RETURNING http_status, response to see each row's answer.")));
+	}
+	return true;
+}
+
+static void
+init_request(const CfdwTable *t, CfdwRequest *req)
+{
+	memset(req, 0, sizeof(CfdwRequest));
+	req->method = t->method;
+	req->path_for_messages = t->path;
+	req->content_type = t->content_type;
 }
 
 /*
@@ -350,6 +406,7 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	HeapTuple	tuple = NULL;
 
 	state->row_no++;
+	state->batch_first = 0;
 	errcb.callback = row_error_callback;
 	errcb.arg = state;
 	errcb.previous = error_context_stack;
@@ -358,22 +415,16 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
 
-	memset(&req, 0, sizeof(req));
-	req.method = t->method;
+	init_request(t, &req);
 	req.url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
-	req.path_for_messages = t->path;
-	req.content_type = "application/json";
 	initStringInfo(&body);
-	cfdw_build_json_body(t, slot->tts_values, slot->tts_isnull, &body);
-	req.body = body.data;
-	req.body_len = body.len;
+	if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
+	{
+		req.body = body.data;
+		req.body_len = body.len;
+	}
 
-	cfdw_http_send(state->conn, t, &req, &resp);
-
-	if (resp.curl_code != 0)
-		cfdw_report_transport_error(t, &req, &resp);
-	if (resp.status >= 300)
-		cfdw_report_http_error(t, &req, &resp);
+	send_request(state, &req, &resp);
 
 	if (state->need_response)
 	{
@@ -399,11 +450,125 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	return slot;
 }
 
+/*
+ * Send a batch of rows as one request: a JSON array of the row bodies, or
+ * an XML <requests> document with one <request> per row (batch_mode).
+ */
+static void
+send_batch(CfdwModifyState *state, TupleTableSlot **slots, int nslots)
+{
+	const CfdwTable *t = state->table;
+	MemoryContext oldcxt;
+	ErrorContextCallback errcb;
+	CfdwRequest req;
+	CfdwResponse resp;
+	StringInfoData body;
+	void	   *array;
+	int			i;
+
+	state->batch_first = state->row_no + 1;
+	errcb.callback = row_error_callback;
+	errcb.arg = state;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
+	array = cfdw_json_array_owned();
+	for (i = 0; i < nslots; i++)
+	{
+		/* rows are checked one by one: name the row that is wrong */
+		state->row_no = state->batch_first + i;
+		slot_getallattrs(slots[i]);
+		(void) cfdw_build_row_tree(t, slots[i]->tts_values, slots[i]->tts_isnull,
+								   array);
+	}
+	state->row_no = state->batch_first + nslots - 1;
+
+	init_request(t, &req);
+	req.url = t->fixed_url;
+	initStringInfo(&body);
+	cfdw_serialize_body(t, array, true, &body);
+	req.body = body.data;
+	req.body_len = body.len;
+
+	send_request(state, &req, &resp);
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(state->temp_cxt);
+	state->batch_first = 0;
+	error_context_stack = errcb.previous;
+}
+
 static TupleTableSlot *
 confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 							TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	return send_row((CfdwModifyState *) rinfo->ri_FdwState, slot);
+}
+
+/*
+ * Rows per ExecForeignBatchInsert call.  batch_mode sends them as one
+ * request, so everything that needs one answer per row rules it out, and
+ * saying so beats a silent fallback to one request per row.
+ */
+static int
+confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
+	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
+	bool		batch_mode = false;
+	int			batch_size = CFDW_DEFAULT_BATCH_SIZE;
+
+	if (state)
+	{
+		batch_mode = state->table->batch_mode;
+		batch_size = state->table->batch_size;
+	}
+	else
+	{
+		/* EXPLAIN without ANALYZE: no state, read the options */
+		ListCell   *lc;
+
+		foreach(lc, GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc))->options)
+		{
+			DefElem    *def = lfirst(lc);
+
+			if (strcmp(def->defname, "batch_mode") == 0)
+				batch_mode = defGetBoolean(def);
+			else if (strcmp(def->defname, "batch_size") == 0)
+				batch_size = atoi(defGetString(def));
+		}
+		return batch_mode ? batch_size : 1;
+	}
+
+	if (!batch_mode)
+		return 1;
+	if (rinfo->ri_projectReturning != NULL || state->need_response)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("foreign table \"%s\" has batch_mode 'true', which cannot be combined with RETURNING",
+						RelationGetRelationName(rinfo->ri_RelationDesc)),
+				 errdetail("A batch gets one answer for all its rows."),
+				 errhint("Drop RETURNING, or ALTER FOREIGN TABLE ... OPTIONS (SET batch_mode 'false').")));
+	if (trigdesc && (trigdesc->trig_insert_before_row || trigdesc->trig_insert_after_row))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("foreign table \"%s\" has batch_mode 'true' and row-level INSERT triggers",
+						RelationGetRelationName(rinfo->ri_RelationDesc)),
+				 errdetail("Row triggers need one answer per row.")));
+	return batch_size;
+}
+
+static TupleTableSlot **
+confluenceExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
+								 TupleTableSlot **slots, TupleTableSlot **planSlots,
+								 int *numSlots)
+{
+	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
+
+	if (*numSlots > 0)
+		send_batch(state, slots, *numSlots);
+	return slots;
 }
 
 static void
@@ -494,6 +659,8 @@ confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 		return;
 	ExplainPropertyText("Confluence Request",
 						describe_request(rinfo->ri_RelationDesc), es);
+	if (rinfo->ri_BatchSize > 1)
+		ExplainPropertyInteger("Batch Size", NULL, rinfo->ri_BatchSize, es);
 }
 
 static List *

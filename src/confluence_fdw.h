@@ -45,8 +45,18 @@
 /* Confluence refuses request bodies over 5 MB with 413; refuse them first. */
 #define CFDW_MAX_REQUEST_BYTES			(5 * 1024 * 1024)
 
+/* Default rows per request in batch_mode. */
+#define CFDW_DEFAULT_BATCH_SIZE			100
+
 /* How much of an error body goes into an error's DETAIL. */
 #define CFDW_ERROR_BODY_EXCERPT			1000
+
+typedef enum CfdwFormat
+{
+	CFDW_FORMAT_JSON,
+	CFDW_FORMAT_XML,
+	CFDW_FORMAT_FORM
+} CfdwFormat;
 
 typedef enum CfdwMethod
 {
@@ -138,6 +148,12 @@ typedef struct CfdwTable
 	char	   *path;			/* path template, starts with '/' */
 	CfdwMethod	method;
 	char	   *representation; /* default body.representation */
+	CfdwFormat	format;
+	const char *content_type;	/* of the body, from format (or headers) */
+	List	   *headers;		/* extra "Name: value" lines, from headers */
+	bool		batch_mode;		/* rows go as one array per request */
+	int			batch_size;
+	bool		on_error_return;	/* HTTP errors come back as rows */
 	List	   *url_parts;		/* base + path compiled: String literals and
 								 * Integer column indexes (placeholders) */
 	char	   *fixed_url;		/* the URL when there are no placeholders */
@@ -218,9 +234,14 @@ extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 /* in request.c */
 extern void cfdw_compile_url(CfdwTable *t);
 extern char *cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull);
-extern void cfdw_build_json_body(const CfdwTable *t, Datum *values, bool *isnull,
-								 StringInfo out);
+extern void *cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull,
+								 void *batch);
+extern void cfdw_serialize_body(const CfdwTable *t, void *tree, bool batch,
+								StringInfo out);
+extern bool cfdw_build_body(const CfdwTable *t, Datum *values, bool *isnull,
+							StringInfo out);
 extern void *cfdw_json_parse_owned(const char *text, size_t len);
+extern void *cfdw_json_array_owned(void);
 
 /* in response.c */
 extern void cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
@@ -244,6 +265,6 @@ extern void cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
 						   const CfdwRequest *req, CfdwResponse *resp);
 extern int	cfdw_disconnect_all(void);
 extern uint64 cfdw_next_config_id(void);
-extern long cfdw_parse_retry_after(const char *value, time_t now);
+
 
 #endif							/* CONFLUENCE_FDW_H */

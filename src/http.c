@@ -46,6 +46,7 @@
 #include "utils/wait_event.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 /* More sockets than one transfer ever opens (a connection and a resolver). */
 #define CFDW_MAX_SOCKETS 8
@@ -412,6 +413,23 @@ cfdw_disconnect_all(void)
 					 errmsg("could not set libcurl option %s", #opt))); \
 	} while (0)
 
+/* Does the headers option set this header (case-insensitively)? */
+static bool
+has_header(List *headers, const char *name)
+{
+	ListCell   *lc;
+	size_t		len = strlen(name);
+
+	foreach(lc, headers)
+	{
+		const char *h = strVal(lfirst(lc));
+
+		if (pg_strncasecmp(h, name, len) == 0 && h[len] == ':')
+			return true;
+	}
+	return false;
+}
+
 /*
  * Set everything that is the same for every request of one table: done once
  * per statement (and again only when another table used the handle in
@@ -422,6 +440,7 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 {
 	struct curl_slist *h = NULL;
 	char		line[256];
+	ListCell   *lc;
 
 	curl_easy_reset(c->easy);
 	if (c->headers)
@@ -445,15 +464,18 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 		} \
 		h = n_; \
 	} while (0)
-	if (req->method != CFDW_GET)
+	if (req->method != CFDW_GET && !has_header(t->headers, "Content-Type"))
 	{
 		snprintf(line, sizeof(line), "Content-Type: %s",
 				 req->content_type ? req->content_type : "application/json");
 		APPEND_HEADER(line);
 	}
-	APPEND_HEADER("Accept: application/json");
+	if (!has_header(t->headers, "Accept"))
+		APPEND_HEADER("Accept: application/json");
 	/* a 100-continue round trip costs a wait for every large body */
 	APPEND_HEADER("Expect:");
+	foreach(lc, t->headers)
+		APPEND_HEADER(strVal(lfirst(lc)));
 #undef APPEND_HEADER
 	c->headers = h;
 
@@ -710,54 +732,6 @@ cfdw_http_perform(CfdwConnection *c, const CfdwTable *t,
  * ---------------------------------------------------------------------
  */
 
-/*
- * cfdw_parse_retry_after
- *		A Retry-After value in milliseconds: delay-seconds or an HTTP-date.
- *		-1 when absent or unreadable; 0 for a date in the past or a negative
- *		number; huge values are capped at a day, the caller's budget decides.
- */
-long
-cfdw_parse_retry_after(const char *value, time_t now)
-{
-	const char *p = value;
-	long		secs = 0;
-	bool		negative = false;
-
-	if (value == NULL || value[0] == '\0')
-		return -1;
-	if (*p == '-')
-	{
-		negative = true;
-		p++;
-	}
-	if (*p >= '0' && *p <= '9')
-	{
-		for (; *p >= '0' && *p <= '9'; p++)
-		{
-			if (secs < 86400)
-				secs = secs * 10 + (*p - '0');
-		}
-		while (*p == ' ')
-			p++;
-		if (*p != '\0')
-			return -1;
-		if (negative)
-			return 0;
-		return Min(secs, 86400) * 1000;
-	}
-	if (negative)
-		return -1;
-	{
-		time_t		when = curl_getdate(value, NULL);
-
-		if (when == -1)
-			return -1;
-		if (when <= now)
-			return 0;
-		return (long) Min(when - now, 86400) * 1000;
-	}
-}
-
 static bool
 is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
 {
@@ -842,7 +816,7 @@ cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
 		/* 500 ms, doubling, up to 30 s; times 0.7 to 1.3 */
 		backoff = Min(500L << Min(attempt, 6), 30000L);
 		backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
-		asked = cfdw_parse_retry_after(resp->retry_after, time(NULL));
+		asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
 		wait = Max(backoff, asked);
 
 		left = statement_ms_left();

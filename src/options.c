@@ -43,6 +43,7 @@
 #include "utils/syscache.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 typedef enum CfdwOptType
 {
@@ -58,7 +59,11 @@ typedef enum CfdwOptType
 	OPT_METHOD,
 	OPT_REPRESENTATION,
 	OPT_FIELD,
-	OPT_RESPONSE_FIELD
+	OPT_RESPONSE_FIELD,
+	OPT_FORMAT,
+	OPT_HEADERS,
+	OPT_BATCH_SIZE,
+	OPT_ON_ERROR
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -91,6 +96,11 @@ static const CfdwOption cfdw_options[] = {
 	{"endpoint", ForeignTableRelationId, OPT_ENDPOINT},
 	{"method", ForeignTableRelationId, OPT_METHOD},
 	{"representation", ForeignTableRelationId, OPT_REPRESENTATION},
+	{"format", ForeignTableRelationId, OPT_FORMAT},
+	{"headers", ForeignTableRelationId, OPT_HEADERS},
+	{"batch_mode", ForeignTableRelationId, OPT_BOOL},
+	{"batch_size", ForeignTableRelationId, OPT_BATCH_SIZE},
+	{"on_error", ForeignTableRelationId, OPT_ON_ERROR},
 
 	/* column */
 	{"field", AttributeRelationId, OPT_FIELD},
@@ -301,58 +311,21 @@ check_base_url(const char *name, const char *value)
 }
 
 /*
- * A manual endpoint path must stay on the server's origin: it starts with
- * one '/', and has no scheme, no "//", no dot segments and no fragment.
- * Placeholder values are percent-encoded when a row is sent, so they cannot
- * add any of these either.
+ * A manual endpoint path must stay on the server's origin (pure.c says how);
+ * placeholder values are percent-encoded when a row is sent, so they cannot
+ * add anything that would leave it either.
  */
 static void
 check_manual_path(const char *name, const char *value)
 {
-	const char *p;
-	const char *query = strchr(value, '?');
-	size_t		pathlen = query ? (size_t) (query - value) : strlen(value);
-	const char *hint = "Give a path such as /wiki/api/v2/pages/{id}, or a template name.";
+	char		err[CFDW_ERRLEN];
 
-	if (value[0] != '/' || (pathlen > 1 && value[1] == '/'))
-		invalid_value(name, value, hint);
-	for (p = value; *p; p++)
-	{
-		if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f ||
-			*p == '#' || *p == '\\')
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid value for option \"%s\": a path may not contain spaces, control characters, '#', '\\' or non-ASCII characters", name),
-					 errhint("%s", hint)));
-	}
-	if (strstr(value, "//") && (size_t) (strstr(value, "//") - value) < pathlen)
+	if (!cfdw_path_check(value, err, sizeof(err)))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": a path may not contain \"//\"", name),
-				 errhint("%s", hint)));
-	/* dot segments, literal or percent-encoded, anywhere in the path part */
-	for (p = value; p < value + pathlen; p++)
-	{
-		if (*p == '/')
-		{
-			const char *seg = p + 1;
-			size_t		seglen = strcspn(seg, "/?");
-
-			if ((seglen == 1 && seg[0] == '.') ||
-				(seglen == 2 && seg[0] == '.' && seg[1] == '.'))
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("invalid value for option \"%s\": a path may not contain \".\" or \"..\" segments", name),
-						 errhint("%s", hint)));
-		}
-		if (*p == '%' && (pg_strncasecmp(p, "%2e", 3) == 0 ||
-						  pg_strncasecmp(p, "%2f", 3) == 0 ||
-						  pg_strncasecmp(p, "%5c", 3) == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid value for option \"%s\": a path may not contain encoded dots or slashes", name),
-					 errhint("%s", hint)));
-	}
+				 errmsg("invalid value for option \"%s\": %s", name, err),
+				 errhint("Give a path such as /wiki/api/v2/pages/{id}, or a template name (%s).",
+						 cfdw_template_names())));
 }
 
 static void
@@ -487,6 +460,31 @@ check_value(const CfdwOption *opt, DefElem *def)
 				invalid_value(opt->name, value,
 							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
 			break;
+		case OPT_FORMAT:
+			if (strcmp(value, "json") != 0 && strcmp(value, "xml") != 0 &&
+				strcmp(value, "form") != 0)
+				invalid_value(opt->name, value, "Use json, xml or form.");
+			break;
+		case OPT_HEADERS:
+			{
+				char		err[CFDW_ERRLEN];
+
+				/* the message names the header, never its value */
+				if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
+					ereport(ERROR,
+							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+							 errmsg("invalid value for option \"%s\": %s", opt->name, err),
+							 errhint("Write headers as Name:value,Name2:value2; credentials belong in the user mapping.")));
+			}
+			break;
+		case OPT_BATCH_SIZE:
+			if (!parse_count(value, 10000, &n) || n < 1)
+				invalid_value(opt->name, value, "Give a number of rows from 1 to 10000.");
+			break;
+		case OPT_ON_ERROR:
+			if (strcmp(value, "error") != 0 && strcmp(value, "return") != 0)
+				invalid_value(opt->name, value, "Use error or return.");
+			break;
 		case OPT_RESPONSE_FIELD:
 			if (strcmp(value, "$status") != 0 && !valid_dotted(value))
 				invalid_value(opt->name, value,
@@ -553,6 +551,9 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	Oid			catalog = PG_GETARG_OID(1);
 	ListCell   *lc;
+	bool		batch = false;
+	const char *format = NULL;
+	const char *endpoint = NULL;
 	bool		has_domain = false,
 				has_base_url = false,
 				has_username = false,
@@ -573,7 +574,25 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		has_username |= strcmp(opt->name, "username") == 0;
 		has_api_token |= strcmp(opt->name, "api_token") == 0;
 		has_bearer |= strcmp(opt->name, "bearer_token") == 0;
+		if (strcmp(opt->name, "batch_mode") == 0)
+			batch = defGetBoolean(def);
+		else if (strcmp(opt->name, "format") == 0)
+			format = defGetString(def);
+		else if (strcmp(opt->name, "endpoint") == 0)
+			endpoint = defGetString(def);
 	}
+
+	if (batch && format && strcmp(format, "form") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("batch_mode cannot be used with format 'form'"),
+				 errdetail("A form body has no way to hold several rows."),
+				 errhint("Use format 'json' or 'xml' for batches, or turn batch_mode off.")));
+	if (batch && endpoint && strchr(endpoint, '{'))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("batch_mode cannot be used with an endpoint that has placeholders"),
+				 errdetail("All rows of a batch go to one URL.")));
 
 	if (has_domain && has_base_url)
 		ereport(ERROR,
@@ -929,6 +948,23 @@ check_field_conflicts(const CfdwTable *t)
 	}
 }
 
+/* cfdw_headers_parse callback: keep "Name: value" for libcurl. */
+static void
+collect_header(void *arg, const char *name, size_t namelen, const char *value,
+			   size_t valuelen)
+{
+	CfdwTable  *t = (CfdwTable *) arg;
+
+	/* libcurl removes a header given as "Name:"; "Name;" sends it empty */
+	if (valuelen == 0)
+		t->headers = lappend(t->headers,
+							 makeString(psprintf("%.*s;", (int) namelen, name)));
+	else
+		t->headers = lappend(t->headers,
+							 makeString(psprintf("%.*s: %.*s", (int) namelen, name,
+												 (int) valuelen, value)));
+}
+
 /*
  * cfdw_resolve_table
  *		Resolve everything needed to send rows of a foreign table, for the
@@ -944,12 +980,16 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	ListCell   *lc;
 	bool		has_method = false;
+	const char *headers = NULL;
 	int			i;
 
 	t->relid = RelationGetRelid(rel);
 	t->relname = pstrdup(RelationGetRelationName(rel));
 	t->userid = userid;
 	t->representation = "storage";
+	t->format = CFDW_FORMAT_JSON;
+	t->content_type = "application/json";
+	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;
 
 	foreach(lc, table->options)
 	{
@@ -961,6 +1001,40 @@ cfdw_resolve_table(Relation rel, Oid userid)
 			has_method = cfdw_parse_method(defGetString(def), &t->method);
 		else if (strcmp(def->defname, "representation") == 0)
 			t->representation = defGetString(def);
+		else if (strcmp(def->defname, "format") == 0)
+		{
+			const char *f = defGetString(def);
+
+			if (strcmp(f, "xml") == 0)
+			{
+				t->format = CFDW_FORMAT_XML;
+				t->content_type = "application/xml";
+			}
+			else if (strcmp(f, "form") == 0)
+			{
+				t->format = CFDW_FORMAT_FORM;
+				t->content_type = "application/x-www-form-urlencoded";
+			}
+		}
+		else if (strcmp(def->defname, "headers") == 0)
+			headers = defGetString(def);
+		else if (strcmp(def->defname, "batch_mode") == 0)
+			t->batch_mode = defGetBoolean(def);
+		else if (strcmp(def->defname, "batch_size") == 0)
+			t->batch_size = option_ms(def->defname, defGetString(def));
+		else if (strcmp(def->defname, "on_error") == 0)
+			t->on_error_return = strcmp(defGetString(def), "return") == 0;
+	}
+
+	if (headers)
+	{
+		char		err[CFDW_ERRLEN];
+
+		if (!cfdw_headers_parse(headers, collect_header, t, err, sizeof(err)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"headers\" of foreign table \"%s\": %s",
+							t->relname, err)));
 	}
 
 	if (t->endpoint == NULL)

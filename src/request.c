@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 /* A cJSON tree owned by a memory context. */
 typedef struct OwnedJson
@@ -78,6 +79,20 @@ cfdw_json_parse_owned(const char *text, size_t len)
 	OwnedJson  *o = owned_json_new();
 
 	o->json = cJSON_ParseWithLength(text, len);
+	return o->json;
+}
+
+/*
+ * cfdw_json_array_owned
+ *		An empty JSON array owned by the current memory context, for the rows
+ *		of a batch.
+ */
+void *
+cfdw_json_array_owned(void)
+{
+	OwnedJson  *o = owned_json_new();
+
+	o->json = check_alloc(cJSON_CreateArray());
 	return o->json;
 }
 
@@ -178,19 +193,18 @@ cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull)
 					 errdetail("The column fills the placeholder {%s} of the endpoint.", col->name),
 					 errhint("Nothing was sent for this row.")));
 		text = value_text(col, values[col->attnum - 1]);
-		if (text[0] == '\0')
+		if (!cfdw_placeholder_value_ok(text))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("empty value in column \"%s\" of foreign table \"%s\"",
-							col->name, t->relname),
-					 errdetail("The column fills the placeholder {%s} of the endpoint.", col->name),
+					 errmsg("value \"%s\" of column \"%s\" of foreign table \"%s\" cannot fill a path placeholder",
+							text, col->name, t->relname),
+					 errdetail("\".\" and \"..\" would change which path the request goes to."),
 					 errhint("Nothing was sent for this row.")));
 		if (GetDatabaseEncoding() != PG_UTF8)
 			text = pg_server_to_any(text, strlen(text), PG_UTF8);
 
 		/* Only the copy can raise an error; free libcurl's string first. */
-		escaped = curl_easy_escape(NULL, text, (int) strlen(text));
-		check_alloc(escaped);
+		escaped = check_alloc(cfdw_percent_encode(text, strlen(text)));
 		text = pstrdup(escaped);
 		curl_free(escaped);
 		appendStringInfoString(&url, text);
@@ -229,44 +243,6 @@ value_item(const CfdwTable *t, const CfdwColumn *col, Datum value)
 			break;
 	}
 	return check_alloc(cJSON_CreateString(value_text(col, value)));
-}
-
-/*
- * Put an item at a dotted path, creating the objects on the way.  Column
- * fields were checked for collisions when the table was resolved; a clash
- * can still come from an object merged with field '.', and then the column
- * wins, as documented.
- */
-static void
-put_at_path(cJSON *root, List *path, cJSON *item)
-{
-	cJSON	   *node = root;
-	ListCell   *lc;
-
-	foreach(lc, path)
-	{
-		const char *key = strVal(lfirst(lc));
-		cJSON	   *child;
-
-		if (lnext(path, lc) == NULL)
-		{
-			if (cJSON_GetObjectItemCaseSensitive(node, key))
-				cJSON_ReplaceItemInObjectCaseSensitive(node, key, item);
-			else
-				cJSON_AddItemToObject(node, key, item);
-			return;
-		}
-		child = cJSON_GetObjectItemCaseSensitive(node, key);
-		if (child == NULL || !cJSON_IsObject(child))
-		{
-			child = check_alloc(cJSON_CreateObject());
-			if (cJSON_GetObjectItemCaseSensitive(node, key))
-				cJSON_ReplaceItemInObjectCaseSensitive(node, key, child);
-			else
-				cJSON_AddItemToObject(node, key, child);
-		}
-		node = child;
-	}
 }
 
 /*
@@ -326,19 +302,33 @@ append_utf8(StringInfo out, const char *text)
 }
 
 /*
- * cfdw_build_json_body
- *		The JSON request body of one row, appended to out.
+ * cfdw_build_row_tree
+ *		The request body of one row as a cJSON object, with the template's
+ *		defaults and checks applied.  It is owned by the current memory
+ *		context, or, when batch is given, appended to that array (built by
+ *		cfdw_json_array_owned) before it is filled, so it always has an owner.
  */
-void
-cfdw_build_json_body(const CfdwTable *t, Datum *values, bool *isnull,
-					 StringInfo out)
+void *
+cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull, void *batch)
 {
-	OwnedJson  *owner = owned_json_new();
 	cJSON	   *root;
 	int			i;
-	char	   *printed;
 
-	root = owner->json = check_alloc(cJSON_CreateObject());
+	if (batch)
+	{
+		root = check_alloc(cJSON_CreateObject());
+		if (!cJSON_AddItemToArray((cJSON *) batch, root))
+		{
+			cJSON_Delete(root);
+			check_alloc(NULL);
+		}
+	}
+	else
+	{
+		OwnedJson  *owner = owned_json_new();
+
+		root = owner->json = check_alloc(cJSON_CreateObject());
+	}
 
 	/* columns first, so that a merged object never overrides one */
 	for (i = 0; i < t->ncolumns; i++)
@@ -347,7 +337,8 @@ cfdw_build_json_body(const CfdwTable *t, Datum *values, bool *isnull,
 
 		if (!col->send || col->field_path == NIL || isnull[col->attnum - 1])
 			continue;
-		put_at_path(root, col->field_path, value_item(t, col, values[col->attnum - 1]));
+		if (!cfdw_json_put(root, col->field, value_item(t, col, values[col->attnum - 1])))
+			check_alloc(NULL);
 	}
 	for (i = 0; i < t->ncolumns; i++)
 	{
@@ -368,22 +359,81 @@ cfdw_build_json_body(const CfdwTable *t, Datum *values, bool *isnull,
 			check_alloc(cJSON_AddStringToObject(body, "representation", t->representation));
 		cfdw_check_required(t, root);
 	}
+	return root;
+}
 
-	printed = check_alloc(cJSON_PrintUnformatted(root));
+/*
+ * Take a malloc'd serialisation into out (in UTF-8) and free it, even if
+ * the copy fails.
+ */
+static void
+take_text(StringInfo out, char *text)
+{
 	PG_TRY();
 	{
-		append_utf8(out, printed);
+		append_utf8(out, text);
 	}
 	PG_FINALLY();
 	{
-		cJSON_free(printed);
+		free(text);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * cfdw_serialize_body
+ *		A body tree (an object, or with batch an array of objects) in the
+ *		table's format, appended to out.
+ */
+void
+cfdw_serialize_body(const CfdwTable *t, void *tree, bool batch, StringInfo out)
+{
+	cJSON	   *root = (cJSON *) tree;
+	char		err[CFDW_ERRLEN];
+	char	   *text = NULL;
+
+	switch (t->format)
+	{
+		case CFDW_FORMAT_JSON:
+			/* cJSON_PrintUnformatted allocates with cJSON's malloc hook */
+			text = check_alloc(cJSON_PrintUnformatted(root));
+			break;
+		case CFDW_FORMAT_XML:
+			text = cfdw_json_to_xml(root, batch, err, sizeof(err));
+			break;
+		case CFDW_FORMAT_FORM:
+			text = cfdw_json_to_form(root, err, sizeof(err));
+			break;
+	}
+	if (text == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not build the %s request body for foreign table \"%s\": %s",
+						t->format == CFDW_FORMAT_XML ? "XML" : "form",
+						t->relname, err),
+				 errhint("Nothing was sent for this row.")));
+	take_text(out, text);
 
 	if (out->len > CFDW_MAX_REQUEST_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("request body of %d bytes exceeds Confluence's limit of %d bytes",
 						out->len, CFDW_MAX_REQUEST_BYTES),
-				 errhint("Nothing was sent for this row.")));
+				 errhint("Nothing was sent.")));
+}
+
+/*
+ * cfdw_build_body
+ *		The body of one row, appended to out; false when the row has nothing
+ *		to send and the method needs no body (a DELETE by path alone).
+ */
+bool
+cfdw_build_body(const CfdwTable *t, Datum *values, bool *isnull, StringInfo out)
+{
+	cJSON	   *root = cfdw_build_row_tree(t, values, isnull, NULL);
+
+	if (t->method == CFDW_DELETE && root->child == NULL)
+		return false;
+	cfdw_serialize_body(t, root, false, out);
+	return true;
 }

@@ -15,6 +15,7 @@
 #                                  STANDIN_URL, STANDIN_URL2, STANDIN_PID
 #   cfdw_stop_standin              stop the stand-in started above
 #   cfdw_pgve_opts                 fill the array CFDW_PGVE_OPTS (pg_virtualenv -o ...)
+#   cfdw_free_pgport               print a free port for a cluster
 #   cfdw_pg_virtualenv CMD...      run CMD against a throw-away cluster set up
 #                                  for pg_cron (see the comments there)
 #   cfdw_server_log                inside cfdw_pg_virtualenv: print the path of
@@ -189,16 +190,63 @@ cfdw_pgve_opts() {
   done
 }
 
+# A port for a throw-away cluster: random in 20000-29999 (below Linux's
+# ephemeral range), free on TCP and without a socket in /var/run/postgresql.
+# pg_createcluster's own choice (5432 and up) only checks TCP, and on this
+# shared machine other people's clusters sit on 5432+ with unix sockets only.
+cfdw_free_pgport() {
+  local p i
+  for ((i = 0; i < 100; i++)); do
+    p=$((20000 + RANDOM % 10000))
+    if [ -e "/var/run/postgresql/.s.PGSQL.$p" ] || [ -e "/var/run/postgresql/.s.PGSQL.$p.lock" ]; then
+      continue
+    fi
+    if python3 - "$p" 2>/dev/null <<'PY'
+import socket, sys
+p = int(sys.argv[1])
+for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+    except OSError:
+        continue
+    s.bind((addr, p))
+    s.close()
+PY
+    then
+      printf '%s\n' "$p"
+      return 0
+    fi
+  done
+  cfdw_log "found no free port for a cluster"
+  return 1
+}
+
 # cfdw_pg_virtualenv CMD...: runs CMD with PGHOST/PGPORT/PGUSER/PGPASSWORD/
 # PGDATABASE (=postgres) set for a fresh cluster, which is dropped afterwards.
 # -t keeps everything under a mktemp folder in /tmp, also as root, so an
 # interrupted run leaves nothing in /etc/postgresql.  The server log is in
 # that folder and is deleted with it: copy it (cfdw_server_log) from inside
 # CMD if you need it.  pg_virtualenv prints the log's last 100 lines when
-# CMD fails.
+# CMD fails.  The port is chosen here (cfdw_free_pgport), and when the
+# cluster fails to start (a port taken in the meantime: "Port conflict")
+# it is tried again on another port, up to 3 times.  Returns CMD's status.
 cfdw_pg_virtualenv() {
+  local attempt rc=0 marker port
   cfdw_pgve_opts
-  pg_virtualenv -t -v "$CFDW_PG_VERSION" "${CFDW_PGVE_OPTS[@]}" "$@"
+  marker=$(mktemp /tmp/cfdw-pgve.XXXXXX)
+  for attempt in 1 2 3; do
+    rm -f "$marker"
+    rc=0
+    port=$(cfdw_free_pgport) || { rc=1; break; }
+    # The marker shows that CMD started, i.e. that the cluster came up.
+    # shellcheck disable=SC2016
+    PGPORT=$port pg_virtualenv -t -v "$CFDW_PG_VERSION" "${CFDW_PGVE_OPTS[@]}" \
+      bash -c ': >"$0"; exec "$@"' "$marker" "$@" || rc=$?
+    [ -e "$marker" ] && break
+    cfdw_log "the throw-away cluster did not start on port $port (attempt $attempt of 3)"
+  done
+  rm -f "$marker"
+  return $rc
 }
 
 cfdw_server_log() {

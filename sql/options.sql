@@ -1,0 +1,296 @@
+--
+-- OPTIONS: the validator of confluence_fdw, and the option problems that
+-- can only be seen when a row is sent (they span objects).
+--
+\getenv standin_url STANDIN_URL
+\getenv cfdw_user CFDW_USER
+\getenv cfdw_token CFDW_TOKEN
+SELECT standin_reset();
+
+-- Runs a statement that should fail and shows its SQLSTATE and message,
+-- for checks where the SQLSTATE is part of the contract.
+CREATE FUNCTION opt_error(stmt text, OUT code text, OUT message text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE stmt;
+  code := 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+END $$;
+
+-- Objects the checks below alter; a failed ALTER leaves them unchanged.
+CREATE SERVER opt_srv FOREIGN DATA WRAPPER confluence_fdw;
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_srv
+  OPTIONS (username 'someone@example.com', api_token 'opt-fake-token');
+CREATE FOREIGN TABLE opt_t (a text, b text)
+  SERVER standin OPTIONS (endpoint '/wiki/echo/opt');
+
+--
+-- Unknown options: the message lists the valid ones of that object kind.
+--
+ALTER FOREIGN DATA WRAPPER confluence_fdw OPTIONS (ADD domain 'acme.atlassian.net');
+ALTER SERVER opt_srv OPTIONS (ADD hostname 'acme.atlassian.net');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_srv OPTIONS (ADD password 'x');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD url '/wiki/api/v2/pages');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD column_name 'x');
+SELECT * FROM opt_error($$ALTER SERVER opt_srv OPTIONS (ADD hostname 'x')$$);
+
+--
+-- An option of ours in the wrong place says where it belongs.
+--
+ALTER SERVER opt_srv OPTIONS (ADD endpoint 'pages');
+ALTER SERVER opt_srv OPTIONS (ADD field 'title');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD domain 'acme.atlassian.net');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD response_field 'id');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD endpoint 'pages');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD timeout_ms '1000');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_srv OPTIONS (ADD base_url 'https://example.com');
+
+--
+-- Credentials are refused anywhere but on a user mapping, and the messages
+-- never repeat the value (here the distinctive fake 'opt-s3cr3t-VALUE').
+--
+ALTER SERVER opt_srv OPTIONS (ADD api_token 'opt-s3cr3t-VALUE');
+ALTER SERVER opt_srv OPTIONS (ADD bearer_token 'opt-s3cr3t-VALUE');
+ALTER SERVER opt_srv OPTIONS (ADD username 'opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD api_token 'opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD bearer_token 'opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD api_token 'opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD bearer_token 'opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD username 'opt-s3cr3t-VALUE');
+ALTER FOREIGN DATA WRAPPER confluence_fdw OPTIONS (ADD api_token 'opt-s3cr3t-VALUE');
+-- bad secret values on a user mapping: still not repeated
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_srv OPTIONS (SET api_token '');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_srv OPTIONS (SET api_token E'opt-s3cr3t-VALUE\r\nX-Evil: 1');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_srv OPTIONS (SET username 'opt:s3cr3t');
+-- a URL pasted into domain may carry a password: it must not be echoed
+SELECT code, position('opt-s3cr3t-VALUE' in message) = 0 AS secret_not_in_message
+  FROM opt_error($$ALTER SERVER opt_srv OPTIONS (ADD domain 'https://me:opt-s3cr3t-VALUE@acme.atlassian.net')$$);
+SELECT code, position('opt-s3cr3t-VALUE' in message) = 0 AS secret_not_in_message
+  FROM opt_error($$ALTER SERVER opt_srv OPTIONS (ADD base_url 'https://me:opt-s3cr3t-VALUE@acme.atlassian.net')$$);
+SELECT code, position('opt-s3cr3t-VALUE' in message) = 0 AS secret_not_in_message
+  FROM opt_error($$ALTER SERVER opt_srv OPTIONS (ADD api_token 'opt-s3cr3t-VALUE')$$);
+
+--
+-- Server: domain is a host name only.
+--
+ALTER SERVER opt_srv OPTIONS (ADD domain 'https://acme.atlassian.net');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'acme.atlassian.net:443');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'acme.atlassian.net/wiki');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'me@acme.atlassian.net');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'acme atlassian.net');
+ALTER SERVER opt_srv OPTIONS (ADD domain '');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'acme..atlassian.net');
+ALTER SERVER opt_srv OPTIONS (ADD domain '-acme.atlassian.net');
+SELECT * FROM opt_error($$ALTER SERVER opt_srv OPTIONS (ADD domain 'acme atlassian.net')$$);
+-- a valid one
+ALTER SERVER opt_srv OPTIONS (ADD domain 'Acme-1.atlassian.net');
+ALTER SERVER opt_srv OPTIONS (DROP domain);
+
+--
+-- Server: base_url is an http(s) origin with an optional path prefix.
+--
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'https://me@api.atlassian.com');
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'https://api.atlassian.com/ex/confluence?cloud=1');
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'https://api.atlassian.com/ex/confluence#x');
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'ftp://api.atlassian.com');
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'file:///etc/passwd');
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'not a url');
+ALTER SERVER opt_srv OPTIONS (ADD base_url '');
+-- valid ones; domain and base_url exclude each other
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'https://api.atlassian.com/ex/confluence/11111111-2222-3333-4444-555555555555');
+ALTER SERVER opt_srv OPTIONS (ADD domain 'acme.atlassian.net');
+ALTER SERVER opt_srv OPTIONS (SET base_url 'http://127.0.0.1:1/');
+ALTER SERVER opt_srv OPTIONS (DROP base_url);
+CREATE SERVER opt_both FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (domain 'acme.atlassian.net', base_url 'https://acme.atlassian.net');
+
+--
+-- Only a superuser may choose a base_url that is not https.
+--
+CREATE ROLE cfdw_opt_user;
+GRANT USAGE ON FOREIGN DATA WRAPPER confluence_fdw TO cfdw_opt_user;
+SET ROLE cfdw_opt_user;
+CREATE SERVER opt_user_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url 'http://127.0.0.1:8089');
+CREATE SERVER opt_user_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url 'HTTP://127.0.0.1:8089');
+SELECT * FROM opt_error($$CREATE SERVER opt_user_srv FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url 'http://127.0.0.1:8089')$$);
+CREATE SERVER opt_user_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url 'https://api.atlassian.com/ex/confluence/abc');
+ALTER SERVER opt_user_srv OPTIONS (SET base_url 'http://api.atlassian.com/ex/confluence/abc');
+ALTER SERVER opt_user_srv OPTIONS (DROP base_url, ADD domain 'acme.atlassian.net');
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 'opt_user_srv';
+DROP SERVER opt_user_srv;
+RESET ROLE;
+-- a superuser may
+ALTER SERVER opt_srv OPTIONS (ADD base_url 'http://127.0.0.1:8089');
+ALTER SERVER opt_srv OPTIONS (DROP base_url);
+
+--
+-- Server: timeouts, retries, sizes, booleans.
+--
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms '-1');
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms '0');
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms 'abc');
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms '1.5');
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms ' 100');
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms '2147483648');
+ALTER SERVER opt_srv OPTIONS (ADD connect_timeout_ms '0');
+ALTER SERVER opt_srv OPTIONS (ADD connect_timeout_ms '');
+ALTER SERVER opt_srv OPTIONS (ADD max_retries '-1');
+ALTER SERVER opt_srv OPTIONS (ADD max_retry_wait_ms 'soon');
+ALTER SERVER opt_srv OPTIONS (ADD max_response_bytes '0');
+ALTER SERVER opt_srv OPTIONS (ADD max_response_bytes '1073741824');
+ALTER SERVER opt_srv OPTIONS (ADD max_response_bytes '16MB');
+ALTER SERVER opt_srv OPTIONS (ADD keep_connections 'maybe');
+-- the boundaries that are accepted
+ALTER SERVER opt_srv OPTIONS (ADD timeout_ms '1', ADD connect_timeout_ms '2147483647',
+  ADD max_retries '0', ADD max_retry_wait_ms '0',
+  ADD max_response_bytes '1073741823', ADD keep_connections 'off');
+ALTER SERVER opt_srv OPTIONS (SET max_response_bytes '1');
+SELECT srvoptions FROM pg_foreign_server WHERE srvname = 'opt_srv';
+ALTER SERVER opt_srv OPTIONS (DROP timeout_ms, DROP connect_timeout_ms,
+  DROP max_retries, DROP max_retry_wait_ms, DROP max_response_bytes,
+  DROP keep_connections);
+
+--
+-- User mapping: Basic (username + api_token) or bearer_token alone.
+--
+CREATE SERVER opt_um FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um
+  OPTIONS (username 'me@example.com', bearer_token 'opt-s3cr3t-VALUE');
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um
+  OPTIONS (api_token 'opt-s3cr3t-VALUE', bearer_token 'opt-s3cr3t-VALUE2');
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um
+  OPTIONS (username 'me@example.com');
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um
+  OPTIONS (api_token 'opt-s3cr3t-VALUE');
+SELECT * FROM opt_error($$CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um OPTIONS (username 'me@example.com')$$);
+-- valid: bearer alone, and no options at all (refused when a row is sent)
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_um OPTIONS (bearer_token 'opt-s3cr3t-VALUE');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_um OPTIONS (DROP bearer_token);
+
+--
+-- Foreign table: endpoint is a template name or a path on the server.
+--
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint 'page');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint 'https://evil.example.com/x');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '//evil.example.com/wiki/api/v2/pages');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/../../admin');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/./pages');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2//pages');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/%2e%2e/admin');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/%2E./admin');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages%2f..');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages#x');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/my pages');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint E'/wiki/api/v2/pages\t');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki\api');
+SELECT * FROM opt_error($$ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/../x')$$);
+-- valid: templates, and paths with placeholders and a query
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint 'footer_comments');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{a}?status=draft');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/echo/opt');
+
+-- method and representation
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'GET');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'POST;');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'html');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'Storage');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'put', ADD representation 'wiki');
+ALTER FOREIGN TABLE opt_t OPTIONS (DROP method, DROP representation);
+
+--
+-- Columns: field and response_field are dotted paths.
+--
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD field 'a..b');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD field '.x');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD field 'x.');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD field '');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD response_field 'a..b');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD response_field '.x');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD response_field '');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD send 'sometimes');
+-- valid ones
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD field 'body.value');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (SET field '.');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (DROP field);
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (ADD response_field '$status');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (SET response_field '.');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (SET response_field 'version.number');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN a OPTIONS (DROP response_field);
+
+--
+-- Problems seen only when a row is sent.  Nothing reaches the stand-in.
+--
+-- both field and response_field on one column
+ALTER FOREIGN TABLE opt_t ALTER COLUMN b OPTIONS (ADD field 'b', ADD response_field 'id');
+INSERT INTO opt_t VALUES ('x', 'y');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN b OPTIONS (DROP field, DROP response_field);
+-- field '.' on a column that is not json
+ALTER FOREIGN TABLE opt_t ALTER COLUMN b OPTIONS (ADD field '.');
+INSERT INTO opt_t VALUES ('x', 'y');
+ALTER FOREIGN TABLE opt_t ALTER COLUMN b OPTIONS (DROP field);
+-- a placeholder that names no request column
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/echo/{nope}');
+INSERT INTO opt_t VALUES ('x', 'y');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/echo/opt');
+-- a table without endpoint
+CREATE FOREIGN TABLE opt_noendpoint (title text) SERVER standin;
+INSERT INTO opt_noendpoint VALUES ('x');
+-- a server with neither domain nor base_url
+CREATE FOREIGN TABLE opt_nobase (title text)
+  SERVER opt_srv OPTIONS (endpoint '/wiki/echo/opt');
+INSERT INTO opt_nobase VALUES ('x');
+-- a user mapping without credentials
+CREATE FOREIGN TABLE opt_nocreds (title text)
+  SERVER opt_um OPTIONS (endpoint '/wiki/echo/opt');
+INSERT INTO opt_nocreds VALUES ('x');
+SELECT * FROM opt_error($$INSERT INTO opt_nocreds VALUES ('x')$$);
+-- no user mapping at all for the role that inserts
+CREATE ROLE cfdw_opt_nomap;
+GRANT INSERT ON opt_t TO cfdw_opt_nomap;
+SET ROLE cfdw_opt_nomap;
+INSERT INTO opt_t VALUES ('x', 'y');
+RESET ROLE;
+SELECT count(*) AS requests FROM standin_requests();
+
+-- The same table works once the options are right.
+INSERT INTO opt_t VALUES ('x', 'y') RETURNING *;
+INSERT INTO opt_nocreds VALUES ('x');
+ALTER USER MAPPING FOR CURRENT_USER SERVER opt_um
+  OPTIONS (ADD username :'cfdw_user', ADD api_token :'cfdw_token');
+INSERT INTO opt_nocreds VALUES ('from opt_nocreds');
+SELECT r->>'path' AS path, r->'body_json' AS body,
+       r->>'auth' = 'basic:' || :'cfdw_user' || ':1' AS auth_ok
+  FROM standin_requests() r ORDER BY (r->>'seq')::int;
+
+-- Every spelling the validator accepts for a boolean works when a row is
+-- sent: keep_connections on the server, send on a column.
+SELECT standin_reset();
+CREATE SERVER opt_bool FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url', keep_connections 'yes');
+CREATE USER MAPPING FOR CURRENT_USER SERVER opt_bool
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE FOREIGN TABLE opt_bool_t (a text, b text)
+  SERVER opt_bool OPTIONS (endpoint '/wiki/echo/bool');
+INSERT INTO opt_bool_t VALUES ('keep yes', 'sent');
+ALTER SERVER opt_bool OPTIONS (SET keep_connections '0');
+INSERT INTO opt_bool_t VALUES ('keep 0', 'sent');
+ALTER FOREIGN TABLE opt_bool_t ALTER COLUMN b OPTIONS (ADD send 'no');
+INSERT INTO opt_bool_t VALUES ('send no', 'not sent');
+ALTER FOREIGN TABLE opt_bool_t ALTER COLUMN b OPTIONS (SET send 'f');
+INSERT INTO opt_bool_t VALUES ('send f', 'not sent');
+SELECT r->'body_json' AS body FROM standin_requests() r ORDER BY (r->>'seq')::int;
+
+-- Clean up.
+DROP FOREIGN TABLE opt_t, opt_noendpoint, opt_nobase, opt_nocreds, opt_bool_t;
+DROP USER MAPPING FOR CURRENT_USER SERVER opt_srv;
+DROP USER MAPPING FOR CURRENT_USER SERVER opt_um;
+DROP USER MAPPING FOR CURRENT_USER SERVER opt_bool;
+DROP SERVER opt_srv, opt_um, opt_bool;
+REVOKE USAGE ON FOREIGN DATA WRAPPER confluence_fdw FROM cfdw_opt_user;
+DROP ROLE cfdw_opt_user, cfdw_opt_nomap;
+DROP FUNCTION opt_error(text);

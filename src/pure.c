@@ -1,0 +1,678 @@
+/*-------------------------------------------------------------------------
+ *
+ * pure.c
+ *		  Server-independent parts of confluence_fdw (see pure.h): plain C on
+ *		  malloc, so they can be unit-tested and fuzzed without PostgreSQL.
+ *
+ * IDENTIFICATION
+ *		  src/pure.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <libxml/tree.h>
+
+#include "pure.h"
+
+static bool fail(char *err, size_t errlen, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
+static bool
+fail(char *err, size_t errlen, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (err && errlen > 0)
+	{
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------------
+ * Headers
+ * ---------------------------------------------------------------------
+ */
+
+/* RFC 9110 token characters, the only ones allowed in a header name. */
+static bool
+is_tchar(unsigned char c)
+{
+	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * Headers the extension sets itself or that would change what the request
+ * means on the wire: a user must not be able to replace the credentials,
+ * the target host or the framing.
+ */
+static const char *const forbidden_headers[] = {
+	"authorization", "proxy-authorization", "host", "content-length",
+	"transfer-encoding", "connection", "cookie", "cookie2", "set-cookie",
+	"set-cookie2", "expect", "te", "upgrade", "keep-alive", NULL
+};
+
+bool
+cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
+				   char *err, size_t errlen)
+{
+	const char *p = spec;
+	int			n = 0;
+
+	if (spec == NULL)
+		return true;
+	if (strpbrk(spec, "\r\n") != NULL)
+		return fail(err, errlen, "headers must not contain carriage returns or line feeds");
+
+	while (*p)
+	{
+		const char *item = p;
+		const char *end = strchr(p, ',');
+		const char *colon;
+		const char *name,
+				   *value;
+		size_t		namelen,
+					valuelen;
+		const char *const *f;
+		size_t		i;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		p = *end ? end + 1 : end;
+		n++;
+
+		colon = memchr(item, ':', end - item);
+		if (colon == NULL)
+		{
+			/* an empty item (",,", trailing ",") is a typo, not a header */
+			return fail(err, errlen, "header %d has no ':' between its name and value", n);
+		}
+		name = item;
+		namelen = colon - item;
+		while (namelen > 0 && (*name == ' ' || *name == '\t'))
+			name++, namelen--;
+		while (namelen > 0 && (name[namelen - 1] == ' ' || name[namelen - 1] == '\t'))
+			namelen--;
+		value = colon + 1;
+		valuelen = end - value;
+		while (valuelen > 0 && (*value == ' ' || *value == '\t'))
+			value++, valuelen--;
+		while (valuelen > 0 && (value[valuelen - 1] == ' ' || value[valuelen - 1] == '\t'))
+			valuelen--;
+
+		if (namelen == 0)
+			return fail(err, errlen, "header %d has an empty name", n);
+		for (i = 0; i < namelen; i++)
+			if (!is_tchar((unsigned char) name[i]))
+				return fail(err, errlen,
+							"header %d has a name with a character not allowed in header names", n);
+		for (i = 0; i < valuelen; i++)
+		{
+			unsigned char c = (unsigned char) value[i];
+
+			if ((c < 0x20 && c != '\t') || c >= 0x7f)
+				return fail(err, errlen,
+							"value of header \"%.*s\" has a control or non-ASCII character",
+							(int) namelen, name);
+		}
+		for (f = forbidden_headers; *f; f++)
+			if (strlen(*f) == namelen && strncasecmp(*f, name, namelen) == 0)
+				return fail(err, errlen,
+							"header \"%.*s\" cannot be set: confluence_fdw sets it itself or it would change the request's framing or credentials",
+							(int) namelen, name);
+		if (emit)
+			emit(arg, name, namelen, value, valuelen);
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Paths
+ * ---------------------------------------------------------------------
+ */
+
+bool
+cfdw_path_check(const char *path, char *err, size_t errlen)
+{
+	const char *p;
+	const char *query = strchr(path, '?');
+	size_t		pathlen = query ? (size_t) (query - path) : strlen(path);
+	bool		in_placeholder = false;
+
+	if (path[0] != '/')
+		return fail(err, errlen, "a manual endpoint must be a path starting with \"/\"");
+
+	for (p = path; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c <= ' ' || c >= 0x7f || c == '#' || c == '\\')
+			return fail(err, errlen,
+						"a path may not contain spaces, control characters, '#', '\\' or non-ASCII characters");
+		if (c == '{')
+		{
+			if (in_placeholder)
+				return fail(err, errlen, "a placeholder may not contain '{'");
+			in_placeholder = true;
+			if (p[1] == '}')
+				return fail(err, errlen, "a placeholder needs a column name, as in {id}");
+		}
+		else if (c == '}')
+		{
+			if (!in_placeholder)
+				return fail(err, errlen, "'}' without a matching '{'");
+			in_placeholder = false;
+		}
+		else if (in_placeholder && !(isalnum(c) || c == '_'))
+			return fail(err, errlen,
+						"a placeholder holds a column name (letters, digits, '_'), as in {id}");
+	}
+	if (in_placeholder)
+		return fail(err, errlen, "a placeholder is not closed with '}'");
+
+	for (p = path; p < path + pathlen; p++)
+	{
+		if (p[0] == '/' && p[1] == '/')
+			return fail(err, errlen, "a path may not contain \"//\"");
+		if (*p == '/')
+		{
+			const char *seg = p + 1;
+			size_t		seglen = strcspn(seg, "/?");
+
+			if ((seglen == 1 && seg[0] == '.') ||
+				(seglen == 2 && seg[0] == '.' && seg[1] == '.'))
+				return fail(err, errlen, "a path may not contain \".\" or \"..\" segments");
+		}
+		if (*p == '%' && (strncasecmp(p, "%2e", 3) == 0 ||
+						  strncasecmp(p, "%2f", 3) == 0 ||
+						  strncasecmp(p, "%5c", 3) == 0))
+			return fail(err, errlen,
+						"a path may not contain percent-encoded dots, slashes or backslashes");
+	}
+	return true;
+}
+
+bool
+cfdw_placeholder_value_ok(const char *value)
+{
+	return value[0] != '\0' && strcmp(value, ".") != 0 && strcmp(value, "..") != 0;
+}
+
+char *
+cfdw_percent_encode(const char *value, size_t len)
+{
+	/* RFC 3986 unreserved characters stay, everything else is %XX */
+	return curl_easy_escape(NULL, value, (int) len);
+}
+
+/* ---------------------------------------------------------------------
+ * Retry-After
+ * ---------------------------------------------------------------------
+ */
+
+#define RETRY_AFTER_CAP_S 86400L
+
+long
+cfdw_retry_after_ms(const char *value, time_t now)
+{
+	const char *p = value;
+	long		secs = 0;
+	bool		negative = false;
+	time_t		when;
+
+	if (value == NULL)
+		return -1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0')
+		return -1;
+	if (*p == '-' || *p == '+')
+	{
+		negative = (*p == '-');
+		p++;
+		if (!isdigit((unsigned char) *p))
+			return -1;
+	}
+	if (isdigit((unsigned char) *p))
+	{
+		for (; isdigit((unsigned char) *p); p++)
+		{
+			/* saturate instead of overflowing on "99999999999999999999" */
+			if (secs <= RETRY_AFTER_CAP_S)
+				secs = secs * 10 + (*p - '0');
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '\0')
+			return -1;
+		if (negative)
+			return 0;
+		return (secs > RETRY_AFTER_CAP_S ? RETRY_AFTER_CAP_S : secs) * 1000;
+	}
+
+	/* An HTTP-date; libcurl's parser takes the three formats RFC 9110 names. */
+	when = curl_getdate(p, NULL);
+	if (when == -1)
+		return -1;
+	if (when <= now)
+		return 0;
+	if (when - now > RETRY_AFTER_CAP_S)
+		return RETRY_AFTER_CAP_S * 1000;
+	return (long) (when - now) * 1000;
+}
+
+/* ---------------------------------------------------------------------
+ * JSON paths
+ * ---------------------------------------------------------------------
+ */
+
+/* Replace or add key in obj; takes ownership of item. */
+static bool
+set_member(cJSON *obj, const char *key, cJSON *item)
+{
+	if (cJSON_GetObjectItemCaseSensitive(obj, key))
+		return cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+	if (!cJSON_AddItemToObject(obj, key, item))
+	{
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+bool
+cfdw_json_put(cJSON *root, const char *dotted, cJSON *item)
+{
+	cJSON	   *node = root;
+	const char *seg = dotted;
+	char		key[256];
+
+	if (item == NULL)
+		return false;
+	if (root == NULL || dotted == NULL || dotted[0] == '\0' || !cJSON_IsObject(root))
+	{
+		cJSON_Delete(item);
+		return false;
+	}
+
+	for (;;)
+	{
+		const char *dot = strchr(seg, '.');
+		size_t		len = dot ? (size_t) (dot - seg) : strlen(seg);
+		cJSON	   *child;
+
+		if (len == 0 || len >= sizeof(key))
+		{
+			cJSON_Delete(item);
+			return false;
+		}
+		memcpy(key, seg, len);
+		key[len] = '\0';
+
+		if (dot == NULL)
+			return set_member(node, key, item);
+
+		child = cJSON_GetObjectItemCaseSensitive(node, key);
+		if (child == NULL || !cJSON_IsObject(child))
+		{
+			child = cJSON_CreateObject();
+			if (child == NULL || !set_member(node, key, child))
+			{
+				cJSON_Delete(item);
+				return false;
+			}
+		}
+		node = child;
+		seg = dot + 1;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * XML bodies
+ * ---------------------------------------------------------------------
+ */
+
+/* XML 1.0 cannot carry most control characters, escaped or not. */
+static bool
+xml_text_ok(const char *s)
+{
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+			return false;
+	}
+	return true;
+}
+
+static bool xml_add_value(xmlNodePtr parent, const char *name, const cJSON *item,
+						  char *err, size_t errlen, int depth);
+
+/* Add the members of an object (or the items of an array) under parent. */
+static bool
+xml_add_children(xmlNodePtr parent, const cJSON *item, char *err, size_t errlen,
+				 int depth)
+{
+	const cJSON *child;
+
+	cJSON_ArrayForEach(child, item)
+	{
+		const char *name = cJSON_IsArray(item) ? "item" : child->string;
+
+		if (!xml_add_value(parent, name, child, err, errlen, depth + 1))
+			return false;
+	}
+	return true;
+}
+
+static bool
+xml_add_value(xmlNodePtr parent, const char *name, const cJSON *item,
+			  char *err, size_t errlen, int depth)
+{
+	xmlNodePtr	node;
+	const char *text = NULL;
+
+	if (depth > 64)
+		return fail(err, errlen, "body nests more than 64 levels deep");
+	if (name == NULL || xmlValidateName((const xmlChar *) name, 0) != 0 ||
+		strchr(name, ':') != NULL)
+		return fail(err, errlen, "field \"%s\" is not a valid XML element name",
+					name ? name : "");
+
+	if (cJSON_IsRaw(item))
+	{
+		/* numbers kept as text, or embedded JSON: expand the latter */
+		const char *raw = item->valuestring;
+		cJSON	   *parsed;
+		bool		ok;
+
+		if (raw[0] == '-' || isdigit((unsigned char) raw[0]))
+			text = raw;
+		else
+		{
+			parsed = cJSON_Parse(raw);
+			if (parsed == NULL)
+				return fail(err, errlen, "field \"%s\" holds JSON that cannot be read", name);
+			ok = xml_add_value(parent, name, parsed, err, errlen, depth);
+			cJSON_Delete(parsed);
+			return ok;
+		}
+	}
+	else if (cJSON_IsString(item))
+		text = item->valuestring;
+	else if (cJSON_IsBool(item))
+		text = cJSON_IsTrue(item) ? "true" : "false";
+	else if (cJSON_IsNumber(item))
+	{
+		char	   *printed = cJSON_PrintUnformatted(item);
+
+		if (printed == NULL)
+			return fail(err, errlen, "out of memory");
+		node = xmlNewTextChild(parent, NULL, (const xmlChar *) name, (const xmlChar *) printed);
+		cJSON_free(printed);
+		return node != NULL || fail(err, errlen, "out of memory");
+	}
+
+	if (text != NULL)
+	{
+		if (!xml_text_ok(text))
+			return fail(err, errlen,
+						"field \"%s\" holds a control character, which XML cannot carry", name);
+		/* xmlNewTextChild escapes &, < and > itself */
+		node = xmlNewTextChild(parent, NULL, (const xmlChar *) name, (const xmlChar *) text);
+		return node != NULL || fail(err, errlen, "out of memory");
+	}
+
+	node = xmlNewChild(parent, NULL, (const xmlChar *) name, NULL);
+	if (node == NULL)
+		return fail(err, errlen, "out of memory");
+	if (cJSON_IsObject(item) || cJSON_IsArray(item))
+		return xml_add_children(node, item, err, errlen, depth);
+	return true;				/* JSON null: an empty element */
+}
+
+char *
+cfdw_json_to_xml(const cJSON *root, bool batch, char *err, size_t errlen)
+{
+	xmlDocPtr	doc = xmlNewDoc((const xmlChar *) "1.0");
+	xmlNodePtr	top;
+	xmlChar    *mem = NULL;
+	int			size = 0;
+	char	   *result = NULL;
+	bool		ok = true;
+
+	if (doc == NULL)
+	{
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	top = xmlNewNode(NULL, (const xmlChar *) (batch ? "requests" : "request"));
+	if (top == NULL)
+	{
+		xmlFreeDoc(doc);
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	xmlDocSetRootElement(doc, top);
+
+	if (batch)
+	{
+		const cJSON *row;
+
+		if (!cJSON_IsArray(root))
+			ok = fail(err, errlen, "a batch body must be an array");
+		else
+			cJSON_ArrayForEach(row, root)
+			{
+				xmlNodePtr	r = xmlNewChild(top, NULL, (const xmlChar *) "request", NULL);
+
+				if (r == NULL)
+					ok = fail(err, errlen, "out of memory");
+				else if (cJSON_IsObject(row))
+					ok = xml_add_children(r, row, err, errlen, 1);
+				if (!ok)
+					break;
+			}
+	}
+	else if (cJSON_IsObject(root))
+		ok = xml_add_children(top, root, err, errlen, 1);
+	else
+		ok = fail(err, errlen, "a request body must be an object");
+
+	if (ok)
+	{
+		xmlDocDumpMemoryEnc(doc, &mem, &size, "UTF-8");
+		if (mem == NULL)
+			fail(err, errlen, "out of memory");
+		else
+		{
+			result = malloc((size_t) size + 1);
+			if (result == NULL)
+				fail(err, errlen, "out of memory");
+			else
+			{
+				memcpy(result, mem, size);
+				result[size] = '\0';
+			}
+			xmlFree(mem);
+		}
+	}
+	xmlFreeDoc(doc);
+	return result;
+}
+
+/* ---------------------------------------------------------------------
+ * Form bodies
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct FormBuf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		oom;
+} FormBuf;
+
+static void
+form_append(FormBuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap * 2 : 256;
+		char	   *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->data, cap);
+		if (p == NULL)
+		{
+			b->oom = true;
+			return;
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void
+form_append_escaped(FormBuf *b, const char *s)
+{
+	/* libcurl's escaping: everything but RFC 3986 unreserved characters */
+	char	   *e = curl_easy_escape(NULL, s, (int) strlen(s));
+
+	if (e == NULL)
+	{
+		b->oom = true;
+		return;
+	}
+	form_append(b, e, strlen(e));
+	curl_free(e);
+}
+
+static bool form_add(FormBuf *b, const char *key, const cJSON *item, char *err,
+					 size_t errlen, int depth);
+
+static bool
+form_pair(FormBuf *b, const char *key, const char *value)
+{
+	if (b->len > 0)
+		form_append(b, "&", 1);
+	form_append_escaped(b, key);
+	form_append(b, "=", 1);
+	form_append_escaped(b, value);
+	return !b->oom;
+}
+
+static bool
+form_add(FormBuf *b, const char *key, const cJSON *item, char *err, size_t errlen,
+		 int depth)
+{
+	const cJSON *child;
+
+	if (depth > 64)
+		return fail(err, errlen, "body nests more than 64 levels deep");
+
+	if (cJSON_IsRaw(item))
+	{
+		const char *raw = item->valuestring;
+		cJSON	   *parsed;
+		bool		ok;
+
+		if (raw[0] == '-' || isdigit((unsigned char) raw[0]))
+			return form_pair(b, key, raw) || fail(err, errlen, "out of memory");
+		parsed = cJSON_Parse(raw);
+		if (parsed == NULL)
+			return fail(err, errlen, "field \"%s\" holds JSON that cannot be read", key);
+		ok = form_add(b, key, parsed, err, errlen, depth);
+		cJSON_Delete(parsed);
+		return ok;
+	}
+	if (cJSON_IsObject(item))
+	{
+		cJSON_ArrayForEach(child, item)
+		{
+			size_t		klen = strlen(key) + strlen(child->string) + 2;
+			char	   *sub = malloc(klen);
+			bool		ok;
+
+			if (sub == NULL)
+				return fail(err, errlen, "out of memory");
+			snprintf(sub, klen, "%s%s%s", key, key[0] ? "." : "", child->string);
+			ok = form_add(b, sub, child, err, errlen, depth + 1);
+			free(sub);
+			if (!ok)
+				return false;
+		}
+		return true;
+	}
+	if (cJSON_IsArray(item))
+	{
+		cJSON_ArrayForEach(child, item)
+			if (!form_add(b, key, child, err, errlen, depth + 1))
+			return false;
+		return true;
+	}
+	if (cJSON_IsString(item))
+		return form_pair(b, key, item->valuestring) || fail(err, errlen, "out of memory");
+	if (cJSON_IsBool(item))
+		return form_pair(b, key, cJSON_IsTrue(item) ? "true" : "false") ||
+			fail(err, errlen, "out of memory");
+	if (cJSON_IsNumber(item))
+	{
+		char	   *printed = cJSON_PrintUnformatted(item);
+		bool		ok;
+
+		if (printed == NULL)
+			return fail(err, errlen, "out of memory");
+		ok = form_pair(b, key, printed);
+		cJSON_free(printed);
+		return ok || fail(err, errlen, "out of memory");
+	}
+	return form_pair(b, key, "") || fail(err, errlen, "out of memory");
+}
+
+char *
+cfdw_json_to_form(const cJSON *root, char *err, size_t errlen)
+{
+	FormBuf		b = {NULL, 0, 0, false};
+
+	if (!cJSON_IsObject(root))
+	{
+		fail(err, errlen, "a form body must be built from an object");
+		return NULL;
+	}
+	if (!form_add(&b, "", root, err, errlen, 0))
+	{
+		free(b.data);
+		return NULL;
+	}
+	if (b.oom)
+	{
+		free(b.data);
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (b.data == NULL)
+	{
+		b.data = malloc(1);
+		if (b.data)
+			b.data[0] = '\0';
+	}
+	return b.data;
+}

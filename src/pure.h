@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * pure.h
+ *		  The parts of confluence_fdw that need no PostgreSQL server: header
+ *		  option parsing, endpoint path checks, Retry-After parsing, and
+ *		  request bodies (JSON paths, XML, form) built from a cJSON tree.
+ *
+ * They use only libc, cJSON, libcurl and libxml2, allocate with malloc, and
+ * report problems through a return value and a message buffer instead of
+ * ereport, so the unit tests and fuzzers in test/unit and fuzz/ can call
+ * them directly.  The extension wraps each in an ereport at its call site.
+ *
+ * IDENTIFICATION
+ *		  src/pure.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CFDW_PURE_H
+#define CFDW_PURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+/* Size for message buffers passed to these functions. */
+#define CFDW_ERRLEN 256
+
+/*
+ * Parse a headers option, "Name:value,Name2:value2".  Calls emit once per
+ * header with the trimmed name and value (not NUL-terminated).  Returns
+ * false with a message in err (naming the header, never repeating its
+ * value) when a name has characters outside RFC 9110's token set, a value
+ * has control or non-ASCII characters, an item has no ':', or the header is
+ * one the extension must set itself (Authorization, Host, Content-Length,
+ * cookies, ...).
+ */
+typedef void (*cfdw_header_emit) (void *arg, const char *name, size_t namelen,
+								  const char *value, size_t valuelen);
+extern bool cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
+							   char *err, size_t errlen);
+
+/*
+ * Check a manual endpoint ("/wiki/api/v2/pages/{id}?x=y"): it must start
+ * with one '/', and contain no "//", no dot segments (literal or encoded),
+ * no encoded slashes or backslashes, no '#', no spaces, control or
+ * non-ASCII characters, and well-formed {placeholders}.  So it can never
+ * leave the server's origin.
+ */
+extern bool cfdw_path_check(const char *path, char *err, size_t errlen);
+
+/*
+ * A placeholder value is percent-encoded before it is put in the URL, which
+ * leaves "." and ".." as they are: refuse those (and the empty string), the
+ * only values that could still change the path's meaning.
+ */
+extern bool cfdw_placeholder_value_ok(const char *value);
+
+/*
+ * Percent-encode a placeholder value with libcurl (RFC 3986 unreserved
+ * characters stay).  Free the result with curl_free; NULL when out of memory.
+ */
+extern char *cfdw_percent_encode(const char *value, size_t len);
+
+/*
+ * A Retry-After (or Beta-Retry-After) value in milliseconds: delay-seconds
+ * or an HTTP-date.  -1 when absent or unreadable; 0 for a negative number or
+ * a date in the past; capped at one day.
+ */
+extern long cfdw_retry_after_ms(const char *value, time_t now);
+
+/*
+ * Put item at a dotted path ("body.value") under root, creating objects on
+ * the way; an existing value at the path, or a non-object on the way, is
+ * replaced.  Takes ownership of item in every case.  false when out of
+ * memory or the path is empty.
+ */
+extern bool cfdw_json_put(cJSON *root, const char *dotted, cJSON *item);
+
+/*
+ * Serialise a request body tree as XML: <request> with one child element
+ * per key, nested objects as nested elements, arrays as <item> elements,
+ * booleans and numbers as text, JSON null as an empty element.  With batch,
+ * root must be an array and the result is <requests> holding one <request>
+ * per element.  Raw items (numbers kept as text, embedded JSON) are
+ * expanded.  Returns malloc'd UTF-8 text, or NULL with err set (a key that
+ * is not an XML name, say).
+ */
+extern char *cfdw_json_to_xml(const cJSON *root, bool batch, char *err, size_t errlen);
+
+/*
+ * Serialise a request body tree as application/x-www-form-urlencoded:
+ * nested keys flattened with dots ("body.value=..."), array elements as the
+ * same key repeated, JSON null as an empty value.  Returns malloc'd text,
+ * or NULL with err set.
+ */
+extern char *cfdw_json_to_form(const cJSON *root, char *err, size_t errlen);
+
+#endif							/* CFDW_PURE_H */
