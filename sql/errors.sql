@@ -50,7 +50,6 @@ RETURNS SETOF record LANGUAGE sql AS $$
          r->>'fault', (r->>'status')::int
     FROM standin_requests() r ORDER BY 1 $$;
 
-\x on
 
 --
 -- 1. Confluence's own errors: HV000, its title in the message, the body in
@@ -59,20 +58,20 @@ RETURNS SETOF record LANGUAGE sql AS $$
 -- 400: a page title that already exists in the space
 SELECT standin_reset();
 INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Taken title');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Taken title')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Taken title')$$) \gx
 
 -- 404: a comment on a page that does not exist
-SELECT * FROM err_try($$INSERT INTO err_t.footer_comments (page_id, body) VALUES ('404404', 'Hello?')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.footer_comments (page_id, body) VALUES ('404404', 'Hello?')$$) \gx
 
 -- 409, from a fault
 SELECT standin_fault('{"kind": "status", "status": 409}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Conflict')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Conflict')$$) \gx
 
 -- 413 from Confluence
 SELECT standin_fault('{"kind": "status", "status": 413}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Too large')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Too large')$$) \gx
 -- a body over Confluence's 5 MB limit is refused before sending (54000)
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title, body) VALUES ('98306', 'Too big', repeat('x', 5 * 1024 * 1024))$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title, body) VALUES ('98306', 'Too big', repeat('x', 5 * 1024 * 1024))$$) \gx
 
 -- A body that is not JSON: the reason phrase in the message, and the body,
 -- cut at 1000 bytes, in DETAIL.
@@ -80,7 +79,7 @@ SELECT standin_fault(jsonb_build_object('kind', 'status', 'status', 502,
   'content_type', 'text/html', 'body', '<html><body>' || repeat('Bad gateway. ', 100) || '</body></html>'));
 SELECT code, message, left(detail, 40) AS detail_start, right(detail, 40) AS detail_end,
        length(detail) AS detail_length, hint, context
-  FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Gateway')$$);
+  FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Gateway')$$) \gx
 
 --
 -- 2. Authentication and permission: 28000, with a hint about the user
@@ -93,15 +92,13 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER err_badauth
   OPTIONS (username :'cfdw_user', api_token :'cfdw_bad_token');
 CREATE FOREIGN TABLE err_t.badauth_pages (space_id text, title text)
   SERVER err_badauth OPTIONS (endpoint 'pages');
-SELECT * FROM err_try($$INSERT INTO err_t.badauth_pages VALUES ('98306', 'Wrong token')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.badauth_pages VALUES ('98306', 'Wrong token')$$) \gx
 -- 403, from a fault
 SELECT standin_fault('{"kind": "status", "status": 403}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Forbidden')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Forbidden')$$) \gx
 
-\x off
 -- Each of those errors was one request: nothing was retried.
 SELECT seq, path, title, fault, status FROM err_log();
-\x on
 
 --
 -- 3. Retries.  5xx and timeouts of a POST are not retried (it may have been
@@ -110,11 +107,10 @@ SELECT seq, path, title, fault, status FROM err_log();
 -- 500: not retried
 SELECT standin_reset();
 SELECT standin_fault('{"kind": "status", "status": 500}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Server error')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Server error')$$) \gx
 -- 503 without Retry-After: not retried
 SELECT standin_fault('{"kind": "status", "status": 503}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Unavailable')$$);
-\x off
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Unavailable')$$) \gx
 SELECT seq, title, fault, status FROM err_log();
 
 -- 429 with Retry-After: retried, and the row is created once
@@ -133,9 +129,7 @@ SELECT s->'pages' AS pages_created FROM standin_stats() s;
 ALTER SERVER err_srv OPTIONS (ADD max_retries '1');
 SELECT standin_reset();
 SELECT standin_fault('{"kind": "status", "status": 429, "times": 2, "headers": {"Retry-After": "0"}}');
-\x on
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Rate limited twice')$$);
-\x off
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Rate limited twice')$$) \gx
 SELECT seq, title, fault, status FROM err_log();
 ALTER SERVER err_srv OPTIONS (DROP max_retries);
 
@@ -155,9 +149,7 @@ ALTER SERVER err_srv OPTIONS (DROP max_retry_wait_ms);
 --
 SELECT standin_reset();
 INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row two');
-\x on
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row one'), ('98306', 'Row two'), ('98306', 'Row three')$$);
-\x off
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row one'), ('98306', 'Row two'), ('98306', 'Row three')$$) \gx
 SELECT seq, title, status FROM err_log();
 SELECT s->'pages' AS pages_created FROM standin_stats() s;
 
@@ -171,8 +163,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER err_refused
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE FOREIGN TABLE err_t.refused_pages (space_id text, title text)
   SERVER err_refused OPTIONS (endpoint 'pages');
-\x on
-SELECT * FROM err_try($$INSERT INTO err_t.refused_pages VALUES ('98306', 'Unreachable')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.refused_pages VALUES ('98306', 'Unreachable')$$) \gx
 
 -- The connection drops after Confluence processed the request: an error
 -- that says so, and no second request (it would create a duplicate).
@@ -180,12 +171,11 @@ SELECT * FROM err_try($$INSERT INTO err_t.refused_pages VALUES ('98306', 'Unreac
 SELECT standin_reset();
 SELECT confluence_fdw_disconnect_all();
 SELECT standin_fault('{"kind": "drop_after_process"}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Dropped on a new connection')$$);
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Dropped on a new connection')$$) \gx
 -- On a kept-alive connection that already carried a request:
 INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Warm-up');
 SELECT standin_fault('{"kind": "drop_after_process"}');
-SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Dropped on a reused connection')$$);
-\x off
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Dropped on a reused connection')$$) \gx
 SELECT seq, title, fault, status FROM err_log();
 SELECT s->'pages' AS pages_created FROM standin_stats() s;
 

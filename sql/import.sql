@@ -79,11 +79,13 @@ INSERT INTO "My Import".pages (space_id, title)
   VALUES ('98306', 'Imported through a quoted server')
   RETURNING version, http_status;
 SELECT r->>'method' AS method, r->>'path' AS path, r->>'status' AS status,
-       r->'body_json' - 'pageId' AS body,
+       (r->'body_json') - 'pageId' AS body,
        r->'body_json'->>'pageId' = :'imported_page_id' AS page_id_ok
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
 
 -- Clean up.
+SET client_min_messages = warning;
 DROP SCHEMA imp, imp_limit, imp_except, imp_none, "My Import" CASCADE;
+RESET client_min_messages;
 DROP USER MAPPING FOR CURRENT_USER SERVER "Stand-in Server";
 DROP SERVER "Stand-in Server";
