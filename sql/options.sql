@@ -189,6 +189,12 @@ ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/my pages');
 ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint E'/wiki/api/v2/pages\t');
 ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki\api');
 SELECT * FROM opt_error($$ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/../x')$$);
+-- placeholders: {column_name}
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{}');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{a');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/a}');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{a-b}');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{{a}}');
 -- valid: templates, and paths with placeholders and a query
 ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint 'footer_comments');
 ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{a}?status=draft');
@@ -201,6 +207,41 @@ ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'html');
 ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'Storage');
 ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'put', ADD representation 'wiki');
 ALTER FOREIGN TABLE opt_t OPTIONS (DROP method, DROP representation);
+
+-- format, on_error
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD format 'yaml');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD format 'JSON');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD on_error 'ignore');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD format 'xml', ADD on_error 'return');
+ALTER FOREIGN TABLE opt_t OPTIONS (SET format 'form', SET on_error 'error');
+ALTER FOREIGN TABLE opt_t OPTIONS (DROP format, DROP on_error);
+
+-- headers: Name:value pairs; never credentials, framing or line breaks,
+-- and a refused value is not repeated
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'X-Team');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'X-A:1,,X-B:2');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers ':value');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Bad Name:value');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers E'X-A:1\r\nX-B:2');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers U&'X-A:caf\00E9');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Authorization:Basic opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'X-Trace:1, proxy-authorization: Bearer opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Host:evil.example.com');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Content-Length:0');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Transfer-Encoding:chunked');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'Cookie:session=opt-s3cr3t-VALUE');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD headers 'X-Atlassian-Token:no-check, X-Trace: a b');
+ALTER FOREIGN TABLE opt_t OPTIONS (DROP headers);
+
+-- batch_mode and batch_size, and what a batch cannot do
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_mode 'maybe');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_size '0');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_size '10001');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_size 'all');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_mode 'true', ADD format 'form');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_mode 'true', SET endpoint '/wiki/echo/{a}');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD batch_mode 'true', ADD batch_size '10000', ADD format 'xml');
+ALTER FOREIGN TABLE opt_t OPTIONS (DROP batch_mode, DROP batch_size, DROP format);
 
 --
 -- Columns: field and response_field are dotted paths.
@@ -284,6 +325,9 @@ INSERT INTO opt_bool_t VALUES ('send no', 'not sent');
 ALTER FOREIGN TABLE opt_bool_t ALTER COLUMN b OPTIONS (SET send 'f');
 INSERT INTO opt_bool_t VALUES ('send f', 'not sent');
 SELECT r->'body_json' AS body FROM standin_requests() r ORDER BY (r->>'seq')::int;
+ALTER FOREIGN TABLE opt_bool_t OPTIONS (ADD batch_mode 'yes', ADD batch_size '10');
+ALTER FOREIGN TABLE opt_bool_t OPTIONS (SET batch_mode 'off');
+SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'opt_bool_t'::regclass;
 
 -- Clean up.
 DROP FOREIGN TABLE opt_t, opt_noendpoint, opt_nobase, opt_nocreds, opt_bool_t;

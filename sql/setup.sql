@@ -68,3 +68,13 @@ IMPORT FOREIGN SCHEMA v2 FROM SERVER standin INTO public;
 -- The helpers work: nothing recorded yet.
 SELECT count(*) AS requests FROM standin_requests();
 SELECT standin_stats()->>'requests' AS requests;
+
+-- EXPLAIN output with the stand-in's port masked, for stable expected output.
+CREATE FUNCTION explain_masked(query text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+  line text;
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || query LOOP
+    RETURN NEXT regexp_replace(line, '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g');
+  END LOOP;
+END $$;

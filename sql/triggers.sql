@@ -16,15 +16,16 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER trg_srv
 CREATE SCHEMA trg;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER trg_srv INTO trg;
 
--- Requests since the last reset.  The auth label names the token by its
--- position: 1 for CFDW_TOKEN, 2 for CFDW_TOKEN2.
-CREATE FUNCTION trg_log(OUT seq int, OUT title text, OUT auth text, OUT status int)
+-- Requests since the last reset.  The stand-in's auth label names the
+-- token by its position, 'basic:<username>:1' for CFDW_TOKEN and ':2' for
+-- CFDW_TOKEN2; the user name is masked here.
+CREATE FUNCTION trg_log(username text, OUT seq int, OUT title text, OUT auth text,
+                        OUT status int)
 RETURNS SETOF record LANGUAGE sql AS $$
   SELECT (r->>'seq')::int, r->'body_json'->>'title',
-         replace(r->>'auth', (SELECT current_setting('cfdw.user')), '<user>'),
+         replace(r->>'auth', ':' || username || ':', ':<user>:'),
          (r->>'status')::int
     FROM standin_requests() r ORDER BY 1 $$;
-SET cfdw.user = :'cfdw_user';
 
 --
 -- 1. An AFTER INSERT trigger on a local table creates a page per row.
@@ -50,14 +51,14 @@ INSERT INTO releases VALUES ('1.2', 'Third.');
 ALTER USER MAPPING FOR CURRENT_USER SERVER trg_srv
   OPTIONS (SET api_token :'cfdw_token');
 INSERT INTO releases VALUES ('1.3', 'Fourth.');
-SELECT * FROM trg_log();
+SELECT * FROM trg_log(:'cfdw_user');
 SELECT r->'body_json'->'body'->>'value' AS body FROM standin_requests() r
   ORDER BY (r->>'seq')::int LIMIT 1;
 
 -- Several rows in one statement: one request each, in order.
 SELECT standin_reset();
 INSERT INTO releases VALUES ('2.0', 'A'), ('2.1', 'B'), ('2.2', 'C');
-SELECT seq, title, status FROM trg_log();
+SELECT seq, title, status FROM trg_log(:'cfdw_user');
 
 -- Sending is not transactional: a page created by a trigger stays when the
 -- transaction rolls back.
@@ -122,7 +123,7 @@ SELECT standin_reset();
 INSERT INTO trg.pages (space_id, title) VALUES ('98306', 'Audited one'), ('98306', 'Audited two');
 SELECT title, id ~ '^[0-9]+$' AS numeric_id, version, http_status, webui_ok
   FROM page_audit ORDER BY title;
-SELECT seq, title, status FROM trg_log();
+SELECT seq, title, status FROM trg_log(:'cfdw_user');
 -- A BEFORE ROW trigger that returns NULL skips the row: nothing is sent.
 CREATE OR REPLACE FUNCTION pages_before() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -133,7 +134,7 @@ BEGIN
 END $$;
 SELECT standin_reset();
 INSERT INTO trg.pages (space_id, title) VALUES ('98306', 'Skip me'), ('98306', 'Keep me');
-SELECT seq, title, status FROM trg_log();
+SELECT seq, title, status FROM trg_log(:'cfdw_user');
 DROP TRIGGER pages_before ON trg.pages;
 DROP TRIGGER pages_after ON trg.pages;
 
@@ -160,7 +161,7 @@ SELECT standin_reset();
 INSERT INTO releases (version) VALUES ('6.0');
 -- while the superuser's own statements still use token 1
 INSERT INTO trg.pages (space_id, title) VALUES ('98306', 'Superuser 6.0');
-SELECT * FROM trg_log();
+SELECT * FROM trg_log(:'cfdw_user');
 -- without a mapping for the owner, the trigger fails
 DROP USER MAPPING FOR regress_cfdw_trigger_owner SERVER trg_srv;
 INSERT INTO releases (version) VALUES ('6.1');
@@ -177,6 +178,5 @@ DROP USER MAPPING FOR CURRENT_USER SERVER trg_srv;
 DROP SERVER trg_srv;
 DROP TABLE releases, page_audit;
 DROP FUNCTION releases_to_confluence(), releases_page_id(), pages_before(),
-  pages_after(), trg_log();
-RESET cfdw.user;
+  pages_after(), trg_log(text);
 RESET client_min_messages;

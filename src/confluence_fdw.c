@@ -66,6 +66,13 @@ typedef struct CfdwModifyState
 	MemoryContext temp_cxt;		/* per-row data, reset after each row */
 	int64		row_no;			/* last row sent, 1-based, for messages */
 	int64		batch_first;	/* first row of the batch being sent, or 0 */
+
+	/*
+	 * batch_mode rows that arrive one at a time (COPY on PostgreSQL 15,
+	 * which has no batch API for COPY), kept until batch_size are there.
+	 */
+	TupleTableSlot **pending;
+	int			npending;
 } CfdwModifyState;
 
 static void confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
@@ -90,6 +97,7 @@ static TupleTableSlot *confluenceExecForeignInsert(EState *estate, ResultRelInfo
 												   TupleTableSlot *planSlot);
 static void confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo);
 static int	confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo);
+static void check_batch_mode(ResultRelInfo *rinfo, CfdwModifyState *state);
 static TupleTableSlot **confluenceExecForeignBatchInsert(EState *estate,
 														 ResultRelInfo *rinfo,
 														 TupleTableSlot **slots,
@@ -331,6 +339,8 @@ confluenceBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 						  rinfo->ri_WithCheckOptions != NIL);
 	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
 											 modify_userid(estate, rinfo), need);
+	if (((CfdwModifyState *) rinfo->ri_FdwState)->table->batch_mode)
+		check_batch_mode(rinfo, rinfo->ri_FdwState);
 }
 
 /* Names the row in any error raised while it is sent. */
@@ -499,11 +509,46 @@ send_batch(CfdwModifyState *state, TupleTableSlot **slots, int nslots)
 	error_context_stack = errcb.previous;
 }
 
+/*
+ * Keep a batch_mode row that the executor handed over alone, and send the
+ * batch when it is full.  The executor only does that where it has no batch
+ * API (COPY before PostgreSQL 16); sending such rows one by one would
+ * silently ignore batch_mode.
+ */
+static TupleTableSlot *
+buffer_row(CfdwModifyState *state, EState *estate, TupleTableSlot *slot)
+{
+	const CfdwTable *t = state->table;
+
+	if (state->pending == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+
+		state->pending = palloc0(sizeof(TupleTableSlot *) * t->batch_size);
+		MemoryContextSwitchTo(old);
+	}
+	if (state->pending[state->npending] == NULL)
+		state->pending[state->npending] =
+			MakeSingleTupleTableSlot(slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
+	ExecCopySlot(state->pending[state->npending++], slot);
+
+	if (state->npending == t->batch_size)
+	{
+		send_batch(state, state->pending, state->npending);
+		state->npending = 0;
+	}
+	return slot;
+}
+
 static TupleTableSlot *
 confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 							TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
-	return send_row((CfdwModifyState *) rinfo->ri_FdwState, slot);
+	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
+
+	if (state->table->batch_mode)
+		return buffer_row(state, estate, slot);
+	return send_row(state, slot);
 }
 
 /*
@@ -515,7 +560,6 @@ static int
 confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 {
 	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
 	bool		batch_mode = false;
 	int			batch_size = CFDW_DEFAULT_BATCH_SIZE;
 
@@ -543,6 +587,19 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 
 	if (!batch_mode)
 		return 1;
+	check_batch_mode(rinfo, state);
+	return batch_size;
+}
+
+/*
+ * batch_mode gets one answer for many rows: refuse whatever needs one
+ * answer per row.
+ */
+static void
+check_batch_mode(ResultRelInfo *rinfo, CfdwModifyState *state)
+{
+	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
+
 	if (rinfo->ri_projectReturning != NULL || state->need_response)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -556,7 +613,6 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 				 errmsg("foreign table \"%s\" has batch_mode 'true' and row-level INSERT triggers",
 						RelationGetRelationName(rinfo->ri_RelationDesc)),
 				 errdetail("Row triggers need one answer per row.")));
-	return batch_size;
 }
 
 static TupleTableSlot **
@@ -579,6 +635,21 @@ confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	/* NULL after a plain EXPLAIN */
 	if (state == NULL)
 		return;
+	if (state->npending > 0)
+	{
+		int			n = state->npending;
+
+		state->npending = 0;
+		send_batch(state, state->pending, n);
+	}
+	if (state->pending)
+	{
+		int			i;
+
+		for (i = 0; i < state->table->batch_size; i++)
+			if (state->pending[i])
+				ExecDropSingleTupleTableSlot(state->pending[i]);
+	}
 	cfdw_release_connection(state->conn, state->table);
 }
 
