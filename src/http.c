@@ -78,6 +78,10 @@ struct CfdwConnection
 	bool		too_large;
 	bool		out_of_memory;
 	CfdwResponse *resp;			/* where header values go */
+	const char *body;			/* request body being sent */
+	size_t		body_len;
+	size_t		body_pos;		/* bytes handed to libcurl so far */
+	bool		body_rewindable;	/* may libcurl send it again? */
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
 	int			nsocks;
 	bool		socks_overflow;
@@ -124,6 +128,38 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	c->len += n;
 	c->buf[c->len] = '\0';
 	return n;
+}
+
+/*
+ * The request body goes through a read callback rather than
+ * CURLOPT_POSTFIELDS so that we decide whether it may be sent twice: when a
+ * reused keep-alive connection dies after the request went out, libcurl
+ * rewinds the body and silently resends it on a new connection.  For a
+ * POST that could create a second page; refusing the rewind turns it into
+ * CURLE_SEND_FAIL_REWIND, reported as "may have been processed".
+ */
+static size_t
+read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	CfdwConnection *c = (CfdwConnection *) userdata;
+	size_t		n = Min(size * nitems, c->body_len - c->body_pos);
+
+	memcpy(buffer, c->body + c->body_pos, n);
+	c->body_pos += n;
+	return n;
+}
+
+static int
+seek_cb(void *userdata, curl_off_t offset, int origin)
+{
+	CfdwConnection *c = (CfdwConnection *) userdata;
+
+	if (origin != SEEK_SET || offset < 0 || (size_t) offset > c->body_len)
+		return CURL_SEEKFUNC_FAIL;
+	if (c->body_pos > 0 && !c->body_rewindable)
+		return CURL_SEEKFUNC_CANTSEEK;
+	c->body_pos = (size_t) offset;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* Copy a header value, trimmed, into a fixed buffer. */
@@ -501,6 +537,10 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(c, CURLOPT_WRITEDATA, c);
 	SETOPT(c, CURLOPT_HEADERFUNCTION, header_cb);
 	SETOPT(c, CURLOPT_HEADERDATA, c);
+	SETOPT(c, CURLOPT_READFUNCTION, read_cb);
+	SETOPT(c, CURLOPT_READDATA, c);
+	SETOPT(c, CURLOPT_SEEKFUNCTION, seek_cb);
+	SETOPT(c, CURLOPT_SEEKDATA, c);
 
 	/* libcurl copies these strings; they never appear in a message. */
 	if (t->bearer_token)
@@ -526,6 +566,8 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 		case CFDW_PUT:
 		case CFDW_PATCH:
 		case CFDW_DELETE:
+			/* a body from the read callback, sent with another verb */
+			SETOPT(c, CURLOPT_POST, 1L);
 			SETOPT(c, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
 			break;
 	}
@@ -666,8 +708,12 @@ cfdw_http_perform(CfdwConnection *c, const CfdwTable *t,
 	SETOPT(c, CURLOPT_URL, req->url);
 	if (req->method != CFDW_GET)
 	{
-		SETOPT(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-		SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (req->body ? req->body_len : 0));
+		c->body = req->body ? req->body : "";
+		c->body_len = req->body ? req->body_len : 0;
+		c->body_pos = 0;
+		/* PUT and DELETE are idempotent: sending them twice is harmless */
+		c->body_rewindable = (req->method == CFDW_PUT || req->method == CFDW_DELETE);
+		SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
 	}
 
 	if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK)
@@ -703,6 +749,7 @@ cfdw_http_perform(CfdwConnection *c, const CfdwTable *t,
 	resp->sent_any = !(rc == CURLE_COULDNT_CONNECT ||
 					   rc == CURLE_COULDNT_RESOLVE_HOST ||
 					   rc == CURLE_COULDNT_RESOLVE_PROXY);
+	c->body = NULL;
 	if (rc == CURLE_OK && c->too_large)
 		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
 	if (c->out_of_memory)
