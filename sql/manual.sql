@@ -66,7 +66,8 @@ CREATE FOREIGN TABLE page_deletes (
 INSERT INTO page_deletes (id) VALUES (:'page_id') RETURNING response, http_status;
 SELECT r->>'method' AS method, r->>'path' = '/wiki/api/v2/pages/' || :'page_id' AS right_path,
        r->'body_json'->>'id' = :'page_id' AS id_in_body,
-       (r->'body_json') - 'id' AS body, r->>'status' AS status
+       CASE WHEN jsonb_typeof(r->'body_json') = 'object' THEN (r->'body_json') - 'id' END AS body,
+       r->>'status' AS status
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
 
 -- PATCH reaches an endpoint outside Confluence's spec as asked.
