@@ -86,10 +86,23 @@ INSERT INTO footer_comments (page_id) VALUES ('1000001');
 INSERT INTO pages (space_id, title) VALUES ('98306', 'First'), (NULL, 'Second'), ('98306', 'Third');
 SELECT r->'body_json'->>'title' AS sent FROM standin_requests() r;
 
--- Several rows from INSERT ... SELECT, in order.
+-- Several rows from INSERT ... SELECT.  Without RETURNING they go several
+-- at a time (max_concurrency), so they may arrive in any order ...
 SELECT standin_reset();
 INSERT INTO pages (space_id, title, body)
   SELECT '98306', 'Bulk ' || g, '<p>' || g || '</p>' FROM generate_series(1, 5) g;
+SELECT string_agg(r->'body_json'->>'title', ', ' ORDER BY r->'body_json'->>'title') AS titles
+  FROM standin_requests() r;
+-- ... and in order with max_concurrency 1, or with RETURNING.
+SELECT standin_reset();
+ALTER FOREIGN TABLE pages OPTIONS (ADD max_concurrency '1');
+INSERT INTO pages (space_id, title)
+  SELECT '98306', 'Ordered ' || g FROM generate_series(1, 5) g;
+ALTER FOREIGN TABLE pages OPTIONS (DROP max_concurrency);
+WITH sent AS (
+  INSERT INTO pages (space_id, title)
+  SELECT '98306', 'Returned ' || g FROM generate_series(1, 5) g RETURNING id)
+SELECT count(*) FROM sent;
 SELECT string_agg(r->'body_json'->>'title', ', ' ORDER BY (r->>'seq')::int) AS titles
   FROM standin_requests() r;
 

@@ -173,8 +173,9 @@ c2	2
 c3	3
 c4	4
 \.
+-- (rows without RETURNING go several at a time, so in any order)
 SELECT r->>'path' AS path, coalesce(r->'body_json'->>'title', jsonb_array_length(r->'body_json')::text) AS what
-  FROM standin_requests() r ORDER BY (r->>'seq')::int;
+  FROM standin_requests() r ORDER BY 1, 2;
 
 -- on_error 'return': an HTTP error comes back as a row and the statement
 -- goes on; forward every answer into a log table with a CTE.

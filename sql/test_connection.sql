@@ -45,6 +45,12 @@ SELECT confluence_fdw_disconnect_all();
 INSERT INTO pages (space_id, title) VALUES ('98306', 'Before disconnect');
 SELECT confluence_fdw_disconnect_all();
 SELECT confluence_fdw_disconnect_all();
+-- with keep_connections off nothing stays open
+ALTER SERVER standin OPTIONS (ADD keep_connections 'off');
+SELECT ok, http_status FROM tc('standin');
+INSERT INTO pages (space_id, title) VALUES ('98306', 'Not kept');
+SELECT confluence_fdw_disconnect_all();
+ALTER SERVER standin OPTIONS (DROP keep_connections);
 
 -- A server of its own, so that the main mapping stays good.
 CREATE SERVER tc_alt FOREIGN DATA WRAPPER confluence_fdw

@@ -73,6 +73,19 @@ typedef struct CfdwModifyState
 	 */
 	TupleTableSlot **pending;
 	int			npending;
+
+	/*
+	 * Rows that need no answer go through a pipeline with up to
+	 * max_concurrency requests in flight; each slot's request lives in its
+	 * own context until the slot is reused.
+	 */
+	bool		pipelined;
+	CfdwPipeline pipe;
+	MemoryContext pipe_cxt;		/* parent of slot_cxt, owns abandon_cb */
+	MemoryContext slot_cxt[CFDW_MAX_CONCURRENCY + 1];
+	MemoryContextCallback abandon_cb;	/* stops requests left in flight */
+	bool		pipeline_failed;	/* raising the pipeline's failure */
+	int64		submitted;		/* rows handed to the pipeline */
 } CfdwModifyState;
 
 static void confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
@@ -98,6 +111,7 @@ static TupleTableSlot *confluenceExecForeignInsert(EState *estate, ResultRelInfo
 static void confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo);
 static int	confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo);
 static void check_batch_mode(ResultRelInfo *rinfo, CfdwModifyState *state);
+static void row_error_callback(void *arg);
 static TupleTableSlot **confluenceExecForeignBatchInsert(EState *estate,
 														 ResultRelInfo *rinfo,
 														 TupleTableSlot **slots,
@@ -266,6 +280,28 @@ confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
 	return list_make1(makeInteger(need ? 1 : 0));
 }
 
+static bool
+has_row_triggers(ResultRelInfo *rinfo)
+{
+	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
+
+	return trigdesc && (trigdesc->trig_insert_before_row ||
+						trigdesc->trig_insert_after_row);
+}
+
+/*
+ * Memory context callback: the statement's memory is going away (normally
+ * after EndForeignModify drained the pipeline, or on an error).  Requests
+ * still in flight would read freed memory: stop them.
+ */
+static void
+abandon_pipeline(void *arg)
+{
+	CfdwModifyState *state = (CfdwModifyState *) arg;
+
+	cfdw_release_connection(state->conn, state->table);
+}
+
 /*
  * Set up the state of one INSERT or COPY: resolve the table for the user the
  * statement runs as, and take the user mapping's connection.
@@ -283,6 +319,23 @@ create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
 											"confluence_fdw row data",
 											ALLOCSET_DEFAULT_SIZES);
 	state->conn = cfdw_get_connection(state->table);
+
+	/*
+	 * Pipeline when nothing needs a row's answer (postgres_fdw's rules for
+	 * batching: no RETURNING, check option or row trigger), unless one
+	 * request at a time is asked for or rows go in batches anyway.
+	 */
+	state->pipelined = !need_response && !state->table->batch_mode &&
+		state->table->max_concurrency > 1 && !has_row_triggers(rinfo);
+	if (state->pipelined)
+	{
+		state->pipe_cxt = AllocSetContextCreate(estate->es_query_cxt,
+												"confluence_fdw requests in flight",
+												ALLOCSET_SMALL_SIZES);
+		state->abandon_cb.func = abandon_pipeline;
+		state->abandon_cb.arg = state;
+		MemoryContextRegisterResetCallback(state->pipe_cxt, &state->abandon_cb);
+	}
 	return state;
 }
 
@@ -353,6 +406,11 @@ row_error_callback(void *arg)
 		errcontext("batch of rows %lld to %lld of INSERT into foreign table \"%s\"",
 				   (long long) state->batch_first, (long long) state->row_no,
 				   state->table->relname);
+	else if (state->pipeline_failed && state->submitted > 1)
+		errcontext("row %lld of INSERT into foreign table \"%s\"; %lld of %lld rows were sent, up to %d at a time; the requests in flight were let finish and nothing was resent",
+				   (long long) state->row_no, state->table->relname,
+				   (long long) state->pipe.nsent, (long long) state->submitted,
+				   state->table->max_concurrency);
 	else
 		errcontext("row %lld of INSERT into foreign table \"%s\"",
 				   (long long) state->row_no, state->table->relname);
@@ -510,6 +568,117 @@ send_batch(CfdwModifyState *state, TupleTableSlot **slots, int nslots)
 }
 
 /*
+ * Wait for the pipeline's requests; if one failed, raise its error, naming
+ * the row and saying how many rows were sent.
+ */
+static void
+finish_pipeline(CfdwModifyState *state)
+{
+	const CfdwTable *t = state->table;
+	CfdwRequest req;
+	CfdwResponse resp;
+	int64		failed_row;
+	ErrorContextCallback errcb;
+
+	if (!cfdw_pipeline_drain(state->conn, t, &state->pipe, &req, &resp, &failed_row))
+		return;
+
+	state->row_no = failed_row;
+	state->batch_first = 0;
+	state->pipeline_failed = true;
+	errcb.callback = row_error_callback;
+	errcb.arg = state;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (resp.curl_code != 0)
+		cfdw_report_transport_error(t, &req, &resp);
+	cfdw_report_http_error(t, &req, &resp);
+}
+
+/* Let the requests in flight finish, ignoring their failures. */
+static void
+drain_quietly(CfdwModifyState *state)
+{
+	CfdwRequest req;
+	CfdwResponse resp;
+	int64		row;
+
+	(void) cfdw_pipeline_drain(state->conn, state->table, &state->pipe,
+							   &req, &resp, &row);
+}
+
+/*
+ * Send a row that needs no answer through the pipeline: build its request
+ * in a free slot and start it, without waiting for the answer.
+ */
+static void
+pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
+{
+	const CfdwTable *t = state->table;
+	MemoryContext oldcxt;
+	ErrorContextCallback errcb;
+	CfdwRequest req;
+	StringInfoData body;
+	int			slotno;
+
+	slotno = cfdw_pipeline_slot(state->conn, t, &state->pipe);
+	if (slotno == 0)
+		finish_pipeline(state);	/* raises the failure */
+
+	if (state->slot_cxt[slotno] == NULL)
+		state->slot_cxt[slotno] = AllocSetContextCreate(state->pipe_cxt,
+														"confluence_fdw request",
+														ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(state->slot_cxt[slotno]);
+
+	state->row_no++;
+	state->batch_first = 0;
+	errcb.callback = row_error_callback;
+	errcb.arg = state;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	slot_getallattrs(slot);
+	oldcxt = MemoryContextSwitchTo(state->slot_cxt[slotno]);
+	PG_TRY();
+	{
+		init_request(t, &req);
+		req.url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
+		initStringInfo(&body);
+		if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
+		{
+			req.body = body.data;
+			req.body_len = body.len;
+		}
+	}
+	PG_CATCH();
+	{
+		/*
+		 * A row refused before sending.  The rows before it are in flight:
+		 * cutting them off would leave it unknown whether they arrived, and
+		 * a rerun of the statement could create them twice.  Let them
+		 * finish, then raise the refusal.  The building code holds no locks
+		 * or buffers, so going on after the error for that long is safe.
+		 */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		drain_quietly(state);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+
+	cfdw_pipeline_start(state->conn, t, slotno, &req, state->row_no);
+	state->submitted = state->row_no;
+	error_context_stack = errcb.previous;
+}
+
+/*
  * Keep a batch_mode row that the executor handed over alone, and send the
  * batch when it is full.  The executor only does that where it has no batch
  * API (COPY before PostgreSQL 16); sending such rows one by one would
@@ -548,6 +717,12 @@ confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 
 	if (state->table->batch_mode)
 		return buffer_row(state, estate, slot);
+	if (state->pipelined)
+	{
+		/* rows arriving one at a time (COPY before PostgreSQL 16) */
+		pipeline_row(state, slot);
+		return slot;
+	}
 	return send_row(state, slot);
 }
 
@@ -586,7 +761,14 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 	}
 
 	if (!batch_mode)
-		return 1;
+	{
+		/*
+		 * Let the executor hand over several rows at once when they can be
+		 * pipelined; the pipeline keeps requests in flight across calls, so
+		 * this only saves calls.
+		 */
+		return state->pipelined ? Min(1000, state->table->max_concurrency * 4) : 1;
+	}
 	check_batch_mode(rinfo, state);
 	return batch_size;
 }
@@ -622,8 +804,17 @@ confluenceExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 {
 	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
 
-	if (*numSlots > 0)
-		send_batch(state, slots, *numSlots);
+	int			i;
+
+	if (state->table->batch_mode)
+	{
+		if (*numSlots > 0)
+			send_batch(state, slots, *numSlots);
+		return slots;
+	}
+	/* the rows were built into requests; their answers come later */
+	for (i = 0; i < *numSlots; i++)
+		pipeline_row(state, slots[i]);
 	return slots;
 }
 
@@ -635,6 +826,8 @@ confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	/* NULL after a plain EXPLAIN */
 	if (state == NULL)
 		return;
+	if (state->pipelined)
+		finish_pipeline(state);
 	if (state->npending > 0)
 	{
 		int			n = state->npending;
@@ -850,8 +1043,10 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	req.url = psprintf("%s/wiki/api/v2/spaces?limit=1", t->base);
 	req.path_for_messages = "/wiki/api/v2/spaces?limit=1";
 
+	/* one request, no retries: the answer is what the user wants to see */
+	t->max_retries = 0;
 	conn = cfdw_get_connection(t);
-	cfdw_http_perform(conn, t, &req, &resp);
+	cfdw_http_send(conn, t, &req, &resp);
 
 	values[0] = BoolGetDatum(resp.curl_code == 0 && resp.status >= 200 && resp.status < 300);
 	if (resp.curl_code == 0)

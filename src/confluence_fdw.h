@@ -45,6 +45,10 @@
 /* Confluence refuses request bodies over 5 MB with 413; refuse them first. */
 #define CFDW_MAX_REQUEST_BYTES			(5 * 1024 * 1024)
 
+/* Requests in flight at once for rows that need no answer. */
+#define CFDW_DEFAULT_MAX_CONCURRENCY	8
+#define CFDW_MAX_CONCURRENCY			64
+
 /* Default rows per request in batch_mode. */
 #define CFDW_DEFAULT_BATCH_SIZE			100
 
@@ -136,6 +140,8 @@ typedef struct CfdwTable
 	bool		keep_connections;
 	int			max_retries;
 	int			max_retry_wait_ms;
+	int			max_concurrency;	/* table option, else server's */
+	char	   *ca_file;		/* CA bundle for TLS verification */
 
 	/* user mapping; never printed */
 	char	   *username;
@@ -259,11 +265,23 @@ typedef struct CfdwConnection CfdwConnection;
 extern void cfdw_http_init(void);
 extern CfdwConnection *cfdw_get_connection(const CfdwTable *t);
 extern void cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t);
-extern void cfdw_http_perform(CfdwConnection *conn, const CfdwTable *t,
-							  const CfdwRequest *req, CfdwResponse *resp);
 extern void cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
 						   const CfdwRequest *req, CfdwResponse *resp);
 extern int	cfdw_disconnect_all(void);
+
+/* A pipeline: one statement's requests in flight on a connection. */
+typedef struct CfdwPipeline
+{
+	int64		nsent;			/* rows answered (successfully, or returned) */
+	int			failed_slot;	/* slot of the first failure, or 0 */
+	int			nfailed_more;	/* further failures among the in-flight ones */
+} CfdwPipeline;
+
+extern int	cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p);
+extern void cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
+								const CfdwRequest *req, int64 row_no);
+extern bool cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
+								CfdwRequest *req, CfdwResponse *resp, int64 *row_no);
 extern uint64 cfdw_next_config_id(void);
 
 

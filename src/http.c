@@ -12,11 +12,19 @@
  * libpq's backend helpers do, so an interrupt is seen at once and reported
  * by CHECK_FOR_INTERRUPTS() with PostgreSQL's own error.
  *
+ * A connection (one per user mapping) is a multi handle, whose pool keeps
+ * the TCP/TLS connections alive between statements, and up to
+ * CFDW_MAX_CONCURRENCY transfers, each an easy handle with its own buffers.
+ * Slot 0 serves the one-at-a-time path (RETURNING); slots 1.. serve
+ * pipelines, which keep up to max_concurrency requests in flight for rows
+ * that need no answer.  Retries are scheduled per transfer, so one
+ * rate-limited request does not stall the others.
+ *
  * Ownership: libcurl allocates with malloc.  A CfdwConnection lives in a
- * backend-lifetime hash table and owns its easy and multi handles, header
- * list and response buffer; they are freed only by close_connection().  No
- * libcurl callback raises an error or allocates with palloc: they record
- * what happened and the caller reports it after the transfer.
+ * backend-lifetime hash table and owns its handles, header lists and
+ * response buffers; they are freed only by close_connection() and
+ * close_transfer().  No libcurl callback raises an error or allocates with
+ * palloc: they record what happened and the caller reports it afterwards.
  *
  * IDENTIFICATION
  *		  src/http.c
@@ -48,8 +56,20 @@
 #include "confluence_fdw.h"
 #include "pure.h"
 
-/* More sockets than one transfer ever opens (a connection and a resolver). */
-#define CFDW_MAX_SOCKETS 8
+/* Sockets: one connection per transfer, plus resolver threads' pipes. */
+#define CFDW_MAX_SOCKETS (2 * CFDW_MAX_CONCURRENCY + 8)
+
+/* Without a timer, wake at least this often anyway, as a safety net. */
+#define MAX_WAIT_MS 1000
+
+typedef enum CfdwXferState
+{
+	XFER_IDLE,					/* free for a new request */
+	XFER_RUNNING,				/* added to the multi handle */
+	XFER_WAITING,				/* waiting to be retried at retry_at */
+	XFER_DONE,					/* finished; result not yet collected */
+	XFER_FAILED					/* a pipeline's failure, kept for its owner */
+} CfdwXferState;
 
 typedef struct CfdwSocket
 {
@@ -57,31 +77,51 @@ typedef struct CfdwSocket
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
 } CfdwSocket;
 
-struct CfdwConnection
+/*
+ * One request slot: an easy handle (which libcurl gives a connection from
+ * the multi handle's pool) with the request being sent and its answer.
+ */
+typedef struct CfdwTransfer
 {
-	Oid			umid;			/* hash key: the user mapping */
-	CURL	   *easy;			/* NULL when closed */
-	CURLM	   *multi;			/* owns the connection pool */
+	struct CfdwConnection *conn;
+	CURL	   *easy;			/* NULL until first used */
 	bool		fd_reserved;	/* counted with AcquireExternalFD */
-	uint32		server_hash;	/* to match invalidation messages */
-	uint32		mapping_hash;
-	bool		invalidated;	/* options changed: reconnect before use */
 	uint64		config_id;		/* CfdwTable whose options are set */
 	struct curl_slist *headers; /* request headers of that configuration */
 	char		errbuf[CURL_ERROR_SIZE];
+	CfdwXferState state;
+	uint64		owner;			/* config_id of the statement using it */
 
-	/* filled by the callbacks during a transfer */
+	/* the request; its strings belong to the caller until it is collected */
+	CfdwRequest req;
+	size_t		body_pos;		/* bytes handed to libcurl so far */
+	bool		body_rewindable;	/* may libcurl send it again? */
+	int64		row_no;			/* for messages */
+	int			attempt;		/* retries so far */
+	long		waited_ms;		/* time spent waiting to retry */
+	TimestampTz retry_at;
+
+	/* the answer, filled by the callbacks */
+	CfdwResponse resp;
 	char	   *buf;			/* response body, NUL-terminated */
 	size_t		len;
 	size_t		cap;
 	size_t		limit;			/* max_response_bytes */
 	bool		too_large;
 	bool		out_of_memory;
-	CfdwResponse *resp;			/* where header values go */
-	const char *body;			/* request body being sent */
-	size_t		body_len;
-	size_t		body_pos;		/* bytes handed to libcurl so far */
-	bool		body_rewindable;	/* may libcurl send it again? */
+} CfdwTransfer;
+
+struct CfdwConnection
+{
+	Oid			umid;			/* hash key: the user mapping */
+	CURLM	   *multi;			/* NULL when closed; owns the pool */
+	uint32		server_hash;	/* to match invalidation messages */
+	uint32		mapping_hash;
+	bool		invalidated;	/* options changed: reconnect before use */
+	int			pool_size;		/* CURLMOPT_MAX_HOST_CONNECTIONS set */
+	CfdwTransfer xfers[CFDW_MAX_CONCURRENCY + 1];
+
+	/* filled by the socket and timer callbacks */
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
 	int			nsocks;
 	bool		socks_overflow;
@@ -100,33 +140,31 @@ static uint64 next_config_id = 1;
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	CfdwConnection *c = (CfdwConnection *) userdata;
+	CfdwTransfer *x = (CfdwTransfer *) userdata;
 	size_t		n = size * nmemb;
 
 	/* Check the limit before growing, so an oversized body never lands. */
-	if (c->len + n > c->limit)
+	if (x->len + n > x->limit)
 	{
-		c->too_large = true;
+		x->too_large = true;
 		return 0;
 	}
-	if (c->len + n + 1 > c->cap)
+	if (x->len + n + 1 > x->cap)
 	{
-		size_t		newcap = Max(c->cap * 2, c->len + n + 1);
-		char	   *p;
+		size_t		newcap = Max(Max(x->cap * 2, x->len + n + 1), 8192);
+		char	   *p = realloc(x->buf, newcap);
 
-		newcap = Max(newcap, 8192);
-		p = realloc(c->buf, newcap);
 		if (p == NULL)
 		{
-			c->out_of_memory = true;
+			x->out_of_memory = true;
 			return 0;
 		}
-		c->buf = p;
-		c->cap = newcap;
+		x->buf = p;
+		x->cap = newcap;
 	}
-	memcpy(c->buf + c->len, ptr, n);
-	c->len += n;
-	c->buf[c->len] = '\0';
+	memcpy(x->buf + x->len, ptr, n);
+	x->len += n;
+	x->buf[x->len] = '\0';
 	return n;
 }
 
@@ -141,24 +179,24 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static size_t
 read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 {
-	CfdwConnection *c = (CfdwConnection *) userdata;
-	size_t		n = Min(size * nitems, c->body_len - c->body_pos);
+	CfdwTransfer *x = (CfdwTransfer *) userdata;
+	size_t		n = Min(size * nitems, x->req.body_len - x->body_pos);
 
-	memcpy(buffer, c->body + c->body_pos, n);
-	c->body_pos += n;
+	memcpy(buffer, x->req.body + x->body_pos, n);
+	x->body_pos += n;
 	return n;
 }
 
 static int
 seek_cb(void *userdata, curl_off_t offset, int origin)
 {
-	CfdwConnection *c = (CfdwConnection *) userdata;
+	CfdwTransfer *x = (CfdwTransfer *) userdata;
 
-	if (origin != SEEK_SET || offset < 0 || (size_t) offset > c->body_len)
+	if (origin != SEEK_SET || offset < 0 || (size_t) offset > x->req.body_len)
 		return CURL_SEEKFUNC_FAIL;
-	if (c->body_pos > 0 && !c->body_rewindable)
+	if (x->body_pos > 0 && !x->body_rewindable)
 		return CURL_SEEKFUNC_CANTSEEK;
-	c->body_pos = (size_t) offset;
+	x->body_pos = (size_t) offset;
 	return CURL_SEEKFUNC_OK;
 }
 
@@ -193,8 +231,7 @@ header_is(const char *line, size_t len, const char *name, const char **value,
 static size_t
 header_cb(char *line, size_t size, size_t nmemb, void *userdata)
 {
-	CfdwConnection *c = (CfdwConnection *) userdata;
-	CfdwResponse *r = c->resp;
+	CfdwResponse *r = &((CfdwTransfer *) userdata)->resp;
 	size_t		len = size * nmemb;
 	const char *v;
 	size_t		vlen;
@@ -266,35 +303,51 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
  * ---------------------------------------------------------------------
  */
 
+/* Free one slot's handle and buffers; its state is forgotten. */
+static void
+close_transfer(CfdwTransfer *x)
+{
+	if (x->easy)
+	{
+		if (x->state == XFER_RUNNING && x->conn->multi)
+			curl_multi_remove_handle(x->conn->multi, x->easy);
+		curl_easy_cleanup(x->easy);
+	}
+	if (x->headers)
+		curl_slist_free_all(x->headers);
+	if (x->fd_reserved)
+		ReleaseExternalFD();
+	free(x->buf);
+	x->easy = NULL;
+	x->headers = NULL;
+	x->fd_reserved = false;
+	x->buf = NULL;
+	x->len = x->cap = 0;
+	x->config_id = 0;
+	x->state = XFER_IDLE;
+	x->owner = 0;
+}
+
 static void
 close_connection(CfdwConnection *c)
 {
-	if (c->multi && c->easy)
-		curl_multi_remove_handle(c->multi, c->easy);
-	if (c->easy)
-		curl_easy_cleanup(c->easy);
+	int			i;
+
+	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+		close_transfer(&c->xfers[i]);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
-	if (c->headers)
-		curl_slist_free_all(c->headers);
-	if (c->fd_reserved)
-		ReleaseExternalFD();
-	free(c->buf);
-	c->easy = NULL;
 	c->multi = NULL;
-	c->headers = NULL;
-	c->fd_reserved = false;
-	c->buf = NULL;
-	c->len = c->cap = 0;
 	c->nsocks = 0;
-	c->config_id = 0;
+	c->pool_size = 0;
+	c->timer_ms = -1;
 	elog(DEBUG3, "confluence_fdw: closed connection for user mapping %u", c->umid);
 }
 
 /*
  * Server or user mapping options changed: connections built from the old
- * ones must not be used again.  Nothing is ever mid-transfer here (we do not
- * touch the catalogs during a transfer), so they can be closed at once.
+ * ones must not be used again.  Only mark them here; they are closed by the
+ * next cfdw_get_connection, outside any transfer.
  */
 static void
 inval_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -355,6 +408,7 @@ cfdw_get_connection(const CfdwTable *t)
 {
 	CfdwConnection *c;
 	bool		found;
+	int			i;
 
 	if (ConnectionHash == NULL)
 		init_hash();
@@ -363,33 +417,27 @@ cfdw_get_connection(const CfdwTable *t)
 	if (!found)
 	{
 		memset(((char *) c) + sizeof(Oid), 0, sizeof(CfdwConnection) - sizeof(Oid));
+		for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+			c->xfers[i].conn = c;
 		c->timer_ms = -1;
 	}
-	if (c->invalidated && c->easy)
+	if (c->invalidated && c->multi)
 		close_connection(c);
 	c->invalidated = false;
 
-	if (c->easy == NULL)
+	if (c->multi == NULL)
 	{
-		/* A connection is a file descriptor PostgreSQL should know about. */
-		if (!AcquireExternalFD())
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
-					 errmsg("could not open a connection to Confluence: too many open files")));
-		c->fd_reserved = true;
-		c->easy = curl_easy_init();
 		c->multi = curl_multi_init();
-		if (c->easy == NULL || c->multi == NULL)
-		{
-			close_connection(c);
+		if (c->multi == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
 					 errmsg("out of memory while opening a connection to Confluence")));
-		}
 		curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 		curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
 		curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 		curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+		/* several requests share one HTTP/2 connection when offered */
+		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 		c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
 											   ObjectIdGetDatum(t->serverid));
 		c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
@@ -407,7 +455,16 @@ cfdw_get_connection(const CfdwTable *t)
 void
 cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t)
 {
-	if (conn && conn->easy && !t->keep_connections)
+	int			i;
+
+	if (conn == NULL || conn->multi == NULL)
+		return;
+	/* a statement that ended early (an error) leaves nothing behind */
+	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
+		if (conn->xfers[i].owner == t->config_id &&
+			conn->xfers[i].state != XFER_IDLE)
+			close_transfer(&conn->xfers[i]);
+	if (!t->keep_connections)
 		close_connection(conn);
 }
 
@@ -427,7 +484,7 @@ cfdw_disconnect_all(void)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((c = hash_seq_search(&scan)) != NULL)
 	{
-		if (c->easy)
+		if (c->multi)
 		{
 			close_connection(c);
 			n++;
@@ -437,13 +494,13 @@ cfdw_disconnect_all(void)
 }
 
 /* ---------------------------------------------------------------------
- * One transfer
+ * Setting up a transfer
  * ---------------------------------------------------------------------
  */
 
-#define SETOPT(c, opt, val) \
+#define SETOPT(x, opt, val) \
 	do { \
-		if (curl_easy_setopt((c)->easy, (opt), (val)) != CURLE_OK) \
+		if (curl_easy_setopt((x)->easy, (opt), (val)) != CURLE_OK) \
 			ereport(ERROR, \
 					(errcode(ERRCODE_FDW_ERROR), \
 					 errmsg("could not set libcurl option %s", #opt))); \
@@ -460,7 +517,7 @@ has_header(List *headers, const char *name)
 	{
 		const char *h = strVal(lfirst(lc));
 
-		if (pg_strncasecmp(h, name, len) == 0 && h[len] == ':')
+		if (pg_strncasecmp(h, name, len) == 0 && (h[len] == ':' || h[len] == ';'))
 			return true;
 	}
 	return false;
@@ -468,27 +525,42 @@ has_header(List *headers, const char *name)
 
 /*
  * Set everything that is the same for every request of one table: done once
- * per statement (and again only when another table used the handle in
- * between), so a row sets just its URL and body.
+ * per statement and slot (and again only when another table used the slot
+ * in between), so a row sets just its URL and body.
  */
 static void
-configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
+configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 {
 	struct curl_slist *h = NULL;
 	char		line[256];
 	ListCell   *lc;
 
-	curl_easy_reset(c->easy);
-	if (c->headers)
+	if (x->easy == NULL)
 	{
-		curl_slist_free_all(c->headers);
-		c->headers = NULL;
+		/* A connection is a file descriptor PostgreSQL should know about. */
+		if (!AcquireExternalFD())
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+					 errmsg("could not open a connection to Confluence: too many open files")));
+		x->fd_reserved = true;
+		x->easy = curl_easy_init();
+		if (x->easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+					 errmsg("out of memory while opening a connection to Confluence")));
 	}
-	c->config_id = 0;
+	else
+		curl_easy_reset(x->easy);
+	if (x->headers)
+	{
+		curl_slist_free_all(x->headers);
+		x->headers = NULL;
+	}
+	x->config_id = 0;
 
 	/*
 	 * Headers first: the list is ours (malloc) until the next configure or
-	 * close, so keep it in the connection before anything can fail.
+	 * close, so keep it in the slot before anything can fail.
 	 */
 #define APPEND_HEADER(str) \
 	do { \
@@ -513,265 +585,117 @@ configure(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *req)
 	foreach(lc, t->headers)
 		APPEND_HEADER(strVal(lfirst(lc)));
 #undef APPEND_HEADER
-	c->headers = h;
+	x->headers = h;
 
 	/* PostgreSQL owns SIGALRM and SIGPIPE; libcurl must not touch signals. */
-	SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(x, CURLOPT_NOSIGNAL, 1L);
 #if CURL_AT_LEAST_VERSION(7, 85, 0)
-	SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(x, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-	SETOPT(c, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	SETOPT(x, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	/* Redirects are never followed: they would carry the credentials away. */
-	SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	SETOPT(c, CURLOPT_TIMEOUT_MS, (long) t->timeout_ms);
-	SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long) t->connect_timeout_ms);
-	SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_response_bytes);
-	SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	SETOPT(c, CURLOPT_USERAGENT, CFDW_USER_AGENT);
-	SETOPT(c, CURLOPT_HTTPHEADER, c->headers);
-	SETOPT(c, CURLOPT_ERRORBUFFER, c->errbuf);
-	SETOPT(c, CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(c, CURLOPT_WRITEDATA, c);
-	SETOPT(c, CURLOPT_HEADERFUNCTION, header_cb);
-	SETOPT(c, CURLOPT_HEADERDATA, c);
-	SETOPT(c, CURLOPT_READFUNCTION, read_cb);
-	SETOPT(c, CURLOPT_READDATA, c);
-	SETOPT(c, CURLOPT_SEEKFUNCTION, seek_cb);
-	SETOPT(c, CURLOPT_SEEKDATA, c);
+	SETOPT(x, CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(x, CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(x, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (t->ca_file)
+		SETOPT(x, CURLOPT_CAINFO, t->ca_file);
+	SETOPT(x, CURLOPT_TIMEOUT_MS, (long) t->timeout_ms);
+	SETOPT(x, CURLOPT_CONNECTTIMEOUT_MS, (long) t->connect_timeout_ms);
+	SETOPT(x, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_response_bytes);
+	SETOPT(x, CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(x, CURLOPT_USERAGENT, CFDW_USER_AGENT);
+	SETOPT(x, CURLOPT_HTTPHEADER, x->headers);
+	SETOPT(x, CURLOPT_ERRORBUFFER, x->errbuf);
+	SETOPT(x, CURLOPT_PRIVATE, x);
+	SETOPT(x, CURLOPT_WRITEFUNCTION, write_cb);
+	SETOPT(x, CURLOPT_WRITEDATA, x);
+	SETOPT(x, CURLOPT_HEADERFUNCTION, header_cb);
+	SETOPT(x, CURLOPT_HEADERDATA, x);
+	SETOPT(x, CURLOPT_READFUNCTION, read_cb);
+	SETOPT(x, CURLOPT_READDATA, x);
+	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
+	SETOPT(x, CURLOPT_SEEKDATA, x);
+	/* wait for a pooled connection rather than open one more than allowed */
+	SETOPT(x, CURLOPT_PIPEWAIT, 1L);
 
 	/* libcurl copies these strings; they never appear in a message. */
 	if (t->bearer_token)
 	{
-		SETOPT(c, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
-		SETOPT(c, CURLOPT_XOAUTH2_BEARER, t->bearer_token);
+		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
+		SETOPT(x, CURLOPT_XOAUTH2_BEARER, t->bearer_token);
 	}
 	else
 	{
-		SETOPT(c, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-		SETOPT(c, CURLOPT_USERNAME, t->username);
-		SETOPT(c, CURLOPT_PASSWORD, t->api_token);
+		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		SETOPT(x, CURLOPT_USERNAME, t->username);
+		SETOPT(x, CURLOPT_PASSWORD, t->api_token);
 	}
 
 	switch (req->method)
 	{
 		case CFDW_POST:
-			SETOPT(c, CURLOPT_POST, 1L);
+			SETOPT(x, CURLOPT_POST, 1L);
 			break;
 		case CFDW_GET:
-			SETOPT(c, CURLOPT_HTTPGET, 1L);
+			SETOPT(x, CURLOPT_HTTPGET, 1L);
 			break;
 		case CFDW_PUT:
 		case CFDW_PATCH:
 		case CFDW_DELETE:
 			/* a body from the read callback, sent with another verb */
-			SETOPT(c, CURLOPT_POST, 1L);
-			SETOPT(c, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
+			SETOPT(x, CURLOPT_POST, 1L);
+			SETOPT(x, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
 			break;
 	}
-	c->limit = (size_t) t->max_response_bytes;
-	c->config_id = t->config_id;
+	/* PUT and DELETE are idempotent: sending them twice is harmless */
+	x->body_rewindable = (req->method == CFDW_PUT || req->method == CFDW_DELETE);
+	x->limit = (size_t) t->max_response_bytes;
+	x->config_id = t->config_id;
 }
 
-/* Milliseconds until libcurl's timer fires; -1 when it has none. */
-static long
-timer_remaining(CfdwConnection *c)
+/* Hand a configured slot's request to the multi handle. */
+static void
+add_transfer(CfdwTransfer *x)
 {
-	long		secs;
-	int			usecs;
-	long		elapsed;
+	CfdwConnection *c = x->conn;
 
-	if (c->timer_ms < 0)
-		return -1;
-	TimestampDifference(c->timer_set_at, GetCurrentTimestamp(), &secs, &usecs);
-	elapsed = secs * 1000 + usecs / 1000;
-	return Max(0, c->timer_ms - elapsed);
-}
+	memset(&x->resp, 0, sizeof(CfdwResponse));
+	x->len = 0;
+	if (x->buf)
+		x->buf[0] = '\0';
+	x->too_large = x->out_of_memory = false;
+	x->errbuf[0] = '\0';
+	x->body_pos = 0;
 
-/*
- * Run the transfer added to the multi handle until libcurl says it is done,
- * waiting on its sockets and the latch.  Returns libcurl's result.  May raise
- * an error only through CHECK_FOR_INTERRUPTS (or out of memory); the caller
- * cleans up in PG_CATCH.
- */
-static CURLcode
-drive_transfer(CfdwConnection *c)
-{
-	int			running = 0;
-	CURLMsg    *msg;
-	int			pending;
-
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-
-	while (running > 0)
-	{
-		WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
-		int			nready = 0;
-		long		timeout = timer_remaining(c);
-		int			i;
-
-		if (c->socks_overflow)
-			break;
-
-		/* Without a timer, wake once a second anyway as a safety net. */
-		if (timeout < 0 || timeout > 1000)
-			timeout = 1000;
-
-		if (timeout > 0)
-		{
-			WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext,
-												   c->nsocks + 2);
-
-			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-			for (i = 0; i < c->nsocks; i++)
-			{
-				uint32		events = 0;
-
-				if (c->socks[i].what & CURL_POLL_IN)
-					events |= WL_SOCKET_READABLE;
-				if (c->socks[i].what & CURL_POLL_OUT)
-					events |= WL_SOCKET_WRITEABLE;
-				AddWaitEventToSet(set, events, c->socks[i].fd, NULL, NULL);
-			}
-			nready = WaitEventSetWait(set, timeout, occurred, lengthof(occurred),
-									  PG_WAIT_EXTENSION);
-			FreeWaitEventSet(set);
-		}
-
-		for (i = 0; i < nready; i++)
-		{
-			if (occurred[i].events & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-			}
-		}
-		for (i = 0; i < nready; i++)
-		{
-			int			mask = 0;
-
-			if (!(occurred[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
-				continue;
-			if (occurred[i].events & WL_SOCKET_READABLE)
-				mask |= CURL_CSELECT_IN;
-			if (occurred[i].events & WL_SOCKET_WRITEABLE)
-				mask |= CURL_CSELECT_OUT;
-			curl_multi_socket_action(c->multi, occurred[i].fd, mask, &running);
-		}
-		if (running > 0 && timer_remaining(c) == 0)
-		{
-			c->timer_ms = -1;
-			curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-		}
-	}
-
-	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL)
-	{
-		if (msg->msg == CURLMSG_DONE && msg->easy_handle == c->easy)
-			return msg->data.result;
-	}
-	return c->socks_overflow ? CURLE_OUT_OF_MEMORY : CURLE_RECV_ERROR;
-}
-
-/*
- * cfdw_http_perform
- *		Send one request and wait for the answer.  Transport failures are
- *		reported in resp, not raised; only an interrupt raises an error.  The
- *		response body stays valid until the next request on this connection.
- */
-void
-cfdw_http_perform(CfdwConnection *c, const CfdwTable *t,
-				  const CfdwRequest *req, CfdwResponse *resp)
-{
-	CURLcode	rc;
-	curl_off_t	uploaded = 0;
-	curl_off_t	total_time = 0;
-
-	/* closed after an earlier failure: reopen (the entry stays put) */
-	if (c->easy == NULL)
-		(void) cfdw_get_connection(t);
-	if (c->config_id != t->config_id)
-		configure(c, t, req);
-
-	memset(resp, 0, sizeof(CfdwResponse));
-	c->resp = resp;
-	c->len = 0;
-	if (c->buf)
-		c->buf[0] = '\0';
-	c->too_large = c->out_of_memory = c->socks_overflow = false;
-	c->errbuf[0] = '\0';
-	c->timer_ms = -1;
-
-	SETOPT(c, CURLOPT_URL, req->url);
-	if (req->method != CFDW_GET)
-	{
-		c->body = req->body ? req->body : "";
-		c->body_len = req->body ? req->body_len : 0;
-		c->body_pos = 0;
-		/* PUT and DELETE are idempotent: sending them twice is harmless */
-		c->body_rewindable = (req->method == CFDW_PUT || req->method == CFDW_DELETE);
-		SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
-	}
-
-	if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK)
+	SETOPT(x, CURLOPT_URL, x->req.url);
+	if (x->req.method != CFDW_GET)
+		SETOPT(x, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) x->req.body_len);
+	if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("could not start a transfer to Confluence")));
+	x->state = XFER_RUNNING;
+}
 
-	PG_TRY();
-	{
-		rc = drive_transfer(c);
-	}
-	PG_CATCH();
-	{
-		/* Interrupted mid-transfer: the connection's state is unknown. */
-		close_connection(c);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	curl_multi_remove_handle(c->multi, c->easy);
-
-	resp->curl_code = (int) rc;
-	resp->too_large = c->too_large;
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
-	curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &uploaded);
-	curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &total_time);
-	resp->elapsed_ms = total_time / 1000.0;
-
-	/*
-	 * Whether the request may have reached Confluence decides whether it can
-	 * be retried: only failures to connect or resolve say for sure it did not.
-	 */
-	resp->sent_any = !(rc == CURLE_COULDNT_CONNECT ||
-					   rc == CURLE_COULDNT_RESOLVE_HOST ||
-					   rc == CURLE_COULDNT_RESOLVE_PROXY);
-	c->body = NULL;
-	if (rc == CURLE_OK && c->too_large)
-		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
-	if (c->out_of_memory)
-		resp->curl_code = CURLE_OUT_OF_MEMORY;
-	if (rc == CURLE_FILESIZE_EXCEEDED || rc == CURLE_WRITE_ERROR)
-		resp->too_large = resp->too_large || rc == CURLE_FILESIZE_EXCEEDED;
-
-	if (resp->curl_code != CURLE_OK)
-	{
-		strlcpy(resp->curl_error,
-				c->errbuf[0] ? c->errbuf : curl_easy_strerror(resp->curl_code),
-				sizeof(resp->curl_error));
-		close_connection(c);
-		resp->body = "";
-		resp->body_len = 0;
-	}
-	else
-	{
-		resp->body = c->buf ? c->buf : "";
-		resp->body_len = c->len;
-	}
-	c->resp = NULL;
+/*
+ * Start a request in a slot.  req's strings must stay valid until the
+ * transfer's result has been collected.
+ */
+static void
+start_transfer(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req,
+			   int64 row_no)
+{
+	if (x->config_id != t->config_id || x->easy == NULL)
+		configure(x, t, req);
+	x->req = *req;
+	if (x->req.body == NULL)
+		x->req.body = "";
+	x->owner = t->config_id;
+	x->row_no = row_no;
+	x->attempt = 0;
+	x->waited_ms = 0;
+	add_transfer(x);
 }
 
 /* ---------------------------------------------------------------------
@@ -796,96 +720,527 @@ is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
 	return false;
 }
 
-/* Sleep on the latch, so that cancel and statement_timeout interrupt it. */
-static void
-interruptible_sleep(long ms)
+static long
+ms_until(TimestampTz when)
 {
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	long		secs;
+	int			usecs;
 
-	for (;;)
-	{
-		long		secs;
-		int			usecs;
-		long		left;
-
-		TimestampDifference(GetCurrentTimestamp(), end, &secs, &usecs);
-		left = secs * 1000 + usecs / 1000;
-		if (left <= 0)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 left, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	TimestampDifference(GetCurrentTimestamp(), when, &secs, &usecs);
+	return secs * 1000 + usecs / 1000;
 }
 
 /* Milliseconds left before statement_timeout fires; -1 when it is off. */
 static long
 statement_ms_left(void)
 {
-	TimestampTz deadline;
-	long		secs;
-	int			usecs;
-
 	if (StatementTimeout <= 0)
 		return -1;
-	deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
-										   StatementTimeout);
-	TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
-	return secs * 1000 + usecs / 1000;
+	return ms_until(TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
+												StatementTimeout));
+}
+
+/*
+ * Decide whether a finished transfer is retried: 429, 503 with Retry-After,
+ * a failure to connect or resolve, and for PUT and DELETE also 502/503/504,
+ * waiting max(Retry-After, backoff) with jitter, never more than
+ * max_retry_wait_ms in all for one row, nor past statement_timeout.
+ */
+static bool
+schedule_retry(CfdwTransfer *x, const CfdwTable *t)
+{
+	const CfdwResponse *resp = &x->resp;
+	const char *what;
+	long		backoff;
+	long		asked;
+	long		wait;
+	long		left;
+
+	if (x->attempt >= t->max_retries || !is_retryable(&x->req, resp))
+		return false;
+
+	/* 500 ms, doubling, up to 30 s; times 0.7 to 1.3 */
+	backoff = Min(500L << Min(x->attempt, 6), 30000L);
+	backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
+	asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	wait = Max(backoff, asked);
+	what = resp->curl_code != CURLE_OK ? "a connection failure" :
+		psprintf("HTTP %ld", resp->status);
+
+	left = statement_ms_left();
+	if (x->waited_ms + wait > t->max_retry_wait_ms || (left >= 0 && wait >= left))
+	{
+		ereport(LOG,
+				(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed %s",
+						cfdw_method_name(x->req.method), x->req.path_for_messages,
+						what, wait,
+						(left >= 0 && wait >= left) ? "statement_timeout" : "max_retry_wait_ms")));
+		return false;
+	}
+	x->attempt++;
+	ereport(LOG,
+			(errmsg("confluence_fdw: retrying %s %s after %s in %ld ms (retry %d of %d)",
+					cfdw_method_name(x->req.method), x->req.path_for_messages,
+					what, wait, x->attempt, t->max_retries)));
+	x->waited_ms += wait;
+	x->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
+	x->state = XFER_WAITING;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Driving transfers
+ * ---------------------------------------------------------------------
+ */
+
+/* Fill resp of a transfer libcurl has finished. */
+static void
+finish_transfer(CfdwTransfer *x, CURLcode rc)
+{
+	CfdwResponse *resp = &x->resp;
+	curl_off_t	total_time = 0;
+
+	curl_multi_remove_handle(x->conn->multi, x->easy);
+
+	resp->curl_code = (int) rc;
+	resp->too_large = x->too_large || rc == CURLE_FILESIZE_EXCEEDED;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_time);
+	resp->elapsed_ms = total_time / 1000.0;
+
+	/*
+	 * Whether the request may have reached Confluence decides whether it can
+	 * be retried: only failures to connect or resolve say for sure it did not.
+	 */
+	resp->sent_any = !(rc == CURLE_COULDNT_CONNECT ||
+					   rc == CURLE_COULDNT_RESOLVE_HOST ||
+					   rc == CURLE_COULDNT_RESOLVE_PROXY);
+	if (x->too_large && resp->curl_code == CURLE_OK)
+		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
+	if (x->out_of_memory)
+		resp->curl_code = CURLE_OUT_OF_MEMORY;
+
+	if (resp->curl_code != CURLE_OK)
+	{
+		strlcpy(resp->curl_error,
+				x->errbuf[0] ? x->errbuf : curl_easy_strerror(resp->curl_code),
+				sizeof(resp->curl_error));
+		resp->body = "";
+		resp->body_len = 0;
+	}
+	else
+	{
+		resp->body = x->buf ? x->buf : "";
+		resp->body_len = x->len;
+	}
+	x->state = XFER_DONE;
+}
+
+/* Is any transfer of this connection running or waiting to be retried? */
+static bool
+any_active(CfdwConnection *c, TimestampTz *next_retry)
+{
+	bool		active = false;
+	int			i;
+
+	*next_retry = 0;
+	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+	{
+		CfdwTransfer *x = &c->xfers[i];
+
+		if (x->state == XFER_RUNNING)
+			active = true;
+		else if (x->state == XFER_WAITING)
+		{
+			active = true;
+			if (*next_retry == 0 || x->retry_at < *next_retry)
+				*next_retry = x->retry_at;
+		}
+	}
+	return active;
+}
+
+/*
+ * One round of the event loop: wait (at most MAX_WAIT_MS) for a socket,
+ * libcurl's timer, a retry's time or the latch, then let libcurl work and
+ * restart transfers whose retry time has come.  Finished transfers are left
+ * in XFER_DONE for the caller.  Raises an error only through
+ * CHECK_FOR_INTERRUPTS; the caller closes the connection then.
+ */
+static void
+poll_once(CfdwConnection *c)
+{
+	WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
+	int			nready = 0;
+	int			running = 0;
+	long		timeout = c->timer_ms < 0 ? -1 :
+		Max(0, c->timer_ms - (long) ((GetCurrentTimestamp() - c->timer_set_at) / 1000));
+	TimestampTz next_retry;
+	CURLMsg    *msg;
+	int			pending;
+	int			i;
+
+	(void) any_active(c, &next_retry);
+	if (next_retry != 0)
+	{
+		long		r = Max(0, ms_until(next_retry));
+
+		timeout = timeout < 0 ? r : Min(timeout, r);
+	}
+	if (timeout < 0 || timeout > MAX_WAIT_MS)
+		timeout = MAX_WAIT_MS;
+
+	if (timeout > 0)
+	{
+		WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, c->nsocks + 2);
+
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < c->nsocks; i++)
+		{
+			uint32		events = 0;
+
+			if (c->socks[i].what & CURL_POLL_IN)
+				events |= WL_SOCKET_READABLE;
+			if (c->socks[i].what & CURL_POLL_OUT)
+				events |= WL_SOCKET_WRITEABLE;
+			AddWaitEventToSet(set, events, c->socks[i].fd, NULL, NULL);
+		}
+		nready = WaitEventSetWait(set, timeout, occurred, lengthof(occurred),
+								  PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+	}
+
+	for (i = 0; i < nready; i++)
+	{
+		if (occurred[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	for (i = 0; i < nready; i++)
+	{
+		int			mask = 0;
+
+		if (!(occurred[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
+			continue;
+		if (occurred[i].events & WL_SOCKET_READABLE)
+			mask |= CURL_CSELECT_IN;
+		if (occurred[i].events & WL_SOCKET_WRITEABLE)
+			mask |= CURL_CSELECT_OUT;
+		curl_multi_socket_action(c->multi, occurred[i].fd, mask, &running);
+	}
+	if (c->timer_ms >= 0 &&
+		(GetCurrentTimestamp() - c->timer_set_at) / 1000 >= c->timer_ms)
+	{
+		c->timer_ms = -1;
+		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+
+	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL)
+	{
+		CfdwTransfer *x = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
+		if (x)
+			finish_transfer(x, msg->data.result);
+	}
+	if (c->socks_overflow)
+	{
+		/* cannot happen with CFDW_MAX_SOCKETS sized as it is; fail loudly */
+		c->socks_overflow = false;
+		for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+			if (c->xfers[i].state == XFER_RUNNING)
+				finish_transfer(&c->xfers[i], CURLE_OUT_OF_MEMORY);
+	}
+
+	/* retries whose time has come */
+	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+	{
+		CfdwTransfer *x = &c->xfers[i];
+
+		if (x->state == XFER_WAITING && ms_until(x->retry_at) <= 0)
+		{
+			add_transfer(x);
+			curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+	}
+}
+
+/*
+ * Run the event loop until slot x is finished (and not to be retried),
+ * processing every other transfer of the connection on the way.  On an
+ * interrupt the whole connection is closed, since the state of its
+ * transfers is unknown.
+ */
+static void
+wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
+{
+	int			running;
+
+	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			if (x->state == XFER_DONE)
+			{
+				if (!schedule_retry(x, t))
+					break;
+				continue;
+			}
+			poll_once(c);
+		}
+	}
+	PG_CATCH();
+	{
+		close_connection(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A transfer that failed at the transport level may have left its
+ * connection in any state: start the slot afresh next time.
+ */
+static void
+discard_if_failed(CfdwTransfer *x)
+{
+	if (x->resp.curl_code != CURLE_OK && x->easy)
+	{
+		curl_easy_cleanup(x->easy);
+		x->easy = NULL;
+		if (x->fd_reserved)
+			ReleaseExternalFD();
+		x->fd_reserved = false;
+		x->config_id = 0;
+	}
 }
 
 /*
  * cfdw_http_send
- *		Send a request, retrying only what was certainly not processed: 429,
- *		503 with Retry-After, a failure to connect or resolve, and for PUT and
- *		DELETE also 502/503/504.  Waits max(Retry-After, backoff) with jitter,
- *		never more than max_retry_wait_ms in all, nor past statement_timeout.
+ *		Send one request and wait for its answer, with the retry policy.
+ *		Transport failures are reported in resp, not raised; only an
+ *		interrupt raises an error.  The response body stays valid until the
+ *		next request on this connection's slot 0.
  */
 void
-cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
+cfdw_http_send(CfdwConnection *c, const CfdwTable *t,
 			   const CfdwRequest *req, CfdwResponse *resp)
 {
-	int			attempt;
-	long		waited = 0;
+	CfdwTransfer *x = &c->xfers[0];
 
-	for (attempt = 0;; attempt++)
+	if (c->multi == NULL)
+		(void) cfdw_get_connection(t);
+	start_transfer(x, t, req, 0);
+	wait_for(c, t, x);
+	*resp = x->resp;
+	x->state = XFER_IDLE;
+	discard_if_failed(x);
+}
+
+/* ---------------------------------------------------------------------
+ * Pipelines: many requests in flight for rows that need no answer
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Collect the finished transfers of a pipeline: successes free their slot;
+ * under on_error 'return' a failure is a WARNING and frees its slot too;
+ * otherwise the first failure is kept (XFER_FAILED) for the owner to
+ * report.  Returns the number of rows that succeeded.
+ */
+static int
+collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
 	{
-		long		backoff;
-		long		wait;
-		long		asked;
-		long		left;
+		CfdwTransfer *x = &c->xfers[i];
 
-		cfdw_http_perform(conn, t, req, resp);
-		if (attempt >= t->max_retries || !is_retryable(req, resp))
-			return;
-
-		/* 500 ms, doubling, up to 30 s; times 0.7 to 1.3 */
-		backoff = Min(500L << Min(attempt, 6), 30000L);
-		backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
-		asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
-		wait = Max(backoff, asked);
-
-		left = statement_ms_left();
-		if (waited + wait > t->max_retry_wait_ms || (left >= 0 && wait >= left))
+		if (x->state != XFER_DONE || x->owner != t->config_id)
+			continue;
+		if (schedule_retry(x, t))
+			continue;
+		if (x->resp.curl_code == CURLE_OK && x->resp.status < 300)
 		{
-			ereport(LOG,
-					(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed %s",
-							cfdw_method_name(req->method), req->path_for_messages,
-							resp->curl_code != CURLE_OK ? "a connection failure" :
-							psprintf("HTTP %ld", resp->status), wait,
-							(left >= 0 && wait >= left) ? "statement_timeout" : "max_retry_wait_ms")));
-			return;
+			x->state = XFER_IDLE;
+			p->nsent++;
+			n++;
+			continue;
 		}
-		ereport(LOG,
-				(errmsg("confluence_fdw: retrying %s %s after %s in %ld ms (retry %d of %d)",
-						cfdw_method_name(req->method), req->path_for_messages,
-						resp->curl_code != CURLE_OK ? "a connection failure" :
-						psprintf("HTTP %ld", resp->status), wait,
-						attempt + 1, t->max_retries)));
-		interruptible_sleep(wait);
-		waited += wait;
+		if (t->on_error_return && x->resp.curl_code == CURLE_OK &&
+			x->resp.status >= 400)
+		{
+			char	   *summary = cfdw_error_summary(&x->resp);
+
+			ereport(WARNING,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("Confluence returned HTTP %ld for row %lld%s%s; the statement goes on because on_error is 'return'",
+							x->resp.status, (long long) x->row_no,
+							summary ? ": " : "", summary ? summary : ""),
+					 errhint("Add RETURNING http_status, response to see each row's answer.")));
+			x->state = XFER_IDLE;
+			p->nsent++;
+			continue;
+		}
+		x->state = XFER_FAILED;
+		if (p->failed_slot == 0)
+			p->failed_slot = i;
 	}
+	return n;
+}
+
+/* Slots of this pipeline still busy (running or waiting to retry). */
+static int
+busy_slots(CfdwConnection *c, const CfdwTable *t)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
+	{
+		CfdwTransfer *x = &c->xfers[i];
+
+		if (x->owner == t->config_id &&
+			(x->state == XFER_RUNNING || x->state == XFER_WAITING ||
+			 x->state == XFER_DONE))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * cfdw_pipeline_slot
+ *		Wait until the pipeline may start one more request, and return the
+ *		slot to build it in (1 .. CFDW_MAX_CONCURRENCY), or 0 when a failure
+ *		has stopped the pipeline: then call cfdw_pipeline_drain.
+ */
+int
+cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
+{
+	int			limit = Min(t->max_concurrency, CFDW_MAX_CONCURRENCY);
+	int			i;
+
+	if (c->multi == NULL)
+		(void) cfdw_get_connection(t);
+	if (c->pool_size != limit)
+	{
+		/* at most max_concurrency connections to the site */
+		curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) limit);
+		c->pool_size = limit;
+	}
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			collect(c, t, p);
+			if (p->failed_slot != 0 || busy_slots(c, t) < limit)
+				break;
+			poll_once(c);
+		}
+	}
+	PG_CATCH();
+	{
+		close_connection(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (p->failed_slot != 0)
+		return 0;
+	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
+		if (c->xfers[i].state == XFER_IDLE)
+			return i;
+	return 0;					/* cannot happen: limit < number of slots */
+}
+
+/*
+ * cfdw_pipeline_start
+ *		Start a request in the slot cfdw_pipeline_slot returned.  req's
+ *		strings must stay valid until that slot is handed out again.
+ */
+void
+cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
+					const CfdwRequest *req, int64 row_no)
+{
+	CfdwTransfer *x = &c->xfers[slot];
+	int			running;
+
+	start_transfer(x, t, req, row_no);
+	/* let libcurl start connecting and sending right away */
+	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+/*
+ * cfdw_pipeline_drain
+ *		Wait for every request of the pipeline to finish.  Returns true when
+ *		one failed; then req, resp and row_no describe the first failure (its
+ *		body valid until the connection is used again).
+ */
+bool
+cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
+					CfdwRequest *req, CfdwResponse *resp, int64 *row_no)
+{
+	int			i;
+
+	if (c->multi == NULL)
+		return false;
+	PG_TRY();
+	{
+		for (;;)
+		{
+			collect(c, t, p);
+			for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
+			{
+				CfdwTransfer *x = &c->xfers[i];
+
+				if (x->owner == t->config_id &&
+					(x->state == XFER_RUNNING || x->state == XFER_WAITING ||
+					 x->state == XFER_DONE))
+					break;
+			}
+			if (i > CFDW_MAX_CONCURRENCY)
+				break;
+			poll_once(c);
+		}
+	}
+	PG_CATCH();
+	{
+		close_connection(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (p->failed_slot == 0)
+		return false;
+
+	/* report the first failure; the others only count as not sent */
+	*req = c->xfers[p->failed_slot].req;
+	*resp = c->xfers[p->failed_slot].resp;
+	*row_no = c->xfers[p->failed_slot].row_no;
+	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
+	{
+		CfdwTransfer *x = &c->xfers[i];
+
+		if (x->owner == t->config_id && x->state == XFER_FAILED)
+		{
+			if (i != p->failed_slot)
+				p->nfailed_more++;
+			x->state = XFER_IDLE;
+			/* the reported one keeps its buffer until the error is raised */
+			if (i != p->failed_slot)
+				discard_if_failed(x);
+		}
+	}
+	return true;
 }
 
 /* A fresh configuration id for a resolved table. */

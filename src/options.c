@@ -63,7 +63,9 @@ typedef enum CfdwOptType
 	OPT_FORMAT,
 	OPT_HEADERS,
 	OPT_BATCH_SIZE,
-	OPT_ON_ERROR
+	OPT_ON_ERROR,
+	OPT_CONCURRENCY,
+	OPT_CA_FILE
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -86,6 +88,8 @@ static const CfdwOption cfdw_options[] = {
 	{"keep_connections", ForeignServerRelationId, OPT_BOOL},
 	{"max_retries", ForeignServerRelationId, OPT_COUNT},
 	{"max_retry_wait_ms", ForeignServerRelationId, OPT_COUNT},
+	{"max_concurrency", ForeignServerRelationId, OPT_CONCURRENCY},
+	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
@@ -101,6 +105,7 @@ static const CfdwOption cfdw_options[] = {
 	{"batch_mode", ForeignTableRelationId, OPT_BOOL},
 	{"batch_size", ForeignTableRelationId, OPT_BATCH_SIZE},
 	{"on_error", ForeignTableRelationId, OPT_ON_ERROR},
+	{"max_concurrency", ForeignTableRelationId, OPT_CONCURRENCY},
 
 	/* column */
 	{"field", AttributeRelationId, OPT_FIELD},
@@ -481,6 +486,20 @@ check_value(const CfdwOption *opt, DefElem *def)
 			if (!parse_count(value, 10000, &n) || n < 1)
 				invalid_value(opt->name, value, "Give a number of rows from 1 to 10000.");
 			break;
+		case OPT_CONCURRENCY:
+			if (!parse_count(value, CFDW_MAX_CONCURRENCY, &n) || n < 1)
+				invalid_value(opt->name, value, "Give a number of requests from 1 to 64.");
+			break;
+		case OPT_CA_FILE:
+			/* it decides whom the token is sent to: a superuser's choice */
+			if (!superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only a superuser may set option \"%s\"", opt->name),
+						 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
+			if (!is_absolute_path(value))
+				invalid_value(opt->name, value, "Give the absolute path of a PEM file of CA certificates.");
+			break;
 		case OPT_ON_ERROR:
 			if (strcmp(value, "error") != 0 && strcmp(value, "return") != 0)
 				invalid_value(opt->name, value, "Use error or return.");
@@ -692,6 +711,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 	t->keep_connections = true;
 	t->max_retries = CFDW_DEFAULT_MAX_RETRIES;
 	t->max_retry_wait_ms = CFDW_DEFAULT_MAX_RETRY_WAIT_MS;
+	t->max_concurrency = CFDW_DEFAULT_MAX_CONCURRENCY;
 
 	foreach(lc, server->options)
 	{
@@ -720,6 +740,10 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->max_retries = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "max_retry_wait_ms") == 0)
 			t->max_retry_wait_ms = option_ms(def->defname, v);
+		else if (strcmp(def->defname, "max_concurrency") == 0)
+			t->max_concurrency = option_ms(def->defname, v);
+		else if (strcmp(def->defname, "ca_file") == 0)
+			t->ca_file = v;
 	}
 
 	if (base_url)
@@ -981,6 +1005,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	ListCell   *lc;
 	bool		has_method = false;
 	const char *headers = NULL;
+	int			table_concurrency = 0;
 	int			i;
 
 	t->relid = RelationGetRelid(rel);
@@ -1024,6 +1049,8 @@ cfdw_resolve_table(Relation rel, Oid userid)
 			t->batch_size = option_ms(def->defname, defGetString(def));
 		else if (strcmp(def->defname, "on_error") == 0)
 			t->on_error_return = strcmp(defGetString(def), "return") == 0;
+		else if (strcmp(def->defname, "max_concurrency") == 0)
+			table_concurrency = option_ms(def->defname, defGetString(def));
 	}
 
 	if (headers)
@@ -1076,6 +1103,8 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	 */
 	um = GetUserMapping(userid, server->serverid);
 	cfdw_resolve_server(t, server, um);
+	if (table_concurrency > 0)
+		t->max_concurrency = table_concurrency;	/* the table's overrides */
 	cfdw_compile_url(t);
 
 	return t;

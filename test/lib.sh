@@ -240,7 +240,12 @@ cfdw_pg_virtualenv() {
     port=$(cfdw_free_pgport) || { rc=1; break; }
     # The marker shows that CMD started, i.e. that the cluster came up.
     # shellcheck disable=SC2016
+    # external_pid_file: pg_createcluster names it /var/run/postgresql/
+    # 15-regress.pid for every throw-away cluster, and pg_dropcluster and
+    # pg_lsclusters judge "running" by it; with two runs at once (tests, demo,
+    # benchmarks) they then see each other's ("This cluster is still running").
     PGPORT=$port pg_virtualenv -t -v "$CFDW_PG_VERSION" "${CFDW_PGVE_OPTS[@]}" \
+      -o "external_pid_file=/var/run/postgresql/$CFDW_PG_VERSION-regress-$port.pid" \
       bash -c ': >"$0"; exec "$@"' "$marker" "$@" || rc=$?
     [ -e "$marker" ] && break
     cfdw_log "the throw-away cluster did not start on port $port (attempt $attempt of 3)"
