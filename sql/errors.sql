@@ -144,13 +144,26 @@ SELECT seq, title, fault, status FROM err_log();
 ALTER SERVER err_srv OPTIONS (DROP max_retry_wait_ms);
 
 --
--- 4. A statement failing on row 2 of 3: row 1 was sent (and stays sent:
--- HTTP is not transactional), row 3 never was.
+-- 4. A statement failing on row 2 of 3 (a title that exists already).
 --
+-- One request at a time: row 1 was sent (and stays sent: HTTP is not
+-- transactional), row 3 never was.
+ALTER FOREIGN TABLE err_t.pages OPTIONS (ADD max_concurrency '1');
 SELECT standin_reset();
 INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row two');
 SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row one'), ('98306', 'Row two'), ('98306', 'Row three')$$) \gx
 SELECT seq, title, status FROM err_log();
+SELECT s->'pages' AS pages_created FROM standin_stats() s;
+ALTER FOREIGN TABLE err_t.pages OPTIONS (DROP max_concurrency);
+
+-- Pipelined (the default for rows that need no answer): the three requests
+-- are in flight together (each answer is delayed by 200 ms), so row 3 was
+-- sent too; the error says so, and nothing was sent twice.
+SELECT standin_reset();
+INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row two');
+SELECT standin_fault('{"kind": "delay", "delay_ms": 200, "times": -1}');
+SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Row one'), ('98306', 'Row two'), ('98306', 'Row three')$$) \gx
+SELECT title, status FROM err_log() ORDER BY seq > 1, title;
 SELECT s->'pages' AS pages_created FROM standin_stats() s;
 
 --

@@ -1,8 +1,8 @@
 --
--- HTTP transport: connection reuse per user mapping, timeouts, cancel,
--- response size limit, redirects, bearer auth.  The stand-in counts the TCP
--- connections that carried requests since its last reset, and numbers them
--- (conn) in its request log.
+-- HTTP transport: connection reuse per user mapping, pipelining, timeouts,
+-- cancel, response size limit, redirects, bearer auth.  The stand-in counts
+-- the TCP connections that carried requests since its last reset, and
+-- numbers them (conn) in its request log.
 --
 \getenv standin_url STANDIN_URL
 \getenv standin_url2 STANDIN_URL2
@@ -11,8 +11,10 @@
 \getenv cfdw_bearer CFDW_BEARER
 
 -- A server of this test's own, so that its ALTERs touch no other test.
+-- max_concurrency '1': one request at a time, so the connection each row
+-- used is predictable; section 2 sends several at a time.
 CREATE SERVER http_srv FOREIGN DATA WRAPPER confluence_fdw
-  OPTIONS (base_url :'standin_url');
+  OPTIONS (base_url :'standin_url', max_concurrency '1');
 CREATE USER MAPPING FOR CURRENT_USER SERVER http_srv
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE SCHEMA http_t;
@@ -93,7 +95,31 @@ SELECT seq, conn, title FROM http_log();
 ALTER SERVER http_srv OPTIONS (DROP keep_connections);
 
 --
--- 2. statement_timeout and cancel interrupt a slow answer at once.  The
+-- 2. Rows that need no answer (no RETURNING, no row trigger) are pipelined:
+-- up to max_concurrency requests in flight, each on its own connection.
+-- Every answer is delayed by 300 ms here, so the requests in flight really
+-- overlap: 8 rows four at a time take about 0.6 s instead of 2.4 s.
+--
+ALTER FOREIGN TABLE http_t.pages OPTIONS (ADD max_concurrency '4');
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 300, "times": -1}');
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO http_t.pages (space_id, title)
+  SELECT '98306', 'Pipelined ' || g FROM generate_series(1, 8) g;
+SELECT clock_timestamp() - :'t0' < interval '2 s' AS overlapped;
+-- each row sent once, on four connections
+SELECT s->'requests' AS requests, s->'pages' AS pages, s->'connections' AS connections
+  FROM standin_stats() s;
+SELECT count(DISTINCT title) AS distinct_titles, max(conn) AS connections FROM http_log();
+-- a second statement reuses them
+INSERT INTO http_t.pages (space_id, title)
+  SELECT '98306', 'Pipelined again ' || g FROM generate_series(1, 8) g;
+SELECT s->'requests' AS requests, s->'pages' AS pages, s->'connections' AS connections
+  FROM standin_stats() s;
+ALTER FOREIGN TABLE http_t.pages OPTIONS (DROP max_concurrency);
+
+--
+-- 3. statement_timeout and cancel interrupt a slow answer at once.  The
 -- delayed answers are canned (status 200, '{}'), so the stand-in creates
 -- nothing after the client has gone.
 --
@@ -111,8 +137,22 @@ INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'After timeout')
   RETURNING http_status;
 SELECT seq, conn, title, fault, status FROM http_log();
 
+-- The same with requests pipelined.
+ALTER FOREIGN TABLE http_t.pages OPTIONS (ADD max_concurrency '4');
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 5000, "status": 200, "body": "{}", "times": 2}');
+SET statement_timeout = '500ms';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'Slow pipelined 1'), ('98306', 'Slow pipelined 2');
+RESET statement_timeout;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT clock_timestamp() - :'t0' < interval '3 s' AS interrupted_promptly;
+INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'After pipelined timeout');
+SELECT title, fault, status FROM http_log() ORDER BY title;
+
 -- pg_cancel_backend from another session, as soon as this backend waits in
--- the transfer (wait event type Extension).
+-- a transfer (wait event type Extension): one request at a time ...
+ALTER FOREIGN TABLE http_t.pages OPTIONS (SET max_concurrency '1');
 SELECT standin_reset();
 SELECT standin_fault('{"kind": "delay", "delay_ms": 5000, "status": 200, "body": "{}"}');
 SET application_name = 'cfdw_cancel_me';
@@ -126,8 +166,23 @@ INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'After cancel')
   RETURNING http_status;
 SELECT seq, conn, title, fault, status FROM http_log();
 
+-- ... and pipelined.
+ALTER FOREIGN TABLE http_t.pages OPTIONS (SET max_concurrency '4');
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 5000, "status": 200, "body": "{}", "times": 2}');
+SET application_name = 'cfdw_cancel_me';
+\! (for i in $(seq 1 100); do r=$(psql -X -At -d postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'cfdw_cancel_me' AND state = 'active' AND wait_event_type = 'Extension'"); [ "$r" = t ] && break; sleep 0.1; done) >/dev/null 2>&1 &
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'Slow cancel 1'), ('98306', 'Slow cancel 2');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT clock_timestamp() - :'t0' < interval '3 s' AS interrupted_promptly;
+RESET application_name;
+INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'After pipelined cancel');
+SELECT title, fault, status FROM http_log() ORDER BY title;
+ALTER FOREIGN TABLE http_t.pages OPTIONS (DROP max_concurrency);
+
 --
--- 3. timeout_ms: a request that outlasts it fails with HV00N, and a POST
+-- 4. timeout_ms: a request that outlasts it fails with HV00N, and a POST
 -- that may have been processed is not resent.
 --
 ALTER SERVER http_srv OPTIONS (SET timeout_ms '300');
@@ -138,7 +193,7 @@ SELECT seq, conn, title, fault FROM http_log();
 ALTER SERVER http_srv OPTIONS (DROP timeout_ms);
 
 --
--- 4. A refused connection is HV00N.  It certainly did not reach the
+-- 5. A refused connection is HV00N.  It certainly did not reach the
 -- server, so it is retried: max_retries '2' waits two back-offs (at least
 -- 0.35 s + 0.7 s) before giving up; max_retries '0' gives up at once.
 --
@@ -155,7 +210,7 @@ SELECT http_try($$INSERT INTO http_t.refused VALUES ('98306', 'Nobody there')$$)
 SELECT clock_timestamp() - :'t0' >= interval '1 s' AS retried_with_backoff;
 
 --
--- 5. max_response_bytes: a larger answer is an error (54000), never
+-- 6. max_response_bytes: a larger answer is an error (54000), never
 -- buffered whole; the backend goes on.
 --
 ALTER SERVER http_srv OPTIONS (ADD max_response_bytes '100000');
@@ -172,7 +227,7 @@ SELECT seq, conn, title, fault, status FROM http_log();
 ALTER SERVER http_srv OPTIONS (DROP max_response_bytes);
 
 --
--- 6. Redirects are not followed: credentials never go to another address.
+-- 7. Redirects are not followed: credentials never go to another address.
 --
 SELECT standin_reset();
 SELECT standin_fault(jsonb_build_object('kind', 'redirect', 'status', 307,
@@ -183,7 +238,7 @@ SELECT s->'requests' AS requests, s->'second_requests' AS second_server_requests
 SELECT count(*) AS second_server_log FROM standin_call('GET', 'requests?server=second');
 
 --
--- 7. bearer_token: OAuth 2.0 / personal access token, sent as Bearer.
+-- 8. bearer_token: OAuth 2.0 / personal access token, sent as Bearer.
 --
 CREATE SERVER http_bearer FOREIGN DATA WRAPPER confluence_fdw
   OPTIONS (base_url :'standin_url');

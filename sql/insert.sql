@@ -1,6 +1,7 @@
 --
 -- INSERT: each row becomes one request with the body DESIGN §2 describes.
 --
+\getenv cfdw_user CFDW_USER
 SELECT standin_reset();
 
 -- A page and a footer comment from the templates.
@@ -8,7 +9,8 @@ INSERT INTO pages (space_id, title, body)
   VALUES ('98306', 'Release 1.2', '<p>Shipped.</p>');
 INSERT INTO footer_comments (page_id, body) VALUES ('1000001', 'Looks good');
 
-SELECT r->>'method' AS method, r->>'path' AS path, r->>'auth' AS auth,
+SELECT r->>'method' AS method, r->>'path' AS path,
+       r->>'auth' = 'basic:' || :'cfdw_user' || ':1' AS basic_auth_of_the_mapping,
        r->>'content_type' AS content_type, r->'headers'->>'accept' AS accept,
        r->'headers'->>'user-agent' AS user_agent, r->'body_json' AS body
   FROM standin_requests() r ORDER BY (r->>'seq')::int;

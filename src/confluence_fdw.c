@@ -753,7 +753,7 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 			DefElem    *def = lfirst(lc);
 
 			if (strcmp(def->defname, "batch_mode") == 0)
-				batch_mode = defGetBoolean(def);
+				batch_mode = cfdw_option_bool(def);
 			else if (strcmp(def->defname, "batch_size") == 0)
 				batch_size = atoi(defGetString(def));
 		}
@@ -911,6 +911,8 @@ describe_request(Relation rel)
 			len--;
 		base = pnstrdup(base, len);
 	}
+	if (endpoint == NULL)
+		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base ? base : "");
 	return psprintf("%s %s%s", cfdw_method_name(method), base ? base : "", path);
 }
 
@@ -1013,6 +1015,9 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	Oid			umid;
+	UserMapping *um;
+	char	   *problem;
+	const char *hint;
 	CfdwTable  *t;
 	CfdwConnection *conn;
 	CfdwRequest req;
@@ -1034,9 +1039,19 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
+	um = GetUserMapping(GetUserId(), server->serverid);
+	problem = cfdw_server_problem(server, um, &hint);
+	if (problem)
+	{
+		values[0] = BoolGetDatum(false);
+		nulls[1] = true;
+		values[2] = CStringGetTextDatum(psprintf("%s: %s", problem, hint));
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
 	t = palloc0(sizeof(CfdwTable));
 	t->relname = "(test connection)";
-	cfdw_resolve_server(t, server, GetUserMapping(GetUserId(), server->serverid));
+	cfdw_resolve_server(t, server, um);
 
 	memset(&req, 0, sizeof(req));
 	req.method = CFDW_GET;

@@ -29,6 +29,7 @@
 #include "fmgr.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
+#include "nodes/parsenodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 
@@ -208,7 +209,10 @@ extern const char *cfdw_method_name(CfdwMethod method);
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
 extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
 								UserMapping *um);
+extern char *cfdw_server_problem(ForeignServer *server, UserMapping *um,
+								 const char **hint);
 extern bool cfdw_parse_method(const char *s, CfdwMethod *method);
+extern bool cfdw_option_bool(DefElem *def);
 extern List *cfdw_split_path(const char *dotted);
 extern char *cfdw_camel_case(const char *name);
 

@@ -225,15 +225,16 @@ check_host(const char *name, const char *value)
 	const char *hint = "Give the host name only, e.g. domain 'acme.atlassian.net'; use base_url for anything else.";
 	size_t		len = strlen(value);
 
-	if (strstr(value, "://"))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("option \"%s\" must be a host name without a scheme: \"%s\"", name, value),
-				 errhint("%s", hint)));
+	/* user information may hold a password: never repeat such a value */
 	if (strchr(value, '@'))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("option \"%s\" must be a host name without user information", name),
+				 errhint("%s", hint)));
+	if (strstr(value, "://"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must be a host name without a scheme: \"%s\"", name, value),
 				 errhint("%s", hint)));
 	if (strchr(value, '/'))
 		ereport(ERROR,
@@ -594,7 +595,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		has_api_token |= strcmp(opt->name, "api_token") == 0;
 		has_bearer |= strcmp(opt->name, "bearer_token") == 0;
 		if (strcmp(opt->name, "batch_mode") == 0)
-			batch = defGetBoolean(def);
+			batch = cfdw_option_bool(def);
 		else if (strcmp(opt->name, "format") == 0)
 			format = defGetString(def);
 		else if (strcmp(opt->name, "endpoint") == 0)
@@ -680,6 +681,20 @@ cfdw_camel_case(const char *name)
 	return buf.data;
 }
 
+/*
+ * A boolean option as the validator accepts it (parse_bool: true, yes, on,
+ * 1, and so on); defGetBoolean would refuse some of those at run time.
+ */
+bool
+cfdw_option_bool(DefElem *def)
+{
+	bool		result = false;
+
+	if (!parse_bool(defGetString(def), &result))
+		invalid_value(def->defname, defGetString(def), "Use true or false.");
+	return result;
+}
+
 static int
 option_ms(const char *name, const char *value)
 {
@@ -688,6 +703,53 @@ option_ms(const char *name, const char *value)
 	if (!parse_count(value, INT_MAX, &n))
 		invalid_value(name, value, NULL);
 	return (int) n;
+}
+
+/*
+ * cfdw_server_problem
+ *		Why requests cannot be sent with this server and user mapping (no
+ *		address, no credentials), or NULL when they can.  *hint says what to
+ *		do.  confluence_fdw_test_connection answers with it; INSERT raises it.
+ */
+char *
+cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
+{
+	ListCell   *lc;
+	bool		has_address = false;
+	bool		has_user = false,
+				has_token = false,
+				has_bearer = false;
+
+	foreach(lc, server->options)
+	{
+		const char *name = ((DefElem *) lfirst(lc))->defname;
+
+		has_address |= strcmp(name, "domain") == 0 || strcmp(name, "base_url") == 0;
+	}
+	if (!has_address)
+	{
+		*hint = psprintf("ALTER SERVER %s OPTIONS (ADD domain 'yoursite.atlassian.net').",
+						 quote_identifier(server->servername));
+		return psprintf("server \"%s\" has neither a \"domain\" nor a \"base_url\" option",
+						server->servername);
+	}
+
+	foreach(lc, um->options)
+	{
+		const char *name = ((DefElem *) lfirst(lc))->defname;
+
+		has_user |= strcmp(name, "username") == 0;
+		has_token |= strcmp(name, "api_token") == 0;
+		has_bearer |= strcmp(name, "bearer_token") == 0;
+	}
+	/* No token, no request: there is no ambient identity to fall back on. */
+	if (!has_bearer && !(has_user && has_token))
+	{
+		*hint = "Set username and api_token, or bearer_token, in the user mapping.";
+		return psprintf("user mapping for server \"%s\" has no credentials",
+						server->servername);
+	}
+	return NULL;
 }
 
 /*
@@ -700,6 +762,14 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 	ListCell   *lc;
 	char	   *domain = NULL;
 	char	   *base_url = NULL;
+	const char *hint;
+	char	   *problem = cfdw_server_problem(server, um, &hint);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("%s", problem),
+				 errhint("%s", hint)));
 
 	t->config_id = cfdw_next_config_id();
 	t->serverid = server->serverid;
@@ -735,7 +805,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->max_response_bytes = n;
 		}
 		else if (strcmp(def->defname, "keep_connections") == 0)
-			t->keep_connections = defGetBoolean(def);
+			t->keep_connections = cfdw_option_bool(def);
 		else if (strcmp(def->defname, "max_retries") == 0)
 			t->max_retries = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "max_retry_wait_ms") == 0)
@@ -757,13 +827,6 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 	}
 	else if (domain)
 		t->base = psprintf("https://%s", domain);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("server \"%s\" has neither a \"domain\" nor a \"base_url\" option",
-						server->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD domain 'yoursite.atlassian.net').",
-						 quote_identifier(server->servername))));
 
 	foreach(lc, um->options)
 	{
@@ -777,12 +840,6 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->bearer_token = defGetString(def);
 	}
 
-	/* No token, no request: there is no ambient identity to fall back on. */
-	if (t->bearer_token == NULL && (t->username == NULL || t->api_token == NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("user mapping for server \"%s\" has no credentials", server->servername),
-				 errhint("Set username and api_token, or bearer_token, in the user mapping.")));
 }
 
 /*
@@ -817,7 +874,7 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		else if (strcmp(def->defname, "response_field") == 0)
 			response_field = defGetString(def);
 		else if (strcmp(def->defname, "send") == 0)
-			send = defGetBoolean(def);
+			send = cfdw_option_bool(def);
 	}
 
 	if (field && response_field)
@@ -1044,7 +1101,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 		else if (strcmp(def->defname, "headers") == 0)
 			headers = defGetString(def);
 		else if (strcmp(def->defname, "batch_mode") == 0)
-			t->batch_mode = defGetBoolean(def);
+			t->batch_mode = cfdw_option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
 			t->batch_size = option_ms(def->defname, defGetString(def));
 		else if (strcmp(def->defname, "on_error") == 0)

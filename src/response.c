@@ -4,8 +4,9 @@
  *		  A Confluence answer to RETURNING values, and Confluence's errors to
  *		  PostgreSQL errors.
  *
- * Response columns are filled with the column type's input function from
- * the text at their path, so any type that can read the value works (text,
+ * The answer is parsed with PostgreSQL's jsonb parser, and response columns
+ * are filled with the column type's input function from the text at their
+ * path, so any type that can read the value works (text,
  * integer, timestamptz, jsonb, a domain...).  A path that is missing gives
  * NULL: Confluence marks no response field as required.
  *
@@ -21,7 +22,12 @@
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "confluence_fdw.h"
 
@@ -56,51 +62,71 @@ from_utf8(const char *s, size_t len)
 	return pg_any_to_server(s, len, PG_UTF8);
 }
 
-/* The text of a JSON item as a column's input function wants it. */
-static char *
-item_text(cJSON *item)
+/*
+ * The answer as jsonb, or NULL when it is not JSON.  PostgreSQL's own
+ * parser keeps numbers exact (a 64-bit id stays digit for digit) and gives
+ * the whole-body jsonb column for free.  PostgreSQL 15 has no soft-error
+ * input functions, so the text is validated first without raising.
+ */
+static Jsonb *
+parse_answer(const char *text, size_t len)
 {
-	char	   *printed;
-	char	   *result;
+	JsonLexContext *lex;
 
-	if (cJSON_IsNull(item))
+	lex = makeJsonLexContextCstringLen(unconstify(char *, text), (int) len,
+									   GetDatabaseEncoding(), false);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return NULL;
-	if (cJSON_IsString(item))
-		return from_utf8(item->valuestring, strlen(item->valuestring));
-	if (cJSON_IsBool(item))
-		return pstrdup(cJSON_IsTrue(item) ? "true" : "false");
-
-	/* numbers, objects and arrays: their JSON text */
-	printed = cJSON_PrintUnformatted(item);
-	if (printed == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	PG_TRY();
-	{
-		result = from_utf8(printed, strlen(printed));
-	}
-	PG_FINALLY();
-	{
-		cJSON_free(printed);
-	}
-	PG_END_TRY();
-	return result;
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
-static cJSON *
-item_at_path(cJSON *root, List *path)
+/* The value at a dotted path, as text for the column's input function. */
+static char *
+text_at_path(Jsonb *jb, List *path)
 {
+	JsonbContainer *container = &jb->root;
+	JsonbValue	v;
+	JsonbValue *found = NULL;
 	ListCell   *lc;
-	cJSON	   *node = root;
 
+	if (JB_ROOT_IS_SCALAR(jb))
+		return NULL;
 	foreach(lc, path)
 	{
-		if (!cJSON_IsObject(node))
+		const char *key = strVal(lfirst(lc));
+
+		if (found != NULL)
+		{
+			if (found->type != jbvBinary || !JsonContainerIsObject(found->val.binary.data))
+				return NULL;
+			container = found->val.binary.data;
+		}
+		else if (!JsonContainerIsObject(container))
 			return NULL;
-		node = cJSON_GetObjectItemCaseSensitive(node, strVal(lfirst(lc)));
-		if (node == NULL)
+		found = getKeyJsonValueFromContainer(container, key, strlen(key), &v);
+		if (found == NULL)
 			return NULL;
 	}
-	return node;
+	if (found == NULL)
+		return NULL;
+
+	switch (found->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(found->val.string.val, found->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(found->val.numeric)));
+		case jbvBool:
+			return pstrdup(found->val.boolean ? "true" : "false");
+		case jbvBinary:
+			/* objects and arrays: their JSON text */
+			return JsonbToCString(NULL, found->val.binary.data, found->val.binary.len);
+		default:
+			return NULL;
+	}
 }
 
 /*
@@ -112,7 +138,8 @@ void
 cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 				   Datum *values, bool *isnull)
 {
-	cJSON	   *root = NULL;
+	char	   *body = NULL;
+	Jsonb	   *jb = NULL;
 	bool		parsed = false;
 	ConversionContext cc;
 	ErrorContextCallback errcb;
@@ -134,30 +161,37 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 			continue;
 		cc.column = col;
 
+		if (col->resp != CFDW_RESP_STATUS && body == NULL && resp->body_len > 0)
+			body = from_utf8(resp->body, resp->body_len);
+
 		switch (col->resp)
 		{
 			case CFDW_RESP_STATUS:
 				text = psprintf("%ld", resp->status);
 				break;
 			case CFDW_RESP_WHOLE:
-				if (resp->body_len > 0)
-					text = from_utf8(resp->body, resp->body_len);
+				if (body != NULL && col->typid == JSONBOID)
+				{
+					/* parsed once for the paths and this column alike */
+					if (!parsed)
+						jb = parse_answer(body, strlen(body));
+					parsed = true;
+					if (jb != NULL)
+					{
+						values[att] = JsonbPGetDatum(jb);
+						isnull[att] = false;
+						continue;
+					}
+				}
+				text = body;
 				break;
 			case CFDW_RESP_PATH:
-				if (!parsed)
-				{
-					/* a non-JSON answer leaves path columns NULL */
-					if (resp->body_len > 0)
-						root = cfdw_json_parse_owned(resp->body, resp->body_len);
-					parsed = true;
-				}
-				if (root)
-				{
-					cJSON	   *item = item_at_path(root, col->response_path);
-
-					if (item)
-						text = item_text(item);
-				}
+				if (!parsed && body != NULL)
+					jb = parse_answer(body, strlen(body));
+				parsed = true;
+				/* a non-JSON answer leaves path columns NULL */
+				if (jb != NULL)
+					text = text_at_path(jb, col->response_path);
 				break;
 			case CFDW_RESP_NONE:
 				break;

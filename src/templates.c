@@ -25,14 +25,20 @@
 
 #include "confluence_fdw.h"
 
-/* Response columns every template has (DESIGN §2). */
-#define RESPONSE_COLUMNS \
+/*
+ * Response columns every template has (DESIGN §2).  Comments have no
+ * createdAt of their own in v2, only their first version's: created_at
+ * reads that, so it is never NULL.
+ */
+#define RESPONSE_COLUMNS_WITH(created_at_path) \
 	{"id", "text", NULL, "id"}, \
 	{"version", "integer", NULL, "version.number"}, \
-	{"created_at", "timestamptz", NULL, "createdAt"}, \
+	{"created_at", "timestamptz", NULL, created_at_path}, \
 	{"webui", "text", NULL, "_links.webui"}, \
 	{"response", "jsonb", NULL, "."}, \
 	{"http_status", "integer", NULL, "$status"}
+#define RESPONSE_COLUMNS RESPONSE_COLUMNS_WITH("createdAt")
+#define COMMENT_RESPONSE_COLUMNS RESPONSE_COLUMNS_WITH("version.createdAt")
 
 static const CfdwTemplateColumn pages_columns[] = {
 	{"space_id", "text", "spaceId", NULL},
@@ -54,7 +60,7 @@ static const CfdwTemplateColumn footer_comments_columns[] = {
 	{"custom_content_id", "text", "customContentId", NULL},
 	{"body", "text", "body.value", NULL},
 	{"representation", "text", "body.representation", NULL},
-	RESPONSE_COLUMNS,
+	COMMENT_RESPONSE_COLUMNS,
 	{NULL}
 };
 
@@ -77,7 +83,7 @@ static const CfdwTemplateColumn inline_comments_columns[] = {
 	{"text_selection", "text", "inlineCommentProperties.textSelection", NULL},
 	{"text_selection_match_count", "integer", "inlineCommentProperties.textSelectionMatchCount", NULL},
 	{"text_selection_match_index", "integer", "inlineCommentProperties.textSelectionMatchIndex", NULL},
-	RESPONSE_COLUMNS,
+	COMMENT_RESPONSE_COLUMNS,
 	{NULL}
 };
 

@@ -1,0 +1,1052 @@
+/*-------------------------------------------------------------------------
+ *
+ * test_pure.c
+ *		  Unit tests of src/pure.c: header option parsing, endpoint path
+ *		  checks, percent-encoding, Retry-After, JSON dotted paths, XML and
+ *		  form bodies.  No PostgreSQL server is needed.
+ *
+ * Built and run by "make unit" (gcc), "make unit-asan" (clang with
+ * AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer) and
+ * "make unit-valgrind"; see test/unit/unit.mk.  Every check prints what
+ * failed, with the expected and actual values; the program exits 1 when
+ * any check failed and ends with "unit: N passed, M failed".
+ *
+ * IDENTIFICATION
+ *		  test/unit/test_pure.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <locale.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <libxml/parser.h>
+
+#include "pure.h"
+
+/* ---------------------------------------------------------------------
+ * A tiny check framework
+ * ---------------------------------------------------------------------
+ */
+
+static int	n_passed;
+static int	n_failed;
+static const char *current_group = "";
+
+static void
+check_impl(bool ok, const char *file, int line, const char *fmt,...)
+			__attribute__((format(printf, 4, 5)));
+
+static void
+check_impl(bool ok, const char *file, int line, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (ok)
+	{
+		n_passed++;
+		return;
+	}
+	n_failed++;
+	fprintf(stderr, "FAIL [%s] %s:%d: ", current_group, file, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+#define CHECK(cond, ...) check_impl((cond), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Printable form of a string for failure messages (static rotating buffers). */
+static const char *
+show(const char *s)
+{
+	static char bufs[8][1024];
+	static int	next;
+	char	   *out = bufs[next++ % 8];
+	size_t		o = 0;
+
+	if (s == NULL)
+		return "(null)";
+	out[o++] = '"';
+	for (; *s && o < 1000; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			o += snprintf(out + o, 1024 - o, "\\x%02x", c);
+		else
+			out[o++] = c;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+#define CHECK_STR(actual, expected, what) \
+	do { \
+		const char *a_ = (actual); \
+		const char *e_ = (expected); \
+		CHECK(a_ != NULL && e_ != NULL ? strcmp(a_, e_) == 0 : a_ == e_, \
+			  "%s: expected %s, got %s", (what), show(e_), show(a_)); \
+	} while (0)
+
+#define CHECK_LONG(actual, expected, what) \
+	do { \
+		long a_ = (actual); \
+		long e_ = (expected); \
+		CHECK(a_ == e_, "%s: expected %ld, got %ld", (what), e_, a_); \
+	} while (0)
+
+/* ---------------------------------------------------------------------
+ * Headers
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct Collected
+{
+	char		text[4096];		/* "name=value|name=value|" */
+	int			count;
+} Collected;
+
+static void
+collect(void *arg, const char *name, size_t namelen, const char *value, size_t valuelen)
+{
+	Collected  *c = arg;
+	size_t		used = strlen(c->text);
+
+	snprintf(c->text + used, sizeof(c->text) - used, "%.*s=%.*s|",
+			 (int) namelen, name, (int) valuelen, value);
+	c->count++;
+}
+
+/* A spec that must parse, emitting exactly "expected" ("N=v|N2=v2|"). */
+static void
+headers_ok(const char *spec, const char *expected, int count)
+{
+	Collected	c;
+	char		err[CFDW_ERRLEN] = "";
+	bool		ok;
+	char		what[300];
+
+	memset(&c, 0, sizeof(c));
+	ok = cfdw_headers_parse(spec, collect, &c, err, sizeof(err));
+	snprintf(what, sizeof(what), "headers %s", show(spec));
+	CHECK(ok, "%s: expected success, got error %s", what, show(err));
+	CHECK_STR(c.text, expected, what);
+	CHECK(c.count == count, "%s: expected %d headers, got %d", what, count, c.count);
+}
+
+/*
+ * A spec that must be refused, with a message that contains "needle" (may
+ * be NULL) and never "secret" (the header's value).
+ */
+static void
+headers_bad(const char *spec, const char *needle, const char *secret)
+{
+	char		err[CFDW_ERRLEN] = "";
+	bool		ok;
+	char		what[300];
+
+	ok = cfdw_headers_parse(spec, NULL, NULL, err, sizeof(err));
+	snprintf(what, sizeof(what), "headers %s", show(spec));
+	CHECK(!ok, "%s: expected an error, got success", what);
+	CHECK(err[0] != '\0', "%s: error message is empty", what);
+	if (needle)
+		CHECK(strstr(err, needle) != NULL, "%s: error %s does not contain %s",
+			  what, show(err), show(needle));
+	if (secret)
+		CHECK(strstr(err, secret) == NULL, "%s: error %s repeats the value %s",
+			  what, show(err), show(secret));
+}
+
+static void
+test_headers(void)
+{
+	static const char *const forbidden[] = {
+		"Authorization", "AUTHORIZATION", "authorization", "aUtHoRiZaTiOn",
+		"Proxy-Authorization", "PROXY-AUTHORIZATION", "Host", "HOST", "host",
+		"Content-Length", "content-LENGTH", "Transfer-Encoding", "Connection",
+		"Cookie", "COOKIE", "Cookie2", "Set-Cookie", "SET-COOKIE2", "Expect",
+		"TE", "te", "Upgrade", "Keep-Alive", NULL
+	};
+	const char *const *f;
+	char		spec[300];
+	char		err[CFDW_ERRLEN];
+	Collected	c;
+
+	current_group = "headers";
+
+	/* valid lists */
+	headers_ok("X-Atlassian-Token:nocheck", "X-Atlassian-Token=nocheck|", 1);
+	headers_ok("X-A:1,X-B:2", "X-A=1|X-B=2|", 2);
+	headers_ok("X-A:1,X-B:2,Accept:application/json",
+			   "X-A=1|X-B=2|Accept=application/json|", 3);
+	headers_ok("Content-Type:application/json; charset=utf-8",
+			   "Content-Type=application/json; charset=utf-8|", 1);
+	/* the first ':' splits: values may hold more */
+	headers_ok("X-Url:http://example.test:8080/a", "X-Url=http://example.test:8080/a|", 1);
+	/* whitespace trimming around names and values, inner whitespace kept */
+	headers_ok("  X-A \t: \t one  two \t ,\tX-B:2 ", "X-A=one  two|X-B=2|", 2);
+	headers_ok("X-Atlassian-Token:nocheck, X-Empty: ,Accept:application/vnd.test+json",
+			   "X-Atlassian-Token=nocheck|X-Empty=|Accept=application/vnd.test+json|", 3);
+	/* empty values */
+	headers_ok("X-Empty:", "X-Empty=|", 1);
+	headers_ok("X-Empty:   ", "X-Empty=|", 1);
+	headers_ok("X-Empty:\t", "X-Empty=|", 1);
+	/* every token character is allowed in a name */
+	headers_ok("X-!#$%&'*+-.^_`|~09az:v", "X-!#$%&'*+-.^_`|~09az=v|", 1);
+	/* printable ASCII and tabs in values */
+	headers_ok("X-A:a\tb !\"#$%&'()*+-./;<=>?@[\\]^_`{|}~",
+			   "X-A=a\tb !\"#$%&'()*+-./;<=>?@[\\]^_`{|}~|", 1);
+	/* nothing, or no option at all */
+	headers_ok("", "", 0);
+	memset(&c, 0, sizeof(c));
+	CHECK(cfdw_headers_parse(NULL, collect, &c, err, sizeof(err)) && c.count == 0,
+		  "headers NULL: expected success with no header");
+	/* names that only look like forbidden ones */
+	headers_ok("X-Authorization:1,Hosts:2,Cookies:3,Content-Length-X:4,T:5",
+			   "X-Authorization=1|Hosts=2|Cookies=3|Content-Length-X=4|T=5|", 5);
+	/* a NULL callback just validates */
+	err[0] = '\0';
+	CHECK(cfdw_headers_parse("X-A:1,X-B:2", NULL, NULL, err, sizeof(err)),
+		  "headers with NULL emit: expected success, got %s", show(err));
+
+	/* forbidden names, case-insensitively, alone or after a good header */
+	for (f = forbidden; *f; f++)
+	{
+		snprintf(spec, sizeof(spec), "%s:S3CR3T-VALUE", *f);
+		headers_bad(spec, "cannot be set", "S3CR3T");
+		snprintf(spec, sizeof(spec), "X-Trace:1, %s : Bearer S3CR3T-VALUE ", *f);
+		headers_bad(spec, "cannot be set", "S3CR3T");
+	}
+	headers_bad("Authorization:Basic opt-s3cr3t-VALUE", "\"Authorization\"", "s3cr3t");
+
+	/* CR or LF anywhere */
+	headers_bad("X-A:1\r\nX-Injected:S3CR3T", "carriage returns or line feeds", "S3CR3T");
+	headers_bad("X-A:S3CR3T\n", "line feeds", "S3CR3T");
+	headers_bad("X-A:S3CR3T\r", "line feeds", "S3CR3T");
+	headers_bad("\rX-A:S3CR3T", "line feeds", "S3CR3T");
+	headers_bad("X-\nA:S3CR3T", "line feeds", "S3CR3T");
+	headers_bad("X-A:S3C\r3T,X-B:2", "line feeds", "S3C");
+
+	/* control and non-ASCII characters */
+	headers_bad("X-A:caf\xc3\xa9-S3CR3T", "control or non-ASCII", "S3CR3T");
+	headers_bad("X-A:S3CR3T\x01", "\"X-A\"", "S3CR3T");
+	headers_bad("X-A:S3CR3T\x7f", "control or non-ASCII", "S3CR3T");
+	headers_bad("X-A:S3CR3T\x1b[0m", "control or non-ASCII", "S3CR3T");
+	headers_bad("X-A:\xffS3CR3T", "control or non-ASCII", "S3CR3T");
+	headers_bad("X-Caf\xc3\xa9:S3CR3T", "not allowed in header names", "S3CR3T");
+	headers_bad("X-\x01:S3CR3T", "not allowed in header names", "S3CR3T");
+	headers_bad("X-\x7f:S3CR3T", "not allowed in header names", "S3CR3T");
+
+	/* items without a ':' */
+	headers_bad("X-Team", "header 1 has no ':'", NULL);
+	headers_bad("X-A:1,X-Team", "header 2 has no ':'", NULL);
+	headers_bad("S3CR3T", "has no ':'", "S3CR3T");
+
+	/* empty items: ",,", leading, trailing and lone commas */
+	headers_bad("X-A:S3CR3T,,X-B:2", "header 2 has no ':'", "S3CR3T");
+	headers_bad(",X-A:S3CR3T", "header 1 has no ':'", "S3CR3T");
+	headers_bad("X-A:S3CR3T,", "header 2 has no ':'", "S3CR3T");
+	headers_bad("X-A:S3CR3T, ", "header 2 has no ':'", "S3CR3T");
+	headers_bad(",", "header 1 has no ':'", NULL);
+	headers_bad(",,", "has no ':'", NULL);
+	headers_bad("   ", "has no ':'", NULL);
+
+	/* empty names and names with spaces or separators */
+	headers_bad(":S3CR3T", "header 1 has an empty name", "S3CR3T");
+	headers_bad("  \t:S3CR3T", "empty name", "S3CR3T");
+	headers_bad("X-A:1, :S3CR3T", "header 2 has an empty name", "S3CR3T");
+	headers_bad("Bad Name:S3CR3T", "not allowed in header names", "S3CR3T");
+	headers_bad("Bad\tName:S3CR3T", "not allowed in header names", "S3CR3T");
+	headers_bad("X(A):S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X/A:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X\"A:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X@A:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X[A]:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X=A:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X;A:S3CR3T", "not allowed", "S3CR3T");
+	headers_bad("X{A}:S3CR3T", "not allowed", "S3CR3T");
+
+	/* a small or absent message buffer is never overrun */
+	memset(spec, 'Z', sizeof(spec));
+	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 8) &&
+		  strlen(spec) == 7 && spec[8] == 'Z',
+		  "headers: an 8-byte message buffer holds %s", show(spec));
+	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, NULL, 0),
+		  "headers: NULL message buffer still refuses");
+	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 0) && spec[0] == 'A',
+		  "headers: errlen 0 must leave the buffer alone");
+}
+
+/*
+ * Header names are ASCII tokens whatever LC_CTYPE says.  PostgreSQL sets
+ * LC_CTYPE from the database, and in a single-byte locale (LATIN1, say)
+ * isalnum() is true for bytes such as 0xE9.  unit.mk builds such a locale
+ * under test/unit/build/locale when localedef can; otherwise this is skipped.
+ */
+static void
+test_headers_locale(void)
+{
+	static const char *const names[] = {
+		"en_US.ISO-8859-1", "en_US.iso88591", "de_DE.ISO-8859-1", "fr_FR.ISO-8859-1", NULL
+	};
+	const char *const *n;
+	const char *got = NULL;
+
+	current_group = "headers-locale";
+	for (n = names; *n && got == NULL; n++)
+		got = setlocale(LC_CTYPE, *n);
+	if (got == NULL)
+	{
+		printf("SKIP headers-locale: no ISO-8859-1 locale (set LOCPATH, see unit.mk)\n");
+		return;
+	}
+	headers_bad("X-Caf\xe9:1", "not allowed in header names", NULL);
+	headers_bad("\xc0:1", "not allowed in header names", NULL);
+	headers_bad("X-\xb5\xaa:1", "not allowed in header names", NULL);
+	headers_ok("X-A:1", "X-A=1|", 1);
+	setlocale(LC_CTYPE, "C");
+}
+
+/* ---------------------------------------------------------------------
+ * Paths, placeholders, percent-encoding
+ * ---------------------------------------------------------------------
+ */
+
+static void
+path_ok(const char *path)
+{
+	char		err[CFDW_ERRLEN] = "";
+
+	CHECK(cfdw_path_check(path, err, sizeof(err)),
+		  "path %s: expected success, got %s", show(path), show(err));
+}
+
+static void
+path_bad(const char *path, const char *needle)
+{
+	char		err[CFDW_ERRLEN] = "";
+	bool		ok = cfdw_path_check(path, err, sizeof(err));
+
+	CHECK(!ok, "path %s: expected an error, got success", show(path));
+	if (!ok && needle)
+		CHECK(strstr(err, needle) != NULL, "path %s: error %s does not contain %s",
+			  show(path), show(err), show(needle));
+}
+
+static void
+test_paths(void)
+{
+	current_group = "paths";
+
+	path_ok("/");
+	path_ok("/wiki/api/v2/pages");
+	path_ok("/wiki/api/v2/pages/");
+	path_ok("/wiki/api/v2/pages/{id}");
+	path_ok("/wiki/api/v2/pages/{page_id}/labels/{Label2}");
+	path_ok("/wiki/api/v2/pages/{id}?body-format=storage");
+	path_ok("/wiki/api/v2/spaces/{space_id}/pages?limit=10&cursor={cursor}");
+	path_ok("/a/x{id}y/{n}{m}");
+	path_ok("/a/...");
+	path_ok("/a/.../b");
+	path_ok("/a/.b/c.");
+	path_ok("/a..b/..c/c..");
+	path_ok("/a%20b/%41%2d%5f");
+	path_ok("/a/-._~!$&'()*+,;=:@");
+	/* the query string may hold what the path may not */
+	path_ok("/a?next=../b&x=./c");
+	path_ok("/a?u=http://example.test//x");
+	path_ok("/a?x=%2e%2E%2f%5C");
+	path_ok("/a?");
+
+	/* not a path of the server's origin */
+	path_bad("", "starting with \"/\"");
+	path_bad("wiki/api/v2/pages", "starting with \"/\"");
+	path_bad("http://x", "starting with \"/\"");
+	path_bad("https://evil.example/wiki", "starting with \"/\"");
+	path_bad("?x=1", "starting with \"/\"");
+	path_bad("{id}", "starting with \"/\"");
+	path_bad("//evil.example/wiki", "\"//\"");
+	path_bad("/a//b", "\"//\"");
+	path_bad("/a/b//", "\"//\"");
+	path_bad("/a//?x", "\"//\"");
+
+	/* dot segments, literal or encoded */
+	path_bad("/..", "\".\" or \"..\"");
+	path_bad("/.", "\".\" or \"..\"");
+	path_bad("/a/..", "\".\" or \"..\"");
+	path_bad("/a/.", "\".\" or \"..\"");
+	path_bad("/a/../b", "\".\" or \"..\"");
+	path_bad("/a/./b", "\".\" or \"..\"");
+	path_bad("/../etc", "\".\" or \"..\"");
+	path_bad("/a/..?x=1", "\".\" or \"..\"");
+	path_bad("/a/.?x=1", "\".\" or \"..\"");
+	path_bad("/a/..//b", NULL);
+	path_bad("/a/%2e%2e/b", "percent-encoded");
+	path_bad("/a/%2E%2E/b", "percent-encoded");
+	path_bad("/a/%2E", "percent-encoded");
+	path_bad("/a/%2e", "percent-encoded");
+	path_bad("/a/.%2e/b", "percent-encoded");
+	path_bad("/a/%2e./b", "percent-encoded");
+	path_bad("/a/b%2e", "percent-encoded");
+	path_bad("/a%2fb", "percent-encoded");
+	path_bad("/a%2Fb", "percent-encoded");
+	path_bad("/a%5cb", "percent-encoded");
+	path_bad("/a%5Cb", "percent-encoded");
+
+	/* characters a path may not hold */
+	path_bad("/a#frag", "'#'");
+	path_bad("/a?x=1#frag", "'#'");
+	path_bad("/a\\b", "'\\\\'");
+	path_bad("/\\evil.example", NULL);
+	path_bad("/a b", "spaces");
+	path_bad("/a?x=a b", "spaces");
+	path_bad("/a\tb", "control characters");
+	path_bad("/a\x01", "control characters");
+	path_bad("/a\x7f", "non-ASCII");
+	path_bad("/caf\xc3\xa9", "non-ASCII");
+	path_bad("/a\xff", "non-ASCII");
+
+	/* placeholders: balanced, non-empty, column-name characters only */
+	path_bad("/a/{", "not closed");
+	path_bad("/a/{id", "not closed");
+	path_bad("/a/{id/b", NULL);
+	path_bad("/a/}", "without a matching '{'");
+	path_bad("/a/id}", "without a matching '{'");
+	path_bad("/a/{id}}", "without a matching '{'");
+	path_bad("/a/{}", "needs a column name");
+	path_bad("/a/{}/b", "needs a column name");
+	path_bad("/a/{{id}}", "may not contain '{'");
+	path_bad("/a/{i-d}", "column name");
+	path_bad("/a/{i.d}", "column name");
+	path_bad("/a/{i d}", NULL);
+	path_bad("/a/{id?x}", "column name");
+	path_bad("/a/{../x}", "column name");
+	path_bad("/a?x={}", "needs a column name");
+	path_bad("/a?x={id", "not closed");
+
+	/* a small message buffer is never overrun */
+	{
+		char		small[16];
+
+		memset(small, 'Z', sizeof(small));
+		CHECK(!cfdw_path_check("/a/../b", small, 4) && strlen(small) == 3 && small[4] == 'Z',
+			  "path: a 4-byte message buffer holds %s", show(small));
+		CHECK(!cfdw_path_check("/a/../b", NULL, 0), "path: NULL message buffer still refuses");
+	}
+}
+
+static void
+test_placeholders(void)
+{
+	current_group = "placeholders";
+	CHECK(!cfdw_placeholder_value_ok(""), "placeholder \"\" must be refused");
+	CHECK(!cfdw_placeholder_value_ok("."), "placeholder \".\" must be refused");
+	CHECK(!cfdw_placeholder_value_ok(".."), "placeholder \"..\" must be refused");
+	CHECK(cfdw_placeholder_value_ok("..."), "placeholder \"...\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok("a.b"), "placeholder \"a.b\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok(".a"), "placeholder \".a\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok("..a"), "placeholder \"..a\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok("a.."), "placeholder \"a..\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok("1234567"), "placeholder \"1234567\" must be allowed");
+	CHECK(cfdw_placeholder_value_ok("%2e%2e"), "placeholder \"%%2e%%2e\" must be allowed (it is encoded)");
+	CHECK(cfdw_placeholder_value_ok("../x"), "placeholder \"../x\" must be allowed (it is encoded)");
+	CHECK(cfdw_placeholder_value_ok(" "), "placeholder \" \" must be allowed (it is encoded)");
+}
+
+static void
+encode_is(const char *value, size_t len, const char *expected)
+{
+	char	   *e = cfdw_percent_encode(value, len);
+	char		what[200];
+
+	snprintf(what, sizeof(what), "percent-encode %s (%zu bytes)", show(value), len);
+	CHECK_STR(e, expected, what);
+	curl_free(e);
+}
+
+static void
+test_percent_encode(void)
+{
+	char		unterminated[3] = {'a', 'b', 'c'};
+
+	current_group = "percent-encode";
+	encode_is("a b/c?d#e%f", strlen("a b/c?d#e%f"), "a%20b%2Fc%3Fd%23e%25f");
+	encode_is("caf\xc3\xa9", 5, "caf%C3%A9");
+	encode_is("\xe2\x82\xac \xf0\x9f\x98\x80", 8, "%E2%82%AC%20%F0%9F%98%80");
+	encode_is("AZaz09-._~", 10, "AZaz09-._~");
+	encode_is(".", 1, ".");
+	encode_is("..", 2, "..");
+	encode_is("%2e%2e", 6, "%252e%252e");
+	encode_is("../x", 4, "..%2Fx");
+	encode_is("a\\b{c}&d=e+f;g", 14, "a%5Cb%7Bc%7D%26d%3De%2Bf%3Bg");
+	encode_is("\r\n\t", 3, "%0D%0A%09");
+	/* exactly len bytes: a prefix, an embedded NUL, nothing at all */
+	encode_is("abcdef", 3, "abc");
+	encode_is("a\0b", 3, "a%00b");
+	encode_is("abc", 0, "");
+	{
+		/* len 0 must not read the (unterminated) buffer */
+		char	   *e = cfdw_percent_encode(unterminated, 0);
+
+		CHECK_STR(e, "", "percent-encode of 0 bytes of an unterminated buffer");
+		curl_free(e);
+		e = cfdw_percent_encode(unterminated, sizeof(unterminated));
+		CHECK_STR(e, "abc", "percent-encode of an unterminated buffer");
+		curl_free(e);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Retry-After
+ * ---------------------------------------------------------------------
+ */
+
+/* Sun, 06 Nov 1994 08:49:37 GMT */
+#define DATE_1994 ((time_t) 784111777)
+
+static void
+retry_is(const char *value, time_t now, long expected)
+{
+	char		what[200];
+
+	snprintf(what, sizeof(what), "Retry-After %s at %lld", show(value), (long long) now);
+	CHECK_LONG(cfdw_retry_after_ms(value, now), expected, what);
+}
+
+static void
+test_retry_after(void)
+{
+	const time_t now = 1700000000;
+
+	current_group = "retry-after";
+	/* delay-seconds */
+	retry_is("0", now, 0);
+	retry_is("5", now, 5000);
+	retry_is("120", now, 120000);
+	retry_is("007", now, 7000);
+	retry_is(" 7 ", now, 7000);
+	retry_is("\t9\t", now, 9000);
+	retry_is("+3", now, 3000);
+	retry_is("-1", now, 0);
+	retry_is("-0", now, 0);
+	retry_is("-99999999999999999999", now, 0);
+	retry_is("86399", now, 86399000);
+	retry_is("86400", now, 86400000);
+	retry_is("86401", now, 86400000);
+	retry_is("99999999999999999999", now, 86400000);
+	retry_is("999999999999999999999999999999999999999999", now, 86400000);
+	/* absent or unreadable */
+	retry_is(NULL, now, -1);
+	retry_is("", now, -1);
+	retry_is("   ", now, -1);
+	retry_is("abc", now, -1);
+	retry_is("5x", now, -1);
+	retry_is("5 5", now, -1);
+	retry_is("1.5", now, -1);
+	retry_is("1e3", now, -1);
+	retry_is("0x10", now, -1);
+	retry_is("-", now, -1);
+	retry_is("+", now, -1);
+	retry_is("--1", now, -1);
+	retry_is("+-1", now, -1);
+	retry_is("- 1", now, -1);
+	retry_is("now", now, -1);
+
+	/* HTTP-dates, IMF-fixdate, RFC 850 and asctime forms */
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994 - 120, 120000);
+	retry_is("Sunday, 06-Nov-94 08:49:37 GMT", DATE_1994 - 120, 120000);
+	retry_is("Sun Nov  6 08:49:37 1994", DATE_1994 - 120, 120000);
+	retry_is("  Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994 - 1, 1000);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994, 0);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994 + 10, 0);
+	retry_is("Sunday, 06-Nov-94 08:49:37 GMT", DATE_1994 + 3600, 0);
+	retry_is("Sun Nov  6 08:49:37 1994", DATE_1994 + 1, 0);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994 - 86400, 86400000);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", DATE_1994 - 86401, 86400000);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", 0, 86400000);
+	retry_is("Fri, 31 Dec 9999 23:59:59 GMT", now, 86400000);
+	retry_is("Thu, 01 Jan 1970 00:00:00 GMT", now, 0);
+	retry_is("Sun, 06 Nov 1994 08:49:37 GMT trailing junk", DATE_1994 - 5, -1);
+}
+
+/* ---------------------------------------------------------------------
+ * JSON dotted paths
+ * ---------------------------------------------------------------------
+ */
+
+static void
+tree_is(const cJSON *root, const char *expected, const char *what)
+{
+	char	   *printed = cJSON_PrintUnformatted(root);
+
+	CHECK_STR(printed, expected, what);
+	cJSON_free(printed);
+}
+
+static void
+test_json_put(void)
+{
+	cJSON	   *root = cJSON_CreateObject();
+	cJSON	   *other;
+	cJSON	   *detached;
+	char		longkey[1200];
+	char		longpath[2500];
+	char		expected[2600];
+
+	current_group = "json-put";
+
+	CHECK(cfdw_json_put(root, "title", cJSON_CreateString("T")), "put title");
+	tree_is(root, "{\"title\":\"T\"}", "put title");
+	/* nested creation */
+	CHECK(cfdw_json_put(root, "body.value", cJSON_CreateString("<p>x</p>")), "put body.value");
+	tree_is(root, "{\"title\":\"T\",\"body\":{\"value\":\"<p>x</p>\"}}", "put body.value");
+	CHECK(cfdw_json_put(root, "body.representation", cJSON_CreateString("storage")),
+		  "put body.representation");
+	tree_is(root, "{\"title\":\"T\",\"body\":{\"value\":\"<p>x</p>\",\"representation\":\"storage\"}}",
+			"put into an existing object");
+	CHECK(cfdw_json_put(root, "a.b.c.d", cJSON_CreateNumber(1)), "put a.b.c.d");
+	tree_is(root, "{\"title\":\"T\",\"body\":{\"value\":\"<p>x</p>\",\"representation\":\"storage\"},"
+			"\"a\":{\"b\":{\"c\":{\"d\":1}}}}", "deep creation");
+
+	/* replacing an existing value keeps its place */
+	CHECK(cfdw_json_put(root, "title", cJSON_CreateNumber(2)), "replace title");
+	CHECK(cfdw_json_put(root, "body.value", cJSON_CreateNull()), "replace body.value");
+	tree_is(root, "{\"title\":2,\"body\":{\"value\":null,\"representation\":\"storage\"},"
+			"\"a\":{\"b\":{\"c\":{\"d\":1}}}}", "replace values");
+	/* replacing a whole object */
+	CHECK(cfdw_json_put(root, "a.b", cJSON_CreateTrue()), "replace a.b");
+	tree_is(root, "{\"title\":2,\"body\":{\"value\":null,\"representation\":\"storage\"},"
+			"\"a\":{\"b\":true}}", "replace an object by a value");
+	/* a non-object on the way is replaced by an object */
+	CHECK(cfdw_json_put(root, "title.x", cJSON_CreateString("y")), "put title.x");
+	CHECK(cfdw_json_put(root, "a.b.c", cJSON_CreateArray()), "put a.b.c");
+	tree_is(root, "{\"title\":{\"x\":\"y\"},\"body\":{\"value\":null,\"representation\":\"storage\"},"
+			"\"a\":{\"b\":{\"c\":[]}}}", "replace non-objects on the way");
+	other = cJSON_CreateObject();
+	cJSON_AddItemToArray(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "a"), "b"), "c"),
+						 cJSON_CreateNumber(5));
+	CHECK(cfdw_json_put(root, "a.b.c.d", other), "put through an array");
+	tree_is(root, "{\"title\":{\"x\":\"y\"},\"body\":{\"value\":null,\"representation\":\"storage\"},"
+			"\"a\":{\"b\":{\"c\":{\"d\":{}}}}}", "an array on the way is replaced");
+
+	/* keys are case-sensitive */
+	CHECK(cfdw_json_put(root, "Title", cJSON_CreateString("t")), "put Title");
+	CHECK(cJSON_GetObjectItemCaseSensitive(root, "Title") != NULL &&
+		  cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "title")),
+		  "Title and title are different keys");
+	cJSON_Delete(root);
+
+	/* an item that still has a key (detached from another object) */
+	root = cJSON_CreateObject();
+	other = cJSON_Parse("{\"old\":{\"k\":1},\"keep\":2}");
+	detached = cJSON_DetachItemFromObject(other, "old");
+	CHECK(cfdw_json_put(root, "new", detached), "put a detached item");
+	cJSON_AddNumberToObject(root, "z", 0);
+	detached = cJSON_DetachItemFromObject(other, "keep");
+	CHECK(cfdw_json_put(root, "z", detached), "replace with a detached item");
+	tree_is(root, "{\"new\":{\"k\":1},\"z\":2}", "detached items take their new key");
+	cJSON_Delete(other);
+
+	/* empty and bad paths: false, the item is freed, the tree is unchanged */
+	CHECK(!cfdw_json_put(root, "", cJSON_CreateString("leak?")), "empty path refused");
+	CHECK(!cfdw_json_put(root, NULL, cJSON_CreateString("leak?")), "NULL path refused");
+	CHECK(!cfdw_json_put(root, ".", cJSON_CreateString("leak?")), "path \".\" refused");
+	CHECK(!cfdw_json_put(root, ".new", cJSON_CreateString("leak?")), "path \".new\" refused");
+	CHECK(!cfdw_json_put(root, "z.", cJSON_CreateString("leak?")), "path \"z.\" refused");
+	CHECK(!cfdw_json_put(root, "new.k.", cJSON_CreateString("leak?")), "path \"new.k.\" refused");
+	CHECK(!cfdw_json_put(root, "new..k", cJSON_CreateString("leak?")), "path \"new..k\" refused");
+	CHECK(!cfdw_json_put(root, "q..", cJSON_CreateString("leak?")), "path \"q..\" refused");
+	tree_is(root, "{\"new\":{\"k\":1},\"z\":2}", "a refused path leaves the tree as it was");
+	CHECK(!cfdw_json_put(root, "x", NULL), "NULL item refused");
+	CHECK(!cfdw_json_put(NULL, "x", cJSON_CreateString("leak?")), "NULL root refused");
+	other = cJSON_CreateArray();
+	CHECK(!cfdw_json_put(other, "x", cJSON_CreateString("leak?")), "array root refused");
+	tree_is(other, "[]", "array root unchanged");
+	cJSON_Delete(other);
+
+	/* long keys (a field option has no length limit) */
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	snprintf(longpath, sizeof(longpath), "%s.%s", longkey, longkey);
+	CHECK(cfdw_json_put(root, longpath, cJSON_CreateNumber(7)), "put a path with 1199-byte keys");
+	snprintf(expected, sizeof(expected), "{\"new\":{\"k\":1},\"z\":2,\"%s\":{\"%s\":7}}", longkey, longkey);
+	tree_is(root, expected, "long keys");
+	cJSON_Delete(root);
+
+	/* UTF-8 and odd characters in keys are kept as they are */
+	root = cJSON_CreateObject();
+	CHECK(cfdw_json_put(root, "caf\xc3\xa9.a b.\"q\"", cJSON_CreateString("v")), "put odd keys");
+	tree_is(root, "{\"caf\xc3\xa9\":{\"a b\":{\"\\\"q\\\"\":\"v\"}}}", "odd keys");
+	cJSON_Delete(root);
+}
+
+/* ---------------------------------------------------------------------
+ * XML bodies
+ * ---------------------------------------------------------------------
+ */
+
+#define XML_DECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+
+static bool
+well_formed(const char *xml)
+{
+	xmlDocPtr	doc = xmlReadMemory(xml, (int) strlen(xml), "body.xml", NULL,
+									XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+
+	if (doc == NULL)
+		return false;
+	xmlFreeDoc(doc);
+	return true;
+}
+
+/* root must serialise to XML_DECL expected "\n"; root is freed. */
+static void
+xml_is(cJSON *root, bool batch, const char *expected, const char *what)
+{
+	char		err[CFDW_ERRLEN] = "";
+	char	   *xml = cfdw_json_to_xml(root, batch, err, sizeof(err));
+	char		full[4096];
+
+	snprintf(full, sizeof(full), XML_DECL "%s\n", expected);
+	CHECK(xml != NULL, "%s: expected XML, got error %s", what, show(err));
+	CHECK_STR(xml, full, what);
+	if (xml)
+		CHECK(well_formed(xml), "%s: output is not well-formed XML: %s", what, show(xml));
+	free(xml);
+	cJSON_Delete(root);
+}
+
+static void
+xml_json_is(const char *json, bool batch, const char *expected)
+{
+	cJSON	   *root = cJSON_Parse(json);
+	char		what[300];
+
+	snprintf(what, sizeof(what), "XML of %s", show(json));
+	CHECK(root != NULL, "%s: test JSON does not parse", what);
+	if (root)
+		xml_is(root, batch, expected, what);
+}
+
+/* root must be refused with a message containing needle; root is freed. */
+static void
+xml_refused(cJSON *root, bool batch, const char *needle, const char *what)
+{
+	char		err[CFDW_ERRLEN] = "";
+	char	   *xml = cfdw_json_to_xml(root, batch, err, sizeof(err));
+
+	CHECK(xml == NULL, "%s: expected an error, got %s", what, show(xml));
+	CHECK(strstr(err, needle) != NULL, "%s: error %s does not contain %s",
+		  what, show(err), show(needle));
+	free(xml);
+	cJSON_Delete(root);
+}
+
+static void
+xml_json_refused(const char *json, bool batch, const char *needle)
+{
+	cJSON	   *root = cJSON_Parse(json);
+	char		what[300];
+
+	snprintf(what, sizeof(what), "XML of %s", show(json));
+	CHECK(root != NULL, "%s: test JSON does not parse", what);
+	if (root)
+		xml_refused(root, batch, needle, what);
+}
+
+/* {"<key>": raw} */
+static cJSON *
+with_raw(const char *key, const char *raw)
+{
+	cJSON	   *root = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(root, key, cJSON_CreateRaw(raw));
+	return root;
+}
+
+static cJSON *
+nested(int levels)
+{
+	cJSON	   *root = cJSON_CreateObject();
+	cJSON	   *node = root;
+	int			i;
+
+	for (i = 0; i < levels; i++)
+	{
+		cJSON	   *child = cJSON_CreateObject();
+
+		cJSON_AddItemToObject(node, "n", child);
+		node = child;
+	}
+	cJSON_AddStringToObject(node, "leaf", "x");
+	return root;
+}
+
+static void
+test_xml(void)
+{
+	current_group = "xml";
+
+	/* escaping: libxml2 escapes &, < and >; quotes need none in text */
+	xml_json_is("{\"a\":\"x&y<z>\\\"q'\"}", false,
+				"<request><a>x&amp;y&lt;z&gt;\"q'</a></request>");
+	xml_json_is("{\"a\":\"]]><![CDATA[&lt;\"}", false,
+				"<request><a>]]&gt;&lt;![CDATA[&amp;lt;</a></request>");
+	xml_json_is("{\"a\":\"tab\\there\\nline\\r\"}", false,
+				"<request><a>tab\there\nline&#13;</a></request>");
+	xml_json_is("{\"caf\xc3\xa9\":\"\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd\"}", false,
+				"<request><caf\xc3\xa9>\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd</caf\xc3\xa9></request>");
+	xml_json_is("{\"a\":\"\"}", false, "<request><a></a></request>");
+
+	/* nested objects, in order */
+	xml_json_is("{\"spaceId\":\"42\",\"title\":\"T\",\"body\":{\"representation\":\"storage\","
+				"\"value\":\"<p>Hi</p>\"}}", false,
+				"<request><spaceId>42</spaceId><title>T</title><body><representation>storage"
+				"</representation><value>&lt;p&gt;Hi&lt;/p&gt;</value></body></request>");
+	xml_json_is("{\"a\":{\"b\":{\"c\":{}}}}", false, "<request><a><b><c/></b></a></request>");
+	xml_json_is("{}", false, "<request/>");
+
+	/* arrays as <item> elements */
+	xml_json_is("{\"labels\":[\"a\",\"b&c\"]}", false,
+				"<request><labels><item>a</item><item>b&amp;c</item></labels></request>");
+	xml_json_is("{\"m\":[[1,2],[],{\"k\":\"v\"}]}", false,
+				"<request><m><item><item>1</item><item>2</item></item><item/>"
+				"<item><k>v</k></item></m></request>");
+	xml_json_is("{\"e\":[]}", false, "<request><e/></request>");
+
+	/* null, booleans, numbers */
+	xml_json_is("{\"n\":null,\"t\":true,\"f\":false}", false,
+				"<request><n/><t>true</t><f>false</f></request>");
+	xml_json_is("{\"i\":42,\"neg\":-7,\"d\":2.5,\"z\":0,\"big\":1e300,\"small\":-1.25e-10}", false,
+				"<request><i>42</i><neg>-7</neg><d>2.5</d><z>0</z><big>1e+300</big>"
+				"<small>-1.25e-10</small></request>");
+	xml_json_is("{\"arr\":[null,true,3]}", false,
+				"<request><arr><item/><item>true</item><item>3</item></arr></request>");
+
+	/* raw items: numbers kept as text, embedded JSON expanded */
+	xml_is(with_raw("big", "12345678901234567890.000000000000000001"), false,
+		   "<request><big>12345678901234567890.000000000000000001</big></request>", "raw number");
+	xml_is(with_raw("neg", "-0.5"), false, "<request><neg>-0.5</neg></request>", "raw negative number");
+	xml_is(with_raw("doc", "{\"x\":[1,true,null],\"y\":\"a<b\"}"), false,
+		   "<request><doc><x><item>1</item><item>true</item><item/></x><y>a&lt;b</y></doc></request>",
+		   "raw object");
+	xml_is(with_raw("doc", " [1, \"two\"]"), false,
+		   "<request><doc><item>1</item><item>two</item></doc></request>", "raw array");
+	xml_is(with_raw("s", "\"str&\""), false, "<request><s>str&amp;</s></request>", "raw string");
+	xml_is(with_raw("n", "null"), false, "<request><n/></request>", "raw null");
+	xml_is(with_raw("b", "false"), false, "<request><b>false</b></request>", "raw false");
+	xml_refused(with_raw("doc", "{bad"), false, "field \"doc\" holds JSON that cannot be read", "raw bad JSON");
+	xml_refused(with_raw("doc", ""), false, "cannot be read", "raw empty text");
+	xml_refused(with_raw("num", "1\x01"), false, "control character", "raw number with a control character");
+	xml_refused(with_raw("doc", "{\"1x\":1}"), false, "\"1x\" is not a valid XML element name",
+				"raw JSON with a bad name");
+
+	/* element names */
+	xml_json_is("{\"_a\":1,\"a-b.c\":2,\"A1\":3,\"xmlish\":4}", false,
+				"<request><_a>1</_a><a-b.c>2</a-b.c><A1>3</A1><xmlish>4</xmlish></request>");
+	xml_json_refused("{\"1abc\":1}", false, "field \"1abc\" is not a valid XML element name");
+	xml_json_refused("{\"9\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"a b\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\" a\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"a \":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"ns:el\":1}", false, "\"ns:el\" is not a valid XML element name");
+	xml_json_refused("{\":a\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"-a\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\".a\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"a<b\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"a&b\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"a\\\"b\":1}", false, "not a valid XML element name");
+	xml_json_refused("{\"ok\":{\"fine\":{\"bad name\":1}}}", false, "\"bad name\"");
+	xml_json_refused("{\"ok\":[{\"1\":1}]}", false, "\"1\"");
+
+	/* characters XML 1.0 cannot carry */
+	xml_json_refused("{\"a\":\"x\\u0001y\"}", false, "field \"a\" holds a control character");
+	xml_json_refused("{\"a\":\"\\u001f\"}", false, "control character");
+	xml_json_refused("{\"a\":\"\\u000b\\u000c\"}", false, "control character");
+	xml_json_refused("{\"a\":{\"b\":[\"ok\",\"\\u0008\"]}}", false, "control character");
+	xml_json_refused("{\"a\":\"\\uFFFE\"}", false, "XML cannot carry");
+	xml_json_refused("{\"a\":\"x\\uFFFFy\"}", false, "XML cannot carry");
+
+	/* the root */
+	xml_json_refused("[]", false, "a request body must be an object");
+	xml_json_refused("\"x\"", false, "must be an object");
+	xml_json_refused("null", false, "must be an object");
+
+	/* batches */
+	xml_json_is("[{\"a\":1},{\"b\":\"x<y\"}]", true,
+				"<requests><request><a>1</a></request><request><b>x&lt;y</b></request></requests>");
+	xml_json_is("[{\"title\":\"T\",\"body\":{\"value\":\"v\"}}]", true,
+				"<requests><request><title>T</title><body><value>v</value></body></request></requests>");
+	xml_json_is("[]", true, "<requests/>");
+	xml_json_is("[{}, null]", true, "<requests><request/><request/></requests>");
+	xml_json_refused("{\"a\":1}", true, "a batch body must be an array");
+	xml_json_refused("[{\"a\":1},{\"2b\":1}]", true, "\"2b\" is not a valid XML element name");
+	xml_json_refused("[{\"a\":\"\\u0002\"}]", true, "control character");
+
+	/* nesting depth */
+	xml_is(nested(10), false,
+		   "<request><n><n><n><n><n><n><n><n><n><n><leaf>x</leaf></n></n></n></n></n></n></n></n></n></n></request>",
+		   "10 levels");
+	{
+		cJSON	   *deep = nested(62);
+		char		err[CFDW_ERRLEN] = "";
+		char	   *xml = cfdw_json_to_xml(deep, false, err, sizeof(err));
+
+		CHECK(xml != NULL && well_formed(xml), "62 levels: expected XML, got %s", show(err));
+		free(xml);
+		cJSON_Delete(deep);
+	}
+	xml_refused(nested(64), false, "nests more than 64 levels", "64 levels and a leaf");
+	xml_refused(nested(500), false, "nests more than 64 levels", "500 levels");
+
+	/* a small message buffer is never overrun */
+	{
+		cJSON	   *root = cJSON_Parse("{\"bad name\":1}");
+		char		small[16];
+
+		memset(small, 'Z', sizeof(small));
+		CHECK(cfdw_json_to_xml(root, false, small, 6) == NULL && strlen(small) == 5 && small[6] == 'Z',
+			  "xml: a 6-byte message buffer holds %s", show(small));
+		CHECK(cfdw_json_to_xml(root, false, NULL, 0) == NULL, "xml: NULL message buffer still refuses");
+		cJSON_Delete(root);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Form bodies
+ * ---------------------------------------------------------------------
+ */
+
+/* root must serialise to expected; root is freed. */
+static void
+form_is(cJSON *root, const char *expected, const char *what)
+{
+	char		err[CFDW_ERRLEN] = "";
+	char	   *form = cfdw_json_to_form(root, err, sizeof(err));
+
+	CHECK(form != NULL, "%s: expected a form, got error %s", what, show(err));
+	CHECK_STR(form, expected, what);
+	free(form);
+	cJSON_Delete(root);
+}
+
+static void
+form_json_is(const char *json, const char *expected)
+{
+	cJSON	   *root = cJSON_Parse(json);
+	char		what[300];
+
+	snprintf(what, sizeof(what), "form of %s", show(json));
+	CHECK(root != NULL, "%s: test JSON does not parse", what);
+	if (root)
+		form_is(root, expected, what);
+}
+
+static void
+form_refused(cJSON *root, const char *needle, const char *what)
+{
+	char		err[CFDW_ERRLEN] = "";
+	char	   *form = cfdw_json_to_form(root, err, sizeof(err));
+
+	CHECK(form == NULL, "%s: expected an error, got %s", what, show(form));
+	CHECK(strstr(err, needle) != NULL, "%s: error %s does not contain %s",
+		  what, show(err), show(needle));
+	free(form);
+	cJSON_Delete(root);
+}
+
+static void
+test_form(void)
+{
+	cJSON	   *root;
+
+	current_group = "form";
+
+	/* escaping of keys and values */
+	form_json_is("{\"a\":\"x y&z=w+v%/?#\"}", "a=x%20y%26z%3Dw%2Bv%25%2F%3F%23");
+	form_json_is("{\"title\":\"caf\xc3\xa9 \xe2\x82\xac\"}", "title=caf%C3%A9%20%E2%82%AC");
+	form_json_is("{\"a b&c=d\":\"v\"}", "a%20b%26c%3Dd=v");
+	form_json_is("{\"k\":\"AZaz09-._~\"}", "k=AZaz09-._~");
+	form_json_is("{\"k\":\"line\\r\\nnext\\u0001\"}", "k=line%0D%0Anext%01");
+	form_json_is("{\"a\":\"1\",\"b\":\"2\",\"c\":\"3\"}", "a=1&b=2&c=3");
+	form_json_is("{}", "");
+	form_json_is("{\"a\":\"\"}", "a=");
+
+	/* nested dotted keys */
+	form_json_is("{\"title\":\"T\",\"body\":{\"value\":\"<p>x</p>\",\"representation\":\"storage\"}}",
+				 "title=T&body.value=%3Cp%3Ex%3C%2Fp%3E&body.representation=storage");
+	form_json_is("{\"a\":{\"b\":{\"c\":\"d\"}},\"e\":{}}", "a.b.c=d");
+	form_json_is("{\"a b\":{\"c&d\":1}}", "a%20b.c%26d=1");
+
+	/* arrays: the same key repeated */
+	form_json_is("{\"labels\":[\"a\",\"b c\"]}", "labels=a&labels=b%20c");
+	form_json_is("{\"l\":[[1,2],[3]]}", "l=1&l=2&l=3");
+	form_json_is("{\"l\":[{\"x\":1},{\"x\":2,\"y\":null}]}", "l.x=1&l.x=2&l.y=");
+	form_json_is("{\"l\":[],\"m\":1}", "m=1");
+
+	/* null, booleans, numbers */
+	form_json_is("{\"n\":null,\"t\":true,\"f\":false}", "n=&t=true&f=false");
+	form_json_is("{\"i\":42,\"d\":-2.5,\"e\":1e300,\"z\":0}", "i=42&d=-2.5&e=1e%2B300&z=0");
+
+	/* raw values */
+	root = cJSON_CreateObject();
+	cJSON_AddItemToObject(root, "big", cJSON_CreateRaw("12345678901234567890.5"));
+	cJSON_AddItemToObject(root, "neg", cJSON_CreateRaw("-1e+5"));
+	cJSON_AddItemToObject(root, "doc", cJSON_CreateRaw("{\"x\":1,\"y\":[true,null],\"z\":{\"w\":\"a&b\"}}"));
+	cJSON_AddItemToObject(root, "arr", cJSON_CreateRaw("[1,\"two\"]"));
+	cJSON_AddItemToObject(root, "s", cJSON_CreateRaw("\"q\""));
+	form_is(root, "big=12345678901234567890.5&neg=-1e%2B5&doc.x=1&doc.y=true&doc.y=&doc.z.w=a%26b"
+			"&arr=1&arr=two&s=q", "raw values");
+	form_refused(with_raw("doc", "{bad"), "field \"doc\" holds JSON that cannot be read", "raw bad JSON");
+	form_refused(with_raw("doc", ""), "cannot be read", "raw empty");
+
+	/* the root and the depth */
+	form_refused(cJSON_Parse("[1]"), "must be built from an object", "array root");
+	form_refused(cJSON_CreateString("x"), "must be built from an object", "string root");
+	form_refused(NULL, "must be built from an object", "NULL root");
+	root = nested(60);
+	{
+		char		err[CFDW_ERRLEN] = "";
+		char	   *form = cfdw_json_to_form(root, err, sizeof(err));
+
+		CHECK(form != NULL && strncmp(form, "n.n.n.", 6) == 0 && strstr(form, ".leaf=x") != NULL,
+			  "form of 60 levels: got %s, error %s", show(form), show(err));
+		free(form);
+		cJSON_Delete(root);
+	}
+	form_refused(nested(100), "nests more than 64 levels", "100 levels");
+}
+
+int
+main(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	{
+		fprintf(stderr, "curl_global_init failed\n");
+		return 2;
+	}
+	xmlInitParser();
+
+	test_headers();
+	test_headers_locale();
+	test_paths();
+	test_placeholders();
+	test_percent_encode();
+	test_retry_after();
+	test_json_put();
+	test_xml();
+	test_form();
+
+	xmlCleanupParser();
+	curl_global_cleanup();
+
+	printf("unit: %d passed, %d failed\n", n_passed, n_failed);
+	return n_failed == 0 ? 0 : 1;
+}
