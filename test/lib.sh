@@ -25,7 +25,8 @@
 # Knobs (environment):
 #   PG_CONFIG               pg_config to use (default /usr/lib/postgresql/15/bin/pg_config)
 #   CFDW_CRON_DB            cron.database_name (default contrib_regression)
-#   CFDW_LOG_MIN_MESSAGES   server log_min_messages (default debug1)
+#   CFDW_LOG_MIN_MESSAGES   server log_min_messages (default debug5)
+#   CFDW_LOG_STATEMENT      server log_statement (default all)
 #   CFDW_EXTRA_PG_OPTS      extra name=value server settings, whitespace separated
 #   CFDW_STANDIN_TIMEOUT    seconds to wait for the stand-in's port files (default 20)
 #   CFDW_STANDIN_MAX_LIFETIME  seconds after which the stand-in exits by itself
@@ -170,12 +171,10 @@ cfdw_stop_standin() {
 #    connection to localhost, which pg_virtualenv's clusters answer with a
 #    password prompt (scram), so every job fails with "connection failed".
 #  - max_worker_processes: the launcher and each running job take one.
-#  - log_min_messages: debug1 by default so that the extension's DEBUG
-#    messages land in the server log too, where the secrets check looks.
-# Do NOT add log_statement=all: the tests send tokens as SQL literals
-# (CREATE USER MAPPING ... OPTIONS (token :'tok')), and the server would log
-# them.  For the same reason a statement that contains a token must not
-# fail: PostgreSQL logs a failing statement's text (log_min_error_statement).
+#  - log_statement=all, log_min_messages=debug5: the whole suite runs with
+#    everything logged, and test/check_secrets.py then searches the log for
+#    the tokens.  PostgreSQL itself logs the text of the CREATE/ALTER USER
+#    MAPPING statements that carry them; that is the one place allowed.
 cfdw_pgve_opts() {
   local o
   CFDW_PGVE_OPTS=(
@@ -183,7 +182,9 @@ cfdw_pgve_opts() {
     -o "cron.database_name=${CFDW_CRON_DB:-contrib_regression}"
     -o "cron.use_background_workers=on"
     -o "max_worker_processes=16"
-    -o "log_min_messages=${CFDW_LOG_MIN_MESSAGES:-debug1}"
+    -o "log_min_messages=${CFDW_LOG_MIN_MESSAGES:-debug5}"
+    -o "log_statement=${CFDW_LOG_STATEMENT:-all}"
+    -o "log_line_prefix=%m [%p] "
   )
   for o in ${CFDW_EXTRA_PG_OPTS:-}; do
     CFDW_PGVE_OPTS+=(-o "$o")
