@@ -26,3 +26,4 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies; every object includes these.
 $(OBJS): src/confluence_fdw.h src/pure.h
+include $(srcdir)/test/unit/unit.mk
