@@ -459,6 +459,36 @@ init_request(const CfdwTable *t, CfdwRequest *req)
 }
 
 /*
+ * Count a row and name it in any error raised until pop_row_context.
+ */
+static void
+push_row_context(CfdwModifyState *state, ErrorContextCallback *errcb)
+{
+	state->row_no++;
+	state->batch_first = 0;
+	errcb->callback = row_error_callback;
+	errcb->arg = state;
+	errcb->previous = error_context_stack;
+	error_context_stack = errcb;
+}
+
+/* The request of one row, built in the current memory context. */
+static void
+build_request(const CfdwTable *t, TupleTableSlot *slot, CfdwRequest *req)
+{
+	StringInfoData body;
+
+	init_request(t, req);
+	req->url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
+	initStringInfo(&body);
+	if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
+	{
+		req->body = body.data;
+		req->body_len = body.len;
+	}
+}
+
+/*
  * Send one row and, when the executor needs it, put the answer into the
  * slot.  Everything per row lives in temp_cxt, reset before returning.
  */
@@ -470,28 +500,12 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	ErrorContextCallback errcb;
 	CfdwRequest req;
 	CfdwResponse resp;
-	StringInfoData body;
 	HeapTuple	tuple = NULL;
 
-	state->row_no++;
-	state->batch_first = 0;
-	errcb.callback = row_error_callback;
-	errcb.arg = state;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-
+	push_row_context(state, &errcb);
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
-
-	init_request(t, &req);
-	req.url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
-	initStringInfo(&body);
-	if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
-	{
-		req.body = body.data;
-		req.body_len = body.len;
-	}
-
+	build_request(t, slot, &req);
 	send_request(state, &req, &resp);
 
 	if (state->need_response)
@@ -619,7 +633,6 @@ pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
 	MemoryContext oldcxt;
 	ErrorContextCallback errcb;
 	CfdwRequest req;
-	StringInfoData body;
 	int			slotno;
 
 	slotno = cfdw_pipeline_slot(state->conn, t, &state->pipe);
@@ -633,25 +646,12 @@ pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
 	else
 		MemoryContextReset(state->slot_cxt[slotno]);
 
-	state->row_no++;
-	state->batch_first = 0;
-	errcb.callback = row_error_callback;
-	errcb.arg = state;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-
+	push_row_context(state, &errcb);
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->slot_cxt[slotno]);
 	PG_TRY();
 	{
-		init_request(t, &req);
-		req.url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
-		initStringInfo(&body);
-		if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
-		{
-			req.body = body.data;
-			req.body_len = body.len;
-		}
+		build_request(t, slot, &req);
 	}
 	PG_CATCH();
 	{

@@ -1117,6 +1117,36 @@ busy_slots(CfdwConnection *c, const CfdwTable *t)
 }
 
 /*
+ * Run the event loop for a pipeline until fewer than limit of its slots are
+ * busy (or a failure stopped it), or with limit 0 until none is.  On an
+ * interrupt the whole connection is closed: the state of its transfers is
+ * unknown.
+ */
+static void
+run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
+{
+	PG_TRY();
+	{
+		for (;;)
+		{
+			int			busy;
+
+			collect(c, t, p);
+			busy = busy_slots(c, t);
+			if (limit > 0 ? (p->failed_slot != 0 || busy < limit) : busy == 0)
+				break;
+			poll_once(c);
+		}
+	}
+	PG_CATCH();
+	{
+		close_connection(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * cfdw_pipeline_slot
  *		Wait until the pipeline may start one more request, and return the
  *		slot to build it in (1 .. CFDW_MAX_CONCURRENCY), or 0 when a failure
@@ -1137,22 +1167,7 @@ cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 		c->pool_size = limit;
 	}
 
-	PG_TRY();
-	{
-		for (;;)
-		{
-			collect(c, t, p);
-			if (p->failed_slot != 0 || busy_slots(c, t) < limit)
-				break;
-			poll_once(c);
-		}
-	}
-	PG_CATCH();
-	{
-		close_connection(c);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	run_pipeline(c, t, p, limit);
 
 	if (p->failed_slot != 0)
 		return 0;
@@ -1193,31 +1208,7 @@ cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 
 	if (c->multi == NULL)
 		return false;
-	PG_TRY();
-	{
-		for (;;)
-		{
-			collect(c, t, p);
-			for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-			{
-				CfdwTransfer *x = &c->xfers[i];
-
-				if (x->owner == t->config_id &&
-					(x->state == XFER_RUNNING || x->state == XFER_WAITING ||
-					 x->state == XFER_DONE))
-					break;
-			}
-			if (i > CFDW_MAX_CONCURRENCY)
-				break;
-			poll_once(c);
-		}
-	}
-	PG_CATCH();
-	{
-		close_connection(c);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	run_pipeline(c, t, p, 0);
 
 	if (p->failed_slot == 0)
 		return false;
