@@ -199,10 +199,7 @@ SELECT s->'pages' AS pages_created FROM standin_stats() s;
 -- 6. No error message, detail, hint or context above shows a credential.
 --
 SELECT count(*) AS errors_caught,
-       count(*) FILTER (WHERE e::text LIKE '%' || :'cfdw_token' || '%'
-                           OR e::text LIKE '%' || :'cfdw_token2' || '%'
-                           OR e::text LIKE '%' || :'cfdw_bearer' || '%'
-                           OR e::text LIKE '%' || :'cfdw_bad_token' || '%'
+       count(*) FILTER (WHERE NOT shows_no_secret(e::text)
                            OR e::text ILIKE '%authorization:%'
                            OR e::text ILIKE '%basic %') AS showing_a_credential
   FROM err_seen e;

@@ -47,7 +47,7 @@ SELECT * FROM explain_masked($$
 SELECT count(*) AS requests FROM standin_requests();
 
 -- No credential in it: not the token, not the user name, no Authorization.
-SELECT bool_and(position(:'cfdw_token' in line) = 0) AS no_token,
+SELECT bool_and(shows_no_secret(line)) AS no_token,
        bool_and(position(:'cfdw_user' in line) = 0) AS no_user,
        bool_and(line !~* 'authorization|basic |bearer ') AS no_auth_header,
        count(*) > 0 AS has_lines

@@ -78,3 +78,25 @@ BEGIN
     RETURN NEXT regexp_replace(line, '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g');
   END LOOP;
 END $$;
+
+-- Every secret of this run, read back from user mappings, so that a test
+-- can check an output for them without writing a token into a statement
+-- (with log_statement = 'all' the server log would then hold it).  The
+-- vault servers exist only to hold the tokens no test mapping keeps.
+CREATE SERVER vault_token2 FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+CREATE SERVER vault_bearer FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+CREATE SERVER vault_bad FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER vault_token2
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token2');
+CREATE USER MAPPING FOR CURRENT_USER SERVER vault_bearer
+  OPTIONS (bearer_token :'cfdw_bearer');
+CREATE USER MAPPING FOR CURRENT_USER SERVER vault_bad
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_bad_token');
+CREATE FUNCTION test_secrets() RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT DISTINCT o.option_value
+    FROM pg_user_mappings m, pg_options_to_table(m.umoptions) o
+   WHERE o.option_name IN ('api_token', 'bearer_token') $$;
+-- true when text shows none of them
+CREATE FUNCTION shows_no_secret(t text) RETURNS boolean LANGUAGE sql AS $$
+  SELECT NOT EXISTS (SELECT 1 FROM test_secrets() s WHERE position(s IN t) > 0) $$;
+SELECT count(*) AS secrets_known FROM test_secrets();

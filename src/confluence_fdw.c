@@ -407,10 +407,10 @@ row_error_callback(void *arg)
 				   (long long) state->batch_first, (long long) state->row_no,
 				   state->table->relname);
 	else if (state->pipeline_failed && state->submitted > 1)
-		errcontext("row %lld of INSERT into foreign table \"%s\"; %lld of %lld rows were sent, up to %d at a time; the requests in flight were let finish and nothing was resent",
+		errcontext("row %lld of INSERT into foreign table \"%s\"; %lld rows were sent in all, up to %d at a time, and %lld of them succeeded; the requests in flight were let finish and nothing was resent",
 				   (long long) state->row_no, state->table->relname,
-				   (long long) state->pipe.nsent, (long long) state->submitted,
-				   state->table->max_concurrency);
+				   (long long) state->submitted, state->table->max_concurrency,
+				   (long long) state->pipe.nsent);
 	else
 		errcontext("row %lld of INSERT into foreign table \"%s\"",
 				   (long long) state->row_no, state->table->relname);

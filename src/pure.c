@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,11 +44,16 @@ fail(char *err, size_t errlen, const char *fmt,...)
  * ---------------------------------------------------------------------
  */
 
-/* RFC 9110 token characters, the only ones allowed in a header name. */
+/*
+ * RFC 9110 token characters, the only ones allowed in a header name.  ASCII
+ * only: isalnum() follows LC_CTYPE, which PostgreSQL sets from the database,
+ * and in a single-byte locale (LATIN1, say) it is true for bytes like 0xE9.
+ */
 static bool
 is_tchar(unsigned char c)
 {
-	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /*
@@ -67,13 +73,15 @@ cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
 {
 	const char *p = spec;
 	int			n = 0;
+	bool		more;
 
-	if (spec == NULL)
+	if (spec == NULL || spec[0] == '\0')
 		return true;
 	if (strpbrk(spec, "\r\n") != NULL)
 		return fail(err, errlen, "headers must not contain carriage returns or line feeds");
 
-	while (*p)
+	/* one item per comma-separated part, the empty part after a trailing ',' too */
+	do
 	{
 		const char *item = p;
 		const char *end = strchr(p, ',');
@@ -87,7 +95,8 @@ cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
 
 		if (end == NULL)
 			end = p + strlen(p);
-		p = *end ? end + 1 : end;
+		more = (*end == ',');
+		p = more ? end + 1 : end;
 		n++;
 
 		colon = memchr(item, ':', end - item);
@@ -131,7 +140,7 @@ cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
 							(int) namelen, name);
 		if (emit)
 			emit(arg, name, namelen, value, valuelen);
-	}
+	} while (more);
 	return true;
 }
 
@@ -158,6 +167,13 @@ cfdw_path_check(const char *path, char *err, size_t errlen)
 		if (c <= ' ' || c >= 0x7f || c == '#' || c == '\\')
 			return fail(err, errlen,
 						"a path may not contain spaces, control characters, '#', '\\' or non-ASCII characters");
+		/*
+		 * Every '%' starts a %XX escape: a bare one would let a placeholder
+		 * value complete it ("%{id}" with "2e" makes "%2e").
+		 */
+		if (c == '%' && !(isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2])))
+			return fail(err, errlen,
+						"a '%%' in a path must start a percent-encoded byte such as %%20");
 		if (c == '{')
 		{
 			if (in_placeholder)
@@ -210,7 +226,14 @@ cfdw_placeholder_value_ok(const char *value)
 char *
 cfdw_percent_encode(const char *value, size_t len)
 {
-	/* RFC 3986 unreserved characters stay, everything else is %XX */
+	/*
+	 * RFC 3986 unreserved characters stay, everything else is %XX.  libcurl
+	 * takes length 0 to mean strlen(), and its length is an int.
+	 */
+	if (len > INT_MAX)
+		return NULL;
+	if (len == 0)
+		return curl_easy_escape(NULL, "", 0);
 	return curl_easy_escape(NULL, value, (int) len);
 }
 
@@ -275,12 +298,34 @@ cfdw_retry_after_ms(const char *value, time_t now)
  * ---------------------------------------------------------------------
  */
 
-/* Replace or add key in obj; takes ownership of item. */
+/*
+ * Replace or add key in obj; takes ownership of item.  A replacement keeps
+ * the old member's place.  Not cJSON_ReplaceItemInObjectCaseSensitive:
+ * cJSON 1.7.15 ignores a failure to copy the key there, and reports success
+ * with a member that has no key.
+ */
 static bool
 set_member(cJSON *obj, const char *key, cJSON *item)
 {
-	if (cJSON_GetObjectItemCaseSensitive(obj, key))
-		return cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+	cJSON	   *old = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (old)
+	{
+		size_t		len = strlen(key) + 1;
+		char	   *copy = cJSON_malloc(len);
+
+		if (copy == NULL)
+		{
+			cJSON_Delete(item);
+			return false;
+		}
+		memcpy(copy, key, len);
+		if (item->string && !(item->type & cJSON_StringIsConst))
+			cJSON_free(item->string);
+		item->string = copy;
+		item->type &= ~cJSON_StringIsConst;
+		return cJSON_ReplaceItemViaPointer(obj, old, item);
+	}
 	if (!cJSON_AddItemToObject(obj, key, item))
 	{
 		cJSON_Delete(item);
@@ -293,34 +338,40 @@ bool
 cfdw_json_put(cJSON *root, const char *dotted, cJSON *item)
 {
 	cJSON	   *node = root;
-	const char *seg = dotted;
-	char		key[256];
+	char	   *copy;
+	char	   *key;
+	const char *p;
+	bool		ok;
 
 	if (item == NULL)
 		return false;
-	if (root == NULL || dotted == NULL || dotted[0] == '\0' || !cJSON_IsObject(root))
+
+	/*
+	 * Check the whole path first, so that a refused one ("a.", "a..b")
+	 * leaves the tree as it was: no empty segment.
+	 */
+	ok = root != NULL && dotted != NULL && dotted[0] != '\0' && cJSON_IsObject(root);
+	for (p = dotted; ok && *p; p++)
+		if (*p == '.' && (p == dotted || p[1] == '\0' || p[1] == '.'))
+			ok = false;
+	copy = ok ? strdup(dotted) : NULL;
+	if (copy == NULL)
 	{
 		cJSON_Delete(item);
 		return false;
 	}
 
-	for (;;)
+	for (key = copy;;)
 	{
-		const char *dot = strchr(seg, '.');
-		size_t		len = dot ? (size_t) (dot - seg) : strlen(seg);
+		char	   *dot = strchr(key, '.');
 		cJSON	   *child;
 
-		if (len == 0 || len >= sizeof(key))
-		{
-			cJSON_Delete(item);
-			return false;
-		}
-		memcpy(key, seg, len);
-		key[len] = '\0';
-
 		if (dot == NULL)
-			return set_member(node, key, item);
-
+		{
+			ok = set_member(node, key, item);
+			break;
+		}
+		*dot = '\0';
 		child = cJSON_GetObjectItemCaseSensitive(node, key);
 		if (child == NULL || !cJSON_IsObject(child))
 		{
@@ -328,12 +379,15 @@ cfdw_json_put(cJSON *root, const char *dotted, cJSON *item)
 			if (child == NULL || !set_member(node, key, child))
 			{
 				cJSON_Delete(item);
-				return false;
+				ok = false;
+				break;
 			}
 		}
 		node = child;
-		seg = dot + 1;
+		key = dot + 1;
 	}
+	free(copy);
+	return ok;
 }
 
 /* ---------------------------------------------------------------------
@@ -341,7 +395,11 @@ cfdw_json_put(cJSON *root, const char *dotted, cJSON *item)
  * ---------------------------------------------------------------------
  */
 
-/* XML 1.0 cannot carry most control characters, escaped or not. */
+/*
+ * XML 1.0 cannot carry most control characters, escaped or not, nor
+ * U+FFFE and U+FFFF (UTF-8 EF BF BE and EF BF BF), which are valid UTF-8
+ * and so pass PostgreSQL's checks.  Other bytes pass through as they are.
+ */
 static bool
 xml_text_ok(const char *s)
 {
@@ -350,6 +408,9 @@ xml_text_ok(const char *s)
 		unsigned char c = (unsigned char) *s;
 
 		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+			return false;
+		if (c == 0xef && (unsigned char) s[1] == 0xbf &&
+			((unsigned char) s[2] == 0xbe || (unsigned char) s[2] == 0xbf))
 			return false;
 	}
 	return true;
@@ -427,7 +488,8 @@ xml_add_value(xmlNodePtr parent, const char *name, const cJSON *item,
 	{
 		if (!xml_text_ok(text))
 			return fail(err, errlen,
-						"field \"%s\" holds a control character, which XML cannot carry", name);
+						"field \"%s\" holds a control character or U+FFFE/U+FFFF, which XML cannot carry",
+						name);
 		/* xmlNewTextChild escapes &, < and > itself */
 		node = xmlNewTextChild(parent, NULL, (const xmlChar *) name, (const xmlChar *) text);
 		return node != NULL || fail(err, errlen, "out of memory");

@@ -387,7 +387,8 @@ cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 						cfdw_method_name(req->method), req->path_for_messages, resp->status),
 				 resp->location[0] ? errdetail("Location: %s",
 											   printable_excerpt(resp->location, strlen(resp->location), 300)) : 0,
-				 errhint("Check the server's domain or base_url: requests go exactly there, and credentials are never sent to another address.")));
+				 errhint("Check the server's domain or base_url: requests go exactly there, and credentials are never sent to another address."),
+				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 	}
 
 	switch (resp->status)
@@ -406,7 +407,8 @@ cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 			hint = pstrdup("Confluence answers 404 both for a missing object and for one the account may not see.");
 			break;
 		case 409:
-			hint = pstrdup("To update a page, send version.number as its current version plus one.");
+			if (req->method == CFDW_PUT)
+				hint = pstrdup("To update a page, send version.number as its current version plus one.");
 			break;
 		case 413:
 			hint = pstrdup("Confluence refuses request bodies over 5 MB.");
@@ -454,7 +456,7 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("could not resolve the host of server \"%s\"", t->servername),
-					 errdetail("%s %s", resp->curl_error, sent),
+					 errdetail("%s. %s", resp->curl_error, sent),
 					 errhint("Check the server's domain or base_url."),
 					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 			break;
@@ -462,16 +464,32 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("could not connect to server \"%s\"", t->servername),
-					 errdetail("%s %s", resp->curl_error, sent),
+					 errdetail("%s. %s", resp->curl_error, sent),
 					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("request to server \"%s\" timed out", t->servername),
-					 errdetail("%s %s", resp->curl_error, sent),
+					 errdetail("%s. %s", resp->curl_error, sent),
 					 errhint("The server's timeout_ms is %d and connect_timeout_ms is %d.",
 							 t->timeout_ms, t->connect_timeout_ms),
+					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+			break;
+		case CURLE_GOT_NOTHING:
+		case CURLE_SEND_FAIL_REWIND:
+		case CURLE_RECV_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_PARTIAL_FILE:
+			/* SEND_FAIL_REWIND: a reused connection died after the request
+			 * went out, and we refused to let libcurl send it again */
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+					 errmsg("the connection to server \"%s\" was closed before Confluence answered", t->servername),
+					 errdetail("%s. %s",
+							   resp->curl_code == CURLE_SEND_FAIL_REWIND
+							   ? "The kept-alive connection was closed after the request had gone out"
+							   : resp->curl_error, sent),
 					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 			break;
 		case CURLE_PEER_FAILED_VERIFICATION:
@@ -480,7 +498,7 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("TLS connection to server \"%s\" failed", t->servername),
-					 errdetail("%s %s", resp->curl_error, sent),
+					 errdetail("%s. %s", resp->curl_error, sent),
 					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 			break;
 		default:
@@ -488,7 +506,7 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 					 errmsg("request to server \"%s\" failed: %s", t->servername,
 							curl_easy_strerror((CURLcode) resp->curl_code)),
-					 errdetail("%s %s", resp->curl_error, sent),
+					 errdetail("%s. %s", resp->curl_error, sent),
 					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 			break;
 	}

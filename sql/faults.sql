@@ -1,0 +1,413 @@
+--
+-- Fault matrix: every failure the stand-in can produce, on the one-at-a-time
+-- path (RETURNING), the pipelined path (no RETURNING, max_concurrency 4),
+-- PUT (idempotent: 502/503/504 are retried) and with on_error 'return'.
+-- For each case: the outcome, exactly how many requests the stand-in
+-- received (so a duplicate can never pass) and how many pages it created.
+-- Then cancellation: a retry wait interrupted by pg_cancel_backend and by
+-- statement_timeout, and pg_terminate_backend of a backend waiting for a
+-- slow answer.  (errors.sql shows the full error texts; http.sql covers
+-- pg_cancel_backend during a slow answer.)
+--
+\getenv standin_url STANDIN_URL
+\getenv standin_url2 STANDIN_URL2
+\getenv cfdw_user CFDW_USER
+\getenv cfdw_token CFDW_TOKEN
+
+-- A server of this test's own, with few and short retries so that the test
+-- stays fast: every retry still waits at least the back-off (0.35 s to
+-- 0.65 s, then 0.7 s to 1.3 s), or Retry-After when that is longer.
+CREATE SERVER flt_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url', max_retries '2', max_retry_wait_ms '3000',
+           max_response_bytes '100000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER flt_srv
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+-- The same with a 300 ms limit per request, for slow answers.
+CREATE SERVER flt_slow FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url', max_retries '2', timeout_ms '300');
+CREATE USER MAPPING FOR CURRENT_USER SERVER flt_slow
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+
+CREATE SCHEMA flt;
+-- one row at a time (the statements below use RETURNING)
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER flt_srv INTO flt;
+-- pipelined: rows without RETURNING, up to 4 requests in flight
+CREATE FOREIGN TABLE flt.pipe_pages (space_id text, title text)
+  SERVER flt_srv OPTIONS (endpoint 'pages', max_concurrency '4');
+-- HTTP errors come back as rows
+CREATE FOREIGN TABLE flt.ret_pages (space_id text, title text, id text,
+                                    http_status integer)
+  SERVER flt_srv OPTIONS (endpoint 'pages', on_error 'return');
+-- PUT: update a page (version.number = current + 1)
+CREATE FOREIGN TABLE flt.page_put (
+  id text, status text, title text,
+  body text OPTIONS (field 'body.value'),
+  representation text OPTIONS (field 'body.representation'),
+  version_number integer OPTIONS (field 'version.number'),
+  new_version integer OPTIONS (response_field 'version.number'),
+  http_status integer OPTIONS (response_field '$status')
+) SERVER flt_srv OPTIONS (endpoint '/wiki/api/v2/pages/{id}', method 'PUT');
+CREATE FOREIGN TABLE flt.pipe_put (
+  id text, status text, title text,
+  body text OPTIONS (field 'body.value'),
+  representation text OPTIONS (field 'body.representation'),
+  version_number integer OPTIONS (field 'version.number')
+) SERVER flt_srv OPTIONS (endpoint '/wiki/api/v2/pages/{id}', method 'PUT',
+                          max_concurrency '4');
+-- the same tables on the server with timeout_ms 300
+CREATE FOREIGN TABLE flt.slow_pages (space_id text, title text, id text,
+                                     http_status integer)
+  SERVER flt_slow OPTIONS (endpoint 'pages');
+CREATE FOREIGN TABLE flt.slow_pipe (space_id text, title text)
+  SERVER flt_slow OPTIONS (endpoint 'pages', max_concurrency '4');
+CREATE FOREIGN TABLE flt.slow_put (
+  id text, status text, title text,
+  body text OPTIONS (field 'body.value'),
+  representation text OPTIONS (field 'body.representation'),
+  version_number integer OPTIONS (field 'version.number'),
+  new_version integer OPTIONS (response_field 'version.number'),
+  http_status integer OPTIONS (response_field '$status')
+) SERVER flt_slow OPTIONS (endpoint '/wiki/api/v2/pages/{id}', method 'PUT');
+
+-- Every page title is new, so a request processed twice would also show up
+-- as Confluence's 400 "already exists" on the second one.
+CREATE SEQUENCE flt_title_seq;
+
+-- Statements for the cases.  One row with RETURNING; the returned id shows
+-- as "id" when it is a Confluence id.
+CREATE FUNCTION flt_one(tbl text) RETURNS text LANGUAGE sql AS $$
+  SELECT format($q$WITH r AS (INSERT INTO %s (space_id, title)
+      VALUES ('98306', 'Fault %s') RETURNING id, http_status)
+    SELECT string_agg(concat_ws(', ', CASE WHEN id ~ '^[0-9]+$' THEN 'id' ELSE 'id NULL' END,
+                                'http_status ' || http_status), '; ') FROM r$q$,
+    tbl, nextval('flt_title_seq')) $$;
+-- Three rows without RETURNING: pipelined.
+CREATE FUNCTION flt_pipe(tbl text) RETURNS text LANGUAGE sql AS $$
+  SELECT format($q$INSERT INTO %s (space_id, title)
+    SELECT '98306', 'Fault %s row ' || g FROM generate_series(1, 3) g$q$,
+    tbl, nextval('flt_title_seq')) $$;
+-- A new page (created here, before the case is measured), and the PUT that
+-- makes it version 2.
+CREATE FUNCTION flt_put(tbl text, with_returning boolean DEFAULT true) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  t text := 'Fault ' || nextval('flt_title_seq');
+  page text;
+BEGIN
+  INSERT INTO flt.pages (space_id, title) VALUES ('98306', t) RETURNING id INTO page;
+  RETURN format($q$%s INSERT INTO %s VALUES (%L, 'current', %L, '<p>v2</p>', 'storage', 2)
+    %s$q$,
+    CASE WHEN with_returning THEN 'WITH r AS (' ELSE '' END, tbl, page, t,
+    CASE WHEN with_returning THEN $r$RETURNING new_version, http_status)
+    SELECT string_agg(concat_ws(', ', 'new_version ' || coalesce(new_version::text, 'NULL'),
+                                'http_status ' || http_status), '; ') FROM r$r$ END);
+END $$;
+
+-- Runs one case: queues the fault(s), runs the statement, and reports
+--   outcome    "ok: " and what RETURNING gave (or the row count), or
+--              "SQLSTATE: message" and whether the request may have been
+--              processed (the last sentence of DETAIL, if any);
+--   on_conn    whether the case's first request went over a connection that
+--              had carried a request before ("reused") or a new one;
+--   requests   how many requests the stand-in received;
+--   answers    the status of each: first those the fault made (marked *,
+--              "-" for a dropped connection), then the others, each in the
+--              order they arrived;
+--   pages      how many pages the stand-in created;
+--   elsewhere  requests that reached the second (redirect target) listener;
+--   waited_1s  whether the statement took a second or more.
+-- settle: seconds to wait before counting, for answers the stand-in
+-- delays (and processes) after the client gave up.
+CREATE FUNCTION flt_case(stmt text, fault jsonb, settle float8 DEFAULT 0,
+  OUT outcome text, OUT on_conn text, OUT requests int, OUT answers text,
+  OUT pages int, OUT elsewhere int, OUT waited_1s boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+  s0 jsonb;
+  s1 jsonb;
+  res text;
+  n bigint;
+  code text;
+  msg text;
+  det text;
+  t0 timestamptz;
+  first_conn int;
+BEGIN
+  s0 := standin_stats();
+  IF fault IS NOT NULL THEN
+    PERFORM standin_fault(fault);
+  END IF;
+  t0 := clock_timestamp();
+  BEGIN
+    IF stmt ~* '^\s*WITH' THEN
+      EXECUTE stmt INTO res;
+      outcome := 'ok: ' || res;
+    ELSE
+      EXECUTE stmt;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      outcome := 'ok: ' || n || ' rows';
+    END IF;
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+      det = PG_EXCEPTION_DETAIL;
+    outcome := code || ': ' || msg ||
+      coalesce(' / ' || substring(det from 'The request (?:may have been processed|did not reach)[^.]*\.'), '');
+  END;
+  waited_1s := clock_timestamp() - t0 >= interval '1 s';
+  IF settle > 0 THEN
+    PERFORM pg_sleep(settle);
+  END IF;
+  s1 := standin_stats();
+  requests := (s1->>'requests')::int - (s0->>'requests')::int;
+  pages := (s1->>'pages')::int - (s0->>'pages')::int;
+  elsewhere := (s1->>'second_requests')::int - (s0->>'second_requests')::int;
+  SELECT string_agg(coalesce(r->>'status', '-') || CASE WHEN r->>'fault' IS NOT NULL THEN '*' ELSE '' END,
+                    ' ' ORDER BY r->>'fault' IS NULL, (r->>'seq')::int),
+         min((r->>'conn')::int)
+    INTO answers, first_conn
+    FROM standin_call('GET', 'requests?since=' || (s0->>'requests')) r;
+  on_conn := CASE WHEN first_conn IS NULL THEN NULL
+                  WHEN first_conn <= (s0->>'connections')::int THEN 'reused' ELSE 'new' END;
+  IF (s1->>'faults_pending')::int <> 0 THEN
+    outcome := outcome || ' [a fault was not used]';
+  END IF;
+END $$;
+
+SELECT standin_reset();
+-- a first request, so that the first case goes over a kept-alive connection
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Fault warm-up') RETURNING http_status;
+
+--
+-- 1. One row at a time (INSERT ... RETURNING), POST.
+--   Retried: 429 (whatever Retry-After says, within max_retry_wait_ms), 503
+--   with Retry-After or Beta-Retry-After.  Not retried: 429 asking for more
+--   than max_retry_wait_ms, 5xx without Retry-After, transport failures after
+--   the request went out.  A non-JSON 200 answer is an error only for the
+--   jsonb "response" column, which cannot hold it.
+--
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, '429 Retry-After 0', '{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}}'),
+    (2, '429 Retry-After 1', '{"kind": "status", "status": 429, "headers": {"Retry-After": "1"}}'),
+    (3, '429 Retry-After -1', '{"kind": "status", "status": 429, "headers": {"Retry-After": "-1"}}'),
+    (4, '429 Retry-After date in the past', '{"kind": "status", "status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}}'),
+    (5, '429 Retry-After 99999', '{"kind": "status", "status": 429, "headers": {"Retry-After": "99999"}}'),
+    (6, '429 three times (max_retries 2)', '{"kind": "status", "status": 429, "times": 3, "headers": {"Retry-After": "0"}}'),
+    (7, '429 Retry-After 0 + Beta-Retry-After 5', '{"kind": "status", "status": 429, "headers": {"Beta-Retry-After": "5", "Retry-After": "0"}}'),
+    (8, '503 Retry-After 0', '{"kind": "status", "status": 503, "headers": {"Retry-After": "0"}}'),
+    (9, '503 without Retry-After', '{"kind": "status", "status": 503}'),
+    (10, '503 Beta-Retry-After 1', '{"kind": "status", "status": 503, "headers": {"Beta-Retry-After": "1"}}'),
+    (11, '500', '{"kind": "status", "status": 500}'),
+    (12, '502', '{"kind": "status", "status": 502}'),
+    (13, '504', '{"kind": "status", "status": 504}'),
+    (14, 'drop_before_body', '{"kind": "drop_before_body"}'),
+    (15, 'drop_after_body', '{"kind": "drop_after_body"}'),
+    (16, '(a success first)', NULL),
+    (17, 'drop_after_process', '{"kind": "drop_after_process"}'),
+    (18, 'malformed_json (processed)', '{"kind": "malformed_json", "process": true}'),
+    (19, 'empty_body (processed)', '{"kind": "empty_body", "process": true}'),
+    (20, 'non_json (processed)', '{"kind": "non_json", "process": true}'),
+    (21, 'oversize 200000 > max_response_bytes', '{"kind": "oversize", "bytes": 200000}'),
+    (22, 'oversize, processed', '{"kind": "oversize", "bytes": 200000, "process": true}'),
+    (23, 'redirect to the second listener', jsonb_build_object('kind', 'redirect', 'status', 307, 'location', :'standin_url2' || '/wiki/api/v2/pages'))
+  ) AS c(n, label, fault),
+  LATERAL flt_case(flt_one('flt.pages'), c.fault::jsonb) r
+  ORDER BY c.n;
+
+--
+-- 2. Pipelined: three rows without RETURNING, all in flight together; the
+-- fault hits the first request to arrive.  A failure is reported after the
+-- other requests finished: they were sent once, and nothing was resent.
+--
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, '(a success first)', NULL),
+    (2, '429 Retry-After 0', '{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}}'),
+    (3, '429 Retry-After 99999', '{"kind": "status", "status": 429, "headers": {"Retry-After": "99999"}}'),
+    (4, '503 Retry-After 0', '{"kind": "status", "status": 503, "headers": {"Retry-After": "0"}}'),
+    (5, '503 Beta-Retry-After 0', '{"kind": "status", "status": 503, "headers": {"Beta-Retry-After": "0"}}'),
+    (6, '503 without Retry-After', '{"kind": "status", "status": 503}'),
+    (7, '500', '{"kind": "status", "status": 500}'),
+    (8, '502', '{"kind": "status", "status": 502}'),
+    (9, 'drop_before_body', '{"kind": "drop_before_body"}'),
+    (10, 'drop_after_body', '{"kind": "drop_after_body"}'),
+    (11, '(a success first)', NULL),
+    (12, 'drop_after_process', '{"kind": "drop_after_process"}'),
+    (13, 'malformed_json (processed)', '{"kind": "malformed_json", "process": true}'),
+    (14, 'empty_body (processed)', '{"kind": "empty_body", "process": true}'),
+    (15, 'non_json (processed)', '{"kind": "non_json", "process": true}'),
+    (16, 'oversize, processed', '{"kind": "oversize", "bytes": 200000, "process": true}'),
+    (17, 'redirect to the second listener', jsonb_build_object('kind', 'redirect', 'location', :'standin_url2' || '/wiki/api/v2/pages'))
+  ) AS c(n, label, fault),
+  LATERAL flt_case(flt_pipe('flt.pipe_pages'), c.fault::jsonb) r
+  ORDER BY c.n;
+
+--
+-- 3. PUT is idempotent: 502, 503 and 504 are retried too (a POST's are
+-- not).  A PUT whose connection dropped after it was sent may have been
+-- processed: it is not resent either (Confluence would refuse the same
+-- version number a second time with 409), also on a kept-alive connection.
+--
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, '502', '{"kind": "status", "status": 502}'),
+    (2, '503 without Retry-After', '{"kind": "status", "status": 503}'),
+    (3, '504', '{"kind": "status", "status": 504}'),
+    (4, '504 three times (max_retries 2)', '{"kind": "status", "status": 504, "times": 3}'),
+    (5, '500', '{"kind": "status", "status": 500}'),
+    (6, '429 Retry-After 0', '{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}}'),
+    (7, 'drop_after_process', '{"kind": "drop_after_process"}'),
+    (8, 'drop_after_body', '{"kind": "drop_after_body"}')
+  ) AS c(n, label, fault),
+  LATERAL flt_case(flt_put('flt.page_put'), c.fault::jsonb) r
+  ORDER BY c.n;
+-- and pipelined
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, '502', '{"kind": "status", "status": 502}'),
+    (2, '500', '{"kind": "status", "status": 500}')
+  ) AS c(n, label, fault),
+  LATERAL flt_case(flt_put('flt.pipe_put', false), c.fault::jsonb) r
+  ORDER BY c.n;
+
+--
+-- 4. on_error 'return': HTTP errors come back as rows (after the retries
+-- they are due); a transport failure still aborts the statement.
+--
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, '500', '{"kind": "status", "status": 500}'),
+    (2, '503 without Retry-After', '{"kind": "status", "status": 503}'),
+    (3, '429 three times (max_retries 2)', '{"kind": "status", "status": 429, "times": 3, "headers": {"Retry-After": "0"}}'),
+    (4, '429 Retry-After 0', '{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}}'),
+    (5, 'redirect to the second listener', jsonb_build_object('kind', 'redirect', 'location', :'standin_url2' || '/wiki/api/v2/pages')),
+    (6, 'drop_after_body', '{"kind": "drop_after_body"}')
+  ) AS c(n, label, fault),
+  LATERAL flt_case(flt_one('flt.ret_pages'), c.fault::jsonb) r
+  ORDER BY c.n;
+
+--
+-- 5. A slow answer (1 s, beyond timeout_ms 300): the statement fails at
+-- 300 ms saying the request may have been processed, and it is not resent,
+-- not even a PUT.  The stand-in processes it anyway, after the client gave
+-- up (counted after waiting for that).
+--
+SELECT c.label, r.*
+  FROM (VALUES
+    (1, 'one row, POST', flt_one('flt.slow_pages')),
+    (2, 'pipelined, POST', flt_pipe('flt.slow_pipe')),
+    (3, 'one row, PUT', (SELECT flt_put('flt.slow_put')))
+  ) AS c(n, label, stmt),
+  LATERAL flt_case(c.stmt, '{"kind": "delay", "delay_ms": 1000}', 0.9) r
+  ORDER BY c.n;
+
+-- Nothing is pending, and the same session goes on normally.
+SELECT s->'faults_pending' AS faults_pending FROM standin_stats() s;
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Fault after the matrix')
+  RETURNING id IS NOT NULL AS has_id, http_status;
+
+--
+-- 6. Cancellation during a retry wait.
+--
+-- flt_waiting(app, received, answered) waits (up to 10 s) until the
+-- stand-in has received that many requests and answered that many, and the
+-- backend with that application_name waits in confluence_fdw (wait event
+-- type Extension); it returns the backend's pid.
+CREATE FUNCTION flt_waiting(app text, received int, answered int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+  p int;
+BEGIN
+  FOR i IN 1 .. 200 LOOP
+    PERFORM pg_stat_clear_snapshot();   -- else the first look is kept
+    SELECT pid INTO p FROM pg_stat_activity
+     WHERE application_name = app AND state = 'active' AND wait_event_type = 'Extension';
+    IF p IS NOT NULL AND
+       (SELECT count(*) >= received AND count(r->>'status') >= answered
+          FROM standin_requests() r) THEN
+      RETURN p;
+    END IF;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RETURN NULL;
+END $$;
+-- run from another session, in the background
+CREATE FUNCTION flt_cancel_when_waiting(app text, received int, answered int)
+RETURNS boolean LANGUAGE sql AS $$
+  SELECT pg_cancel_backend(flt_waiting(app, received, answered)) $$;
+\setenv CFDW_FLT_DB :DBNAME
+
+-- pg_cancel_backend while the row waits 5 s to retry a 429: the statement
+-- ends at once with 57014, after one request, and the retry never happens.
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "5"}}');
+ALTER SERVER flt_srv OPTIONS (SET max_retry_wait_ms '10000');
+SET application_name = 'cfdw_flt_wait';
+\! psql -X -q -d "$CFDW_FLT_DB" -c "SELECT flt_cancel_when_waiting('cfdw_flt_wait', 1, 1)" >/dev/null 2>&1 &
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Cancelled in the wait') RETURNING id;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT clock_timestamp() - :'t0' < interval '3 s' AS interrupted_promptly;
+RESET application_name;
+SELECT pg_sleep(0.2);
+SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
+-- the session goes on
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'After the cancelled wait')
+  RETURNING http_status;
+
+-- statement_timeout: a retry wait that would run past it is not started;
+-- the 429 is the error, at once, after one request ...
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "5"}}');
+SET statement_timeout = '1s';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Wait past the timeout') RETURNING id;
+RESET statement_timeout;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT clock_timestamp() - :'t0' < interval '1 s' AS gave_up_at_once;
+SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
+-- ... and a wait that fits is taken, but when the retried request is slow,
+-- statement_timeout ends it at 1 s with 57014 (2 requests, nothing more).
+SELECT standin_reset();
+SELECT standin_fault('[{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}},
+                       {"kind": "delay", "delay_ms": 3000, "status": 200, "body": "{}"}]');
+SET statement_timeout = '1s';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Slow retry') RETURNING id;
+RESET statement_timeout;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT clock_timestamp() - :'t0' BETWEEN interval '0.9 s' AND interval '2.5 s' AS at_the_timeout;
+SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
+ALTER SERVER flt_srv OPTIONS (SET max_retry_wait_ms '3000');
+
+--
+-- 7. pg_terminate_backend of a backend waiting for a slow answer (another
+-- session, started in the background): it goes away at once, the stand-in
+-- saw its one request and nothing after, and this session is unaffected.
+--
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 5000, "status": 200, "body": "{}"}');
+\! PGAPPNAME=cfdw_flt_victim psql -X -q -d "$CFDW_FLT_DB" -c "INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Victim')" >/dev/null 2>&1 &
+SELECT flt_waiting('cfdw_flt_victim', 1, 0) AS victim \gset
+SELECT :'victim' <> '' AS victim_found;
+SELECT clock_timestamp() AS t0 \gset
+SELECT pg_terminate_backend(:'victim', 5000) AS terminated;
+SELECT clock_timestamp() - :'t0' < interval '2 s' AS terminated_promptly;
+SELECT count(*) AS victims_left FROM pg_stat_activity WHERE application_name = 'cfdw_flt_victim';
+SELECT s->'requests' AS requests, s->'faults_pending' AS faults_pending FROM standin_stats() s;
+SELECT r->'body_json'->>'title' AS title, r->>'fault' AS fault FROM standin_requests() r;
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'After the victim')
+  RETURNING http_status;
+SELECT s->'requests' AS requests FROM standin_stats() s;
+
+-- Clean up.
+SET client_min_messages = warning;
+DROP SCHEMA flt CASCADE;
+DROP USER MAPPING FOR CURRENT_USER SERVER flt_srv;
+DROP USER MAPPING FOR CURRENT_USER SERVER flt_slow;
+DROP SERVER flt_srv, flt_slow;
+DROP SEQUENCE flt_title_seq;
+DROP FUNCTION flt_one(text), flt_pipe(text), flt_put(text, boolean),
+  flt_case(text, jsonb, float8), flt_waiting(text, int, int),
+  flt_cancel_when_waiting(text, int, int);
+RESET client_min_messages;
