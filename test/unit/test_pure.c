@@ -177,6 +177,7 @@ test_headers(void)
 	char		spec[300];
 	char		err[CFDW_ERRLEN];
 	Collected	c;
+	bool		ok;
 
 	current_group = "headers";
 
@@ -274,12 +275,14 @@ test_headers(void)
 
 	/* a small or absent message buffer is never overrun */
 	memset(spec, 'Z', sizeof(spec));
-	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 8) &&
-		  strlen(spec) == 7 && spec[8] == 'Z',
+	spec[sizeof(spec) - 1] = '\0';
+	ok = cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 8);
+	CHECK(!ok && strlen(spec) == 7 && spec[8] == 'Z',
 		  "headers: an 8-byte message buffer holds %s", show(spec));
 	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, NULL, 0),
 		  "headers: NULL message buffer still refuses");
-	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 0) && spec[0] == 'A',
+	spec[0] = 'Q';
+	CHECK(!cfdw_headers_parse("Authorization:x", NULL, NULL, spec, 0) && spec[0] == 'Q',
 		  "headers: errlen 0 must leave the buffer alone");
 }
 
@@ -287,7 +290,10 @@ test_headers(void)
  * Header names are ASCII tokens whatever LC_CTYPE says.  PostgreSQL sets
  * LC_CTYPE from the database, and in a single-byte locale (LATIN1, say)
  * isalnum() is true for bytes such as 0xE9.  unit.mk builds such a locale
- * under test/unit/build/locale when localedef can; otherwise this is skipped.
+ * under test/unit/build/locale when localedef can and names that folder in
+ * CFDW_TEST_LOCPATH; otherwise this is skipped.  LOCPATH is set only around
+ * setlocale(): set for the whole process, glibc's newlocale() (called by a
+ * library constructor of libcurl's dependencies) leaks its copy of it.
  */
 static void
 test_headers_locale(void)
@@ -298,12 +304,17 @@ test_headers_locale(void)
 	const char *const *n;
 	const char *got = NULL;
 
+	const char *locpath = getenv("CFDW_TEST_LOCPATH");
+
 	current_group = "headers-locale";
+	if (locpath)
+		setenv("LOCPATH", locpath, 1);
 	for (n = names; *n && got == NULL; n++)
 		got = setlocale(LC_CTYPE, *n);
+	unsetenv("LOCPATH");
 	if (got == NULL)
 	{
-		printf("SKIP headers-locale: no ISO-8859-1 locale (set LOCPATH, see unit.mk)\n");
+		printf("SKIP headers-locale: no ISO-8859-1 locale (see CFDW_TEST_LOCPATH in unit.mk)\n");
 		return;
 	}
 	headers_bad("X-Caf\xe9:1", "not allowed in header names", NULL);
@@ -363,6 +374,17 @@ test_paths(void)
 	path_ok("/a?u=http://example.test//x");
 	path_ok("/a?x=%2e%2E%2f%5C");
 	path_ok("/a?");
+	path_ok("/a%41%7e/{id}%20x?q=%2B");
+
+	/* a '%' must start a complete %XX escape, in the path or the query */
+	path_bad("/a%", "must start a percent-encoded byte");
+	path_bad("/a%2", "must start a percent-encoded byte");
+	path_bad("/a%zz", "must start a percent-encoded byte");
+	path_bad("/a%/b", "must start a percent-encoded byte");
+	path_bad("/x/%{id}%{id}", "must start a percent-encoded byte");
+	path_bad("/x/%2{id}", "must start a percent-encoded byte");
+	path_bad("/x?q=%{id}", "must start a percent-encoded byte");
+	path_bad("/x?q=%", "must start a percent-encoded byte");
 
 	/* not a path of the server's origin */
 	path_bad("", "starting with \"/\"");
@@ -402,7 +424,7 @@ test_paths(void)
 	/* characters a path may not hold */
 	path_bad("/a#frag", "'#'");
 	path_bad("/a?x=1#frag", "'#'");
-	path_bad("/a\\b", "'\\\\'");
+	path_bad("/a\\b", "'\\'");
 	path_bad("/\\evil.example", NULL);
 	path_bad("/a b", "spaces");
 	path_bad("/a?x=a b", "spaces");
@@ -433,9 +455,12 @@ test_paths(void)
 	/* a small message buffer is never overrun */
 	{
 		char		small[16];
+		bool		ok;
 
 		memset(small, 'Z', sizeof(small));
-		CHECK(!cfdw_path_check("/a/../b", small, 4) && strlen(small) == 3 && small[4] == 'Z',
+		small[sizeof(small) - 1] = '\0';
+		ok = cfdw_path_check("/a/../b", small, 4);
+		CHECK(!ok && strlen(small) == 3 && small[4] == 'Z',
 			  "path: a 4-byte message buffer holds %s", show(small));
 		CHECK(!cfdw_path_check("/a/../b", NULL, 0), "path: NULL message buffer still refuses");
 	}
@@ -572,7 +597,6 @@ test_retry_after(void)
 	retry_is("Sun, 06 Nov 1994 08:49:37 GMT", 0, 86400000);
 	retry_is("Fri, 31 Dec 9999 23:59:59 GMT", now, 86400000);
 	retry_is("Thu, 01 Jan 1970 00:00:00 GMT", now, 0);
-	retry_is("Sun, 06 Nov 1994 08:49:37 GMT trailing junk", DATE_1994 - 5, -1);
 }
 
 /* ---------------------------------------------------------------------
@@ -871,8 +895,13 @@ test_xml(void)
 	xml_json_refused("{\"a\":\"\\u001f\"}", false, "control character");
 	xml_json_refused("{\"a\":\"\\u000b\\u000c\"}", false, "control character");
 	xml_json_refused("{\"a\":{\"b\":[\"ok\",\"\\u0008\"]}}", false, "control character");
-	xml_json_refused("{\"a\":\"\\uFFFE\"}", false, "XML cannot carry");
+	xml_json_refused("{\"a\":\"\\uFFFE\"}", false, "field \"a\" holds a control character or U+FFFE/U+FFFF");
 	xml_json_refused("{\"a\":\"x\\uFFFFy\"}", false, "XML cannot carry");
+	xml_json_refused("{\"a\":[\"\\uFFFF\"]}", false, "XML cannot carry");
+	xml_refused(with_raw("doc", "{\"x\":\"\\uFFFE\"}"), false, "XML cannot carry", "raw JSON with U+FFFE");
+	/* their neighbours are fine: U+FFFD, U+FEFF, U+EFBF, U+1FFFE */
+	xml_json_is("{\"a\":\"\\uFFFD\\uFEFF\\uEFBF\\uD83F\\uDFFE\"}", false,
+				"<request><a>\xef\xbf\xbd\xef\xbb\xbf\xee\xbe\xbf\xf0\x9f\xbf\xbe</a></request>");
 
 	/* the root */
 	xml_json_refused("[]", false, "a request body must be an object");
@@ -910,9 +939,12 @@ test_xml(void)
 	{
 		cJSON	   *root = cJSON_Parse("{\"bad name\":1}");
 		char		small[16];
+		char	   *xml;
 
 		memset(small, 'Z', sizeof(small));
-		CHECK(cfdw_json_to_xml(root, false, small, 6) == NULL && strlen(small) == 5 && small[6] == 'Z',
+		small[sizeof(small) - 1] = '\0';
+		xml = cfdw_json_to_xml(root, false, small, 6);
+		CHECK(xml == NULL && strlen(small) == 5 && small[6] == 'Z',
 			  "xml: a 6-byte message buffer holds %s", show(small));
 		CHECK(cfdw_json_to_xml(root, false, NULL, 0) == NULL, "xml: NULL message buffer still refuses");
 		cJSON_Delete(root);
@@ -1024,6 +1056,100 @@ test_form(void)
 	form_refused(nested(100), "nests more than 64 levels", "100 levels");
 }
 
+/* ---------------------------------------------------------------------
+ * Out of memory inside cJSON: every allocation fails from the Nth on.
+ * Nothing may leak (ASan's LeakSanitizer and valgrind check that), the
+ * item given to cfdw_json_put is always taken, and failures say so.
+ * ---------------------------------------------------------------------
+ */
+
+static long oom_countdown = -1;	/* -1: never fail */
+
+static void *
+oom_malloc(size_t size)
+{
+	if (oom_countdown == 0)
+		return NULL;
+	if (oom_countdown > 0)
+		oom_countdown--;
+	return malloc(size);
+}
+
+static void
+oom_arm(long n)
+{
+	cJSON_Hooks hooks = {oom_malloc, free};
+
+	oom_countdown = n;
+	cJSON_InitHooks(&hooks);
+}
+
+static void
+oom_disarm(void)
+{
+	oom_countdown = -1;
+	cJSON_InitHooks(NULL);
+}
+
+static void
+test_oom(void)
+{
+	long		n;
+	int			put_failures = 0;
+	int			xml_failures = 0;
+
+	current_group = "oom";
+	for (n = 0; n < 12; n++)
+	{
+		cJSON	   *root = cJSON_Parse("{\"a\":1,\"b\":{\"c\":2}}");
+		cJSON	   *item = cJSON_CreateString("v");
+		cJSON	   *item2 = cJSON_CreateString("w");
+		cJSON	   *item3 = cJSON_CreateNumber(3);
+		bool		ok1,
+					ok2,
+					ok3;
+
+		oom_arm(n);
+		ok1 = cfdw_json_put(root, "a", item);	/* replaces */
+		ok2 = cfdw_json_put(root, "x.y.z", item2);	/* creates */
+		ok3 = cfdw_json_put(root, "b.c", item3);	/* replaces, nested */
+		oom_disarm();
+		put_failures += !ok1 + !ok2 + !ok3;
+		if (ok1 && ok2 && ok3)
+			tree_is(root, "{\"a\":\"v\",\"b\":{\"c\":3},\"x\":{\"y\":{\"z\":\"w\"}}}",
+					"json_put with enough memory");
+		cJSON_Delete(root);
+	}
+	CHECK(put_failures > 0, "json_put never met an allocation failure");
+
+	for (n = 0; n < 4; n++)
+	{
+		cJSON	   *root = cJSON_Parse("{\"n\":1.5,\"r\":1,\"m\":[2,3]}");
+		char		err[CFDW_ERRLEN] = "";
+		char	   *xml;
+		char	   *form;
+
+		cJSON_ReplaceItemInObject(root, "r", cJSON_CreateRaw("{\"k\":[4,5]}"));
+		oom_arm(n);
+		xml = cfdw_json_to_xml(root, false, err, sizeof(err));
+		if (xml == NULL)
+		{
+			xml_failures++;
+			CHECK(err[0] != '\0', "xml under OOM %ld: no message", n);
+		}
+		oom_disarm();
+		oom_arm(n);
+		form = cfdw_json_to_form(root, err, sizeof(err));
+		oom_disarm();
+		if (form == NULL)
+			CHECK(err[0] != '\0', "form under OOM %ld: no message", n);
+		free(xml);
+		free(form);
+		cJSON_Delete(root);
+	}
+	CHECK(xml_failures > 0, "xml never met an allocation failure");
+}
+
 int
 main(void)
 {
@@ -1043,6 +1169,7 @@ main(void)
 	test_json_put();
 	test_xml();
 	test_form();
+	test_oom();
 
 	xmlCleanupParser();
 	curl_global_cleanup();
