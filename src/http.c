@@ -75,6 +75,8 @@ typedef struct CfdwSocket
 {
 	curl_socket_t fd;
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+	int			pos;			/* its position in the wait set */
+	bool		changed;		/* what differs from the wait set's */
 } CfdwSocket;
 
 /*
@@ -125,6 +127,15 @@ struct CfdwConnection
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
 	int			nsocks;
 	bool		socks_overflow;
+
+	/*
+	 * The latch and the sockets, kept between waits: building an epoll set
+	 * for every wait costs three system calls a round.  Rebuilt when a
+	 * socket comes or goes; a socket that only waits for something else is
+	 * modified in place.
+	 */
+	WaitEventSet *wes;
+	bool		wes_stale;
 	long		timer_ms;		/* -1: no timer */
 	TimestampTz timer_set_at;
 };
@@ -271,7 +282,10 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < c->nsocks)
+		{
 			c->socks[i] = c->socks[--c->nsocks];
+			c->wes_stale = true;
+		}
 		return 0;
 	}
 	if (i == c->nsocks)
@@ -282,8 +296,11 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 			return -1;			/* libcurl fails the transfer */
 		}
 		c->nsocks++;
+		c->socks[i].fd = s;
+		c->wes_stale = true;
 	}
-	c->socks[i].fd = s;
+	if (c->socks[i].what != what)
+		c->socks[i].changed = true;
 	c->socks[i].what = what;
 	return 0;
 }
@@ -337,6 +354,9 @@ close_connection(CfdwConnection *c)
 		close_transfer(&c->xfers[i]);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
+	if (c->wes)
+		FreeWaitEventSet(c->wes);
+	c->wes = NULL;
 	c->multi = NULL;
 	c->nsocks = 0;
 	c->pool_size = 0;
@@ -860,6 +880,58 @@ any_active(CfdwConnection *c, TimestampTz *next_retry)
 	return active;
 }
 
+static uint32
+socket_events(int what)
+{
+	uint32		events = 0;
+
+	if (what & CURL_POLL_IN)
+		events |= WL_SOCKET_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= WL_SOCKET_WRITEABLE;
+	return events;
+}
+
+/*
+ * Bring the connection's wait set up to date with libcurl's sockets.  It
+ * lives as long as the connection (TopMemoryContext), and close_connection
+ * frees it.
+ */
+static void
+prepare_wait_set(CfdwConnection *c)
+{
+	int			i;
+
+	if (c->wes == NULL || c->wes_stale)
+	{
+		if (c->wes)
+			FreeWaitEventSet(c->wes);
+		c->wes = NULL;
+#if PG_VERSION_NUM >= 170000
+		c->wes = CreateWaitEventSet(NULL, CFDW_MAX_SOCKETS + 2);
+#else
+		c->wes = CreateWaitEventSet(TopMemoryContext, CFDW_MAX_SOCKETS + 2);
+#endif
+		AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < c->nsocks; i++)
+		{
+			c->socks[i].pos = AddWaitEventToSet(c->wes, socket_events(c->socks[i].what),
+												c->socks[i].fd, NULL, NULL);
+			c->socks[i].changed = false;
+		}
+		c->wes_stale = false;
+		return;
+	}
+	for (i = 0; i < c->nsocks; i++)
+	{
+		if (!c->socks[i].changed)
+			continue;
+		ModifyWaitEvent(c->wes, c->socks[i].pos, socket_events(c->socks[i].what), NULL);
+		c->socks[i].changed = false;
+	}
+}
+
 /*
  * One round of the event loop: wait (at most MAX_WAIT_MS) for a socket,
  * libcurl's timer, a retry's time or the latch, then let libcurl work and
@@ -892,23 +964,9 @@ poll_once(CfdwConnection *c)
 
 	if (timeout > 0)
 	{
-		WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, c->nsocks + 2);
-
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (i = 0; i < c->nsocks; i++)
-		{
-			uint32		events = 0;
-
-			if (c->socks[i].what & CURL_POLL_IN)
-				events |= WL_SOCKET_READABLE;
-			if (c->socks[i].what & CURL_POLL_OUT)
-				events |= WL_SOCKET_WRITEABLE;
-			AddWaitEventToSet(set, events, c->socks[i].fd, NULL, NULL);
-		}
-		nready = WaitEventSetWait(set, timeout, occurred, lengthof(occurred),
+		prepare_wait_set(c);
+		nready = WaitEventSetWait(c->wes, timeout, occurred, lengthof(occurred),
 								  PG_WAIT_EXTENSION);
-		FreeWaitEventSet(set);
 	}
 
 	for (i = 0; i < nready; i++)

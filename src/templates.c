@@ -210,16 +210,37 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 	name = t->template->name;
 	body = cJSON_GetObjectItemCaseSensitive(root, "body");
 
+	/* the representation a row names must be one Confluence accepts */
+	if (cJSON_IsObject(body))
+	{
+		cJSON	   *repr = cJSON_GetObjectItemCaseSensitive(body, "representation");
+
+		if (cJSON_IsString(repr) &&
+			strcmp(repr->valuestring, "storage") != 0 &&
+			strcmp(repr->valuestring, "atlas_doc_format") != 0 &&
+			strcmp(repr->valuestring, "wiki") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
+							repr->valuestring, column_for_field(t, "body.representation"),
+							t->relname),
+					 errdetail("Confluence accepts the representations storage, atlas_doc_format and wiki."),
+					 errhint("Nothing was sent for this row.")));
+	}
+
 	if (strcmp(name, "pages") == 0 || strcmp(name, "blogposts") == 0)
 	{
 		cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
 		bool		draft = cJSON_IsString(status) &&
 			strcmp(cJSON_GetStringValue(status), "draft") == 0;
 
+		cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
+
 		if (!has_value(root, "spaceId"))
 			missing(t, "spaceId", "Confluence needs the id of the space to create the page in.");
-		if (!draft && !has_value(root, "title"))
-			missing(t, "title", "A page or blog post needs a title unless its status is 'draft'.");
+		if (!draft && (!has_value(root, "title") ||
+					   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
+			missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
 	}
 	else if (strcmp(name, "footer_comments") == 0)
 	{
