@@ -173,9 +173,18 @@ CREATE FOREIGN TABLE wrong_bodies (
   http_status integer
 ) SERVER prism OPTIONS (endpoint '/wiki/api/v2/pages', on_error 'return');
 INSERT INTO wrong_bodies VALUES ('98306', 'Typo', '<p>x</p>', 'storage') RETURNING http_status;
--- a representation the spec does not list, through the pages template
+-- a representation the spec does not list: the pages template refuses it
+-- before sending, a manual table sends it and the spec refuses it
 INSERT INTO pages (space_id, title, body, representation) VALUES ('98306', 'View', '<p>x</p>', 'view')
 RETURNING http_status;
+CREATE FOREIGN TABLE wrong_repr (
+  space_id text,
+  title text,
+  body text OPTIONS (field 'body.value'),
+  representation text OPTIONS (field 'body.representation'),
+  http_status integer
+) SERVER prism OPTIONS (endpoint '/wiki/api/v2/pages', on_error 'return');
+INSERT INTO wrong_repr VALUES ('98306', 'View', '<p>x</p>', 'view') RETURNING http_status;
 -- a page update without the required version
 INSERT INTO page_updates (id, status, title, body, representation) VALUES
   ('1234567', 'current', 'Release 1.2', '<p>x</p>', 'storage')

@@ -27,7 +27,7 @@ RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
 DECLARE
   cmd text;
 BEGIN
-  cmd := format('curl -sS --fail-with-body -X %s %s/_standin/%s', method,
+  cmd := format('curl -sS --fail-with-body -X %s ''%s/_standin/%s''', method,
                 (SELECT CASE WHEN second THEN url2 ELSE url END FROM standin_cfg), what);
   IF payload IS NOT NULL THEN
     cmd := cmd || ' --data-binary ''' || replace(payload, '''', '''\''''') || '''';

@@ -114,6 +114,7 @@ typedef struct CfdwColumn
 	char	   *response_field; /* as written in the option, for messages */
 	List	   *response_path;	/* split on '.', as String nodes */
 	FmgrInfo	infunc;			/* the column type's input function */
+	bool		is_json;		/* json or jsonb (or a domain over one) */
 	Oid			typioparam;
 } CfdwColumn;
 

@@ -636,8 +636,12 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_READDATA, x);
 	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
 	SETOPT(x, CURLOPT_SEEKDATA, x);
-	/* wait for a pooled connection rather than open one more than allowed */
-	SETOPT(x, CURLOPT_PIPEWAIT, 1L);
+	/*
+	 * Over https, wait for a pooled connection that may multiplex (HTTP/2)
+	 * rather than open another; over HTTP/1.1 that wait would hold back
+	 * every request but the first until the first answer arrives.
+	 */
+	SETOPT(x, CURLOPT_PIPEWAIT, (long) (strncmp(t->base, "https:", 6) == 0));
 
 	/* libcurl copies these strings; they never appear in a message. */
 	if (t->bearer_token)
@@ -668,8 +672,13 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 			SETOPT(x, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
 			break;
 	}
-	/* PUT and DELETE are idempotent: sending them twice is harmless */
-	x->body_rewindable = (req->method == CFDW_PUT || req->method == CFDW_DELETE);
+	/*
+	 * Never let libcurl send a body a second time on its own: even a PUT
+	 * that may have been processed is reported, not resent behind the
+	 * user's back (idempotent methods are retried only on a 502/503/504
+	 * answer, by schedule_retry, where the policy is visible and logged).
+	 */
+	x->body_rewindable = false;
 	x->limit = (size_t) t->max_response_bytes;
 	x->config_id = t->config_id;
 }
@@ -834,7 +843,11 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 	 */
 	resp->sent_any = !(rc == CURLE_COULDNT_CONNECT ||
 					   rc == CURLE_COULDNT_RESOLVE_HOST ||
-					   rc == CURLE_COULDNT_RESOLVE_PROXY);
+					   rc == CURLE_COULDNT_RESOLVE_PROXY ||
+					   rc == CURLE_PEER_FAILED_VERIFICATION ||
+					   rc == CURLE_SSL_CACERT_BADFILE ||
+					   rc == CURLE_SSL_CONNECT_ERROR ||
+					   rc == CURLE_SSL_CERTPROBLEM);
 	if (x->too_large && resp->curl_code == CURLE_OK)
 		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
 	if (x->out_of_memory)

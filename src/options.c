@@ -923,6 +923,7 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		}
 		getTypeInputInfo(col->typid, &infunc, &col->typioparam);
 		fmgr_info(infunc, &col->infunc);
+		col->is_json = (basetype == JSONOID || basetype == JSONBOID);
 		return;
 	}
 

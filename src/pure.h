@@ -31,10 +31,11 @@
  * Parse a headers option, "Name:value,Name2:value2".  Calls emit once per
  * header with the trimmed name and value (not NUL-terminated).  Returns
  * false with a message in err (naming the header, never repeating its
- * value) when a name has characters outside RFC 9110's token set, a value
- * has control or non-ASCII characters, an item has no ':', or the header is
- * one the extension must set itself (Authorization, Host, Content-Length,
- * cookies, ...).
+ * value) when a name has characters outside RFC 9110's (ASCII) token set,
+ * a value has control or non-ASCII characters, an item has no ':' (an empty
+ * item too, as in ",," or a trailing ','), or the header is one the
+ * extension must set itself (Authorization, Host, Content-Length, cookies,
+ * ...).  An empty or NULL spec means no headers.
  */
 typedef void (*cfdw_header_emit) (void *arg, const char *name, size_t namelen,
 								  const char *value, size_t valuelen);
@@ -45,8 +46,9 @@ extern bool cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *ar
  * Check a manual endpoint ("/wiki/api/v2/pages/{id}?x=y"): it must start
  * with one '/', and contain no "//", no dot segments (literal or encoded),
  * no encoded slashes or backslashes, no '#', no spaces, control or
- * non-ASCII characters, and well-formed {placeholders}.  So it can never
- * leave the server's origin.
+ * non-ASCII characters, no '%' that does not start a %XX escape (which a
+ * placeholder value could complete), and well-formed {placeholders}.  So
+ * it can never leave the server's origin.
  */
 extern bool cfdw_path_check(const char *path, char *err, size_t errlen);
 
@@ -58,8 +60,9 @@ extern bool cfdw_path_check(const char *path, char *err, size_t errlen);
 extern bool cfdw_placeholder_value_ok(const char *value);
 
 /*
- * Percent-encode a placeholder value with libcurl (RFC 3986 unreserved
- * characters stay).  Free the result with curl_free; NULL when out of memory.
+ * Percent-encode exactly len bytes of value with libcurl (RFC 3986
+ * unreserved characters stay); len 0 gives "".  Free the result with
+ * curl_free; NULL when out of memory or len exceeds INT_MAX.
  */
 extern char *cfdw_percent_encode(const char *value, size_t len);
 
@@ -73,8 +76,9 @@ extern long cfdw_retry_after_ms(const char *value, time_t now);
 /*
  * Put item at a dotted path ("body.value") under root, creating objects on
  * the way; an existing value at the path, or a non-object on the way, is
- * replaced.  Takes ownership of item in every case.  false when out of
- * memory or the path is empty.
+ * replaced (in its place).  Takes ownership of item in every case.  false
+ * when out of memory, or when the path is empty or has an empty segment
+ * ("a.", ".a", "a..b"): then the tree is left as it was.
  */
 extern bool cfdw_json_put(cJSON *root, const char *dotted, cJSON *item);
 
@@ -85,7 +89,8 @@ extern bool cfdw_json_put(cJSON *root, const char *dotted, cJSON *item);
  * root must be an array and the result is <requests> holding one <request>
  * per element.  Raw items (numbers kept as text, embedded JSON) are
  * expanded.  Returns malloc'd UTF-8 text, or NULL with err set (a key that
- * is not an XML name, say).
+ * is not an XML name, say, or text with a character XML 1.0 cannot carry:
+ * a control character other than tab, CR and LF, or U+FFFE/U+FFFF).
  */
 extern char *cfdw_json_to_xml(const cJSON *root, bool batch, char *err, size_t errlen);
 

@@ -141,6 +141,7 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 	char	   *body = NULL;
 	Jsonb	   *jb = NULL;
 	bool		parsed = false;
+	bool		warned = false;
 	ConversionContext cc;
 	ErrorContextCallback errcb;
 	int			i;
@@ -170,17 +171,35 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 				text = psprintf("%ld", resp->status);
 				break;
 			case CFDW_RESP_WHOLE:
-				if (body != NULL && col->typid == JSONBOID)
+				if (body != NULL && col->is_json)
 				{
 					/* parsed once for the paths and this column alike */
 					if (!parsed)
 						jb = parse_answer(body, strlen(body));
 					parsed = true;
-					if (jb != NULL)
+					if (jb != NULL && col->typid == JSONBOID)
 					{
 						values[att] = JsonbPGetDatum(jb);
 						isnull[att] = false;
 						continue;
+					}
+					if (jb == NULL)
+					{
+						/*
+						 * The request was answered (and maybe processed):
+						 * failing the statement now would invite a rerun and
+						 * a duplicate.  Keep going, and say so.
+						 */
+						if (!warned)
+							ereport(WARNING,
+									(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+									 errmsg("Confluence answered HTTP %ld with a body that is not JSON; column \"%s\" is NULL",
+											resp->status, col->name),
+									 errdetail("Content-Type: %s.",
+											   resp->content_type[0] ? resp->content_type : "none"),
+									 errhint("A text column with response_field '.' keeps any answer.")));
+						warned = true;
+						break;
 					}
 				}
 				text = body;

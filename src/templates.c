@@ -237,7 +237,7 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 		cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
 
 		if (!has_value(root, "spaceId"))
-			missing(t, "spaceId", "Confluence needs the id of the space to create the page in.");
+			missing(t, "spaceId", "Confluence needs the id of the space to create the page or blog post in.");
 		if (!draft && (!has_value(root, "title") ||
 					   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
 			missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");

@@ -15,6 +15,7 @@ pkgs=(
   python3
   curl
   ca-certificates
+  openssl
 )
 
 missing=()
@@ -36,3 +37,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# ---- contract test (test/contract/): node and npm for Stoplight Prism ----
+# Debian 12's nodejs (18.x; Prism's pinned version needs >= 18.20.1) and npm,
+# only when there is no node (or no npm) at all: a node installed some other
+# way, with its own npm, is kept.  Then Prism itself: `npm ci` into
+# test/contract/node_modules, nothing when it is already installed from the
+# current package-lock.json.  A failure there does not stop the other tests:
+# test/run-tests.sh tries again when it starts Prism, and only the contract
+# test fails without it.
+node_pkgs=()
+command -v node >/dev/null 2>&1 || node_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_pkgs+=(npm)
+if [ ${#node_pkgs[@]} -gt 0 ]; then
+  echo "installing: ${node_pkgs[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${node_pkgs[@]}"
+fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+cfdw_contract_npm_ci || echo "WARNING: could not install Prism (test/contract); the contract test will fail" >&2

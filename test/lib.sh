@@ -11,8 +11,11 @@
 #   cfdw_gen_credentials           export fresh CFDW_USER/TOKEN/TOKEN2/BEARER/BAD_TOKEN
 #   cfdw_secret_names              print the names of the secret variables
 #   cfdw_check_no_secrets FILE...  fail (1) if any secret value occurs in a FILE
+#   cfdw_make_tls_cert DIR         make a self-signed certificate for 127.0.0.1
+#                                  in DIR; sets and exports STANDIN_CA_FILE
 #   cfdw_start_standin DIR         start test/standin.py; sets and exports
-#                                  STANDIN_URL, STANDIN_URL2, STANDIN_PID
+#                                  STANDIN_URL, STANDIN_URL2, STANDIN_PID, and
+#                                  STANDIN_TLS_URL after cfdw_make_tls_cert
 #   cfdw_stop_standin              stop the stand-in started above
 #   cfdw_pgve_opts                 fill the array CFDW_PGVE_OPTS (pg_virtualenv -o ...)
 #   cfdw_free_pgport               print a free port for a cluster
@@ -21,6 +24,10 @@
 #   cfdw_server_log                inside cfdw_pg_virtualenv: print the path of
 #                                  the cluster's server log
 #   cfdw_wait_cron_launcher [S]    inside: wait until pg_cron's launcher is connected
+#   cfdw_contract_npm_ci           install Prism into test/contract/node_modules (npm ci)
+#   cfdw_start_prism DIR           start Prism on the adjusted v2 spec and its recorder;
+#                                  exports PRISM_URL, PRISM_DIRECT_URL, PRISM_PID, PRISM_RECORDER_PID
+#   cfdw_stop_prism                stop them
 #
 # Knobs (environment):
 #   PG_CONFIG               pg_config to use (default /usr/lib/postgresql/15/bin/pg_config)
@@ -31,6 +38,8 @@
 #   CFDW_STANDIN_TIMEOUT    seconds to wait for the stand-in's port files (default 20)
 #   CFDW_STANDIN_MAX_LIFETIME  seconds after which the stand-in exits by itself
 #                           (default 5400, i.e. well within one CI run)
+#   CFDW_PRISM_TIMEOUT      seconds to wait for Prism to answer (default 60)
+#   CFDW_PRISM_MAX_LIFETIME seconds after which Prism and its recorder exit by themselves (default 5400)
 
 CFDW_ROOT=${CFDW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CFDW_TOKEN_PREFIX=cfdwtok-
@@ -88,22 +97,56 @@ cfdw_check_no_secrets() {
   return $found
 }
 
+# cfdw_make_tls_cert DIR: a self-signed certificate (EC P-256, valid for 2
+# days) for the IP address 127.0.0.1 (subjectAltName IP:127.0.0.1, so that
+# libcurl's host check passes for https://127.0.0.1:PORT and fails for
+# https://localhost:PORT), made with openssl, for the stand-in's TLS listener.
+# DIR is created if needed and made world-readable, as is the certificate:
+# the PostgreSQL server reads it as a server's ca_file (a self-signed
+# certificate is its own CA).  The key stays private to the caller.  Sets
+# and exports STANDIN_CA_FILE (the certificate) and CFDW_STANDIN_TLS_KEY.
+cfdw_make_tls_cert() {
+  local dir=${1:?usage: cfdw_make_tls_cert DIR} out
+  command -v openssl >/dev/null || { cfdw_log "openssl is not installed (test/install-deps.sh)"; return 1; }
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  chmod 755 "$dir"
+  if ! out=$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes       -keyout "$dir/standin-key.pem" -out "$dir/standin-cert.pem" -days 2       -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>&1); then
+    cfdw_log "openssl could not make a certificate: $out"
+    return 1
+  fi
+  chmod 644 "$dir/standin-cert.pem"
+  chmod 600 "$dir/standin-key.pem"
+  STANDIN_CA_FILE=$dir/standin-cert.pem
+  CFDW_STANDIN_TLS_KEY=$dir/standin-key.pem
+  export STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY
+}
+
 # cfdw_start_standin DIR: starts the Confluence stand-in in the background,
 # its output in DIR/standin.log, and waits (CFDW_STANDIN_TIMEOUT s) until it
 # has written both port files and answers /_standin/health.  The stand-in
 # takes the accepted credentials from the CFDW_* variables, so call
 # cfdw_gen_credentials first.  Extra arguments for standin.py can be put in
-# the array CFDW_STANDIN_ARGS.
+# the array CFDW_STANDIN_ARGS.  After cfdw_make_tls_cert (STANDIN_CA_FILE and
+# CFDW_STANDIN_TLS_KEY set) it also listens with TLS on a third port, sharing
+# the state of the others: STANDIN_TLS_URL (https://127.0.0.1:PORT).
 cfdw_start_standin() {
   local dir=${1:?usage: cfdw_start_standin DIR}
-  local timeout=${CFDW_STANDIN_TIMEOUT:-20} p1='' p2='' i
+  local timeout=${CFDW_STANDIN_TIMEOUT:-20} p1='' p2='' p3=0 i tls=0
+  local -a tls_args=()
   : "${CFDW_TOKEN:?call cfdw_gen_credentials first}"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  rm -f "$dir/standin.port" "$dir/standin2.port"
+  rm -f "$dir/standin.port" "$dir/standin2.port" "$dir/standin_tls.port"
+  if [ -n "${STANDIN_CA_FILE:-}" ] && [ -n "${CFDW_STANDIN_TLS_KEY:-}" ]; then
+    tls=1 p3=''
+    tls_args=(--tls-cert "$STANDIN_CA_FILE" --tls-key "$CFDW_STANDIN_TLS_KEY"
+              --tls-port-file "$dir/standin_tls.port")
+  fi
   python3 "$CFDW_ROOT/test/standin.py" --port 0 \
     --port-file "$dir/standin.port" --extra-port-file "$dir/standin2.port" \
     --max-lifetime-s "${CFDW_STANDIN_MAX_LIFETIME:-5400}" \
+    ${tls_args[@]+"${tls_args[@]}"} \
     ${CFDW_STANDIN_ARGS[@]+"${CFDW_STANDIN_ARGS[@]}"} \
     >"$dir/standin.log" 2>&1 </dev/null &
   STANDIN_PID=$!
@@ -111,8 +154,9 @@ cfdw_start_standin() {
   for ((i = 0; i < timeout * 10; i++)); do
     [ -s "$dir/standin.port" ] && p1=$(<"$dir/standin.port")
     [ -s "$dir/standin2.port" ] && p2=$(<"$dir/standin2.port")
-    p1=${p1//[[:space:]]/} p2=${p2//[[:space:]]/}
-    [[ $p1 =~ ^[0-9]+$ && $p2 =~ ^[0-9]+$ ]] && break
+    [ "$tls" = 1 ] && [ -s "$dir/standin_tls.port" ] && p3=$(<"$dir/standin_tls.port")
+    p1=${p1//[[:space:]]/} p2=${p2//[[:space:]]/} p3=${p3//[[:space:]]/}
+    [[ $p1 =~ ^[0-9]+$ && $p2 =~ ^[0-9]+$ && $p3 =~ ^[0-9]+$ ]] && break
     if ! kill -0 "$STANDIN_PID" 2>/dev/null; then
       cfdw_log "the stand-in exited during start-up; its log:"
       tail -50 "$dir/standin.log" >&2
@@ -121,7 +165,7 @@ cfdw_start_standin() {
     fi
     sleep 0.1
   done
-  if ! [[ $p1 =~ ^[0-9]+$ && $p2 =~ ^[0-9]+$ ]]; then
+  if ! [[ $p1 =~ ^[0-9]+$ && $p2 =~ ^[0-9]+$ && $p3 =~ ^[0-9]+$ ]]; then
     cfdw_log "the stand-in wrote no port files within ${timeout}s; its log:"
     tail -50 "$dir/standin.log" >&2
     cfdw_stop_standin
@@ -130,13 +174,23 @@ cfdw_start_standin() {
   STANDIN_URL="http://127.0.0.1:$p1"
   STANDIN_URL2="http://127.0.0.1:$p2"
   export STANDIN_URL STANDIN_URL2
+  if [ "$tls" = 1 ]; then
+    STANDIN_TLS_URL="https://127.0.0.1:$p3"
+    export STANDIN_TLS_URL
+  fi
   if ! curl -fsS --max-time 5 -o /dev/null "$STANDIN_URL/_standin/health"; then
     cfdw_log "the stand-in does not answer $STANDIN_URL/_standin/health; its log:"
     tail -50 "$dir/standin.log" >&2
     cfdw_stop_standin
     return 1
   fi
-  cfdw_log "stand-in (pid $STANDIN_PID) at $STANDIN_URL and $STANDIN_URL2"
+  if [ "$tls" = 1 ] && ! curl -fsS --max-time 5 --cacert "$STANDIN_CA_FILE" -o /dev/null "$STANDIN_TLS_URL/_standin/health"; then
+    cfdw_log "the stand-in's TLS listener does not answer $STANDIN_TLS_URL/_standin/health; its log:"
+    tail -50 "$dir/standin.log" >&2
+    cfdw_stop_standin
+    return 1
+  fi
+  cfdw_log "stand-in (pid $STANDIN_PID) at $STANDIN_URL and $STANDIN_URL2${STANDIN_TLS_URL:+ and $STANDIN_TLS_URL}"
 }
 
 # Stops only the process cfdw_start_standin started (by its pid): SIGTERM,
@@ -276,4 +330,122 @@ cfdw_wait_cron_launcher() {
   done
   cfdw_log "pg_cron launcher did not connect within ${t}s"
   return 1
+}
+
+# ---- contract test: Stoplight Prism (test/contract/, sql/contract.sql) ----
+# Prism serves Atlassian's Confluence REST API v2 spec as a validating mock:
+# a request the spec does not allow gets a 4xx (the spec's own, with an empty
+# body) and Prism's reasons in the sl-violations header.  A small recorder
+# (test/contract/recorder.py) sits in front of it, passes every request and
+# answer through unchanged and keeps method, path, operation, status and
+# violations for the test to read (confluence_fdw shows SQL the status and
+# body, never the headers).  Prism's version is pinned in
+# test/contract/package.json + package-lock.json; node_modules is installed
+# by `npm ci`, never committed.
+
+# cfdw_contract_npm_ci: install test/contract/node_modules with `npm ci`
+# unless it is already installed from the current package.json and
+# package-lock.json (a stamp file holds their sha256).  Needs node and npm
+# (test/install-deps.sh installs Debian's when node is missing).
+cfdw_contract_npm_ci() {
+  local dir=$CFDW_ROOT/test/contract sum
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    cfdw_log "node/npm not found (run test/install-deps.sh)"
+    return 1
+  fi
+  sum=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
+  if [ -x "$dir/node_modules/.bin/prism" ] && [ "$(cat "$dir/node_modules/.cfdw-lock-sha256" 2>/dev/null)" = "$sum" ]; then
+    return 0
+  fi
+  cfdw_log "npm ci in test/contract (node $(node --version), npm $(npm --version))"
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2 || { cfdw_log "npm ci failed"; return 1; }
+  printf '%s\n' "$sum" >"$dir/node_modules/.cfdw-lock-sha256"
+}
+
+# cfdw_start_prism DIR: installs Prism if needed, writes the adjusted spec
+# (test/contract/prepare-spec.py -> test/contract/build/openapi.prism.json),
+# starts `prism mock --errors` on a free loopback port (log: DIR/prism.log)
+# and the recorder in front of it (log: DIR/prism-recorder.log), waits
+# (CFDW_PRISM_TIMEOUT s, default 60) until both answer, and exports
+#   PRISM_URL         the recorder: what the tests use as base_url
+#   PRISM_DIRECT_URL  Prism itself
+#   PRISM_PID, PRISM_RECORDER_PID
+# Static responses (no --dynamic): the spec's examples, or values Prism
+# derives from the schemas, the same on every run.
+cfdw_start_prism() {
+  local dir=${1:?usage: cfdw_start_prism DIR}
+  local cdir=$CFDW_ROOT/test/contract timeout=${CFDW_PRISM_TIMEOUT:-60}
+  local spec=$CFDW_ROOT/test/contract/build/openapi.prism.json port='' rport='' attempt i code
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  cfdw_contract_npm_ci || return 1
+  python3 "$cdir/prepare-spec.py" --out "$spec" >&2 || { cfdw_log "prepare-spec.py failed"; return 1; }
+  PRISM_PID=''
+  for attempt in 1 2 3; do
+    code=''
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # timeout: a Prism left behind by a killed run still goes away.
+    timeout -k 10 "${CFDW_PRISM_MAX_LIFETIME:-5400}" "$cdir/node_modules/.bin/prism" mock \
+      -h 127.0.0.1 -p "$port" --errors "$spec" >"$dir/prism.log" 2>&1 </dev/null &
+    PRISM_PID=$!
+    for ((i = 0; i < timeout * 10; i++)); do
+      kill -0 "$PRISM_PID" 2>/dev/null || break
+      # Any HTTP answer (404 for this path) means it is listening.
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/_cfdw_ready" || true)
+      [ "$code" != 000 ] && [ -n "$code" ] && break
+      sleep 0.1
+    done
+    [ "$code" != 000 ] && [ -n "$code" ] && kill -0 "$PRISM_PID" 2>/dev/null && break
+    cfdw_log "Prism did not start on port $port (attempt $attempt of 3); its log:"
+    tail -20 "$dir/prism.log" >&2
+    cfdw_stop_prism
+    [ "$attempt" = 3 ] && return 1
+  done
+  export PRISM_PID PRISM_DIRECT_URL="http://127.0.0.1:$port"
+  rm -f "$dir/prism-recorder.port"
+  python3 "$cdir/recorder.py" --upstream "$PRISM_DIRECT_URL" --spec "$spec" --port 0 \
+    --port-file "$dir/prism-recorder.port" --max-lifetime-s "${CFDW_PRISM_MAX_LIFETIME:-5400}" \
+    >"$dir/prism-recorder.log" 2>&1 </dev/null &
+  PRISM_RECORDER_PID=$!
+  export PRISM_RECORDER_PID
+  for ((i = 0; i < 200; i++)); do
+    [ -s "$dir/prism-recorder.port" ] && rport=$(<"$dir/prism-recorder.port")
+    rport=${rport//[[:space:]]/}
+    [[ $rport =~ ^[0-9]+$ ]] && break
+    kill -0 "$PRISM_RECORDER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! [[ $rport =~ ^[0-9]+$ ]] ||
+     ! curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$rport/_contract/health"; then
+    cfdw_log "the Prism recorder did not start; its log:"
+    tail -20 "$dir/prism-recorder.log" >&2
+    cfdw_stop_prism
+    return 1
+  fi
+  export PRISM_URL="http://127.0.0.1:$rport" PRISM_RESULTS_DIR=$dir
+  cfdw_log "Prism $(node -p 'require(process.argv[1]).version' "$cdir/node_modules/@stoplight/prism-cli/package.json" 2>/dev/null) (pid $PRISM_PID) at $PRISM_DIRECT_URL, recorder (pid $PRISM_RECORDER_PID) at $PRISM_URL"
+}
+
+# Stops only the processes cfdw_start_prism started (by their pids):
+# SIGTERM, then SIGKILL after 5 s.  Safe to call twice.  Before that, saves
+# the recorder's plain-text report (requests per spec operation, statuses,
+# violations) as DIR/contract-report.txt.
+cfdw_stop_prism() {
+  local pid i
+  # The recorder's summary of the requests it saw, per spec operation.
+  if [ -n "${PRISM_RECORDER_PID:-}" ] && [ -n "${PRISM_RESULTS_DIR:-}" ] && kill -0 "$PRISM_RECORDER_PID" 2>/dev/null; then
+    curl -fsS --max-time 5 -o "$PRISM_RESULTS_DIR/contract-report.txt" "$PRISM_URL/_contract/report" ||
+      cfdw_log "could not fetch the contract report"
+  fi
+  for pid in ${PRISM_RECORDER_PID:-} ${PRISM_PID:-}; do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; continue; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+  done
+  PRISM_PID='' PRISM_RECORDER_PID=''
 }

@@ -5,14 +5,17 @@
 #
 # 1. installs the Debian packages (test/install-deps.sh; nothing if present);
 # 2. builds with warnings as errors and installs the extension;
-# 3. makes fresh random credentials, starts the Confluence stand-in
-#    (test/standin.py) on free loopback ports;
+# 3. makes fresh random credentials and a self-signed certificate for
+#    127.0.0.1, starts the Confluence stand-in (test/standin.py) on free
+#    loopback ports (plain HTTP, a second listener, TLS), and Prism with Atlassian's v2
+#    spec for the contract test (test/contract/, sql/contract.sql);
 # 4. runs `make installcheck` against a throw-away cluster (pg_virtualenv)
 #    that has pg_cron preloaded, and keeps the server log;
 # 5. checks that no secret appears in the server log or the test outputs;
 # 6. runs the extra scripts listed below.
 # Exits 0 only if all of that passed.  Artifacts: results/, regression.diffs
-# (pg_regress) and test/results/ (server log, stand-in log, installcheck log).
+# (pg_regress) and test/results/ (server log, stand-in log, installcheck log,
+# prism.log, contract-report.txt).
 #
 # Knobs (environment):
 #   CFDW_SKIP_DEPS=1         skip step 1
@@ -20,6 +23,7 @@
 #   CFDW_COPT=...            extra compiler flags for the -Werror build
 #   CFDW_INSTALLCHECK_TIMEOUT  seconds before `make installcheck` is killed (default 2700)
 #   CFDW_LOG_MIN_MESSAGES, CFDW_EXTRA_PG_OPTS, CFDW_STANDIN_TIMEOUT: see test/lib.sh
+#   CFDW_PRISM_TIMEOUT: see test/lib.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -32,7 +36,8 @@ source test/lib.sh
 # EXTRA_IN_CLUSTER: run inside the throw-away cluster, after `make
 # installcheck`.  PGHOST/PGPORT/PGUSER/PGPASSWORD are set (PGDATABASE=postgres;
 # the database contrib_regression exists, with pg_cron's launcher attached),
-# as are STANDIN_URL, STANDIN_URL2, CFDW_USER, CFDW_TOKEN, CFDW_TOKEN2,
+# as are STANDIN_URL, STANDIN_URL2, STANDIN_TLS_URL (https: the stand-in's
+# TLS listener), STANDIN_CA_FILE (its certificate), CFDW_USER, CFDW_TOKEN, CFDW_TOKEN2,
 # CFDW_BEARER, CFDW_BAD_TOKEN, CFDW_RESULTS_DIR (test/results, absolute) and
 # CFDW_SERVER_LOG (the live server log).
 EXTRA_IN_CLUSTER=(
@@ -42,6 +47,12 @@ EXTRA_IN_CLUSTER=(
 # test/results/postgresql.log; the CFDW_* credentials are still set.
 EXTRA_AFTER=(
   "bash test/check_secrets_selftest.sh"
+  # the stand-in's own self-check (~10 s)
+  "python3 test/test_standin.py"
+  # 5,000 rows through the pipelined and RETURNING paths with random 429/503
+  # answers: every row created exactly once, memory flat (~15 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/soak.sh 5000"
+  "python3 test/contract/prepare-spec.py --selftest"
 )
 # ------------------------------------------------------------------------
 
@@ -145,10 +156,24 @@ mkdir -p "$RESULTS_DIR"
 
 step "stand-in"
 cfdw_gen_credentials
-trap cfdw_stop_standin EXIT
+# The certificate of the stand-in's TLS listener lives outside the work
+# tree, in a folder the PostgreSQL server's user can read (sql/security.sql
+# names it as a server's ca_file).
+tls_dir=$(mktemp -d /tmp/cfdw-tls.XXXXXX)
+trap 'cfdw_stop_standin; rm -rf "$tls_dir"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+cfdw_make_tls_cert "$tls_dir"
 cfdw_start_standin "$RESULTS_DIR"
+
+# Contract test (sql/contract.sql): Prism serving Atlassian's v2 spec, see
+# test/contract/ and cfdw_start_prism in test/lib.sh.  Not started when
+# CFDW_REGRESS leaves out `contract`; when it cannot start, only that test fails.
+trap 'cfdw_stop_standin; cfdw_stop_prism; rm -rf "$tls_dir"' EXIT
+if [ -z "${CFDW_REGRESS:-}" ] || [[ " $CFDW_REGRESS " == *" contract "* ]]; then
+  step "Prism (contract test)"
+  cfdw_start_prism "$RESULTS_DIR" || cfdw_log "Prism did not start: the contract test will fail (log: test/results/prism.log)"
+fi
 
 step "make installcheck in a throw-away cluster"
 cfdw_pgve_opts
@@ -156,6 +181,7 @@ cfdw_log "pg_virtualenv -t -v $CFDW_PG_VERSION ${CFDW_PGVE_OPTS[*]}"
 status=0
 cfdw_pg_virtualenv bash test/run-tests.sh --in-cluster || status=$?
 cfdw_stop_standin
+cfdw_stop_prism  # also saves test/results/contract-report.txt
 ic_rc=$(sed -n 's/^installcheck_rc=//p' "$RESULTS_DIR/installcheck.rc" 2>/dev/null || true)
 [ -n "$ic_rc" ] || { ic_rc=missing; status=1; }
 [ -s "$RESULTS_DIR/postgresql.log" ] || { cfdw_log "no server log was saved"; status=1; }
@@ -170,6 +196,8 @@ step "secrets check"
 shopt -s nullglob
 secret_files=("$RESULTS_DIR/installcheck.log" "$RESULTS_DIR/standin.log" regression.diffs regression.out results/*.out expected/*.out)
 shopt -u nullglob
+# Prism and its recorder saw the contract test's credentials (Basic auth).
+secret_files+=("$RESULTS_DIR/prism.log" "$RESULTS_DIR/prism-recorder.log" "$RESULTS_DIR/contract-report.txt")
 # The server log ran with log_statement = 'all' and log_min_messages =
 # debug5: a token may appear there only in the CREATE/ALTER USER MAPPING
 # statements PostgreSQL itself logs (test/check_secrets.py tells them apart).

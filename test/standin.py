@@ -8,15 +8,25 @@ body), records every request, counts TCP connections, and fails on demand.
 
     python3 test/standin.py --port 0 --port-file DIR/standin.port \
         [--extra-port-file DIR/standin2.port] [--credentials creds.json] \
-        [--tls-cert C --tls-key K] [--max-lifetime-s N] [--verbose]
+        [--tls-cert C --tls-key K [--tls-port-file DIR/standin_tls.port]]
+        [--seed N] [--max-lifetime-s N] [--verbose]
+
+With --tls-cert and --tls-key alone the main listener speaks TLS.  With
+--tls-port-file too, the main listener stays plain HTTP and a third
+listener ("tls", same state) speaks TLS on a free port written there.
 
 Control API (plain HTTP, no auth) on every listener:
     GET  /_standin/health                     "ok"
-    GET  /_standin/requests[?since=N][&server=second|all]   JSON Lines
+    GET  /_standin/requests[?since=N][&server=second|tls|all][&stats=1]   JSON Lines
+                                              (stats=1: a last line {"stats": {...}})
     GET  /_standin/stats                      one JSON object
     GET  /_standin/faults                     the queued faults, as JSON
     POST /_standin/reset                      forget requests, objects, faults
-    POST /_standin/fault                      queue one fault object or a list
+    POST /_standin/fault                      queue one fault object or a list; the
+                                              reply has the stats from just before
+                                              ("rate": p applies it to each matching
+                                              request with probability p; with
+                                              "times": -1 it never runs out)
     POST /_standin/credentials                replace the accepted credentials
 
 Python standard library only.  Secrets never reach stdout, stderr or the log.
@@ -29,6 +39,7 @@ import email.utils
 import http.server
 import json
 import os
+import random
 import signal
 import socket
 import socketserver
@@ -70,7 +81,8 @@ COMMENTS = ("footer-comments", "inline-comments")
 FAULT_KINDS = {"status", "delay", "drop_before_body", "drop_after_body", "drop_after_process",
                "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body"}
 FAULT_KEYS = {"kind", "match", "method", "times", "server", "status", "headers", "body",
-              "content_type", "delay_ms", "bytes", "location", "interval_ms", "process"}
+              "content_type", "delay_ms", "bytes", "location", "interval_ms", "process", "rate"}
+LISTENERS = ("main", "second", "tls")
 
 
 def dumps(obj):
@@ -191,6 +203,7 @@ def parse_fault(obj):
     f["method"] = f["method"].upper() if isinstance(f.get("method"), str) else None
     f.setdefault("times", 1)
     f.setdefault("server", "main")
+    f.setdefault("rate", 1)
 
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
@@ -201,7 +214,9 @@ def parse_fault(obj):
     checks = [
         (isinstance(f["match"], str), "match must be a string (a path prefix)"),
         (is_int(f["times"]) and (f["times"] >= 1 or f["times"] == -1), "times must be >= 1, or -1 for always"),
-        (f["server"] in ("main", "second", "any"), 'server must be "main", "second" or "any"'),
+        (f["server"] in LISTENERS + ("any",), 'server must be "main", "second", "tls" or "any"'),
+        (isinstance(f["rate"], (int, float)) and not isinstance(f["rate"], bool) and 0 < f["rate"] <= 1,
+         "rate must be a probability, 0 < rate <= 1"),
         ("status" not in f or (is_int(f["status"]) and 100 <= f["status"] <= 599), "status must be an HTTP status"),
         (f["kind"] != "status" or "status" in f, 'kind "status" needs "status"'),
         (isinstance(f.get("headers", {}), dict), "headers must be an object"),
@@ -241,15 +256,17 @@ class Counters:
         self.connections = 0
         self.tcp_accepted = 0
         self.tls_failures = 0
+        self.faulted = 0       # requests answered (or dropped) by a fault
 
 
 class State:
-    def __init__(self, creds):
+    def __init__(self, creds, seed=None):
         self.lock = threading.Lock()
+        self.rng = random.Random(seed)   # for faults with a "rate"
         self.creds = creds
         self.next_id = FIRST_ID
         self.epoch = 0   # bumped by reset, so open connections get new ids
-        self.counters = {"main": Counters(), "second": Counters()}
+        self.counters = {name: Counters() for name in LISTENERS}
         self.faults = []
         self.store = {"pages": {}, "blogposts": {}, "footer-comments": {}, "inline-comments": {}}
         self.titles = {}  # (collection, spaceId, title) -> id, current objects only
@@ -264,6 +281,20 @@ class State:
                 d.clear()
             self.titles.clear()
 
+    def stats(self):
+        """The counters, as GET /_standin/stats shows them.  Caller holds the lock."""
+        c, c2, c3 = self.counters["main"], self.counters["second"], self.counters["tls"]
+        return {"requests": c.seq, "connections": c.connections,
+                "open_connections": c.open_connections,
+                "pages": len(self.store["pages"]), "blogposts": len(self.store["blogposts"]),
+                "comments": len(self.store["footer-comments"]) + len(self.store["inline-comments"]),
+                "faults_pending": len(self.faults), "tcp_accepted": c.tcp_accepted,
+                "tcp_open": c.tcp_open, "tls_failures": c.tls_failures,
+                "second_requests": c2.seq, "next_id": str(self.next_id),
+                "faulted": c.faulted, "tls_requests": c3.seq,
+                "tls_connections": c3.connections,
+                "tls_handshake_failures": c3.tls_failures}
+
     def new_id(self):
         # Caller holds the lock.  Ids are never reused, not even after reset.
         self.next_id += 1
@@ -276,6 +307,9 @@ class State:
             for i, f in enumerate(self.faults):
                 if (f["server"] in (server, "any") and (f["method"] in (None, method))
                         and path.startswith(f["match"])):
+                    if f["rate"] < 1 and self.rng.random() >= f["rate"]:
+                        continue   # not this time; a later fault may still apply
+                    self.counters[server].faulted += 1
                     if f["times"] > 0:
                         f["times"] -= 1
                         if f["times"] == 0:
@@ -903,26 +937,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif m == "GET" and path == "/_standin/requests":
                 since = int(qs.get("since", ["0"])[-1])
                 which = qs.get("server", ["main"])[-1]
-                names = ["main", "second"] if which == "all" else [which]
+                names = list(LISTENERS) if which == "all" else [which]
                 if not set(names) <= set(st.counters):
-                    raise ValueError("server must be main, second or all")
+                    raise ValueError("server must be main, second, tls or all")
                 with st.lock:
                     recs = [r for n in names for r in st.counters[n].log if r["seq"] > since]
+                    # &stats=1: one more line, {"stats": {...}}, taken at the same moment
+                    stats = st.stats() if qs.get("stats", ["0"])[-1] == "1" else None
                 if len(names) > 1:
                     recs.sort(key=lambda r: r["t"])
+                if stats is not None:
+                    recs.append({"stats": stats})
                 # ensure_ascii (the default) keeps each line pure ASCII with no raw newline.
                 out = "".join(dumps(r) + "\n" for r in recs).encode("ascii")
                 self.send(None, 200, [("Content-Type", "application/x-ndjson")], out)
             elif m == "GET" and path == "/_standin/stats":
                 with st.lock:
-                    c, c2 = st.counters["main"], st.counters["second"]
-                    reply({"requests": c.seq, "connections": c.connections,
-                           "open_connections": c.open_connections,
-                           "pages": len(st.store["pages"]), "blogposts": len(st.store["blogposts"]),
-                           "comments": len(st.store["footer-comments"]) + len(st.store["inline-comments"]),
-                           "faults_pending": len(st.faults), "tcp_accepted": c.tcp_accepted,
-                           "tcp_open": c.tcp_open, "tls_failures": c.tls_failures,
-                           "second_requests": c2.seq, "next_id": str(st.next_id)})
+                    reply(st.stats())
             elif m == "GET" and path == "/_standin/faults":
                 with st.lock:
                     reply([dict(f, headers=dict(f["headers"])) for f in st.faults])
@@ -933,9 +964,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = json.loads(body or b"null")
                 faults = [parse_fault(f) for f in (obj if isinstance(obj, list) else [obj])]
                 with st.lock:
+                    before = st.stats()   # the counters just before these faults
                     st.faults.extend(faults)
                     n = len(st.faults)
-                reply({"ok": True, "queued": len(faults), "pending": n})
+                reply({"ok": True, "queued": len(faults), "pending": n, "stats": before})
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})
@@ -1010,12 +1042,17 @@ def main(argv=None):
     p.add_argument("--credentials", help='JSON file {"basic": {user: [tokens]}, "bearer": [tokens]}')
     p.add_argument("--tls-cert", help="serve the main port over TLS with this certificate (PEM)")
     p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    p.add_argument("--tls-port-file", help="serve TLS on a third free port (written here) "
+                   "instead of on the main port")
+    p.add_argument("--seed", type=int, help="seed for the faults that have a rate")
     p.add_argument("--max-lifetime-s", type=float, default=7200, help="exit by itself after this")
     p.add_argument("--idle-timeout-s", type=float, default=300, help="close idle connections after this")
     p.add_argument("--verbose", action="store_true", help="log request lines to stderr")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
+    if args.tls_port_file and not args.tls_cert:
+        p.error("--tls-port-file needs --tls-cert and --tls-key")
 
     try:
         if args.credentials:
@@ -1041,23 +1078,30 @@ def main(argv=None):
         tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_ctx.load_cert_chain(args.tls_cert, args.tls_key)
 
-    state = State(creds)
-    servers = [StandinServer("main", state, args.port, tls_ctx)]
+    state = State(creds, args.seed)
+    servers = [StandinServer("main", state, args.port, None if args.tls_port_file else tls_ctx)]
     if args.extra_port_file:
         servers.append(StandinServer("second", state, 0))
+    if args.tls_port_file:
+        servers.append(StandinServer("tls", state, 0, tls_ctx))
     for s in servers:
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
                          name="serve-" + s.name, daemon=True).start()
 
-    # The second port first: whoever waits for the main port file finds both.
+    # The other ports first: whoever waits for the main port file finds them all.
+    by_name = {s.name: s for s in servers}
     if args.extra_port_file:
-        write_port_file(args.extra_port_file, servers[1].server_address[1])
+        write_port_file(args.extra_port_file, by_name["second"].server_address[1])
+    if args.tls_port_file:
+        write_port_file(args.tls_port_file, by_name["tls"].server_address[1])
     if args.port_file:
         write_port_file(args.port_file, servers[0].server_address[1])
     try:
         print("listening on 127.0.0.1:%d" % servers[0].server_address[1], flush=True)
-        if len(servers) > 1:
-            print("second listener on 127.0.0.1:%d" % servers[1].server_address[1], flush=True)
+        if "second" in by_name:
+            print("second listener on 127.0.0.1:%d" % by_name["second"].server_address[1], flush=True)
+        if "tls" in by_name:
+            print("TLS listener on 127.0.0.1:%d" % by_name["tls"].server_address[1], flush=True)
     except OSError:
         pass   # nobody reads stdout; keep serving
 

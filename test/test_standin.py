@@ -395,6 +395,52 @@ class StandinTest(unittest.TestCase):
         self.page("m")
         self.assertEqual(self.stats()["pages"], 1)
 
+    def test_stats_with_faults_and_requests(self):
+        self.assertEqual(self.page("one")[0], 200)
+        reply = json.loads(self.ctl("POST", "/_standin/fault", {"kind": "status", "status": 500}))
+        # the counters from just before the fault was queued
+        self.assertEqual((reply["pending"], reply["stats"]["requests"], reply["stats"]["pages"],
+                          reply["stats"]["faults_pending"]), (1, 1, 1, 0))
+        self.assertEqual(self.page("two")[0], 500)
+        lines = self.log("?since=1&stats=1")
+        self.assertEqual([r.get("status") for r in lines[:-1]], [500])
+        self.assertEqual(set(lines[-1]), {"stats"})
+        def same(a):   # tcp_* count the control calls' connections too
+            return {k: v for k, v in a.items() if not k.startswith("tcp_")}
+        self.assertEqual(same(lines[-1]["stats"]), same(self.stats()))
+        self.assertEqual((lines[-1]["stats"]["requests"], lines[-1]["stats"]["faulted"]), (2, 1))
+        lines = self.log("?since=2&stats=1")
+        self.assertEqual((len(lines), same(lines[0]["stats"])), (1, same(self.stats())))
+        self.assertEqual(len(self.log("?since=0")), 2)            # no stats line unless asked
+
+    def test_fault_rate(self):
+        for bad in (0, 1.5, -0.1, True, "0.5"):
+            st, _, _ = self.req("POST", "/_standin/fault", {"kind": "status", "status": 429, "rate": bad})
+            self.assertEqual(st, 400, bad)
+        # a quarter of the matching requests, for ever; then a second fault
+        # with a rate of its own gets a chance at the rest
+        self.fault(kind="status", status=429, rate=0.25, times=-1, match="/wiki/api/v2/spaces")
+        self.fault(kind="status", status=503, rate=0.5, times=-1, match="/wiki/api/v2/spaces")
+        n = 400
+        got = [self.req("GET", "/wiki/api/v2/spaces")[0] for _ in range(n)]
+        c429, c503, c200 = got.count(429), got.count(503), got.count(200)
+        self.assertEqual(c429 + c503 + c200, n)
+        self.assertTrue(50 <= c429 <= 150, c429)             # expected 100
+        self.assertTrue(100 <= c503 <= 200, c503)            # expected 150
+        s = self.stats()
+        self.assertEqual((s["faulted"], s["requests"], s["faults_pending"]), (c429 + c503, n, 2))
+        self.assertEqual(sum(1 for r in self.log() if r["fault"]), c429 + c503)
+        self.assertEqual(self.page("not matched")[0], 200)
+        # times still counts the requests it was applied to
+        self.ctl("POST", "/_standin/reset")
+        self.fault(kind="status", status=500, rate=0.5, times=3)
+        got = [self.page("t%d" % i)[0] for i in range(200)]
+        self.assertEqual(got.count(500), 3)
+        self.assertEqual(self.stats()["faults_pending"], 0)
+        # rate 1 is the default: every matching request, as before
+        self.fault(kind="status", status=500, rate=1)
+        self.assertEqual(self.page("u")[0], 500)
+
     def test_fault_redirect_and_slow(self):
         loc = "http://127.0.0.1:%d/wiki/api/v2/pages" % self.port2
         self.fault(kind="redirect", location=loc)
@@ -476,7 +522,73 @@ class StandinTest(unittest.TestCase):
         self.assertGreater(rate, 1000)
 
 
+def make_cert(tmp, *extra):
+    cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", *extra],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class LifecycleTest(unittest.TestCase):
+    def test_tls_listener(self):
+        """--tls-port-file: plain main listener, and a third one with TLS, one state."""
+        if not shutil.which("openssl"):
+            self.skipTest("no openssl")
+        import ssl
+        tmp = tempfile.mkdtemp()
+        proc = None
+        try:
+            cert, key = make_cert(tmp, "-addext", "subjectAltName=IP:127.0.0.1")
+            tpf = os.path.join(tmp, "p3")
+            proc, port, _ = start(tmp, "--tls-cert", cert, "--tls-key", key, "--tls-port-file", tpf,
+                                  "--max-lifetime-s", "30")
+            with open(tpf) as f:
+                tport = int(f.read())
+            self.assertNotIn(tport, (port,))
+            plain = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+            def ctl(method, path, body=None):
+                plain.request(method, path, body=json.dumps(body) if body is not None else None)
+                r = plain.getresponse()
+                return r.status, r.read()
+            self.assertEqual(ctl("GET", "/_standin/health"), (200, b"ok"))
+            # verified with the certificate as CA, host name checked against the IP SAN
+            ctx = ssl.create_default_context(cafile=cert)
+            c = http.client.HTTPSConnection("127.0.0.1", tport, context=ctx, timeout=5)
+            c.request("GET", "/wiki/api/v2/spaces", headers=AUTH)
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            # a fault for the tls listener only
+            self.assertEqual(ctl("POST", "/_standin/fault", {"kind": "status", "status": 429,
+                                                             "server": "tls"})[0], 200)
+            c.request("GET", "/wiki/api/v2/spaces", headers=AUTH)
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 429)
+            c.close()
+            with self.assertRaises(ssl.SSLError):
+                strict = http.client.HTTPSConnection("127.0.0.1", tport, timeout=5,
+                                                     context=ssl.create_default_context())
+                strict.request("GET", "/_standin/health")
+            time.sleep(0.2)
+            s = json.loads(ctl("GET", "/_standin/stats")[1])
+            self.assertEqual((s["requests"], s["tls_requests"], s["tls_connections"],
+                              s["tls_handshake_failures"], s["tls_failures"]), (0, 2, 1, 1, 0))
+            recs = [json.loads(x) for x in ctl("GET", "/_standin/requests?server=tls")[1].splitlines()]
+            self.assertEqual([(r["server"], r["status"]) for r in recs], [("tls", 200), ("tls", 429)])
+            self.assertEqual(len(ctl("GET", "/_standin/requests?server=all")[1].splitlines()), 2)
+            self.assertEqual(ctl("GET", "/_standin/requests?server=nope")[0], 400)
+            plain.close()
+        finally:
+            if proc:
+                proc.send_signal(signal.SIGTERM)
+                out, err = proc.communicate(timeout=10)
+                self.assertEqual(proc.returncode, 0, err)
+                self.assertIn("TLS listener on 127.0.0.1:", out)
+            shutil.rmtree(tmp)
+
     def test_tls_and_lifetime(self):
         if not shutil.which("openssl"):
             self.skipTest("no openssl")
