@@ -16,6 +16,10 @@ pkgs=(
   curl
   ca-certificates
   openssl
+  clang
+  libclang-rt-14-dev
+  valgrind
+  locales
 )
 
 missing=()

@@ -46,6 +46,7 @@ EXTRA_IN_CLUSTER=(
 # unit tests, checks of the logs).  CFDW_SERVER_LOG is then the copy
 # test/results/postgresql.log; the CFDW_* credentials are still set.
 EXTRA_AFTER=(
+  "make -s PG_CONFIG=$(cfdw_pg_config 2>/dev/null || echo pg_config) unit unit-asan unit-valgrind"
   "bash test/check_secrets_selftest.sh"
   # the stand-in's own self-check (~10 s)
   "python3 test/test_standin.py"
