@@ -458,6 +458,13 @@ cfdw_get_connection(const CfdwTable *t)
 		curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
 		/* several requests share one HTTP/2 connection when offered */
 		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+
+		/*
+		 * libcurl sizes its pool of idle connections by the transfers
+		 * attached at the moment (four each); ours are detached as soon as
+		 * they finish, so it would close connections the next rows need.
+		 */
+		curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long) (CFDW_MAX_CONCURRENCY + 1));
 		c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
 											   ObjectIdGetDatum(t->serverid));
 		c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
