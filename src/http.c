@@ -36,6 +36,7 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
@@ -77,6 +78,7 @@ typedef struct CfdwSocket
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
 	int			pos;			/* its position in the wait set */
 	bool		changed;		/* what differs from the wait set's */
+	bool		parked;			/* idle in libcurl's pool, not watched by it */
 } CfdwSocket;
 
 /*
@@ -130,9 +132,11 @@ struct CfdwConnection
 
 	/*
 	 * The latch and the sockets, kept between waits: building an epoll set
-	 * for every wait costs three system calls a round.  Rebuilt when a
-	 * socket comes or goes; a socket that only waits for something else is
-	 * modified in place.
+	 * for every wait costs several system calls a round.  It is rebuilt
+	 * only when a socket is opened or closed.  libcurl stops watching a
+	 * kept-alive connection between requests (CURL_POLL_REMOVE) and starts
+	 * again with the next one; such a socket stays in the set, "parked",
+	 * watched for the peer closing it, and is modified in place.
 	 */
 	WaitEventSet *wes;
 	bool		wes_stale;
@@ -281,10 +285,13 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < c->nsocks)
+		/* kept in the set until libcurl closes it (closesocket_cb) */
+		if (i < c->nsocks && !c->socks[i].parked)
 		{
-			c->socks[i] = c->socks[--c->nsocks];
-			c->wes_stale = true;
+			c->socks[i].parked = true;
+			if (c->socks[i].what != CURL_POLL_IN)
+				c->socks[i].changed = true;
+			c->socks[i].what = CURL_POLL_IN;
 		}
 		return 0;
 	}
@@ -297,12 +304,42 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 		}
 		c->nsocks++;
 		c->socks[i].fd = s;
+		c->socks[i].what = 0;
 		c->wes_stale = true;
 	}
+	c->socks[i].parked = false;
 	if (c->socks[i].what != what)
 		c->socks[i].changed = true;
 	c->socks[i].what = what;
 	return 0;
+}
+
+/* Forget a socket: it is closed, or no longer of interest. */
+static void
+forget_socket(CfdwConnection *c, curl_socket_t s)
+{
+	int			i;
+
+	for (i = 0; i < c->nsocks; i++)
+	{
+		if (c->socks[i].fd == s)
+		{
+			c->socks[i] = c->socks[--c->nsocks];
+			c->wes_stale = true;
+			return;
+		}
+	}
+}
+
+/*
+ * libcurl closes a socket: it must leave the wait set first, or a new
+ * socket given the same number would be mistaken for it.
+ */
+static int
+closesocket_cb(void *clientp, curl_socket_t item)
+{
+	forget_socket((CfdwConnection *) clientp, item);
+	return close(item);
 }
 
 static int
@@ -643,6 +680,8 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_READDATA, x);
 	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
 	SETOPT(x, CURLOPT_SEEKDATA, x);
+	SETOPT(x, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+	SETOPT(x, CURLOPT_CLOSESOCKETDATA, x->conn);
 	/*
 	 * Over https, wait for a pooled connection that may multiplex (HTTP/2)
 	 * rather than open another; over HTTP/1.1 that wait would hold back
@@ -1000,9 +1039,24 @@ poll_once(CfdwConnection *c)
 	for (i = 0; i < nready; i++)
 	{
 		int			mask = 0;
+		int			j;
 
 		if (!(occurred[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
 			continue;
+
+		/*
+		 * A parked socket woke: the peer closed the idle connection (or
+		 * sent something unasked).  Stop watching it, or the wait would
+		 * spin; libcurl finds out when it next tries to reuse it.
+		 */
+		for (j = 0; j < c->nsocks; j++)
+			if (c->socks[j].fd == occurred[i].fd)
+				break;
+		if (j < c->nsocks && c->socks[j].parked)
+		{
+			forget_socket(c, occurred[i].fd);
+			continue;
+		}
 		if (occurred[i].events & WL_SOCKET_READABLE)
 			mask |= CURL_CSELECT_IN;
 		if (occurred[i].events & WL_SOCKET_WRITEABLE)
