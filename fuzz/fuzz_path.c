@@ -4,7 +4,8 @@
  *		  libFuzzer harness for cfdw_path_check, cfdw_placeholder_value_ok
  *		  and cfdw_percent_encode.
  *
- * The input is an endpoint, a NUL byte, and a placeholder value (bytes).
+ * The input is an endpoint, a line feed (which no endpoint may hold), and
+ * a placeholder value (any bytes, NUL included).
  * Oracles, by an independent reading of the rules: an accepted endpoint
  * starts with '/', holds only printable ASCII but '#' and '\', and its
  * path part has no %2e/%2f/%5c; once each {placeholder} is replaced by the
@@ -212,19 +213,19 @@ fill_and_check(const char *path, const char *vstr)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const uint8_t *nul = memchr(data, '\0', size);
-	size_t		pathlen = nul ? (size_t) (nul - data) : size;
+	const uint8_t *sep = memchr(data, '\n', size);
+	size_t		pathlen = sep ? (size_t) (sep - data) : size;
 	char	   *path = fuzz_strndup(data, pathlen);
-	size_t		vlen = nul ? size - pathlen - 1 : 0;
+	size_t		vlen = sep ? size - pathlen - 1 : 0;
 	unsigned char *value = malloc(vlen ? vlen : 1);	/* exact size: no NUL after it */
-	char	   *vstr = fuzz_strndup(nul ? nul + 1 : data, vlen);
+	char	   *vstr = fuzz_strndup(sep ? sep + 1 : data, vlen);
 	char		err[CFDW_ERRLEN];
 	bool		vok;
 	char	   *enc;
 
 	if (value == NULL)
 		abort();
-	memcpy(value, nul ? nul + 1 : data, vlen);
+	memcpy(value, sep ? sep + 1 : data, vlen);
 	if (vlen == 0)
 		value[0] = 'Z';			/* zero bytes to encode: this one must not be read */
 
