@@ -10,10 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
 
-bash test/install-deps.sh
-PG_CONFIG=$(cfdw_pg_config)
-make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+cfdw_build_and_install
 
 work=$(mktemp -d /tmp/cfdw-bench.XXXXXX)
 chmod 755 "$work"
@@ -51,7 +48,8 @@ CREATE TEMP TABLE result (rows int, rss_before_kb bigint, rss_after_kb bigint,
                           peak_kb bigint, seconds numeric, connections int);
 
 -- warm-up: caches, the connection, the first allocations
-INSERT INTO pages (space_id, title) SELECT '98306', 'warm-up ' || g FROM generate_series(1, 200) g;
+WITH w AS (INSERT INTO pages (space_id, title) SELECT '98306', 'warm-up ' || g FROM generate_series(1, 200) g RETURNING id)
+SELECT count(*) FROM w \gset
 
 SELECT set_config('bench.rows', :'rows_list', false) \gset
 DO $$

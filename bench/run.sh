@@ -216,17 +216,7 @@ start_nginx() {
 }
 
 stop_nginx() {
-  local pid=${NGINX_PID:-} i
-  [ -n "$pid" ] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
+  cfdw_stop_pid "${NGINX_PID:-}" nginx
   NGINX_PID=''
 }
 

@@ -14,10 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
 
-bash test/install-deps.sh
-PG_CONFIG=$(cfdw_pg_config)
-make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+cfdw_build_and_install
 
 work=$(mktemp -d /tmp/cfdw-demo.XXXXXX)
 chmod 755 "$work"

@@ -193,10 +193,10 @@ cfdw_start_standin() {
   cfdw_log "stand-in (pid $STANDIN_PID) at $STANDIN_URL and $STANDIN_URL2${STANDIN_TLS_URL:+ and $STANDIN_TLS_URL}"
 }
 
-# Stops only the process cfdw_start_standin started (by its pid): SIGTERM,
-# then SIGKILL after 5 s.  Safe to call twice.
-cfdw_stop_standin() {
-  local pid=${STANDIN_PID:-} i
+# cfdw_stop_pid PID [NAME]: SIGTERM, then SIGKILL after 5 s, then reap.
+# Does nothing for an empty or gone PID, so it is safe to call twice.
+cfdw_stop_pid() {
+  local pid=${1:-} name=${2:-process} i
   [ -n "$pid" ] || return 0
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
@@ -205,11 +205,25 @@ cfdw_stop_standin() {
       sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-      cfdw_log "stand-in (pid $pid) ignored SIGTERM, killing it"
+      cfdw_log "$name (pid $pid) ignored SIGTERM, killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
   wait "$pid" 2>/dev/null || true
+}
+
+# cfdw_build_and_install: the Debian packages, then make and make install
+# with the PostgreSQL 15 pg_config; sets PG_CONFIG.
+cfdw_build_and_install() {
+  bash "$CFDW_ROOT/test/install-deps.sh"
+  PG_CONFIG=$(cfdw_pg_config)
+  make -s -C "$CFDW_ROOT" PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -s -C "$CFDW_ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+# Stops only the process cfdw_start_standin started (by its pid).
+cfdw_stop_standin() {
+  cfdw_stop_pid "${STANDIN_PID:-}" stand-in
   STANDIN_PID=''
 }
 
@@ -431,21 +445,14 @@ cfdw_start_prism() {
 # the recorder's plain-text report (requests per spec operation, statuses,
 # violations) as DIR/contract-report.txt.
 cfdw_stop_prism() {
-  local pid i
+  local pid
   # The recorder's summary of the requests it saw, per spec operation.
   if [ -n "${PRISM_RECORDER_PID:-}" ] && [ -n "${PRISM_RESULTS_DIR:-}" ] && kill -0 "$PRISM_RECORDER_PID" 2>/dev/null; then
     curl -fsS --max-time 5 -o "$PRISM_RESULTS_DIR/contract-report.txt" "$PRISM_URL/_contract/report" ||
       cfdw_log "could not fetch the contract report"
   fi
   for pid in ${PRISM_RECORDER_PID:-} ${PRISM_PID:-}; do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; continue; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
+    cfdw_stop_pid "$pid" Prism
   done
   PRISM_PID='' PRISM_RECORDER_PID=''
 }
