@@ -373,8 +373,8 @@ SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
 INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'After the cancelled wait')
   RETURNING http_status;
 
--- statement_timeout: a retry wait that would run past it is not started;
--- the 429 is the error, at once, after one request ...
+-- statement_timeout during a retry wait: the wait is cut short at the
+-- timeout with PostgreSQL's own 57014, after one request ...
 SELECT standin_reset();
 SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "5"}}');
 SET statement_timeout = '1s';
@@ -382,10 +382,10 @@ SELECT clock_timestamp() AS t0 \gset
 INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Wait past the timeout') RETURNING id;
 RESET statement_timeout;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
-SELECT clock_timestamp() - :'t0' < interval '1 s' AS gave_up_at_once;
+SELECT clock_timestamp() - :'t0' BETWEEN interval '0.9 s' AND interval '2.5 s' AS at_the_timeout;
 SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
--- ... and a wait that fits is taken, but when the retried request is slow,
--- statement_timeout ends it at 1 s with 57014 (2 requests, nothing more).
+-- ... and when the retried request itself is slow, statement_timeout ends
+-- it at 1 s with 57014 too (2 requests, nothing more).
 SELECT standin_reset();
 SELECT standin_fault('[{"kind": "status", "status": 429, "headers": {"Retry-After": "0"}},
                        {"kind": "delay", "delay_ms": 3000, "status": 200, "body": "{}"}]');

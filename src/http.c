@@ -805,21 +805,11 @@ ms_until(TimestampTz when)
 	return secs * 1000 + usecs / 1000;
 }
 
-/* Milliseconds left before statement_timeout fires; -1 when it is off. */
-static long
-statement_ms_left(void)
-{
-	if (StatementTimeout <= 0)
-		return -1;
-	return ms_until(TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(),
-												StatementTimeout));
-}
-
 /*
  * Decide whether a finished transfer is retried: 429, 503 with Retry-After,
  * a failure to connect or resolve, and for PUT and DELETE also 502/503/504,
  * waiting max(Retry-After, backoff) with jitter, never more than
- * max_retry_wait_ms in all for one row, nor past statement_timeout.
+ * max_retry_wait_ms in all for one row.
  */
 static bool
 schedule_retry(CfdwTransfer *x, const CfdwTable *t)
@@ -829,7 +819,6 @@ schedule_retry(CfdwTransfer *x, const CfdwTable *t)
 	long		backoff;
 	long		asked;
 	long		wait;
-	long		left;
 
 	if (x->attempt >= t->max_retries || !is_retryable(&x->req, resp))
 		return false;
@@ -842,14 +831,16 @@ schedule_retry(CfdwTransfer *x, const CfdwTable *t)
 	what = resp->curl_code != CURLE_OK ? "a connection failure" :
 		psprintf("HTTP %ld", resp->status);
 
-	left = statement_ms_left();
-	if (x->waited_ms + wait > t->max_retry_wait_ms || (left >= 0 && wait >= left))
+	/*
+	 * statement_timeout needs no test here: the wait is on the latch, so
+	 * the timeout interrupts it at its deadline with PostgreSQL's own error.
+	 */
+	if (x->waited_ms + wait > t->max_retry_wait_ms)
 	{
 		ereport(LOG,
-				(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed %s",
+				(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed max_retry_wait_ms (%d)",
 						cfdw_method_name(x->req.method), x->req.path_for_messages,
-						what, wait,
-						(left >= 0 && wait >= left) ? "statement_timeout" : "max_retry_wait_ms")));
+						what, wait, t->max_retry_wait_ms)));
 		return false;
 	}
 	x->attempt++;
