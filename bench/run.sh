@@ -718,25 +718,6 @@ inside() {
   } >"$WORK/table.txt"
 }
 
-# A throw-away cluster (no pg_cron), as cfdw_pg_virtualenv does it: a port
-# chosen here, retried on a port conflict, external_pid_file of its own.
-bench_pg_virtualenv() {
-  local attempt rc=0 marker port
-  marker=$(mktemp /tmp/cfdw-bench-pgve.XXXXXX)
-  for attempt in 1 2 3; do
-    rm -f "$marker"
-    rc=0
-    port=$(cfdw_free_pgport) || { rc=1; break; }
-    # shellcheck disable=SC2016
-    PGPORT=$port pg_virtualenv -t -v "$CFDW_PG_VERSION" \
-      -o "external_pid_file=/var/run/postgresql/$CFDW_PG_VERSION-regress-$port.pid" \
-      bash -c ': >"$0"; exec "$@"' "$marker" "$@" || rc=$?
-    [ -e "$marker" ] && break
-    cfdw_log "the throw-away cluster did not start on port $port (attempt $attempt of 3)"
-  done
-  rm -f "$marker"
-  return $rc
-}
 
 # SLOW alone, 20 requests on one connection: the real delay
 slow_latency() {
@@ -768,7 +749,7 @@ main() {
   CURL_VERSION=$(curl --version | head -1 | cut -d' ' -f2)
   export SLOW_LATENCY CONCURRENCIES CURL_VERSION
   cfdw_log "load: $(uptime)"
-  bench_pg_virtualenv bash "$CFDW_ROOT/bench/run.sh" --inside
+  CFDW_PGVE_PLAIN=1 cfdw_pg_virtualenv bash "$CFDW_ROOT/bench/run.sh" --inside
   mkdir -p bench/results
   cp "$WORK/table.txt" bench/results/latest.txt
   echo

@@ -302,6 +302,9 @@ PY
 cfdw_pg_virtualenv() {
   local attempt rc=0 marker port
   cfdw_pgve_opts
+  # CFDW_PGVE_PLAIN=1: a plain cluster (no pg_cron, default logging), e.g.
+  # for benchmarks, where logging every statement would cost time.
+  [ "${CFDW_PGVE_PLAIN:-0}" = 1 ] && CFDW_PGVE_OPTS=()
   marker=$(mktemp /tmp/cfdw-pgve.XXXXXX)
   for attempt in 1 2 3; do
     rm -f "$marker"
