@@ -36,6 +36,8 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "access/xact.h"
@@ -128,6 +130,8 @@ struct CfdwConnection
 	/* filled by the socket and timer callbacks */
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
 	int			nsocks;
+	curl_socket_t owned[CFDW_MAX_SOCKETS];	/* opened by opensocket_cb */
+	int			nowned;
 	bool		socks_overflow;
 
 	/*
@@ -145,6 +149,17 @@ struct CfdwConnection
 };
 
 static HTAB *ConnectionHash = NULL;
+
+/* Every libcurl call's result is checked; these cannot fail but for a bug. */
+#define MULTI_SETOPT(m, opt, val) \
+	do { \
+		CURLMcode mrc_ = curl_multi_setopt((m), (opt), (val)); \
+		if (mrc_ != CURLM_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_FDW_ERROR), \
+					 errmsg("could not set libcurl option %s: %s", #opt, \
+							curl_multi_strerror(mrc_)))); \
+	} while (0)
 static uint64 next_config_id = 1;
 
 /* ---------------------------------------------------------------------
@@ -272,22 +287,71 @@ header_cb(char *line, size_t size, size_t nmemb, void *userdata)
 	return len;
 }
 
-/* libcurl tells us which sockets to wait on, and for what. */
+/* The entry for socket s, or -1. */
 static int
-socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+find_socket(CfdwConnection *c, curl_socket_t s)
 {
-	CfdwConnection *c = (CfdwConnection *) userp;
 	int			i;
 
 	for (i = 0; i < c->nsocks; i++)
 		if (c->socks[i].fd == s)
-			break;
+			return i;
+	return -1;
+}
+
+/* Forget a socket: it is closed, or no longer of interest. */
+static void
+forget_socket(CfdwConnection *c, curl_socket_t s)
+{
+	int			i = find_socket(c, s);
+
+	if (i >= 0)
+	{
+		c->socks[i] = c->socks[--c->nsocks];
+		c->wes_stale = true;
+	}
+}
+
+static bool
+is_owned(CfdwConnection *c, curl_socket_t s)
+{
+	int			i;
+
+	for (i = 0; i < c->nowned; i++)
+		if (c->owned[i] == s)
+			return true;
+	return false;
+}
+
+/*
+ * libcurl tells us which sockets to wait on, and for what.
+ *
+ * Only a socket we opened (opensocket_cb) is known to be closed through
+ * closesocket_cb, so only such a socket may stay in the wait set while
+ * libcurl is not watching it ("parked"), and only its changes are applied
+ * to the wait set in place.  libcurl also hands us sockets of its own, the
+ * threaded resolver's wake-up pair, and closes those behind our back: the
+ * kernel then drops them from the epoll set, and the next socket given the
+ * same number would be taken for the old one and never watched.  So any
+ * change to such a socket rebuilds the set, which costs a few system calls
+ * once per host name lookup.
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	CfdwConnection *c = (CfdwConnection *) userp;
+	int			i = find_socket(c, s);
+	bool		owned = is_owned(c, s);
 
 	if (what == CURL_POLL_REMOVE)
 	{
-		/* kept in the set until libcurl closes it (closesocket_cb) */
-		if (i < c->nsocks && !c->socks[i].parked)
+		if (i < 0)
+			return 0;
+		if (!owned)
+			forget_socket(c, s);
+		else if (!c->socks[i].parked)
 		{
+			/* watched for the peer closing it, until libcurl closes it */
 			c->socks[i].parked = true;
 			if (c->socks[i].what != CURL_POLL_IN)
 				c->socks[i].changed = true;
@@ -295,51 +359,136 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 		}
 		return 0;
 	}
-	if (i == c->nsocks)
+	if (i < 0)
 	{
 		if (c->nsocks == CFDW_MAX_SOCKETS)
 		{
 			c->socks_overflow = true;
 			return -1;			/* libcurl fails the transfer */
 		}
-		c->nsocks++;
+		i = c->nsocks++;
 		c->socks[i].fd = s;
 		c->socks[i].what = 0;
 		c->wes_stale = true;
 	}
 	c->socks[i].parked = false;
 	if (c->socks[i].what != what)
+	{
 		c->socks[i].changed = true;
+		if (!owned)
+			c->wes_stale = true;
+	}
 	c->socks[i].what = what;
 	return 0;
 }
 
-/* Forget a socket: it is closed, or no longer of interest. */
-static void
-forget_socket(CfdwConnection *c, curl_socket_t s)
+/*
+ * libcurl opens a connection's socket.  The number the kernel gives it is
+ * free, so whatever socket we still knew under that number is gone: its
+ * entry and the wait set's registration are stale.
+ */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-	int			i;
+	CfdwConnection *c = (CfdwConnection *) clientp;
+	curl_socket_t s;
 
-	for (i = 0; i < c->nsocks; i++)
-	{
-		if (c->socks[i].fd == s)
-		{
-			c->socks[i] = c->socks[--c->nsocks];
-			c->wes_stale = true;
-			return;
-		}
-	}
+	if (c->nowned == CFDW_MAX_SOCKETS)
+		return CURL_SOCKET_BAD;
+	/* CLOEXEC: a program the backend starts (COPY ... PROGRAM) must not hold it */
+	s = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+	if (s == CURL_SOCKET_BAD)
+		return CURL_SOCKET_BAD;
+	forget_socket(c, s);
+	c->owned[c->nowned++] = s;
+	return s;
 }
 
 /*
- * libcurl closes a socket: it must leave the wait set first, or a new
- * socket given the same number would be mistaken for it.
+ * libcurl closes a socket it opened through opensocket_cb: it must leave
+ * the wait set first, or a new socket given the same number would be
+ * mistaken for it.
  */
 static int
 closesocket_cb(void *clientp, curl_socket_t item)
 {
-	forget_socket((CfdwConnection *) clientp, item);
+	CfdwConnection *c = (CfdwConnection *) clientp;
+	int			i;
+
+	forget_socket(c, item);
+	for (i = 0; i < c->nowned; i++)
+	{
+		if (c->owned[i] == item)
+		{
+			c->owned[i] = c->owned[--c->nowned];
+			break;
+		}
+	}
 	return close(item);
+}
+
+/*
+ * An idle connection whose peer has closed it: make that plain to libcurl.
+ *
+ * libcurl checks a pooled connection before reusing it, but 7.88 takes a
+ * TLS connection with unread input for alive, and a server closing an idle
+ * connection sends close_notify before its FIN: the next request would go
+ * out on a dead connection ("Broken pipe"), and once every pooled
+ * connection is dead, libcurl's own retries run out.  When the peer has shut
+ * its side (POLLRDHUP), nothing on the connection can be used any more, so
+ * read what is left; libcurl's check then sees the end of the stream and
+ * closes the connection.  A socket with input but no shutdown (HTTP/2
+ * frames such as PING) is left to libcurl.
+ */
+static void
+retire_if_closed(curl_socket_t s)
+{
+	struct pollfd pfd;
+	char		buf[4096];
+	int			i;
+
+	pfd.fd = s;
+	pfd.events = POLLIN | POLLRDHUP;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return;
+	/* bounded: a peer that has shut its side sends at most its last records */
+	for (i = 0; i < 64; i++)
+		if (recv(s, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/*
+ * Before a transfer picks a pooled connection: retire the idle ones whose
+ * peer has closed them since (the keep-alive timeout of the far side
+ * passed while no statement was waiting on the sockets).
+ */
+static void
+sweep_parked(CfdwConnection *c)
+{
+	struct pollfd pfd[CFDW_MAX_SOCKETS];
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < c->nsocks; i++)
+	{
+		if (!c->socks[i].parked)
+			continue;
+		pfd[n].fd = c->socks[i].fd;
+		pfd[n].events = POLLIN | POLLRDHUP;
+		pfd[n].revents = 0;
+		n++;
+	}
+	/* one system call for all of them, and none when nothing is idle */
+	if (n == 0 || poll(pfd, n, 0) <= 0)
+		return;
+	for (i = 0; i < n; i++)
+	{
+		if (!(pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			continue;
+		retire_if_closed(pfd[i].fd);
+		forget_socket(c, pfd[i].fd);
+	}
 }
 
 static int
@@ -396,6 +545,7 @@ close_connection(CfdwConnection *c)
 	c->wes = NULL;
 	c->multi = NULL;
 	c->nsocks = 0;
+	c->nowned = 0;
 	c->pool_size = 0;
 	c->timer_ms = -1;
 	elog(DEBUG3, "confluence_fdw: closed connection for user mapping %u", c->umid);
@@ -457,6 +607,44 @@ init_hash(void)
 }
 
 /*
+ * The options of a new multi handle; returns the first failure.
+ */
+static CURLMcode
+setup_multi(CURLM *m, CfdwConnection *c)
+{
+	CURLMcode	rc;
+
+	if ((rc = curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb)) != CURLM_OK ||
+		(rc = curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c)) != CURLM_OK ||
+		(rc = curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb)) != CURLM_OK ||
+		(rc = curl_multi_setopt(m, CURLMOPT_TIMERDATA, c)) != CURLM_OK)
+		return rc;
+
+	/*
+	 * One request at a time per connection, over HTTP/2 as over HTTP/1.1;
+	 * concurrency comes from max_concurrency connections.  Multiplexed
+	 * streams cannot be made safe with libcurl 7.88: when a server ends a
+	 * connection with GOAWAY (nginx does after keepalive_requests, load
+	 * balancers at their connection age), the streams above its last id
+	 * were refused unprocessed, and libcurl resends their bodies on a new
+	 * connection exactly as it does for a stream lost with a dead
+	 * connection, which may have been processed.  It does not tell the two
+	 * apart, so we would have to refuse both and fail rows that never
+	 * reached the server.  With one stream per connection, a GOAWAY comes
+	 * only with an answer or on an idle connection.
+	 */
+	if ((rc = curl_multi_setopt(m, CURLMOPT_PIPELINING, (long) CURLPIPE_NOTHING)) != CURLM_OK)
+		return rc;
+
+	/*
+	 * libcurl sizes its pool of idle connections by the transfers attached
+	 * at the moment (four each); ours are detached as soon as they finish,
+	 * so it would close connections the next rows need.
+	 */
+	return curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long) (CFDW_MAX_CONCURRENCY + 1));
+}
+
+/*
  * cfdw_get_connection
  *		The cached connection of the table's user mapping, opened if needed.
  */
@@ -484,24 +672,22 @@ cfdw_get_connection(const CfdwTable *t)
 
 	if (c->multi == NULL)
 	{
-		c->multi = curl_multi_init();
-		if (c->multi == NULL)
+		CURLM	   *m = curl_multi_init();
+		CURLMcode	mrc;
+
+		if (m == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
 					 errmsg("out of memory while opening a connection to Confluence")));
-		curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-		curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-		curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-		curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-		/* several requests share one HTTP/2 connection when offered */
-		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
-
-		/*
-		 * libcurl sizes its pool of idle connections by the transfers
-		 * attached at the moment (four each); ours are detached as soon as
-		 * they finish, so it would close connections the next rows need.
-		 */
-		curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long) (CFDW_MAX_CONCURRENCY + 1));
+		mrc = setup_multi(m, c);
+		if (mrc != CURLM_OK)
+		{
+			curl_multi_cleanup(m);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("could not set up libcurl: %s", curl_multi_strerror(mrc))));
+		}
+		c->multi = m;
 		c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
 											   ObjectIdGetDatum(t->serverid));
 		c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
@@ -680,14 +866,10 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_READDATA, x);
 	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
 	SETOPT(x, CURLOPT_SEEKDATA, x);
+	SETOPT(x, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	SETOPT(x, CURLOPT_OPENSOCKETDATA, x->conn);
 	SETOPT(x, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
 	SETOPT(x, CURLOPT_CLOSESOCKETDATA, x->conn);
-	/*
-	 * Over https, wait for a pooled connection that may multiplex (HTTP/2)
-	 * rather than open another; over HTTP/1.1 that wait would hold back
-	 * every request but the first until the first answer arrives.
-	 */
-	SETOPT(x, CURLOPT_PIPEWAIT, (long) (strncmp(t->base, "https:", 6) == 0));
 
 	/* libcurl copies these strings; they never appear in a message. */
 	if (t->bearer_token)
@@ -763,6 +945,7 @@ start_transfer(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req,
 {
 	if (x->config_id != t->config_id || x->easy == NULL)
 		configure(x, t, req);
+	sweep_parked(x->conn);
 	x->req = *req;
 	if (x->req.body == NULL)
 		x->req.body = "";
@@ -1040,11 +1223,10 @@ poll_once(CfdwConnection *c)
 		 * sent something unasked).  Stop watching it, or the wait would
 		 * spin; libcurl finds out when it next tries to reuse it.
 		 */
-		for (j = 0; j < c->nsocks; j++)
-			if (c->socks[j].fd == occurred[i].fd)
-				break;
-		if (j < c->nsocks && c->socks[j].parked)
+		j = find_socket(c, occurred[i].fd);
+		if (j >= 0 && c->socks[j].parked)
 		{
+			retire_if_closed(occurred[i].fd);
 			forget_socket(c, occurred[i].fd);
 			continue;
 		}
@@ -1286,7 +1468,7 @@ cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 	if (c->pool_size != limit)
 	{
 		/* at most max_concurrency connections to the site */
-		curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) limit);
+		MULTI_SETOPT(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) limit);
 		c->pool_size = limit;
 	}
 
