@@ -17,7 +17,7 @@ SHLIB_LINK += -lcurl -lcjson -lxml2
 PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS = setup options insert returning manual http errors explain import contract test_connection triggers faults badinput security cron
+REGRESS = setup options insert returning manual http errors explain import contract test_connection triggers faults badinput security front cron
 REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config

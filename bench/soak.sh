@@ -25,6 +25,10 @@
 #   SOAK_CHUNK           rows per RETURNING statement (10000)
 #   SOAK_MAX_GROWTH_KB   allowed growth of RSS and of the peak (16384)
 #   SOAK_SEED            seed of the stand-in's random faults (random)
+#   SOAK_FRONT           h2 or h1: send through the realistic front
+#                        (test/front.sh: nginx, TLS, a host name) over HTTP/2
+#                        or HTTP/1.1; needs the front's mount namespace, as
+#                        test/run-tests.sh sets it up (default: direct)
 #   CFDW_SKIP_DEPS=1     do not run test/install-deps.sh
 #   CFDW_SKIP_BUILD=1    do not build and install the extension (it must be
 #                        installed already, e.g. by test/run-tests.sh)
@@ -37,6 +41,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR source=../test/lib.sh
 source test/lib.sh
+# shellcheck source-path=SCRIPTDIR source=../test/front.sh
+source test/front.sh
 
 ROWS=${1:-100000}
 if ! [[ $ROWS =~ ^[0-9]+$ ]] || [ "$ROWS" -lt 10 ]; then
@@ -61,7 +67,7 @@ fi
 
 work=$(mktemp -d /tmp/cfdw-soak.XXXXXX)
 chmod 755 "$work"
-trap 'cfdw_stop_standin; rm -rf "$work"' EXIT
+trap 'cfdw_front_stop; cfdw_stop_standin; rm -rf "$work"' EXIT
 # A stand-in of its own, plain HTTP only, with fresh credentials.
 unset STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY STANDIN_TLS_URL
 cfdw_gen_credentials
@@ -69,6 +75,13 @@ cfdw_gen_credentials
 CFDW_STANDIN_ARGS=(${SOAK_SEED:+--seed "$SOAK_SEED"})
 cfdw_start_standin "$work"
 export SOAK_WORK=$work
+STANDIN_DIRECT=$STANDIN_URL
+if [ -n "${SOAK_FRONT:-}" ]; then
+  [ "${CFDW_FRONT_NS:-0}" = 1 ] || cfdw_die "SOAK_FRONT needs the front's namespace (run it from test/run-tests.sh)"
+  cfdw_front_start "$work"
+  cfdw_front_urls "$SOAK_FRONT"
+  cfdw_log "soak through the front: $STANDIN_URL"
+fi
 
 cat >"$work/soak.sql" <<'SQL'
 \set ON_ERROR_STOP on
@@ -196,8 +209,8 @@ CFDW_LOG_MIN_MESSAGES=warning CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
   cfdw_pg_virtualenv bash -c 'psql -X -q -v soak_out="$SOAK_WORK/result.txt" -d postgres -f "$SOAK_WORK/soak.sql"'
 elapsed=$((SECONDS - t0))
 
-curl -fsS --max-time 300 -o "$work/requests.jsonl" "$STANDIN_URL/_standin/requests"
-curl -fsS --max-time 30 -o "$work/stats.json" "$STANDIN_URL/_standin/stats"
+curl -fsS --max-time 300 -o "$work/requests.jsonl" "$STANDIN_DIRECT/_standin/requests"
+curl -fsS --max-time 30 -o "$work/stats.json" "$STANDIN_DIRECT/_standin/stats"
 
 python3 - "$work/result.txt" "$work/requests.jsonl" "$work/stats.json" "$elapsed" <<'PY'
 import collections, json, os, sys

@@ -15,7 +15,7 @@ DECLARE
   line text;
 BEGIN
   FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || stmt LOOP
-    RETURN NEXT regexp_replace(line, '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g');
+    RETURN NEXT regexp_replace(standin_masked(line), '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g');
   END LOOP;
 END $$;
 

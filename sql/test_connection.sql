@@ -16,7 +16,7 @@ SELECT standin_reset();
 CREATE FUNCTION tc(server text, OUT ok boolean, OUT http_status integer, OUT message text)
 LANGUAGE sql AS $$
   SELECT t.ok, t.http_status,
-         regexp_replace(regexp_replace(replace(t.message, current_setting('tc.user'), '<user>'),
+         regexp_replace(regexp_replace(replace(standin_masked(t.message), current_setting('tc.user'), '<user>'),
                                        '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g'),
                         'after [0-9]+ ms', 'after N ms', 'g')
     FROM confluence_fdw_test_connection(server) t $$;

@@ -144,6 +144,7 @@ typedef struct CfdwTable
 	int			max_retry_wait_ms;
 	int			max_concurrency;	/* table option, else server's */
 	char	   *ca_file;		/* CA bundle for TLS verification */
+	char	   *proxy;			/* proxy origin, or NULL for none */
 
 	/* user mapping; never printed */
 	char	   *username;
@@ -180,6 +181,7 @@ typedef struct CfdwResponse
 	char		curl_error[256];	/* libcurl's message when it did not */
 	bool		too_large;		/* body exceeded max_response_bytes */
 	bool		sent_any;		/* any request byte went out */
+	long		proxy_status;	/* a proxy's answer to CONNECT, 0 when none */
 	long		status;			/* HTTP status, 0 when none */
 	const char *body;			/* NUL-terminated; owned by http.c until the
 								 * next request on the same connection */
@@ -188,7 +190,6 @@ typedef struct CfdwResponse
 	char		location[512];
 	char		retry_after[64];
 	char		request_id[128];	/* atl-request-id / atl-traceid */
-	double		elapsed_ms;
 } CfdwResponse;
 
 /* A request, as request.c builds it for http.c. */

@@ -59,6 +59,11 @@
 #include "confluence_fdw.h"
 #include "pure.h"
 
+/* curl_easy_header (7.84), CURLOPT_PROTOCOLS_STR (7.85) */
+#if !CURL_AT_LEAST_VERSION(7, 84, 0)
+#error "confluence_fdw needs libcurl 7.84 or later"
+#endif
+
 /* Sockets: one connection per transfer, plus resolver threads' pipes. */
 #define CFDW_MAX_SOCKETS (2 * CFDW_MAX_CONCURRENCY + 8)
 
@@ -230,61 +235,22 @@ seek_cb(void *userdata, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
-/* Copy a header value, trimmed, into a fixed buffer. */
+/*
+ * Let libcurl act on a socket (or on its timer, CURL_SOCKET_TIMEOUT).  A
+ * failure means the multi handle is in a state we cannot reason about:
+ * the caller's error path closes the connection.
+ */
 static void
-copy_header_value(char *dst, size_t dstsize, const char *value, size_t len)
+socket_action(CfdwConnection *c, curl_socket_t s, int mask)
 {
-	while (len > 0 && (*value == ' ' || *value == '\t'))
-		value++, len--;
-	while (len > 0 && (value[len - 1] == '\r' || value[len - 1] == '\n' ||
-					   value[len - 1] == ' ' || value[len - 1] == '\t'))
-		len--;
-	if (len >= dstsize)
-		len = dstsize - 1;
-	memcpy(dst, value, len);
-	dst[len] = '\0';
-}
+	int			running;
+	CURLMcode	rc = curl_multi_socket_action(c->multi, s, mask, &running);
 
-static bool
-header_is(const char *line, size_t len, const char *name, const char **value,
-		  size_t *vlen)
-{
-	size_t		nlen = strlen(name);
-
-	if (len <= nlen || line[nlen] != ':' || pg_strncasecmp(line, name, nlen) != 0)
-		return false;
-	*value = line + nlen + 1;
-	*vlen = len - nlen - 1;
-	return true;
-}
-
-static size_t
-header_cb(char *line, size_t size, size_t nmemb, void *userdata)
-{
-	CfdwResponse *r = &((CfdwTransfer *) userdata)->resp;
-	size_t		len = size * nmemb;
-	const char *v;
-	size_t		vlen;
-
-	/* A new status line (after a 100 Continue, say) starts a new header set. */
-	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0)
-	{
-		r->content_type[0] = r->location[0] = r->retry_after[0] = '\0';
-		r->request_id[0] = '\0';
-		return len;
-	}
-	if (header_is(line, len, "Retry-After", &v, &vlen))
-		copy_header_value(r->retry_after, sizeof(r->retry_after), v, vlen);
-	else if (header_is(line, len, "Beta-Retry-After", &v, &vlen) && r->retry_after[0] == '\0')
-		copy_header_value(r->retry_after, sizeof(r->retry_after), v, vlen);
-	else if (header_is(line, len, "Content-Type", &v, &vlen))
-		copy_header_value(r->content_type, sizeof(r->content_type), v, vlen);
-	else if (header_is(line, len, "Location", &v, &vlen))
-		copy_header_value(r->location, sizeof(r->location), v, vlen);
-	else if (header_is(line, len, "atl-request-id", &v, &vlen) ||
-			 (header_is(line, len, "atl-traceid", &v, &vlen) && r->request_id[0] == '\0'))
-		copy_header_value(r->request_id, sizeof(r->request_id), v, vlen);
-	return len;
+	if (rc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("libcurl failed while driving transfers to Confluence: %s",
+						curl_multi_strerror(rc))));
 }
 
 /* The entry for socket s, or -1. */
@@ -512,8 +478,10 @@ close_transfer(CfdwTransfer *x)
 {
 	if (x->easy)
 	{
-		if (x->state == XFER_RUNNING && x->conn->multi)
-			curl_multi_remove_handle(x->conn->multi, x->easy);
+		/* on a cleanup path: report, never raise */
+		if (x->state == XFER_RUNNING && x->conn->multi &&
+			curl_multi_remove_handle(x->conn->multi, x->easy) != CURLM_OK)
+			elog(LOG, "confluence_fdw: libcurl could not detach a transfer being closed");
 		curl_easy_cleanup(x->easy);
 	}
 	if (x->headers)
@@ -538,8 +506,9 @@ close_connection(CfdwConnection *c)
 
 	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
 		close_transfer(&c->xfers[i]);
-	if (c->multi)
-		curl_multi_cleanup(c->multi);
+	if (c->multi && curl_multi_cleanup(c->multi) != CURLM_OK)
+		elog(LOG, "confluence_fdw: libcurl could not close the connections of user mapping %u",
+			 c->umid);
 	if (c->wes)
 		FreeWaitEventSet(c->wes);
 	c->wes = NULL;
@@ -850,6 +819,17 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (t->ca_file)
 		SETOPT(x, CURLOPT_CAINFO, t->ca_file);
+	/*
+	 * The server's proxy, or none: "" also keeps libcurl from reading
+	 * https_proxy and friends from the postmaster's environment, so the
+	 * route never depends on how the server was started.  CONNECT tunnels
+	 * https, so TLS is still verified with the site itself.
+	 */
+	SETOPT(x, CURLOPT_PROXY, t->proxy ? t->proxy : "");
+	if (t->proxy && t->ca_file)
+		SETOPT(x, CURLOPT_PROXY_CAINFO, t->ca_file);
+	/* gzip, deflate, br, zstd: whatever this libcurl decodes */
+	SETOPT(x, CURLOPT_ACCEPT_ENCODING, "");
 	SETOPT(x, CURLOPT_TIMEOUT_MS, (long) t->timeout_ms);
 	SETOPT(x, CURLOPT_CONNECTTIMEOUT_MS, (long) t->connect_timeout_ms);
 	SETOPT(x, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_response_bytes);
@@ -860,8 +840,6 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_PRIVATE, x);
 	SETOPT(x, CURLOPT_WRITEFUNCTION, write_cb);
 	SETOPT(x, CURLOPT_WRITEDATA, x);
-	SETOPT(x, CURLOPT_HEADERFUNCTION, header_cb);
-	SETOPT(x, CURLOPT_HEADERDATA, x);
 	SETOPT(x, CURLOPT_READFUNCTION, read_cb);
 	SETOPT(x, CURLOPT_READDATA, x);
 	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
@@ -1043,31 +1021,80 @@ schedule_retry(CfdwTransfer *x, const CfdwTable *t)
  */
 
 /* Fill resp of a transfer libcurl has finished. */
+/*
+ * Copy a response header's value (libcurl trims it) of the last request of
+ * the transfer, i.e. after any 100 Continue; "" when it is absent.
+ */
+static void
+copy_header(CURL *easy, const char *name, char *dst, size_t dstsize)
+{
+	struct curl_header *h;
+
+	dst[0] = '\0';
+	if (curl_easy_header(easy, name, 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+		strlcpy(dst, h->value, dstsize);
+}
+
+static void
+read_headers(CURL *easy, CfdwResponse *resp)
+{
+	copy_header(easy, "Retry-After", resp->retry_after, sizeof(resp->retry_after));
+	if (resp->retry_after[0] == '\0')
+		copy_header(easy, "Beta-Retry-After", resp->retry_after, sizeof(resp->retry_after));
+	copy_header(easy, "Content-Type", resp->content_type, sizeof(resp->content_type));
+	copy_header(easy, "Location", resp->location, sizeof(resp->location));
+	copy_header(easy, "atl-request-id", resp->request_id, sizeof(resp->request_id));
+	if (resp->request_id[0] == '\0')
+		copy_header(easy, "atl-traceid", resp->request_id, sizeof(resp->request_id));
+}
+
+/*
+ * Did the request certainly not reach Confluence?  Only a failure to
+ * resolve, to connect, to set up TLS, or a proxy that refused the tunnel
+ * says so; after anything else it may have been processed.
+ */
+static bool
+certainly_not_sent(CURLcode rc, long proxy_status)
+{
+	switch (rc)
+	{
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_CERTPROBLEM:
+			return true;
+		default:
+			/* a proxy answered CONNECT with an error: no tunnel, no request */
+			return rc != CURLE_OK && proxy_status >= 300;
+	}
+}
+
+/* Fill resp of a transfer libcurl has finished. */
 static void
 finish_transfer(CfdwTransfer *x, CURLcode rc)
 {
 	CfdwResponse *resp = &x->resp;
-	curl_off_t	total_time = 0;
+	CURLMcode	mrc = curl_multi_remove_handle(x->conn->multi, x->easy);
 
-	curl_multi_remove_handle(x->conn->multi, x->easy);
-
+	x->state = XFER_DONE;
+	if (mrc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("libcurl could not finish a transfer to Confluence: %s",
+						curl_multi_strerror(mrc))));
+	if (rc == CURLE_OK &&
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK)
+		rc = CURLE_BAD_FUNCTION_ARGUMENT;	/* cannot happen; an answer we cannot read */
+	if (rc == CURLE_OK)
+		read_headers(x->easy, resp);
 	resp->curl_code = (int) rc;
 	resp->too_large = x->too_large || rc == CURLE_FILESIZE_EXCEEDED;
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp->status);
-	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_time);
-	resp->elapsed_ms = total_time / 1000.0;
-
-	/*
-	 * Whether the request may have reached Confluence decides whether it can
-	 * be retried: only failures to connect or resolve say for sure it did not.
-	 */
-	resp->sent_any = !(rc == CURLE_COULDNT_CONNECT ||
-					   rc == CURLE_COULDNT_RESOLVE_HOST ||
-					   rc == CURLE_COULDNT_RESOLVE_PROXY ||
-					   rc == CURLE_PEER_FAILED_VERIFICATION ||
-					   rc == CURLE_SSL_CACERT_BADFILE ||
-					   rc == CURLE_SSL_CONNECT_ERROR ||
-					   rc == CURLE_SSL_CERTPROBLEM);
+	if (curl_easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &resp->proxy_status) != CURLE_OK)
+		resp->proxy_status = 0;
+	resp->sent_any = !certainly_not_sent(rc, resp->proxy_status);
 	if (x->too_large && resp->curl_code == CURLE_OK)
 		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
 	if (x->out_of_memory)
@@ -1086,7 +1113,6 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 		resp->body = x->buf ? x->buf : "";
 		resp->body_len = x->len;
 	}
-	x->state = XFER_DONE;
 }
 
 /* Is any transfer of this connection running or waiting to be retried? */
@@ -1177,7 +1203,6 @@ poll_once(CfdwConnection *c)
 {
 	WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
 	int			nready = 0;
-	int			running = 0;
 	long		timeout = c->timer_ms < 0 ? -1 :
 		Max(0, c->timer_ms - (long) ((GetCurrentTimestamp() - c->timer_set_at) / 1000));
 	TimestampTz next_retry;
@@ -1234,13 +1259,13 @@ poll_once(CfdwConnection *c)
 			mask |= CURL_CSELECT_IN;
 		if (occurred[i].events & WL_SOCKET_WRITEABLE)
 			mask |= CURL_CSELECT_OUT;
-		curl_multi_socket_action(c->multi, occurred[i].fd, mask, &running);
+		socket_action(c, occurred[i].fd, mask);
 	}
 	if (c->timer_ms >= 0 &&
 		(GetCurrentTimestamp() - c->timer_set_at) / 1000 >= c->timer_ms)
 	{
 		c->timer_ms = -1;
-		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 	}
 
 	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL)
@@ -1249,9 +1274,12 @@ poll_once(CfdwConnection *c)
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
-		if (x)
-			finish_transfer(x, msg->data.result);
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x) != CURLE_OK ||
+			x == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("libcurl finished a transfer confluence_fdw does not know")));
+		finish_transfer(x, msg->data.result);
 	}
 	if (c->socks_overflow)
 	{
@@ -1270,7 +1298,7 @@ poll_once(CfdwConnection *c)
 		if (x->state == XFER_WAITING && ms_until(x->retry_at) <= 0)
 		{
 			add_transfer(x);
-			curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 		}
 	}
 }
@@ -1284,9 +1312,7 @@ poll_once(CfdwConnection *c)
 static void
 wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
 {
-	int			running;
-
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 	PG_TRY();
 	{
 		for (;;)
@@ -1492,11 +1518,10 @@ cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
 					const CfdwRequest *req, int64 row_no)
 {
 	CfdwTransfer *x = &c->xfers[slot];
-	int			running;
 
 	start_transfer(x, t, req, row_no);
 	/* let libcurl start connecting and sending right away */
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 }
 
 /*

@@ -65,7 +65,8 @@ typedef enum CfdwOptType
 	OPT_BATCH_SIZE,
 	OPT_ON_ERROR,
 	OPT_CONCURRENCY,
-	OPT_CA_FILE
+	OPT_CA_FILE,
+	OPT_PROXY
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -90,6 +91,7 @@ static const CfdwOption cfdw_options[] = {
 	{"max_retry_wait_ms", ForeignServerRelationId, OPT_COUNT},
 	{"max_concurrency", ForeignServerRelationId, OPT_CONCURRENCY},
 	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
+	{"proxy", ForeignServerRelationId, OPT_PROXY},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
@@ -317,6 +319,54 @@ check_base_url(const char *name, const char *value)
 }
 
 /*
+ * The proxy option: an http:// or https:// proxy origin.  It sees every
+ * request's host and, for plain http sites, the credentials, so only a
+ * superuser may set it, as with ca_file.  Proxy credentials would be secrets
+ * in a server option, where anyone with USAGE can read them: refused.
+ */
+static void
+check_proxy(const char *name, const char *value)
+{
+	CURLU	   *u;
+	char	   *scheme = NULL;
+	char	   *user = NULL;
+	char	   *path = NULL;
+	char	   *query = NULL;
+	const char *problem = NULL;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set option \"%s\"", name),
+				 errdetail("A proxy sees where every request goes.")));
+	u = curl_url();
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	/* any scheme parses, so that a wrong one gets its own message */
+	if (curl_url_set(u, CURLUPART_URL, value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+		problem = "it is not a valid URL";
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+			 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		problem = "its scheme must be http or https";
+	else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user)
+		problem = "it must not contain user information";
+	else if ((curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK &&
+			  path && strcmp(path, "/") != 0) ||
+			 (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query))
+		problem = "it must be an origin only, without a path or query";
+	curl_free(scheme);
+	curl_free(user);
+	curl_free(path);
+	curl_free(query);
+	curl_url_cleanup(u);
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": %s", name, problem),
+				 errhint("Give the proxy's origin, e.g. http://proxy.example.com:3128.")));
+}
+
+/*
  * A manual endpoint path must stay on the server's origin (pure.c says how);
  * placeholder values are percent-encoded when a row is sent, so they cannot
  * add anything that would leave it either.
@@ -500,6 +550,9 @@ check_value(const CfdwOption *opt, DefElem *def)
 						 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
 			if (!is_absolute_path(value))
 				invalid_value(opt->name, value, "Give the absolute path of a PEM file of CA certificates.");
+			break;
+		case OPT_PROXY:
+			check_proxy(opt->name, value);
 			break;
 		case OPT_ON_ERROR:
 			if (strcmp(value, "error") != 0 && strcmp(value, "return") != 0)
@@ -814,6 +867,8 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->max_concurrency = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "ca_file") == 0)
 			t->ca_file = v;
+		else if (strcmp(def->defname, "proxy") == 0)
+			t->proxy = v;
 	}
 
 	if (base_url)

@@ -469,6 +469,15 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 				 errhint("Raise max_response_bytes on server \"%s\".", t->servername),
 				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 
+	if (resp->proxy_status >= 300)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("the proxy of server \"%s\" refused the connection with HTTP %ld",
+						t->servername, resp->proxy_status),
+				 errdetail("%s", sent),
+				 errhint("Check the server's proxy option and what the proxy allows."),
+				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+
 	switch (resp->curl_code)
 	{
 		case CURLE_COULDNT_RESOLVE_HOST:

@@ -122,6 +122,7 @@ cfdw_front_server_block() {  # PORT HTTP2(on|off) UPSTREAM_PORT LABEL
       # (nginx opens a new upstream connection per request)
       proxy_set_header X-Cfdw-Front-Conn "$4-\$connection";
       proxy_set_header X-Cfdw-Front "$4";
+      proxy_set_header X-Cfdw-Front-Proto "\$server_protocol \$ssl_protocol";
     }
   }
 EOF
@@ -143,7 +144,9 @@ pid $dir/nginx.pid;
 error_log $dir/nginx-error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log $dir/nginx-access.log;
+  # bytes on the wire and gzip's ratio, for the compression test
+  log_format cfdw '\$server_port \$request_method \$request_uri \$status \$body_bytes_sent \$gzip_ratio \$server_protocol';
+  access_log $dir/nginx-access.log cfdw;
   client_body_temp_path $dir/nginx-tmp/body;
   proxy_temp_path $dir/nginx-tmp/proxy;
   fastcgi_temp_path $dir/nginx-tmp/fastcgi;
@@ -225,6 +228,9 @@ Allow 127.0.0.1
 ConnectPort $FRONT_H2_PORT
 ConnectPort $FRONT_H1_PORT
 EOF
+  # tinyproxy would create its log private; the tests read it as postgres
+  : >"$dir/tinyproxy.log"
+  chmod 644 "$dir/tinyproxy.log"
   timeout -k 10 "${CFDW_FRONT_MAX_LIFETIME:-5400}" tinyproxy -d -c "$dir/tinyproxy.conf" \
     </dev/null >"$dir/tinyproxy-stdout.log" 2>&1 &
   FRONT_PROXY_PID=$!

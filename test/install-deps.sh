@@ -20,6 +20,9 @@ pkgs=(
   libclang-rt-14-dev
   valgrind
   locales
+  nginx-light
+  tinyproxy
+  util-linux
 )
 
 missing=()

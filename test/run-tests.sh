@@ -11,6 +11,16 @@
 #    spec for the contract test (test/contract/, sql/contract.sql);
 # 4. runs `make installcheck` against a throw-away cluster (pg_virtualenv)
 #    that has pg_cron preloaded, and keeps the server log;
+# 4b. runs the suites that send requests again through the realistic front
+#    (test/front.sh: nginx with TLS, HTTP/2 and HTTP/1.1, host names from a
+#    private hosts file, a test CA), once over HTTP/2 by a name with an IPv4
+#    and an IPv6 address and once over HTTP/1.1, each in a fresh cluster,
+#    with statement_timeout 8 s so that a stall fails instead of passing
+#    slowly.  Expected outputs are expected/ unless test/front/expected/ has
+#    one of its own (where only the front can differ: nginx answers a
+#    dropped connection with 502, say).  The whole run is in a private mount
+#    namespace (unshare -m) where the hosts file and a CA bundle with the
+#    test CA are bind-mounted; the machine's own files are never changed;
 # 5. checks that no secret appears in the server log or the test outputs;
 # 6. runs the extra scripts listed below.
 # Exits 0 only if all of that passed.  Artifacts: results/, regression.diffs
@@ -19,6 +29,8 @@
 #
 # Knobs (environment):
 #   CFDW_SKIP_DEPS=1         skip step 1
+#   CFDW_SKIP_BUILD=1        skip step 2 (the extension must be installed)
+#   CFDW_FRONT_RUNS="h2 h1"  front runs of step 4b ("" for none)
 #   CFDW_REGRESS="a b"       run only these pg_regress tests (default: the Makefile's REGRESS)
 #   CFDW_COPT=...            extra compiler flags for the -Werror build
 #   CFDW_INSTALLCHECK_TIMEOUT  seconds before `make installcheck` is killed (default 2700)
@@ -28,6 +40,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source test/lib.sh
+# shellcheck source-path=SCRIPTDIR source=front.sh
+source test/front.sh
 
 # ------------------------------------------------------------------------
 # EXTRA TESTS: add more test scripts here (command lines, run with bash -c
@@ -46,6 +60,8 @@ EXTRA_IN_CLUSTER=(
 # unit tests, checks of the logs).  CFDW_SERVER_LOG is then the copy
 # test/results/postgresql.log; the CFDW_* credentials are still set.
 EXTRA_AFTER=(
+  # the soak through the front, over HTTP/2 (~15 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 SOAK_FRONT=h2 bash bench/soak.sh 3000"
   "make -s PG_CONFIG=$(cfdw_pg_config 2>/dev/null || echo pg_config) unit unit-asan unit-valgrind"
   "bash test/check_secrets_selftest.sh"
   # the stand-in's own self-check (~10 s)
@@ -87,16 +103,23 @@ run_extras() {  # run_extras LABEL CMD...
   return $rc
 }
 
+# The suites that send requests, run again through the front (4b).
+FRONT_REGRESS="setup options insert returning manual http errors explain import test_connection triggers faults badinput cron"
+
 # ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
+# in_cluster RUN: RUN is "direct" (step 4) or "front-h2" / "front-h1" (4b).
 in_cluster() {
-  local pgc rc=0 ic_rc=0
+  local run=$1 pgc rc=0 ic_rc=0 out
   pgc=$(cfdw_pg_config)
   CFDW_SERVER_LOG=$(cfdw_server_log)
   export CFDW_SERVER_LOG
-  cfdw_log "cluster on port $PGPORT; server log $CFDW_SERVER_LOG"
+  out=$RESULTS_DIR/$run
+  IC_OUT=$out  # global: the EXIT trap runs after this function has returned
+  mkdir -p "$out"
+  cfdw_log "$run: cluster on port $PGPORT; server log $CFDW_SERVER_LOG"
   # The cluster (and its log) is deleted when this script exits, so the log
   # is copied on the way out whatever happens.
-  trap 'cp "$CFDW_SERVER_LOG" "$RESULTS_DIR/postgresql.log" || cfdw_log "could not copy the server log"' EXIT
+  trap 'cp "$CFDW_SERVER_LOG" "$IC_OUT/postgresql.log" || cfdw_log "could not copy the server log"' EXIT
 
   # Why plain `make installcheck` works with pg_cron (see test/pgcron-smoke.sh):
   # cron.database_name=contrib_regression, which does not exist when the
@@ -112,27 +135,36 @@ in_cluster() {
   # cluster per run, and no --use-existing (with it pg_regress would also
   # skip its ALTER DATABASE settings and --load-extension).
   local -a make_args=(PG_CONFIG="$pgc")
-  [ -n "${CFDW_REGRESS:-}" ] && make_args+=(REGRESS="$CFDW_REGRESS")
-  cfdw_log "make installcheck ${make_args[*]}"
+  if [ "$run" = direct ]; then
+    [ -n "${CFDW_REGRESS:-}" ] && make_args+=(REGRESS="$CFDW_REGRESS")
+  else
+    # pg_regress reads sql/ and expected/ from --inputdir and writes
+    # results/ and regression.diffs to --outputdir (the last one given wins)
+    make_args+=(REGRESS="${CFDW_REGRESS:-$FRONT_REGRESS}"
+                REGRESS_OPTS="--dbname=contrib_regression --inputdir=$FRONT_INPUT --outputdir=$out")
+  fi
+  cfdw_log "$run: make installcheck ${make_args[*]}"
   set +e
   timeout -k 30 "${CFDW_INSTALLCHECK_TIMEOUT:-2700}" make installcheck "${make_args[@]}" 2>&1 |
-    tee "$RESULTS_DIR/installcheck.log"
+    tee "$out/installcheck.log"
   ic_rc=${PIPESTATUS[0]}
   set -e
-  [ "$ic_rc" = 124 ] && cfdw_log "make installcheck timed out"
-  if [ "$ic_rc" = 0 ] && ! grep -qE 'All [0-9]+ tests passed' "$RESULTS_DIR/installcheck.log"; then
-    cfdw_log "make installcheck ran no pg_regress tests (is REGRESS set in the Makefile?)"
+  [ "$ic_rc" = 124 ] && cfdw_log "$run: make installcheck timed out"
+  if [ "$ic_rc" = 0 ] && ! grep -qE 'All [0-9]+ tests passed' "$out/installcheck.log"; then
+    cfdw_log "$run: make installcheck ran no pg_regress tests (is REGRESS set in the Makefile?)"
     ic_rc=1
   fi
   [ "$ic_rc" = 0 ] || rc=1
-  echo "installcheck_rc=$ic_rc" >"$RESULTS_DIR/installcheck.rc"
+  echo "installcheck_rc=$ic_rc" >"$out/installcheck.rc"
 
-  run_extras "in-cluster" ${EXTRA_IN_CLUSTER[@]+"${EXTRA_IN_CLUSTER[@]}"} || rc=1
+  if [ "$run" = direct ]; then
+    run_extras "in-cluster" ${EXTRA_IN_CLUSTER[@]+"${EXTRA_IN_CLUSTER[@]}"} || rc=1
+  fi
   return $rc
 }
 
 if [ "${1:-}" = --in-cluster ]; then
-  in_cluster
+  in_cluster "${2:-direct}"
   exit $?
 fi
 
@@ -145,23 +177,40 @@ if [ "${CFDW_SKIP_DEPS:-0}" != 1 ]; then
   bash test/install-deps.sh
 fi
 
-step "build (COPT=$CFDW_COPT)"
 PGC=$(cfdw_pg_config)
 export PG_CONFIG=$PGC
-make clean PG_CONFIG="$PGC" >/dev/null
-make -j"$(nproc)" PG_CONFIG="$PGC" COPT="$CFDW_COPT"
-make install PG_CONFIG="$PGC"
+if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
+  step "build (COPT=$CFDW_COPT)"
+  make clean PG_CONFIG="$PGC" >/dev/null
+  make -j"$(nproc)" PG_CONFIG="$PGC" COPT="$CFDW_COPT"
+  make install PG_CONFIG="$PGC"
+fi
+
+# Everything from here on runs in a private mount namespace where the
+# front's host names resolve and its test CA is trusted (test/front.sh).
+if [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
+  step "front: test CA and hosts file, entering a private mount namespace"
+  front_dir=$(mktemp -d /tmp/cfdw-front.XXXXXX)
+  cfdw_front_make_ca "$front_dir"
+  CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 cfdw_front_enter bash test/run-tests.sh "$@"
+fi
 
 rm -rf "$RESULTS_DIR"
 mkdir -p "$RESULTS_DIR"
 
+stop_all() {
+  cfdw_proxy_stop
+  cfdw_front_stop
+  cfdw_stop_standin
+  cfdw_stop_prism  # also saves test/results/contract-report.txt
+}
 step "stand-in"
 cfdw_gen_credentials
 # The certificate of the stand-in's TLS listener lives outside the work
 # tree, in a folder the PostgreSQL server's user can read (sql/security.sql
 # names it as a server's ca_file).
 tls_dir=$(mktemp -d /tmp/cfdw-tls.XXXXXX)
-trap 'cfdw_stop_standin; rm -rf "$tls_dir"' EXIT
+trap 'stop_all; rm -rf "$tls_dir" "$CFDW_FRONT_DIR"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 cfdw_make_tls_cert "$tls_dir"
@@ -170,44 +219,103 @@ cfdw_start_standin "$RESULTS_DIR"
 # Contract test (sql/contract.sql): Prism serving Atlassian's v2 spec, see
 # test/contract/ and cfdw_start_prism in test/lib.sh.  Not started when
 # CFDW_REGRESS leaves out `contract`; when it cannot start, only that test fails.
-trap 'cfdw_stop_standin; cfdw_stop_prism; rm -rf "$tls_dir"' EXIT
 if [ -z "${CFDW_REGRESS:-}" ] || [[ " $CFDW_REGRESS " == *" contract "* ]]; then
   step "Prism (contract test)"
   cfdw_start_prism "$RESULTS_DIR" || cfdw_log "Prism did not start: the contract test will fail (log: test/results/prism.log)"
 fi
 
-step "make installcheck in a throw-away cluster"
+# The front (nginx) and a forward proxy (tinyproxy) in front of it; their
+# addresses reach every run (sql/front.sql uses them directly as well).
+step "front: nginx and tinyproxy"
+status=0
+cfdw_front_start "$RESULTS_DIR" || status=1
+cfdw_proxy_start "$RESULTS_DIR" || status=1
+export STANDIN_DIRECT_URL=$STANDIN_URL STANDIN_DIRECT_URL2=$STANDIN_URL2 CFDW_FRONT_CA
+
+# pg_regress's input folder of a front run: sql/ as it is, and for each
+# suite the first of test/front/expected-VARIANT/NAME.out (where only that
+# variant differs), test/front/expected/NAME.out (where the front differs)
+# and expected/NAME.out.
+front_input() {  # front_input VARIANT: prints the folder
+  local dir=$RESULTS_DIR/front-input-$1 f
+  mkdir -p "$dir/expected"
+  ln -sfn "$PWD/sql" "$dir/sql"
+  for f in expected/*.out test/front/expected/*.out "test/front/expected-$1"/*.out; do
+    [ -e "$f" ] && ln -sf "$PWD/$f" "$dir/expected/"
+  done
+  printf '%s\n' "$dir"
+}
+
+declare -A run_rc=()
+run_suites() {  # run_suites RUN
+  local run=$1 rc=0
+  step "$run: make installcheck in a throw-away cluster"
+  cfdw_pg_virtualenv bash test/run-tests.sh --in-cluster "$run" || rc=$?
+  run_rc[$run]=$(sed -n 's/^installcheck_rc=//p' "$RESULTS_DIR/$run/installcheck.rc" 2>/dev/null || true)
+  [ -n "${run_rc[$run]}" ] || { run_rc[$run]=missing; rc=1; }
+  [ -s "$RESULTS_DIR/$run/postgresql.log" ] || { cfdw_log "$run: no server log was saved"; rc=1; }
+  if [ "${run_rc[$run]}" != 0 ]; then
+    local diffs=regression.diffs
+    [ "$run" = direct ] || diffs=$RESULTS_DIR/$run/regression.diffs
+    if [ -f "$diffs" ]; then
+      echo "==================== $run: regression.diffs (first 300 lines) ===================="
+      head -300 "$diffs"
+      echo "============================================================================="
+    fi
+  fi
+  return $rc
+}
+
 cfdw_pgve_opts
 cfdw_log "pg_virtualenv -t -v $CFDW_PG_VERSION ${CFDW_PGVE_OPTS[*]}"
-status=0
-cfdw_pg_virtualenv bash test/run-tests.sh --in-cluster || status=$?
-cfdw_stop_standin
-cfdw_stop_prism  # also saves test/results/contract-report.txt
-ic_rc=$(sed -n 's/^installcheck_rc=//p' "$RESULTS_DIR/installcheck.rc" 2>/dev/null || true)
-[ -n "$ic_rc" ] || { ic_rc=missing; status=1; }
-[ -s "$RESULTS_DIR/postgresql.log" ] || { cfdw_log "no server log was saved"; status=1; }
-
-if [ "$ic_rc" != 0 ] && [ -f regression.diffs ]; then
-  echo "==================== regression.diffs (first 300 lines) ===================="
-  head -300 regression.diffs
-  echo "============================================================================="
-fi
+run_suites direct || status=1
+# Prism is only needed by the direct run.
+cfdw_stop_prism
+for front in ${CFDW_FRONT_RUNS-h2 h1}; do
+  (
+    cfdw_front_urls "$front"
+    FRONT_INPUT=$(front_input "$front")
+    export FRONT_INPUT
+    # A stall must fail, not pass slowly: well under connect_timeout_ms.
+    export PGOPTIONS="-c statement_timeout=8s"
+    # Proxy variables in the postmaster's environment are ignored: give the
+    # HTTP/1.1 run ones that lead nowhere.
+    if [ "$front" = h1 ]; then
+      export https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9
+      export HTTPS_PROXY=$https_proxy ALL_PROXY=$all_proxy
+    fi
+    run_suites "front-$front"
+  ) || status=1
+  run_rc[front-$front]=$(sed -n 's/^installcheck_rc=//p' "$RESULTS_DIR/front-$front/installcheck.rc" 2>/dev/null || echo missing)
+done
+# the direct run's server log, where the secrets check and later scripts expect it
+cp "$RESULTS_DIR/direct/postgresql.log" "$RESULTS_DIR/postgresql.log" 2>/dev/null || true
 
 step "secrets check"
 shopt -s nullglob
-secret_files=("$RESULTS_DIR/installcheck.log" "$RESULTS_DIR/standin.log" regression.diffs regression.out results/*.out expected/*.out)
+secret_files=(regression.diffs regression.out results/*.out expected/*.out test/front/expected/*.out
+              "$RESULTS_DIR"/standin.log "$RESULTS_DIR"/nginx-*.log "$RESULTS_DIR"/tinyproxy*.log
+              "$RESULTS_DIR"/*/installcheck.log "$RESULTS_DIR"/*/regression.diffs "$RESULTS_DIR"/*/results/*.out)
+server_logs=("$RESULTS_DIR"/*/postgresql.log)
 shopt -u nullglob
 # Prism and its recorder saw the contract test's credentials (Basic auth).
 secret_files+=("$RESULTS_DIR/prism.log" "$RESULTS_DIR/prism-recorder.log" "$RESULTS_DIR/contract-report.txt")
-# The server log ran with log_statement = 'all' and log_min_messages =
+# The server logs ran with log_statement = 'all' and log_min_messages =
 # debug5: a token may appear there only in the CREATE/ALTER USER MAPPING
 # statements PostgreSQL itself logs (test/check_secrets.py tells them apart).
-if python3 test/check_secrets.py --server-log "$RESULTS_DIR/postgresql.log" "${secret_files[@]}"; then
-  cfdw_log "no secret found (server log, test outputs, expected outputs)"
-else
-  cfdw_log "SECRETS LEAKED: see the lines above"
+if [ ${#server_logs[@]} -ne ${#run_rc[@]} ]; then
+  cfdw_log "expected a server log from each of the ${#run_rc[@]} runs, found ${#server_logs[@]}"
   status=1
 fi
+for log in "${server_logs[@]}"; do
+  if python3 test/check_secrets.py --server-log "$log" "${secret_files[@]}"; then
+    cfdw_log "no secret found (server log $log, test outputs, expected outputs)"
+  else
+    cfdw_log "SECRETS LEAKED: see the lines above"
+    status=1
+  fi
+done
+stop_all
 
 export CFDW_SERVER_LOG=$RESULTS_DIR/postgresql.log
 if [ ${#EXTRA_AFTER[@]} -gt 0 ]; then
@@ -219,6 +327,6 @@ step "done"
 if [ "$status" = 0 ]; then
   cfdw_log "ALL TESTS PASSED in $((SECONDS - t_start)) s"
 else
-  cfdw_log "TESTS FAILED (installcheck rc=$ic_rc) after $((SECONDS - t_start)) s; artifacts in results/, regression.diffs, test/results/"
+  cfdw_log "TESTS FAILED (installcheck: $(for r in "${!run_rc[@]}"; do printf '%s=%s ' "$r" "${run_rc[$r]}"; done)) after $((SECONDS - t_start)) s; artifacts in results/, regression.diffs, test/results/"
 fi
 exit "$status"

@@ -254,6 +254,7 @@ class Counters:
         self.log = []
         self.seq = 0
         self.connections = 0
+        self.front_conns = {}  # nginx's connection names -> our numbers
         self.tcp_accepted = 0
         self.tls_failures = 0
         self.faulted = 0       # requests answered (or dropped) by a fault
@@ -774,11 +775,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                "body_json": None if parsed is NOT_JSON else parsed, "body_form": form,
                "body_xml": text if is_xml else None,
                "status": None, "fault": fault["kind"] if fault else None}
+        front_conn = headers.pop("x-cfdw-front-conn", None)
+        if front_conn is not None:
+            rec["front"] = headers.pop("x-cfdw-front", None)
+            rec["front_proto"] = headers.pop("x-cfdw-front-proto", None)
+            headers.pop("connection", None)   # nginx's upstream "close"
         st, ctr = self.state, self.ctr
         with st.lock:
             # A connection's id counts from the last reset: an FDW that reuses
             # one connection shows conn == 1 throughout.
-            if self.conn_epoch != st.epoch:
+            if front_conn is not None:
+                # Behind the test suite's nginx front (test/front.sh), every
+                # request comes on a new upstream connection: number the
+                # client's connections, which nginx names, instead.
+                if front_conn not in ctr.front_conns:
+                    ctr.connections += 1
+                    ctr.front_conns[front_conn] = ctr.connections
+                self.conn_id, self.conn_epoch = ctr.front_conns[front_conn], st.epoch
+            elif self.conn_epoch != st.epoch:
                 ctr.connections += 1
                 self.conn_id, self.conn_epoch = ctr.connections, st.epoch
             if not self.counted:
