@@ -148,6 +148,7 @@ DECLARE
   det text;
   t0 timestamptz;
   first_conn int;
+  via_front boolean;
 BEGIN
   -- the stand-in's counters from just before the fault was queued
   IF fault IS NOT NULL THEN
@@ -183,10 +184,14 @@ BEGIN
   elsewhere := (s1->>'second_requests')::int - (s0->>'second_requests')::int;
   SELECT string_agg(coalesce(r->>'status', '-') || CASE WHEN r->>'fault' IS NOT NULL THEN '*' ELSE '' END,
                     ' ' ORDER BY r->>'fault' IS NULL, (r->>'seq')::int),
-         min((r->>'conn')::int)
-    INTO answers, first_conn
+         min((r->>'conn')::int), bool_or(r->>'front' IS NOT NULL)
+    INTO answers, first_conn, via_front
     FROM unnest(log) r WHERE r ? 'seq';
+  -- Through the front (test/front.sh) nginx decides when a client
+  -- connection ends (keep-alive limits, idle time, an upstream failure), so
+  -- reuse is not the FDW's to show there.
   on_conn := CASE WHEN first_conn IS NULL THEN NULL
+                  WHEN via_front THEN 'front'
                   WHEN first_conn <= (s0->>'connections')::int THEN 'reused' ELSE 'new' END;
   IF (s1->>'faults_pending')::int <> 0 THEN
     outcome := outcome || ' [a fault was not used]';
