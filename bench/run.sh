@@ -29,6 +29,10 @@
 # without RETURNING at max_concurrency 16 and with RETURNING, on FAST, and
 # for comparison the same SELECT without the FDW (PostgreSQL's own share).
 #
+# Then bench/front.sh: the first request of a session, pipelined rows over
+# HTTP/2 and HTTP/1.1 and one-at-a-time rows, through TLS by a host name,
+# against curl (bench/results/front.txt).
+#
 # Prints the throughput table (with a diagnostics part: CPU and run-queue
 # time per row of the backend, curl and nginx), the memory table and
 # whether the targets hold, and writes them to bench/results/latest.txt.
@@ -756,6 +760,9 @@ main() {
   cat bench/results/latest.txt
   echo
   cfdw_log "written to bench/results/latest.txt"
+  # the same kinds of rows through a TLS front by host name (HTTP/2, HTTP/1.1)
+  echo
+  BENCH_SKIP_INSTALL=1 bash bench/front.sh
 }
 
 if [ "${1:-}" = --inside ]; then
