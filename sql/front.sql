@@ -15,6 +15,7 @@
 \getenv proxy_url FRONT_PROXY_URL
 \getenv results_dir CFDW_RESULTS_DIR
 \getenv wrong_ca STANDIN_CA_FILE
+\getenv standin_direct STANDIN_DIRECT_URL
 \getenv cfdw_user CFDW_USER
 \getenv cfdw_token CFDW_TOKEN
 \set h2_dual 'https://dual.confluence.test:' :h2_port
@@ -24,6 +25,7 @@
 \set h1_dual 'https://dual.confluence.test:' :h1_port
 \set refused_target 'https://confluence.test:' :h2_port2
 \set nowhere 'https://nowhere.confluence.test:' :h2_port
+SELECT replace(:'standin_direct', '127.0.0.1', 'confluence.test') AS plain_by_name \gset
 SET statement_timeout = '5s';
 
 CREATE SCHEMA fr;
@@ -32,6 +34,8 @@ CREATE SERVER fr_h2_v4 FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h
 CREATE SERVER fr_v6 FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h2_v6');
 CREATE SERVER fr_h1 FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h1_v4');
 CREATE SERVER fr_h1_dual FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h1_dual');
+-- the stand-in itself by name, over plain HTTP (a superuser's choice)
+CREATE SERVER fr_plain FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'plain_by_name');
 CREATE SERVER fr_small FOREIGN DATA WRAPPER confluence_fdw
   OPTIONS (base_url :'h2_dual', max_response_bytes '20000');
 CREATE SERVER fr_nowhere FOREIGN DATA WRAPPER confluence_fdw
@@ -48,7 +52,7 @@ DO $$
 DECLARE
   s text;
 BEGIN
-  FOREACH s IN ARRAY ARRAY['fr_h2', 'fr_h2_v4', 'fr_v6', 'fr_h1', 'fr_h1_dual', 'fr_small',
+  FOREACH s IN ARRAY ARRAY['fr_h2', 'fr_h2_v4', 'fr_v6', 'fr_h1', 'fr_h1_dual', 'fr_plain', 'fr_small',
                            'fr_nowhere', 'fr_proxy', 'fr_proxy_wrong_ca', 'fr_proxy_refuses',
                            'fr_proxy_dead'] LOOP
     EXECUTE format('CREATE FOREIGN TABLE fr.%I (space_id text, title text, id text, http_status integer)
@@ -62,6 +66,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER fr_h2_v4 OPTIONS (username :'cfdw_us
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_v6 OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_h1 OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_h1_dual OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE USER MAPPING FOR CURRENT_USER SERVER fr_plain OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_small OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_nowhere OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fr_proxy OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
@@ -108,7 +113,7 @@ END $$;
 -- 1. The Test button by name, over HTTP/2 and HTTP/1.1, IPv4, IPv6, both.
 --
 SELECT s AS server, t.ok, t.http_status
-  FROM unnest(ARRAY['fr_h2', 'fr_h2_v4', 'fr_v6', 'fr_h1', 'fr_h1_dual']) s,
+  FROM unnest(ARRAY['fr_h2', 'fr_h2_v4', 'fr_v6', 'fr_h1', 'fr_h1_dual', 'fr_plain']) s,
        confluence_fdw_test_connection(s) t;
 
 --
@@ -127,6 +132,17 @@ INSERT INTO fr.fr_h1_dual_pages (space_id, title) VALUES ('98306', 'fr h1 dual 1
 -- (two servers on each listener: one connection each)
 SELECT front, proto, count(*) AS requests, count(DISTINCT conn) AS connections
   FROM fr.log() GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- By name over plain HTTP (the stand-in's own listener): the same, first
+-- request, the next ones, and 200 rows pipelined after disconnect_all.
+SELECT standin_reset();
+INSERT INTO fr.fr_plain_pages (space_id, title) VALUES ('98306', 'fr plain 1'), ('98306', 'fr plain 2')
+  RETURNING title, http_status;
+SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+INSERT INTO fr.fr_plain_pipe (space_id, title) SELECT '98306', 'fr plain pipe ' || g FROM generate_series(1, 200) g;
+SELECT count(*) AS requests, count(DISTINCT title) AS titles, count(*) FILTER (WHERE status = 200) AS created,
+       bool_and(front IS NULL) AS direct
+  FROM fr.log();
 
 --
 -- 3. Pipelined, after disconnect_all, over HTTP/2 and HTTP/1.1: every row
