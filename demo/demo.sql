@@ -18,7 +18,7 @@ IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages, footer_comments)
 
 \echo
 \echo '== Test connection'
-SELECT * FROM confluence_fdw_test_connection('confluence');
+SELECT * FROM confluence_fdw.test_connection('confluence');
 
 \echo '== INSERT INTO pages ... RETURNING'
 INSERT INTO pages (space_id, title, body)

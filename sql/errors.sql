@@ -185,7 +185,7 @@ SELECT * FROM err_try($$INSERT INTO err_t.refused_pages VALUES ('98306', 'Unreac
 -- that says so, and no second request (it would create a duplicate).
 -- On a new connection:
 SELECT standin_reset();
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 SELECT standin_fault('{"kind": "drop_after_process"}');
 SELECT * FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Dropped on a new connection')$$) \gx
 -- On a kept-alive connection that already carried a request:

@@ -114,7 +114,7 @@ END $$;
 --
 SELECT s AS server, t.ok, t.http_status
   FROM unnest(ARRAY['fr_h2', 'fr_h2_v4', 'fr_v6', 'fr_h1', 'fr_h1_dual', 'fr_plain']) s,
-       confluence_fdw_test_connection(s) t;
+       confluence_fdw.test_connection(s) t;
 
 --
 -- 2. One at a time (RETURNING): the first request of a session and the
@@ -122,7 +122,7 @@ SELECT s AS server, t.ok, t.http_status
 -- offered.
 --
 SELECT standin_reset();
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 INSERT INTO fr.fr_h2_pages (space_id, title) VALUES ('98306', 'fr h2 1'), ('98306', 'fr h2 2'), ('98306', 'fr h2 3')
   RETURNING title, http_status, id ~ '^[0-9]+$' AS has_id;
 INSERT INTO fr.fr_h1_pages (space_id, title) VALUES ('98306', 'fr h1 1'), ('98306', 'fr h1 2')
@@ -138,7 +138,7 @@ SELECT front, proto, count(*) AS requests, count(DISTINCT conn) AS connections
 SELECT standin_reset();
 INSERT INTO fr.fr_plain_pages (space_id, title) VALUES ('98306', 'fr plain 1'), ('98306', 'fr plain 2')
   RETURNING title, http_status;
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 INSERT INTO fr.fr_plain_pipe (space_id, title) SELECT '98306', 'fr plain pipe ' || g FROM generate_series(1, 200) g;
 SELECT count(*) AS requests, count(DISTINCT title) AS titles, count(*) FILTER (WHERE status = 200) AS created,
        bool_and(front IS NULL) AS direct
@@ -150,9 +150,9 @@ SELECT count(*) AS requests, count(DISTINCT title) AS titles, count(*) FILTER (W
 -- after 25 requests, so several connections are opened on the way.
 --
 SELECT standin_reset();
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 INSERT INTO fr.fr_h2_pipe (space_id, title) SELECT '98306', 'fr pipe h2 ' || g FROM generate_series(1, 200) g;
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 INSERT INTO fr.fr_h1_pipe (space_id, title) SELECT '98306', 'fr pipe h1 ' || g FROM generate_series(1, 200) g;
 SELECT front, count(*) AS requests, count(DISTINCT title) AS titles,
        count(*) FILTER (WHERE status = 200) AS created,
@@ -166,7 +166,7 @@ SELECT (standin_stats()->>'pages')::int AS pages;
 -- connection at once, and nothing is sent twice.
 --
 SELECT standin_reset();
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 WITH sent AS (INSERT INTO fr.fr_h1_pages (space_id, title)
               SELECT '98306', 'fr keepalive h1 ' || g FROM generate_series(1, 60) g RETURNING http_status)
 SELECT http_status, count(*) FROM sent GROUP BY 1;
@@ -203,7 +203,7 @@ SELECT count(*) AS requests, sum(json_array_length((r->>'body_text')::json)) AS 
 --
 SELECT fr.try($$INSERT INTO fr.fr_nowhere_pages (space_id, title) VALUES ('98306', 'fr nowhere') RETURNING id$$);
 SELECT fr.try($$INSERT INTO fr.fr_nowhere_pipe (space_id, title) VALUES ('98306', 'fr nowhere 2')$$);
-SELECT t.ok, t.http_status FROM confluence_fdw_test_connection('fr_nowhere') t;
+SELECT t.ok, t.http_status FROM confluence_fdw.test_connection('fr_nowhere') t;
 
 --
 -- 7. Through a forward proxy: HTTPS by CONNECT, TLS still verified with
@@ -258,5 +258,60 @@ SELECT split_part(line, ' ', 4) AS status,
        split_part(line, ' ', 6)::numeric > 10 AS gzip_ratio_over_10
   FROM fr.lines(:'results_dir' || '/nginx-access.log') line
  WHERE line ~ ' /wiki/echo/gzip' ORDER BY line;
+
+--
+-- 9. Egress control: a server of a role that is not a superuser may name
+-- only hosts in confluence_fdw.allowed_hosts (checked when the option is
+-- set and again when the server is used), and never connects to a
+-- loopback, link-local or private address, whatever its name resolves to.
+--
+CREATE ROLE fr_owner;
+GRANT USAGE ON FOREIGN DATA WRAPPER confluence_fdw TO fr_owner;
+GRANT USAGE ON SCHEMA fr TO fr_owner;
+CREATE SCHEMA fr_own AUTHORIZATION fr_owner;
+SHOW confluence_fdw.allowed_hosts;
+SET ROLE fr_owner;
+CREATE SERVER fr_inward FOREIGN DATA WRAPPER confluence_fdw OPTIONS (domain 'wiki.internal.example');
+CREATE SERVER fr_inward FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url 'https://10.0.0.5/confluence');
+CREATE SERVER fr_inward FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h2_dual');
+CREATE SERVER fr_cloud FOREIGN DATA WRAPPER confluence_fdw OPTIONS (domain 'acme.atlassian.net');
+SET confluence_fdw.allowed_hosts = '*.confluence.test';
+RESET ROLE;
+-- a superuser allows the test names for this session
+SET confluence_fdw.allowed_hosts = '*.atlassian.net,api.atlassian.com,*.confluence.test';
+SET ROLE fr_owner;
+CREATE SERVER fr_inward FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'h2_dual');
+CREATE USER MAPPING FOR fr_owner SERVER fr_inward OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE FOREIGN TABLE fr_own.inward_pages (space_id text, title text, id text) SERVER fr_inward
+  OPTIONS (endpoint 'pages');
+CREATE FOREIGN TABLE fr_own.inward_pipe (space_id text, title text) SERVER fr_inward
+  OPTIONS (endpoint 'pages');
+RESET ROLE;
+SELECT standin_reset();
+SET ROLE fr_owner;
+-- dual.confluence.test is ::1 and 127.0.0.1: both refused, nothing sent
+SELECT fr.try($$INSERT INTO fr_own.inward_pages VALUES ('98306', 'fr inward') RETURNING id$$);
+SELECT fr.try($$INSERT INTO fr_own.inward_pipe VALUES ('98306', 'fr inward 2')$$);
+SELECT ok, http_status, regexp_replace(message, ':[0-9]+', ':PORT') AS message
+  FROM confluence_fdw.test_connection('fr_inward');
+RESET ROLE;
+SELECT count(*) AS requests FROM standin_requests();
+-- once the setting no longer allows the name, using the server fails too
+RESET confluence_fdw.allowed_hosts;
+SET ROLE fr_owner;
+SELECT fr.try($$INSERT INTO fr_own.inward_pages VALUES ('98306', 'fr inward 3') RETURNING id$$);
+RESET ROLE;
+-- the same server owned by a superuser is not restricted
+ALTER SERVER fr_inward OWNER TO CURRENT_USER;
+CREATE USER MAPPING FOR CURRENT_USER SERVER fr_inward OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+INSERT INTO fr_own.inward_pages VALUES ('98306', 'fr inward by a superuser') RETURNING title;
+DROP FOREIGN TABLE fr_own.inward_pages, fr_own.inward_pipe;
+DROP SCHEMA fr_own;
+REVOKE USAGE ON SCHEMA fr FROM fr_owner;
+DROP USER MAPPING FOR fr_owner SERVER fr_inward;
+DROP USER MAPPING FOR CURRENT_USER SERVER fr_inward;
+DROP SERVER fr_inward, fr_cloud;
+REVOKE USAGE ON FOREIGN DATA WRAPPER confluence_fdw FROM fr_owner;
+DROP ROLE fr_owner;
 
 RESET statement_timeout;

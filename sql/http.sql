@@ -76,11 +76,11 @@ ALTER USER MAPPING FOR CURRENT_USER SERVER http_srv
 INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'Conn after alter mapping');
 SELECT seq, conn, title FROM http_log() WHERE seq > 21;
 
--- confluence_fdw_disconnect_all() closes it too; false when none is open.
+-- confluence_fdw.disconnect_all() closes it too; false when none is open.
 SELECT standin_reset();
 INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'Conn before disconnect');
-SELECT confluence_fdw_disconnect_all();
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 INSERT INTO http_t.pages (space_id, title) VALUES ('98306', 'Conn after disconnect');
 SELECT seq, conn, title FROM http_log();
 

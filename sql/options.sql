@@ -358,6 +358,35 @@ ALTER FOREIGN TABLE opt_bool_t OPTIONS (ADD batch_mode 'yes', ADD batch_size '10
 ALTER FOREIGN TABLE opt_bool_t OPTIONS (SET batch_mode 'off');
 SELECT ftoptions FROM pg_foreign_table WHERE ftrelid = 'opt_bool_t'::regclass;
 
+-- Combinations a template cannot send are refused when they are set, at
+-- CREATE or ALTER, naming both options; the template's own method is fine.
+CREATE FOREIGN TABLE opt_combo (space_id text, title text) SERVER standin
+  OPTIONS (endpoint 'pages', method 'DELETE');
+CREATE FOREIGN TABLE opt_combo (space_id text, title text) SERVER standin
+  OPTIONS (endpoint 'pages', format 'form');
+CREATE FOREIGN TABLE opt_combo (space_id text, title text) SERVER standin
+  OPTIONS (endpoint 'pages', method 'post', format 'json');
+ALTER FOREIGN TABLE opt_combo OPTIONS (SET method 'PUT');
+ALTER FOREIGN TABLE opt_combo OPTIONS (SET format 'xml');
+ALTER FOREIGN TABLE opt_combo OPTIONS (SET endpoint 'footer_comments');
+DROP FOREIGN TABLE opt_combo;
+
+-- "..;" (a dot segment with servlet path parameters, which Tomcat and some
+-- proxies in front of Confluence resolve as "..") is refused like "..", in
+-- a manual endpoint and in a placeholder's value; nothing is sent.
+CREATE FOREIGN TABLE opt_dots (title text) SERVER standin
+  OPTIONS (endpoint '/wiki/api/v2/pages/..;/spaces');
+CREATE FOREIGN TABLE opt_dots (title text) SERVER standin
+  OPTIONS (endpoint '/wiki/echo/..;jsessionid=1/x');
+CREATE FOREIGN TABLE opt_dots (id text OPTIONS (send 'false'), title text) SERVER standin
+  OPTIONS (endpoint '/wiki/echo/{id}/x');
+SELECT standin_reset();
+INSERT INTO opt_dots VALUES ('..;', 'x');
+INSERT INTO opt_dots VALUES ('.;a=b', 'x');
+INSERT INTO opt_dots VALUES ('a..;', 'sent');
+SELECT r->>'path' AS path FROM standin_requests() r;
+DROP FOREIGN TABLE opt_dots;
+
 -- Clean up.
 DROP FOREIGN TABLE opt_t, opt_noendpoint, opt_nobase, opt_nocreds, opt_bool_t;
 DROP USER MAPPING FOR CURRENT_USER SERVER opt_srv;

@@ -157,11 +157,15 @@ RESET ROLE;
 GRANT USAGE ON FOREIGN DATA WRAPPER confluence_fdw TO regress_cfdw_sec_user;
 GRANT CREATE ON SCHEMA sec TO regress_cfdw_sec_user;
 SELECT standin_reset();
+-- (the stand-in's address is allowed as a host name for this session; its
+-- servers' connections to it are still refused, see front.sql)
+SET confluence_fdw.allowed_hosts = '*.atlassian.net,api.atlassian.com,127.0.0.1';
 SET ROLE regress_cfdw_sec_user;
 SELECT sec_try(format('CREATE SERVER sec_user_http FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url %L)', :'standin_url'));
 SELECT sec_try(format('CREATE SERVER sec_user_ca FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url %L, ca_file %L)', :'standin_tls_url', :'standin_ca_file'));
--- an https server of its own is fine, but without ca_file the self-signed
--- certificate is refused, and the superuser's servers are not its own
+-- an https server of its own is fine, but it never connects to a loopback
+-- address (egress control: no TLS handshake even starts), and the
+-- superuser's servers are not its own
 CREATE SERVER sec_user_tls FOREIGN DATA WRAPPER confluence_fdw
   OPTIONS (base_url :'standin_tls_url', max_retries '0');
 SELECT sec_try($$ALTER SERVER sec_user_tls OPTIONS (ADD ca_file '/tmp/any.pem')$$);
@@ -176,6 +180,7 @@ DROP FOREIGN TABLE sec.user_tls_pages;
 DROP USER MAPPING FOR CURRENT_USER SERVER sec_user_tls;
 DROP SERVER sec_user_tls;
 RESET ROLE;
+RESET confluence_fdw.allowed_hosts;
 SELECT * FROM sec_tls_stats();
 
 -- A role without a mapping of its own uses the PUBLIC mapping.

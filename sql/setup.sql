@@ -13,6 +13,12 @@
 \getenv cfdw_bad_token CFDW_BAD_TOKEN
 
 CREATE EXTENSION confluence_fdw;
+-- Its objects live in its own fixed schema, which cannot be moved.
+SELECT extnamespace::regnamespace AS schema, extrelocatable FROM pg_extension
+ WHERE extname = 'confluence_fdw';
+SELECT p.oid::regprocedure AS function FROM pg_proc p
+ WHERE p.pronamespace = 'confluence_fdw'::regnamespace ORDER BY 1::text;
+ALTER EXTENSION confluence_fdw SET SCHEMA public;
 
 -- Where the stand-in listens, for the helpers below and later tests.
 CREATE TABLE standin_cfg (url text NOT NULL, url2 text NOT NULL);

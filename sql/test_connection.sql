@@ -1,8 +1,8 @@
 --
--- confluence_fdw_test_connection(server): the SQL form of the Test button.
+-- confluence_fdw.test_connection(server): the SQL form of the Test button.
 -- One GET /wiki/api/v2/spaces?limit=1 with the caller's user mapping;
 -- problems are answered (ok false, a message), not raised.  Also
--- confluence_fdw_disconnect_all().
+-- confluence_fdw.disconnect_all().
 --
 \getenv standin_url STANDIN_URL
 \getenv cfdw_user CFDW_USER
@@ -19,11 +19,11 @@ LANGUAGE sql AS $$
          regexp_replace(regexp_replace(replace(standin_masked(t.message), current_setting('tc.user'), '<user>'),
                                        '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g'),
                         'after [0-9]+ ms', 'after N ms', 'g')
-    FROM confluence_fdw_test_connection(server) t $$;
+    FROM confluence_fdw.test_connection(server) t $$;
 SELECT set_config('tc.user', :'cfdw_user', false) IS NOT NULL AS user_set;
 
 -- Nothing is open in a new session.
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 
 -- The good mapping: ok, 200, authenticated as the mapping's user.
 SELECT * FROM tc('standin');
@@ -35,21 +35,21 @@ SELECT r->>'method' AS method, r->>'path' AS path, r->>'query' AS query,
 
 -- The connection is kept for the next request, and closed on demand.
 SELECT * FROM tc('standin');
-SELECT confluence_fdw_disconnect_all();
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 SELECT * FROM tc('standin');
 SELECT string_agg(r->>'conn', ',' ORDER BY (r->>'seq')::int) AS connections_used
   FROM standin_requests() r;
 -- an INSERT opens one too
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 INSERT INTO pages (space_id, title) VALUES ('98306', 'Before disconnect');
-SELECT confluence_fdw_disconnect_all();
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 -- with keep_connections off nothing stays open
 ALTER SERVER standin OPTIONS (ADD keep_connections 'off');
 SELECT ok, http_status FROM tc('standin');
 INSERT INTO pages (space_id, title) VALUES ('98306', 'Not kept');
-SELECT confluence_fdw_disconnect_all();
+SELECT confluence_fdw.disconnect_all();
 ALTER SERVER standin OPTIONS (DROP keep_connections);
 
 -- A server of its own, so that the main mapping stays good.
@@ -64,7 +64,7 @@ ALTER USER MAPPING FOR CURRENT_USER SERVER tc_alt
   OPTIONS (SET api_token :'cfdw_bad_token');
 SELECT * FROM tc('tc_alt');
 SELECT shows_no_secret(message) AS token_not_in_message
-  FROM confluence_fdw_test_connection('tc_alt');
+  FROM confluence_fdw.test_connection('tc_alt');
 -- a bearer token
 ALTER USER MAPPING FOR CURRENT_USER SERVER tc_alt
   OPTIONS (DROP username, DROP api_token, ADD bearer_token :'cfdw_bearer');
@@ -118,13 +118,13 @@ SELECT ok, http_status, regexp_replace(message, ': .*$', ': ...') AS message
 -- A role without a user mapping gets an answer, not an error.
 CREATE ROLE cfdw_tc_nomap;
 SET ROLE cfdw_tc_nomap;
-SELECT * FROM confluence_fdw_test_connection('standin');
+SELECT * FROM confluence_fdw.test_connection('standin');
 RESET ROLE;
 -- a PUBLIC mapping serves every role
 CREATE USER MAPPING FOR PUBLIC SERVER tc_alt
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 SET ROLE cfdw_tc_nomap;
-SELECT ok, http_status FROM confluence_fdw_test_connection('tc_alt');
+SELECT ok, http_status FROM confluence_fdw.test_connection('tc_alt');
 RESET ROLE;
 
 -- A mapping without credentials, and a server without domain or base_url:
@@ -133,20 +133,20 @@ CREATE SERVER tc_nocreds FOREIGN DATA WRAPPER confluence_fdw
   OPTIONS (base_url :'standin_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER tc_nocreds;
 SELECT ok, http_status, message ~ 'no credentials' AS says_no_credentials
-  FROM confluence_fdw_test_connection('tc_nocreds');
+  FROM confluence_fdw.test_connection('tc_nocreds');
 CREATE SERVER tc_nobase FOREIGN DATA WRAPPER confluence_fdw;
 CREATE USER MAPPING FOR CURRENT_USER SERVER tc_nobase
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 SELECT ok, http_status, message ~ 'domain' AS says_domain
-  FROM confluence_fdw_test_connection('tc_nobase');
+  FROM confluence_fdw.test_connection('tc_nobase');
 
 -- A server that does not exist is an error, as for any server name.
-SELECT * FROM confluence_fdw_test_connection('no_such_server');
+SELECT * FROM confluence_fdw.test_connection('no_such_server');
 -- STRICT: NULL in, NULL out
-SELECT * FROM confluence_fdw_test_connection(NULL);
+SELECT * FROM confluence_fdw.test_connection(NULL);
 
 -- Clean up.
-SELECT confluence_fdw_disconnect_all() IS NOT NULL AS disconnected;
+SELECT confluence_fdw.disconnect_all() IS NOT NULL AS disconnected;
 DROP USER MAPPING FOR CURRENT_USER SERVER tc_alt;
 DROP USER MAPPING FOR PUBLIC SERVER tc_alt;
 DROP USER MAPPING FOR CURRENT_USER SERVER tc_404;

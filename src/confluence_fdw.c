@@ -38,6 +38,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "utils/guc.h"
+
 #include "confluence_fdw.h"
 
 PG_MODULE_MAGIC;
@@ -130,8 +132,18 @@ static List *confluenceImportForeignSchema(ImportForeignSchemaStmt *stmt,
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("confluence_fdw.allowed_hosts",
+							   "Hosts that servers of roles other than superusers may connect to.",
+							   "Comma-separated host names; *.domain matches any name under domain. "
+							   "Such servers are also refused loopback, link-local and private addresses.",
+							   &cfdw_allowed_hosts,
+							   "*.atlassian.net,api.atlassian.com",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("confluence_fdw");
 	cfdw_http_init();
 }
+
+char	   *cfdw_allowed_hosts = NULL;
 
 const char *
 cfdw_method_name(CfdwMethod method)
@@ -966,6 +978,12 @@ test_message(const CfdwTable *t, const CfdwResponse *resp)
 {
 	char	   *summary;
 
+	if (resp->egress_refused)
+		return psprintf("%s resolves to the internal address %s, which servers of roles other than superusers may not connect to",
+						t->base, resp->refused_address);
+	if (resp->proxy_status >= 300)
+		return psprintf("the proxy refused the connection to %s with HTTP %ld: check the server's proxy option",
+						t->base, resp->proxy_status);
 	if (resp->curl_code != 0)
 	{
 		switch (resp->curl_code)

@@ -145,6 +145,7 @@ typedef struct CfdwTable
 	int			max_concurrency;	/* table option, else server's */
 	char	   *ca_file;		/* CA bundle for TLS verification */
 	char	   *proxy;			/* proxy origin, or NULL for none */
+	bool		restricted;		/* owner is no superuser: egress control */
 
 	/* user mapping; never printed */
 	char	   *username;
@@ -182,6 +183,8 @@ typedef struct CfdwResponse
 	bool		too_large;		/* body exceeded max_response_bytes */
 	bool		sent_any;		/* any request byte went out */
 	long		proxy_status;	/* a proxy's answer to CONNECT, 0 when none */
+	bool		egress_refused; /* every address was internal (restricted) */
+	char		refused_address[64];	/* the last one refused */
 	long		status;			/* HTTP status, 0 when none */
 	const char *body;			/* NUL-terminated; owned by http.c until the
 								 * next request on the same connection */
@@ -206,6 +209,9 @@ typedef struct CfdwRequest
 /* in confluence_fdw.c */
 extern void _PG_init(void);
 extern const char *cfdw_method_name(CfdwMethod method);
+
+/* in confluence_fdw.c */
+extern char *cfdw_allowed_hosts;	/* confluence_fdw.allowed_hosts */
 
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);

@@ -36,6 +36,8 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -120,6 +122,9 @@ typedef struct CfdwTransfer
 	size_t		limit;			/* max_response_bytes */
 	bool		too_large;
 	bool		out_of_memory;
+	bool		restrict_egress;	/* the table's server is restricted */
+	bool		egress_refused; /* opensocket_cb refused an address */
+	char		refused_address[64];
 } CfdwTransfer;
 
 struct CfdwConnection
@@ -353,12 +358,36 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
  * free, so whatever socket we still knew under that number is gone: its
  * entry and the wait set's registration are stale.
  */
+/* An address as text, for messages. */
+static void
+describe_address(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const void *a = sa->sa_family == AF_INET6
+		? (const void *) &((const struct sockaddr_in6 *) sa)->sin6_addr
+		: (const void *) &((const struct sockaddr_in *) sa)->sin_addr;
+
+	if (inet_ntop(sa->sa_family, a, buf, len) == NULL)
+		strlcpy(buf, "?", len);
+}
+
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-	CfdwConnection *c = (CfdwConnection *) clientp;
+	CfdwTransfer *x = (CfdwTransfer *) clientp;
+	CfdwConnection *c = x->conn;
 	curl_socket_t s;
 
+	/*
+	 * Egress control: a server of a role that is not a superuser never
+	 * connects inwards, whatever its name resolves to.  libcurl tries the
+	 * name's other addresses, then fails with "could not connect".
+	 */
+	if (x->restrict_egress && cfdw_address_internal(&addr->addr))
+	{
+		x->egress_refused = true;
+		describe_address(&addr->addr, x->refused_address, sizeof(x->refused_address));
+		return CURL_SOCKET_BAD;
+	}
 	if (c->nowned == CFDW_MAX_SOCKETS)
 		return CURL_SOCKET_BAD;
 	/* CLOEXEC: a program the backend starts (COPY ... PROGRAM) must not hold it */
@@ -845,7 +874,7 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_SEEKFUNCTION, seek_cb);
 	SETOPT(x, CURLOPT_SEEKDATA, x);
 	SETOPT(x, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
-	SETOPT(x, CURLOPT_OPENSOCKETDATA, x->conn);
+	SETOPT(x, CURLOPT_OPENSOCKETDATA, x);
 	SETOPT(x, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
 	SETOPT(x, CURLOPT_CLOSESOCKETDATA, x->conn);
 
@@ -886,6 +915,7 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	 */
 	x->body_rewindable = false;
 	x->limit = (size_t) t->max_response_bytes;
+	x->restrict_egress = t->restricted;
 	x->config_id = t->config_id;
 }
 
@@ -899,7 +929,7 @@ add_transfer(CfdwTransfer *x)
 	x->len = 0;
 	if (x->buf)
 		x->buf[0] = '\0';
-	x->too_large = x->out_of_memory = false;
+	x->too_large = x->out_of_memory = x->egress_refused = false;
 	x->errbuf[0] = '\0';
 	x->body_pos = 0;
 
@@ -945,6 +975,8 @@ is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
 	bool		idempotent = req->method == CFDW_PUT || req->method == CFDW_DELETE ||
 		req->method == CFDW_GET;
 
+	if (resp->egress_refused)
+		return false;			/* the same addresses would be refused again */
 	if (resp->curl_code != CURLE_OK)
 		return !resp->sent_any;
 	if (resp->status == 429)
@@ -1095,6 +1127,12 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 	if (curl_easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &resp->proxy_status) != CURLE_OK)
 		resp->proxy_status = 0;
 	resp->sent_any = !certainly_not_sent(rc, resp->proxy_status);
+	if (x->egress_refused && rc != CURLE_OK)
+	{
+		resp->egress_refused = true;
+		resp->sent_any = false;
+		strlcpy(resp->refused_address, x->refused_address, sizeof(resp->refused_address));
+	}
 	if (x->too_large && resp->curl_code == CURLE_OK)
 		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
 	if (x->out_of_memory)

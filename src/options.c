@@ -260,6 +260,50 @@ check_host(const char *name, const char *value)
 	}
 }
 
+/* The host of a URL libcurl accepts, palloc'd, or NULL. */
+static char *
+url_host(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *result = NULL;
+
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host)
+		result = pstrdup(host);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return result;
+}
+
+/*
+ * Egress control (DESIGN §7): a server that a role other than a superuser
+ * sets up may only name hosts that confluence_fdw.allowed_hosts allows, or
+ * it could read internal https services' answers through RETURNING.
+ */
+static void
+check_egress_host(const char *option, const char *host, bool for_server_owner,
+				  const char *servername)
+{
+	if (host != NULL && cfdw_host_allowed(host, cfdw_allowed_hosts))
+		return;
+	if (for_server_owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("server \"%s\" may not connect to \"%s\": it is not in confluence_fdw.allowed_hosts",
+						servername, host ? host : ""),
+				 errdetail("The server belongs to a role that is not a superuser."),
+				 errhint("A superuser can add the host to confluence_fdw.allowed_hosts.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("host \"%s\" of option \"%s\" is not in confluence_fdw.allowed_hosts",
+					host ? host : "", option),
+			 errhint("Only a superuser may create servers for other hosts, or add them to confluence_fdw.allowed_hosts (now \"%s\").",
+					 cfdw_allowed_hosts ? cfdw_allowed_hosts : "")));
+}
+
 /*
  * base_url: an http(s) origin with an optional path prefix, parsed by
  * libcurl's URL API so that what we accept is what libcurl will connect to.
@@ -456,9 +500,13 @@ check_value(const CfdwOption *opt, DefElem *def)
 	{
 		case OPT_HOST:
 			check_host(opt->name, value);
+			if (!superuser())
+				check_egress_host(opt->name, value, false, NULL);
 			break;
 		case OPT_URL:
 			check_base_url(opt->name, value);
+			if (!superuser())
+				check_egress_host(opt->name, url_host(value), false, NULL);
 			break;
 		case OPT_MS:
 			if (!parse_count(value, INT_MAX, &n) || n < 1)
@@ -610,6 +658,38 @@ report_misplaced_option(const char *name, Oid context)
 	}
 }
 
+/*
+ * A template sends JSON with its own method: another method or format
+ * cannot work, so it is refused when the options are set, not when a row
+ * is sent.
+ */
+static void
+check_template_combination(const char *endpoint, const char *method,
+						   const char *format)
+{
+	const CfdwTemplate *tmpl = cfdw_find_template(endpoint);
+	CfdwMethod	m;
+
+	if (tmpl == NULL)
+		return;					/* check_endpoint has refused it already */
+	if (method && cfdw_parse_method(method, &m) && m != tmpl->method)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"method\" '%s' cannot be used with option \"endpoint\" '%s'",
+						method, endpoint),
+				 errdetail("The %s template sends %s %s.", endpoint,
+						   cfdw_method_name(tmpl->method), tmpl->path),
+				 errhint("Drop the method option, or give a manual endpoint path such as %s/{id}.",
+						 tmpl->path)));
+	if (format && strcmp(format, "json") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"format\" '%s' cannot be used with option \"endpoint\" '%s'",
+						format, endpoint),
+				 errdetail("Confluence's v2 endpoints of the templates take JSON bodies only."),
+				 errhint("Drop the format option, or give a manual endpoint path.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -627,6 +707,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	bool		batch = false;
 	const char *format = NULL;
 	const char *endpoint = NULL;
+	const char *method = NULL;
 	bool		has_domain = false,
 				has_base_url = false,
 				has_username = false,
@@ -653,7 +734,12 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 			format = defGetString(def);
 		else if (strcmp(opt->name, "endpoint") == 0)
 			endpoint = defGetString(def);
+		else if (strcmp(opt->name, "method") == 0)
+			method = defGetString(def);
 	}
+
+	if (endpoint && endpoint[0] != '/')
+		check_template_combination(endpoint, method, format);
 
 	if (batch && format && strcmp(format, "form") == 0)
 		ereport(ERROR,
@@ -762,7 +848,7 @@ option_ms(const char *name, const char *value)
  * cfdw_server_problem
  *		Why requests cannot be sent with this server and user mapping (no
  *		address, no credentials), or NULL when they can.  *hint says what to
- *		do.  confluence_fdw_test_connection answers with it; INSERT raises it.
+ *		do.  confluence_fdw.test_connection answers with it; INSERT raises it.
  */
 char *
 cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
@@ -882,6 +968,11 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 	}
 	else if (domain)
 		t->base = psprintf("https://%s", domain);
+
+	/* checked again here: the setting may have changed since */
+	t->restricted = !superuser_arg(server->owner);
+	if (t->restricted && t->base)
+		check_egress_host(NULL, url_host(t->base), true, t->servername);
 
 	foreach(lc, um->options)
 	{

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <libxml/tree.h>
@@ -149,6 +151,21 @@ cfdw_headers_parse(const char *spec, cfdw_header_emit emit, void *arg,
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Is this path segment "." or "..", also with servlet path parameters
+ * ("..;", "..;jsessionid=x"), which Tomcat and some proxies in front of
+ * Confluence treat as the bare dot segment?
+ */
+static bool
+dot_segment(const char *seg, size_t len)
+{
+	const char *semi = memchr(seg, ';', len);
+
+	if (semi)
+		len = (size_t) (semi - seg);
+	return (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.');
+}
+
 bool
 cfdw_path_check(const char *path, char *err, size_t errlen)
 {
@@ -204,9 +221,9 @@ cfdw_path_check(const char *path, char *err, size_t errlen)
 			const char *seg = p + 1;
 			size_t		seglen = strcspn(seg, "/?");
 
-			if ((seglen == 1 && seg[0] == '.') ||
-				(seglen == 2 && seg[0] == '.' && seg[1] == '.'))
-				return fail(err, errlen, "a path may not contain \".\" or \"..\" segments");
+			if (dot_segment(seg, seglen))
+				return fail(err, errlen,
+							"a path may not contain \".\" or \"..\" segments (also as \"..;\")");
 		}
 		if (*p == '%' && (strncasecmp(p, "%2e", 3) == 0 ||
 						  strncasecmp(p, "%2f", 3) == 0 ||
@@ -220,7 +237,8 @@ cfdw_path_check(const char *path, char *err, size_t errlen)
 bool
 cfdw_placeholder_value_ok(const char *value)
 {
-	return value[0] != '\0' && strcmp(value, ".") != 0 && strcmp(value, "..") != 0;
+	/* percent-encoding keeps the dots, and ';' decodes back at a proxy */
+	return value[0] != '\0' && !dot_segment(value, strlen(value));
 }
 
 char *
@@ -737,4 +755,85 @@ cfdw_json_to_form(const cJSON *root, char *err, size_t errlen)
 			b.data[0] = '\0';
 	}
 	return b.data;
+}
+
+/* ---------------------------------------------------------------------
+ * Egress control
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+host_matches(const char *host, size_t hlen, const char *pat, size_t plen)
+{
+	if (plen > 2 && pat[0] == '*' && pat[1] == '.')
+	{
+		/* "*.atlassian.net": at least one label before ".atlassian.net" */
+		size_t		suffix = plen - 1;
+
+		return hlen > suffix &&
+			strncasecmp(host + hlen - suffix, pat + 1, suffix) == 0;
+	}
+	return hlen == plen && strncasecmp(host, pat, plen) == 0;
+}
+
+bool
+cfdw_host_allowed(const char *host, const char *patterns)
+{
+	size_t		hlen = strlen(host);
+	const char *p = patterns;
+
+	/* a fully qualified name's trailing dot names the same host */
+	if (hlen > 0 && host[hlen - 1] == '.')
+		hlen--;
+	if (hlen == 0 || patterns == NULL)
+		return false;
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		const char *a = p;
+		const char *b = end ? end : p + strlen(p);
+
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (b > a && host_matches(host, hlen, a, (size_t) (b - a)))
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+static bool
+ipv4_internal(const unsigned char *a)
+{
+	return a[0] == 0 || a[0] == 10 || a[0] == 127 ||
+		(a[0] == 100 && (a[1] & 0xc0) == 64) ||
+		(a[0] == 169 && a[1] == 254) ||
+		(a[0] == 172 && (a[1] & 0xf0) == 16) ||
+		(a[0] == 192 && a[1] == 168) ||
+		a[0] >= 224;
+}
+
+bool
+cfdw_address_internal(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ipv4_internal((const unsigned char *) &((const struct sockaddr_in *) sa)->sin_addr);
+	if (sa->sa_family == AF_INET6)
+	{
+		const unsigned char *a = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		static const unsigned char zero[15] = {0};
+
+		if (memcmp(a, mapped, 12) == 0)
+			return ipv4_internal(a + 12);
+		return (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1)) ||	/* :: and ::1 */
+			(a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||	/* fe80::/10 */
+			(a[0] & 0xfe) == 0xfc ||	/* fc00::/7 */
+			a[0] == 0xff;		/* multicast */
+	}
+	return true;				/* not an internet address at all */
 }

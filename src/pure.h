@@ -102,4 +102,16 @@ extern char *cfdw_json_to_xml(const cJSON *root, bool batch, char *err, size_t e
  */
 extern char *cfdw_json_to_form(const cJSON *root, char *err, size_t errlen);
 
+/*
+ * Egress control.  cfdw_host_allowed: does host match one of the
+ * comma-separated patterns ("name" exactly, "*.domain" for any name under
+ * domain), case-insensitively?  cfdw_address_internal: is the address
+ * loopback, link-local (169.254.0.0/16 with cloud metadata, fe80::/10),
+ * private (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), unspecified
+ * or multicast, also as an IPv4-mapped IPv6 address?
+ */
+struct sockaddr;
+extern bool cfdw_host_allowed(const char *host, const char *patterns);
+extern bool cfdw_address_internal(const struct sockaddr *sa);
+
 #endif							/* CFDW_PURE_H */

@@ -198,7 +198,7 @@ cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("value \"%s\" of column \"%s\" of foreign table \"%s\" cannot fill a path placeholder",
 							text, col->name, t->relname),
-					 errdetail("An empty value, \".\" or \"..\" would change which path the request goes to."),
+					 errdetail("An empty value, \".\" or \"..\" (also with \";parameters\") would change which path the request goes to."),
 					 errhint("Nothing was sent for this row.")));
 		if (GetDatabaseEncoding() != PG_UTF8)
 			text = pg_server_to_any(text, strlen(text), PG_UTF8);

@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
@@ -27,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "confluence_fdw.h"
@@ -48,18 +51,38 @@ conversion_error_callback(void *arg)
 }
 
 /*
- * Text from Confluence (UTF-8) in the database encoding.  Invalid UTF-8 is
- * an error here: pg_any_to_server checks it.
+ * Text from Confluence (UTF-8) in the database encoding, or NULL when it is
+ * not valid UTF-8 or has a character the database encoding lacks (an emoji
+ * in a LATIN1 database).  Never an error: the request was answered and may
+ * have been processed, and failing the statement would invite a rerun and
+ * a duplicate.
  */
 static char *
 from_utf8(const char *s, size_t len)
 {
-	if (GetDatabaseEncoding() == PG_UTF8)
-	{
-		pg_verify_mbstr(PG_UTF8, s, len, false);
+	int			enc = GetDatabaseEncoding();
+	Oid			proc;
+	unsigned char *out;
+	int			done;
+
+	if (len > (size_t) (MaxAllocSize / MAX_CONVERSION_GROWTH - 1) ||
+		!pg_verify_mbstr(PG_UTF8, s, (int) len, true))
+		return NULL;
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
 		return pnstrdup(s, len);
+	proc = FindDefaultConversionProc(PG_UTF8, enc);
+	if (!OidIsValid(proc))
+		return NULL;
+	out = palloc(len * MAX_CONVERSION_GROWTH + 1);
+	done = pg_do_encoding_conversion_buf(proc, PG_UTF8, enc,
+										 (unsigned char *) unconstify(char *, s), (int) len,
+										 out, (int) (len * MAX_CONVERSION_GROWTH + 1), true);
+	if (done < (int) len)
+	{
+		pfree(out);
+		return NULL;
 	}
-	return pg_any_to_server(s, len, PG_UTF8);
+	return (char *) out;
 }
 
 /*
@@ -142,6 +165,7 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 	Jsonb	   *jb = NULL;
 	bool		parsed = false;
 	bool		warned = false;
+	bool		converted = false;
 	ConversionContext cc;
 	ErrorContextCallback errcb;
 	int			i;
@@ -162,8 +186,18 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 			continue;
 		cc.column = col;
 
-		if (col->resp != CFDW_RESP_STATUS && body == NULL && resp->body_len > 0)
+		if (col->resp != CFDW_RESP_STATUS && !converted && resp->body_len > 0)
+		{
 			body = from_utf8(resp->body, resp->body_len);
+			converted = true;
+			if (body == NULL)
+				ereport(WARNING,
+						(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+						 errmsg("Confluence answered HTTP %ld with text that cannot be shown in the database encoding %s; the response columns are NULL",
+								resp->status, GetDatabaseEncodingName()),
+						 errdetail("The request was answered and may have been processed; it is not sent again."),
+						 errhint("A UTF-8 database can hold every answer.")));
+		}
 
 		switch (col->resp)
 		{
@@ -469,6 +503,13 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 				 errhint("Raise max_response_bytes on server \"%s\".", t->servername),
 				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 
+	if (resp->egress_refused)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("server \"%s\" may not connect to the internal address %s",
+						t->servername, resp->refused_address),
+				 errdetail("The server belongs to a role that is not a superuser, and its host resolves to a loopback, link-local or private address. %s", sent),
+				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 	if (resp->proxy_status >= 300)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),

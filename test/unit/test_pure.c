@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <libxml/parser.h>
@@ -377,6 +380,13 @@ test_paths(void)
 	path_ok("/a%41%7e/{id}%20x?q=%2B");
 
 	/* a '%' must start a complete %XX escape, in the path or the query */
+	/* servlet path parameters: "..;" is ".." to Tomcat and some proxies */
+	path_bad("/wiki/..;/admin", "segments");
+	path_bad("/wiki/api/v2/pages/..;jsessionid=1/x", "segments");
+	path_bad("/wiki/.;x/pages", "segments");
+	path_bad("/wiki/..;", "segments");
+	path_ok("/wiki/a..;b/pages");
+	path_ok("/wiki/;../pages");
 	path_bad("/a%", "must start a percent-encoded byte");
 	path_bad("/a%2", "must start a percent-encoded byte");
 	path_bad("/a%zz", "must start a percent-encoded byte");
@@ -474,6 +484,10 @@ test_placeholders(void)
 	CHECK(!cfdw_placeholder_value_ok("."), "placeholder \".\" must be refused");
 	CHECK(!cfdw_placeholder_value_ok(".."), "placeholder \"..\" must be refused");
 	CHECK(cfdw_placeholder_value_ok("..."), "placeholder \"...\" must be allowed");
+	CHECK(!cfdw_placeholder_value_ok("..;"), "placeholder \"..;\" must be refused");
+	CHECK(!cfdw_placeholder_value_ok("..;x=1"), "placeholder \"..;x=1\" must be refused");
+	CHECK(!cfdw_placeholder_value_ok(".;"), "placeholder \".;\" must be refused");
+	CHECK(cfdw_placeholder_value_ok("a..;"), "placeholder \"a..;\" must be allowed");
 	CHECK(cfdw_placeholder_value_ok("a.b"), "placeholder \"a.b\" must be allowed");
 	CHECK(cfdw_placeholder_value_ok(".a"), "placeholder \".a\" must be allowed");
 	CHECK(cfdw_placeholder_value_ok("..a"), "placeholder \"..a\" must be allowed");
@@ -1150,6 +1164,61 @@ test_oom(void)
 	CHECK(xml_failures > 0, "xml never met an allocation failure");
 }
 
+static struct sockaddr_storage ss;
+
+static const struct sockaddr *
+addr(const char *text)
+{
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(text, ':'))
+	{
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *) &ss;
+
+		a->sin6_family = AF_INET6;
+		if (inet_pton(AF_INET6, text, &a->sin6_addr) != 1)
+			abort();
+	}
+	else
+	{
+		struct sockaddr_in *a = (struct sockaddr_in *) &ss;
+
+		a->sin_family = AF_INET;
+		if (inet_pton(AF_INET, text, &a->sin_addr) != 1)
+			abort();
+	}
+	return (const struct sockaddr *) &ss;
+}
+
+static void
+test_egress(void)
+{
+	const char *def = "*.atlassian.net,api.atlassian.com";
+	const char *internal[] = {"127.0.0.1", "127.1.2.3", "10.0.0.1", "172.16.0.1", "172.31.255.255",
+		"192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "::",
+		"fe80::1", "fc00::1", "fd12:3456::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "ff02::1"};
+	const char *external[] = {"104.192.141.1", "172.32.0.1", "172.15.255.255", "100.128.0.1",
+		"8.8.8.8", "2600:1f18::1", "::ffff:104.192.141.1", "2001:db8::1"};
+	size_t		i;
+
+	CHECK(cfdw_host_allowed("acme.atlassian.net", def), "a site under *.atlassian.net is allowed");
+	CHECK(cfdw_host_allowed("ACME.Atlassian.NET", def), "host names match case-insensitively");
+	CHECK(cfdw_host_allowed("acme.atlassian.net.", def), "a trailing dot names the same host");
+	CHECK(cfdw_host_allowed("a.b.atlassian.net", def), "deeper names match *.atlassian.net");
+	CHECK(cfdw_host_allowed("api.atlassian.com", def), "an exact name is allowed");
+	CHECK(!cfdw_host_allowed("atlassian.net", def), "*.atlassian.net needs a label before it");
+	CHECK(!cfdw_host_allowed("evilatlassian.net", def), "a suffix without the dot does not match");
+	CHECK(!cfdw_host_allowed("acme.atlassian.net.evil.com", def), "a longer name does not match");
+	CHECK(!cfdw_host_allowed("x.api.atlassian.com", def), "an exact pattern matches only itself");
+	CHECK(!cfdw_host_allowed("127.0.0.1", def), "an address is not an allowed name");
+	CHECK(!cfdw_host_allowed("", def), "an empty host is never allowed");
+	CHECK(cfdw_host_allowed("wiki.corp", " wiki.corp , *.atlassian.net "), "patterns are trimmed");
+	CHECK(!cfdw_host_allowed("wiki.corp", ""), "an empty list allows nothing");
+	for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+		CHECK(cfdw_address_internal(addr(internal[i])), "%s is internal", internal[i]);
+	for (i = 0; i < sizeof(external) / sizeof(external[0]); i++)
+		CHECK(!cfdw_address_internal(addr(external[i])), "%s is not internal", external[i]);
+}
+
 int
 main(void)
 {
@@ -1169,6 +1238,7 @@ main(void)
 	test_json_put();
 	test_xml();
 	test_form();
+	test_egress();
 	test_oom();
 
 	xmlCleanupParser();
