@@ -252,12 +252,69 @@ INSERT INTO http_t.bearer_pages (space_id, title) VALUES ('98306', 'Bearer page'
 SELECT r->>'auth' AS auth, r->'headers'->>'authorization' AS authorization_header
   FROM standin_requests() r;
 
+--
+-- 9. A pool in use is never closed under its user.  A pipelined INSERT
+-- whose SELECT calls a function that inserts into another table of the same
+-- user mapping: the inner statement ends with keep_connections 'false', one
+-- row calls disconnect_all(), one changes the server's options (a cache
+-- invalidation) and one fails inside an exception block.  The outer
+-- statement's requests in flight go on, and every page is created once.
+--
+CREATE SERVER http_nest FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url', keep_connections 'false');
+CREATE USER MAPPING FOR CURRENT_USER SERVER http_nest
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE FOREIGN TABLE http_t.nest_outer (space_id text, title text)
+  SERVER http_nest OPTIONS (endpoint 'pages', max_concurrency '4');
+CREATE FOREIGN TABLE http_t.nest_inner (space_id text, title text, id text)
+  SERVER http_nest OPTIONS (endpoint 'pages');
+CREATE FUNCTION http_t.inner_page(n int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  got text;
+BEGIN
+  INSERT INTO http_t.nest_inner (space_id, title) VALUES ('98306', 'inner ' || n) RETURNING id INTO got;
+  IF n = 5 THEN
+    PERFORM confluence_fdw.disconnect_all();
+  ELSIF n = 10 THEN
+    ALTER SERVER http_nest OPTIONS (ADD timeout_ms '20000');
+  ELSIF n = 15 THEN
+    BEGIN
+      INSERT INTO http_t.nest_inner (space_id, title) VALUES ('98306', 'inner ' || n || ' again')
+        RETURNING id INTO got;
+      INSERT INTO http_t.nest_inner (space_id) VALUES (NULL);
+    EXCEPTION WHEN OTHERS THEN
+      NULL;
+    END;
+  END IF;
+  RETURN 'outer ' || n;
+END $$;
+SELECT standin_reset();
+INSERT INTO http_t.nest_outer SELECT '98306', http_t.inner_page(g) FROM generate_series(1, 20) g;
+SELECT split_part(r->'body_json'->>'title', ' ', 1) AS kind, count(*) AS requests,
+       count(DISTINCT r->'body_json'->>'title') AS titles,
+       count(*) FILTER (WHERE (r->>'status')::int = 200) AS created
+  FROM standin_requests() r GROUP BY 1 ORDER BY 1;
+SELECT (standin_stats()->>'pages')::int AS pages;
+-- nothing is left open once the statement is done (keep_connections false)
+SELECT confluence_fdw.disconnect_all() AS was_open;
+-- The first outer row is refused, slowly (400 after 200 ms), so it is still
+-- in flight when the executor computes the next 16 rows (it hands them over
+-- max_concurrency * 4 at a time) and their inner statements close the pool:
+-- the outer INSERT must see the refusal and fail, not lose the request and
+-- report every row as sent.
+CREATE FOREIGN TABLE http_t.nest_refused (space_id text, title text)
+  SERVER http_nest OPTIONS (endpoint '/wiki/echo/nest', max_concurrency '4');
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 200, "status": 400, "match": "/wiki/echo/nest"}');
+SELECT split_part(http_try($$INSERT INTO http_t.nest_refused SELECT '98306', http_t.inner_page(g) FROM generate_series(1, 20) g$$), E'\n', 1) AS outcome;
+
 -- Clean up.
 SET client_min_messages = warning;
 DROP SCHEMA http_t CASCADE;
 DROP USER MAPPING FOR CURRENT_USER SERVER http_srv;
 DROP USER MAPPING FOR CURRENT_USER SERVER http_refused;
 DROP USER MAPPING FOR CURRENT_USER SERVER http_bearer;
-DROP SERVER http_srv, http_refused, http_bearer;
+DROP USER MAPPING FOR CURRENT_USER SERVER http_nest;
+DROP SERVER http_srv, http_refused, http_bearer, http_nest;
 DROP FUNCTION http_try(text), http_log();
 RESET client_min_messages;

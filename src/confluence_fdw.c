@@ -66,6 +66,7 @@ typedef struct CfdwModifyState
 	CfdwConnection *conn;		/* the user mapping's cached connection */
 	bool		need_response;	/* RETURNING, AFTER ROW trigger or check option */
 	MemoryContext temp_cxt;		/* per-row data, reset after each row */
+	MemoryContext release_cxt;	/* its deletion releases the connection */
 	int64		row_no;			/* last row sent, 1-based, for messages */
 	int64		batch_first;	/* first row of the batch being sent, or 0 */
 
@@ -312,6 +313,7 @@ abandon_pipeline(void *arg)
 	CfdwModifyState *state = (CfdwModifyState *) arg;
 
 	cfdw_release_connection(state->conn, state->table);
+	state->conn = NULL;
 }
 
 /*
@@ -344,10 +346,20 @@ create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
 		state->pipe_cxt = AllocSetContextCreate(estate->es_query_cxt,
 												"confluence_fdw requests in flight",
 												ALLOCSET_SMALL_SIZES);
-		state->abandon_cb.func = abandon_pipeline;
-		state->abandon_cb.arg = state;
-		MemoryContextRegisterResetCallback(state->pipe_cxt, &state->abandon_cb);
 	}
+
+	/*
+	 * Give the connection back however the statement ends: EndForeignModify
+	 * is not called after an error, but the statement's memory goes away.
+	 * The newest child context is deleted first, so this one, made last,
+	 * stops the requests in flight before their memory is freed.
+	 */
+	state->release_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											   "confluence_fdw connection",
+											   ALLOCSET_SMALL_SIZES);
+	state->abandon_cb.func = abandon_pipeline;
+	state->abandon_cb.arg = state;
+	MemoryContextRegisterResetCallback(state->release_cxt, &state->abandon_cb);
 	return state;
 }
 
@@ -856,6 +868,7 @@ confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 				ExecDropSingleTupleTableSlot(state->pending[i]);
 	}
 	cfdw_release_connection(state->conn, state->table);
+	state->conn = NULL;
 }
 
 static void
@@ -1079,15 +1092,21 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	/* one request, no retries: the answer is what the user wants to see */
 	t->max_retries = 0;
 	conn = cfdw_get_connection(t);
-	cfdw_http_send(conn, t, &req, &resp);
-
-	values[0] = BoolGetDatum(resp.curl_code == 0 && resp.status >= 200 && resp.status < 300);
-	if (resp.curl_code == 0)
-		values[1] = Int32GetDatum((int32) resp.status);
-	else
-		nulls[1] = true;
-	values[2] = CStringGetTextDatum(test_message(t, &resp));
-	cfdw_release_connection(conn, t);
+	PG_TRY();
+	{
+		cfdw_http_send(conn, t, &req, &resp);
+		values[0] = BoolGetDatum(resp.curl_code == 0 && resp.status >= 200 && resp.status < 300);
+		if (resp.curl_code == 0)
+			values[1] = Int32GetDatum((int32) resp.status);
+		else
+			nulls[1] = true;
+		values[2] = CStringGetTextDatum(test_message(t, &resp));
+	}
+	PG_FINALLY();
+	{
+		cfdw_release_connection(conn, t);
+	}
+	PG_END_TRY();
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -134,6 +134,9 @@ struct CfdwConnection
 	uint32		server_hash;	/* to match invalidation messages */
 	uint32		mapping_hash;
 	bool		invalidated;	/* options changed: reconnect before use */
+	Oid			serverid;		/* for messages */
+	int			nusers;			/* statements using it (get minus release) */
+	bool		close_when_idle;	/* a close waits for the last user */
 	int			pool_size;		/* CURLMOPT_MAX_HOST_CONNECTIONS set */
 	CfdwTransfer xfers[CFDW_MAX_CONCURRENCY + 1];
 
@@ -642,9 +645,58 @@ setup_multi(CURLM *m, CfdwConnection *c)
 	return curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long) (CFDW_MAX_CONCURRENCY + 1));
 }
 
+/* Create the multi handle of a closed connection. */
+static void
+open_multi(CfdwConnection *c, const CfdwTable *t)
+{
+	CURLM	   *m = curl_multi_init();
+	CURLMcode	mrc;
+
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("out of memory while opening a connection to Confluence")));
+	mrc = setup_multi(m, c);
+	if (mrc != CURLM_OK)
+	{
+		curl_multi_cleanup(m);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not set up libcurl: %s", curl_multi_strerror(mrc))));
+	}
+	c->multi = m;
+	c->serverid = t->serverid;
+	c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
+										   ObjectIdGetDatum(t->serverid));
+	c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
+											ObjectIdGetDatum(t->umid));
+	elog(DEBUG3, "confluence_fdw: new connection for user mapping %u", t->umid);
+}
+
+/*
+ * Close a connection unless a running statement uses it; then it is closed
+ * when the last of them releases it (postgres_fdw does the same with
+ * invalidated connections).  A pool is never closed under its user: an
+ * inner statement (a function called for each row of a pipelined INSERT)
+ * would otherwise take the outer statement's requests in flight with it.
+ */
+static bool
+close_unless_used(CfdwConnection *c)
+{
+	if (c->nusers > 0)
+	{
+		c->close_when_idle = true;
+		return false;
+	}
+	close_connection(c);
+	c->close_when_idle = false;
+	return true;
+}
+
 /*
  * cfdw_get_connection
  *		The cached connection of the table's user mapping, opened if needed.
+ *		Each call counts a user until cfdw_release_connection.
  */
 CfdwConnection *
 cfdw_get_connection(const CfdwTable *t)
@@ -664,61 +716,54 @@ cfdw_get_connection(const CfdwTable *t)
 			c->xfers[i].conn = c;
 		c->timer_ms = -1;
 	}
+	/* options changed: reconnect, or as soon as the pool is idle */
 	if (c->invalidated && c->multi)
-		close_connection(c);
+		(void) close_unless_used(c);
 	c->invalidated = false;
-
 	if (c->multi == NULL)
-	{
-		CURLM	   *m = curl_multi_init();
-		CURLMcode	mrc;
-
-		if (m == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
-					 errmsg("out of memory while opening a connection to Confluence")));
-		mrc = setup_multi(m, c);
-		if (mrc != CURLM_OK)
-		{
-			curl_multi_cleanup(m);
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("could not set up libcurl: %s", curl_multi_strerror(mrc))));
-		}
-		c->multi = m;
-		c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
-											   ObjectIdGetDatum(t->serverid));
-		c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
-												ObjectIdGetDatum(t->umid));
-		elog(DEBUG3, "confluence_fdw: new connection for user mapping %u", t->umid);
-	}
+		open_multi(c, t);
+	c->nusers++;
 	return c;
+}
+
+/* Stop the transfers a statement still has on the connection. */
+static void
+abort_transfers(CfdwConnection *c, uint64 owner)
+{
+	int			i;
+
+	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+		if (c->xfers[i].owner == owner && c->xfers[i].state != XFER_IDLE)
+			close_transfer(&c->xfers[i]);
 }
 
 /*
  * cfdw_release_connection
- *		The statement is done with the connection; close it unless the server
- *		says to keep it.
+ *		The statement is done with the connection (or ended by an error):
+ *		stop what it left running, and close the connection when its last
+ *		user is gone and the server says not to keep it, or a close waited
+ *		for that.  No network work: this runs on error paths too.
  */
 void
 cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t)
 {
-	int			i;
-
-	if (conn == NULL || conn->multi == NULL)
+	if (conn == NULL)
 		return;
-	/* a statement that ended early (an error) leaves nothing behind */
-	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-		if (conn->xfers[i].owner == t->config_id &&
-			conn->xfers[i].state != XFER_IDLE)
-			close_transfer(&conn->xfers[i]);
+	if (conn->multi)
+		abort_transfers(conn, t->config_id);
+	if (conn->nusers > 0)
+		conn->nusers--;
 	if (!t->keep_connections)
-		close_connection(conn);
+		conn->close_when_idle = true;
+	if (conn->nusers == 0 && conn->close_when_idle && conn->multi)
+		(void) close_unless_used(conn);
 }
 
 /*
  * cfdw_disconnect_all
- *		Close every cached connection; returns how many were open.
+ *		Close every cached connection that no running statement uses, and
+ *		the others as soon as they are released; returns how many were
+ *		closed now.
  */
 int
 cfdw_disconnect_all(void)
@@ -732,10 +777,18 @@ cfdw_disconnect_all(void)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((c = hash_seq_search(&scan)) != NULL)
 	{
-		if (c->multi)
-		{
-			close_connection(c);
+		if (c->multi == NULL)
+			continue;
+		if (close_unless_used(c))
 			n++;
+		else
+		{
+			ForeignServer *server = GetForeignServerExtended(c->serverid, FSV_MISSING_OK);
+
+			ereport(WARNING,
+					(errmsg("cannot close the connection to server \"%s\" now: a running statement uses it",
+							server ? server->servername : "?"),
+					 errdetail("It is closed when that statement is done with it.")));
 		}
 	}
 	return n;
@@ -1344,8 +1397,8 @@ poll_once(CfdwConnection *c)
 /*
  * Run the event loop until slot x is finished (and not to be retried),
  * processing every other transfer of the connection on the way.  On an
- * interrupt the whole connection is closed, since the state of its
- * transfers is unknown.
+ * interrupt (or any error) the statement's own transfers are stopped; the
+ * other statements' on the same pool go on.
  */
 static void
 wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
@@ -1366,7 +1419,8 @@ wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
 	}
 	PG_CATCH();
 	{
-		close_connection(c);
+		/* the other statements' transfers on the pool are fine */
+		abort_transfers(c, t->config_id);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1404,7 +1458,7 @@ cfdw_http_send(CfdwConnection *c, const CfdwTable *t,
 	CfdwTransfer *x = &c->xfers[0];
 
 	if (c->multi == NULL)
-		(void) cfdw_get_connection(t);
+		open_multi(c, t);
 	start_transfer(x, t, req, 0);
 	wait_for(c, t, x);
 	*resp = x->resp;
@@ -1423,6 +1477,8 @@ cfdw_http_send(CfdwConnection *c, const CfdwTable *t,
  * otherwise the first failure is kept (XFER_FAILED) for the owner to
  * report.  Returns the number of rows that succeeded.
  */
+static void warn_returned_error(CfdwTransfer *x);
+
 static int
 collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 {
@@ -1447,14 +1503,7 @@ collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 		if (t->on_error_return && x->resp.curl_code == CURLE_OK &&
 			x->resp.status >= 400)
 		{
-			char	   *summary = cfdw_error_summary(&x->resp);
-
-			ereport(WARNING,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("Confluence returned HTTP %ld for row %lld%s%s; the statement goes on because on_error is 'return'",
-							x->resp.status, (long long) x->row_no,
-							summary ? ": " : "", summary ? summary : ""),
-					 errhint("Add RETURNING http_status, response to see each row's answer.")));
+			warn_returned_error(x);
 			x->state = XFER_IDLE;
 			p->nsent++;
 			continue;
@@ -1464,6 +1513,34 @@ collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 			p->failed_slot = i;
 	}
 	return n;
+}
+
+/*
+ * The WARNING for a pipelined row whose HTTP error on_error 'return' lets
+ * through.  The summary (a parsed body) is made in a context of its own and
+ * dropped at once: in the statement's context, a long INSERT of refused
+ * rows would grow by every answer it got.
+ */
+static void
+warn_returned_error(CfdwTransfer *x)
+{
+	static MemoryContext msg_cxt = NULL;
+	MemoryContext old;
+	char	   *summary;
+
+	if (msg_cxt == NULL)
+		msg_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw messages",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(msg_cxt);
+	summary = cfdw_error_summary(&x->resp);
+	ereport(WARNING,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("Confluence returned HTTP %ld for row %lld%s%s; the statement goes on because on_error is 'return'",
+					x->resp.status, (long long) x->row_no,
+					summary ? ": " : "", summary ? summary : ""),
+			 errhint("Add RETURNING http_status, response to see each row's answer.")));
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(msg_cxt);
 }
 
 /* Slots of this pipeline still busy (running or waiting to retry). */
@@ -1488,8 +1565,7 @@ busy_slots(CfdwConnection *c, const CfdwTable *t)
 /*
  * Run the event loop for a pipeline until fewer than limit of its slots are
  * busy (or a failure stopped it), or with limit 0 until none is.  On an
- * interrupt the whole connection is closed: the state of its transfers is
- * unknown.
+ * interrupt (or any error) the statement's own transfers are stopped.
  */
 static void
 run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
@@ -1509,7 +1585,7 @@ run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
 	}
 	PG_CATCH();
 	{
-		close_connection(c);
+		abort_transfers(c, t->config_id);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1528,7 +1604,7 @@ cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
 	int			i;
 
 	if (c->multi == NULL)
-		(void) cfdw_get_connection(t);
+		open_multi(c, t);
 	if (c->pool_size != limit)
 	{
 		/* at most max_concurrency connections to the site */

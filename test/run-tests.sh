@@ -69,6 +69,8 @@ EXTRA_AFTER=(
   # 5,000 rows through the pipelined and RETURNING paths with random 429/503
   # answers: every row created exactly once, memory flat (~15 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/soak.sh 5000"
+  # 21,500 rows answered 400 with on_error 'return': memory stays flat (~10 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/memory-failures.sh"
   "python3 test/contract/prepare-spec.py --selftest"
 )
 # ------------------------------------------------------------------------
