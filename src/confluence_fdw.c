@@ -84,10 +84,11 @@ typedef struct CfdwModifyState
 	 */
 	bool		pipelined;
 	CfdwPipeline pipe;
-	MemoryContext pipe_cxt;		/* parent of slot_cxt, owns abandon_cb */
+	MemoryContext pipe_cxt;		/* parent of slot_cxt */
 	MemoryContext slot_cxt[CFDW_MAX_CONCURRENCY + 1];
 	MemoryContextCallback abandon_cb;	/* stops requests left in flight */
 	bool		pipeline_failed;	/* raising the pipeline's failure */
+	bool		stop_reported;	/* warn_stopped has spoken */
 	int64		submitted;		/* rows handed to the pipeline */
 } CfdwModifyState;
 
@@ -307,11 +308,16 @@ has_row_triggers(ResultRelInfo *rinfo)
  * after EndForeignModify drained the pipeline, or on an error).  Requests
  * still in flight would read freed memory: stop them.
  */
+static void warn_stopped(CfdwModifyState *state);
+
 static void
 abandon_pipeline(void *arg)
 {
 	CfdwModifyState *state = (CfdwModifyState *) arg;
 
+	/* an error the FDW did not see (a failing expression, say) */
+	if (state->pipelined)
+		warn_stopped(state);
 	cfdw_release_connection(state->conn, state->table);
 	state->conn = NULL;
 }
@@ -616,9 +622,20 @@ finish_pipeline(CfdwModifyState *state)
 	CfdwRequest req;
 	CfdwResponse resp;
 	int64		failed_row;
+	bool		failed;
 	ErrorContextCallback errcb;
 
-	if (!cfdw_pipeline_drain(state->conn, t, &state->pipe, &req, &resp, &failed_row))
+	PG_TRY();
+	{
+		failed = cfdw_pipeline_drain(state->conn, t, &state->pipe, &req, &resp, &failed_row);
+	}
+	PG_CATCH();
+	{
+		warn_stopped(state);	/* a cancel while the last rows are in flight */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!failed)
 		return;
 
 	state->row_no = failed_row;
@@ -634,24 +651,12 @@ finish_pipeline(CfdwModifyState *state)
 	cfdw_report_http_error(t, &req, &resp);
 }
 
-/* Let the requests in flight finish, ignoring their failures. */
-static void
-drain_quietly(CfdwModifyState *state)
-{
-	CfdwRequest req;
-	CfdwResponse resp;
-	int64		row;
-
-	(void) cfdw_pipeline_drain(state->conn, state->table, &state->pipe,
-							   &req, &resp, &row);
-}
-
 /*
  * Send a row that needs no answer through the pipeline: build its request
  * in a free slot and start it, without waiting for the answer.
  */
 static void
-pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
+send_in_pipeline(CfdwModifyState *state, TupleTableSlot *slot)
 {
 	const CfdwTable *t = state->table;
 	MemoryContext oldcxt;
@@ -673,33 +678,59 @@ pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
 	push_row_context(state, &errcb);
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->slot_cxt[slotno]);
-	PG_TRY();
-	{
-		build_request(t, slot, &req);
-	}
-	PG_CATCH();
-	{
-		/*
-		 * A row refused before sending.  The rows before it are in flight:
-		 * cutting them off would leave it unknown whether they arrived, and
-		 * a rerun of the statement could create them twice.  Let them
-		 * finish, then raise the refusal.  The building code holds no locks
-		 * or buffers, so going on after the error for that long is safe.
-		 */
-		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		drain_quietly(state);
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
+	build_request(t, slot, &req);
 	MemoryContextSwitchTo(oldcxt);
 
 	cfdw_pipeline_start(state->conn, t, slotno, &req, state->row_no);
 	state->submitted = state->row_no;
 	error_context_stack = errcb.previous;
+}
+
+/*
+ * The WARNING of a pipelined statement ended by an error or a cancel
+ * before EndForeignModify: the rows sent so far stay sent, and nothing else
+ * tells the user how many.  Once per statement; not when the error itself
+ * is a row's failure, whose context says it (row_error_callback).
+ */
+static void
+warn_stopped(CfdwModifyState *state)
+{
+	int			in_flight;
+
+	if (state->stop_reported || state->pipeline_failed || state->submitted == 0 ||
+		state->conn == NULL)
+		return;
+	state->stop_reported = true;
+	in_flight = cfdw_pipeline_busy(state->conn, state->table) + state->pipe.stopped_in_flight;
+	ereport(WARNING,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("INSERT into foreign table \"%s\" stopped: rows sent %lld, answered %lld, still in flight %d (those may or may not have reached Confluence)",
+					state->table->relname, (long long) state->submitted,
+					(long long) state->pipe.nsent, in_flight),
+			 errhint("Rows that were answered exist in Confluence; check the ones in flight before running the statement again.")));
+}
+
+/*
+ * Send a row through the pipeline.  A row refused before sending, a cancel
+ * or statement_timeout while waiting for a free slot: the statement ends at
+ * once, as an error path does no network work.  Its requests in flight are
+ * stopped (cfdw_release_connection, when the statement's memory goes), and
+ * the WARNING goes out before the error, so the user reads both in order.
+ */
+static void
+pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
+{
+	PG_TRY();
+	{
+		send_in_pipeline(state, slot);
+	}
+	PG_CATCH();
+	{
+		warn_stopped(state);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -287,6 +287,7 @@ typedef struct CfdwPipeline
 	int64		nsent;			/* rows answered (successfully, or returned) */
 	int			failed_slot;	/* slot of the first failure, or 0 */
 	int			nfailed_more;	/* further failures among the in-flight ones */
+	int			stopped_in_flight;	/* stopped by an interrupt while waiting */
 } CfdwPipeline;
 
 extern int	cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p);
@@ -294,6 +295,7 @@ extern void cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
 								const CfdwRequest *req, int64 row_no);
 extern bool cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 								CfdwRequest *req, CfdwResponse *resp, int64 *row_no);
+extern int	cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t);
 extern uint64 cfdw_next_config_id(void);
 
 

@@ -1545,6 +1545,20 @@ warn_returned_error(CfdwTransfer *x)
 
 /* Slots of this pipeline still busy (running or waiting to retry). */
 static int
+busy_slots(CfdwConnection *c, const CfdwTable *t);
+
+/*
+ * cfdw_pipeline_busy
+ *		How many of the statement's requests are still in flight (sent or
+ *		being sent, or waiting to be retried), for messages.
+ */
+int
+cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t)
+{
+	return c->multi ? busy_slots(c, t) : 0;
+}
+
+static int
 busy_slots(CfdwConnection *c, const CfdwTable *t)
 {
 	int			n = 0;
@@ -1585,6 +1599,8 @@ run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
 	}
 	PG_CATCH();
 	{
+		/* counted first: the statement's WARNING says how many were stopped */
+		p->stopped_in_flight = busy_slots(c, t);
 		abort_transfers(c, t->config_id);
 		PG_RE_THROW();
 	}
