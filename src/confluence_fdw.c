@@ -447,11 +447,11 @@ row_error_callback(void *arg)
 }
 
 /*
- * Send a prepared request and check the answer.  Returns true when the
- * answer is an HTTP error that on_error 'return' lets through; any other
- * failure raises an error.
+ * Send a prepared request and check the answer: an HTTP error that
+ * on_error 'return' lets through comes back in resp (with a WARNING when
+ * nobody reads the row); any other failure raises an error.
  */
-static bool
+static void
 send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
 {
 	const CfdwTable *t = state->table;
@@ -461,7 +461,7 @@ send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
 	if (resp->curl_code != 0)
 		cfdw_report_transport_error(t, req, resp);
 	if (resp->status < 300)
-		return false;
+		return;
 	if (!t->on_error_return || (resp->status >= 300 && resp->status < 400))
 		cfdw_report_http_error(t, req, resp);
 
@@ -476,7 +476,6 @@ send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
 						resp->status, summary ? ": " : "", summary ? summary : ""),
 				 errhint("Add RETURNING http_status, response to see each row's answer.")));
 	}
-	return true;
 }
 
 static void
@@ -790,32 +789,12 @@ static int
 confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 {
 	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-	bool		batch_mode = false;
-	int			batch_size = CFDW_DEFAULT_BATCH_SIZE;
 
-	if (state)
-	{
-		batch_mode = state->table->batch_mode;
-		batch_size = state->table->batch_size;
-	}
-	else
-	{
-		/* EXPLAIN without ANALYZE: no state, read the options */
-		ListCell   *lc;
+	/* EXPLAIN without ANALYZE: no state, read the options */
+	if (state == NULL)
+		return cfdw_table_batch_size(RelationGetRelid(rinfo->ri_RelationDesc));
 
-		foreach(lc, GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc))->options)
-		{
-			DefElem    *def = lfirst(lc);
-
-			if (strcmp(def->defname, "batch_mode") == 0)
-				batch_mode = cfdw_option_bool(def);
-			else if (strcmp(def->defname, "batch_size") == 0)
-				batch_size = atoi(defGetString(def));
-		}
-		return batch_mode ? batch_size : 1;
-	}
-
-	if (!batch_mode)
+	if (!state->table->batch_mode)
 	{
 		/*
 		 * Let the executor hand over several rows at once when they can be
@@ -825,7 +804,7 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 		return state->pipelined ? Min(1000, state->table->max_concurrency * 4) : 1;
 	}
 	check_batch_mode(rinfo, state);
-	return batch_size;
+	return state->table->batch_size;
 }
 
 /*
@@ -1029,19 +1008,7 @@ test_message(const CfdwTable *t, const CfdwResponse *resp)
 		return psprintf("the proxy refused the connection to %s with HTTP %ld: check the server's proxy option",
 						t->base, resp->proxy_status);
 	if (resp->curl_code != 0)
-	{
-		switch (resp->curl_code)
-		{
-			case 6:				/* CURLE_COULDNT_RESOLVE_HOST */
-				return psprintf("could not resolve the host of %s: check the server's domain or base_url (%s)",
-								t->base, resp->curl_error);
-			case 7:				/* CURLE_COULDNT_CONNECT */
-				return psprintf("could not connect to %s: %s", t->base, resp->curl_error);
-			case 28:			/* CURLE_OPERATION_TIMEDOUT */
-				return psprintf("no answer from %s within the timeouts: %s", t->base, resp->curl_error);
-		}
-		return psprintf("request to %s failed: %s", t->base, resp->curl_error);
-	}
+		return cfdw_transport_summary(t, resp);
 	if (resp->status >= 200 && resp->status < 300)
 		return psprintf("connected to %s and authenticated%s%s", t->base,
 						t->username ? " as " : "", t->username ? t->username : "");

@@ -132,7 +132,6 @@ typedef struct CfdwTable
 	Oid			serverid;
 	char	   *servername;
 	Oid			umid;			/* user mapping used (PUBLIC or the user's) */
-	Oid			userid;			/* the user the statement runs as */
 
 	/* server */
 	char	   *base;			/* "https://domain" or base_url, no trailing '/' */
@@ -215,6 +214,7 @@ extern char *cfdw_allowed_hosts;	/* confluence_fdw.allowed_hosts */
 
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
+extern int	cfdw_table_batch_size(Oid relid);
 extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
 								UserMapping *um);
 extern char *cfdw_server_problem(ForeignServer *server, UserMapping *um,
@@ -270,6 +270,7 @@ extern void cfdw_report_transport_error(const CfdwTable *t,
 										const CfdwRequest *req,
 										const CfdwResponse *resp);
 extern char *cfdw_error_summary(const CfdwResponse *resp);
+extern char *cfdw_transport_summary(const CfdwTable *t, const CfdwResponse *resp);
 
 /* in http.c */
 typedef struct CfdwConnection CfdwConnection;
@@ -286,7 +287,6 @@ typedef struct CfdwPipeline
 {
 	int64		nsent;			/* rows answered (successfully, or returned) */
 	int			failed_slot;	/* slot of the first failure, or 0 */
-	int			nfailed_more;	/* further failures among the in-flight ones */
 	int			stopped_in_flight;	/* stopped by an interrupt while waiting */
 } CfdwPipeline;
 

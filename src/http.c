@@ -108,7 +108,6 @@ typedef struct CfdwTransfer
 	/* the request; its strings belong to the caller until it is collected */
 	CfdwRequest req;
 	size_t		body_pos;		/* bytes handed to libcurl so far */
-	bool		body_rewindable;	/* may libcurl send it again? */
 	int64		row_no;			/* for messages */
 	int			attempt;		/* retries so far */
 	long		waited_ms;		/* time spent waiting to retry */
@@ -237,7 +236,13 @@ seek_cb(void *userdata, curl_off_t offset, int origin)
 
 	if (origin != SEEK_SET || offset < 0 || (size_t) offset > x->req.body_len)
 		return CURL_SEEKFUNC_FAIL;
-	if (x->body_pos > 0 && !x->body_rewindable)
+	/*
+	 * Never let libcurl send a body a second time on its own: even a PUT
+	 * that may have been processed is reported, not resent behind the
+	 * user's back (idempotent methods are retried only on a 502/503/504
+	 * answer, by schedule_retry, where the policy is visible and logged).
+	 */
+	if (x->body_pos > 0)
 		return CURL_SEEKFUNC_CANTSEEK;
 	x->body_pos = (size_t) offset;
 	return CURL_SEEKFUNC_OK;
@@ -960,13 +965,6 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 			SETOPT(x, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
 			break;
 	}
-	/*
-	 * Never let libcurl send a body a second time on its own: even a PUT
-	 * that may have been processed is reported, not resent behind the
-	 * user's back (idempotent methods are retried only on a 502/503/504
-	 * answer, by schedule_retry, where the policy is visible and logged).
-	 */
-	x->body_rewindable = false;
 	x->limit = (size_t) t->max_response_bytes;
 	x->restrict_egress = t->restricted;
 	x->config_id = t->config_id;
@@ -1683,8 +1681,6 @@ cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 
 		if (x->owner == t->config_id && x->state == XFER_FAILED)
 		{
-			if (i != p->failed_slot)
-				p->nfailed_more++;
 			x->state = XFER_IDLE;
 			/* the reported one keeps its buffer until the error is raised */
 			if (i != p->failed_slot)

@@ -1214,7 +1214,6 @@ cfdw_resolve_table(Relation rel, Oid userid)
 
 	t->relid = RelationGetRelid(rel);
 	t->relname = pstrdup(RelationGetRelationName(rel));
-	t->userid = userid;
 	t->representation = "storage";
 	t->format = CFDW_FORMAT_JSON;
 	t->content_type = "application/json";
@@ -1312,4 +1311,29 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	cfdw_compile_url(t);
 
 	return t;
+}
+
+/*
+ * cfdw_table_batch_size
+ *		Rows per request of a foreign table by its options alone (EXPLAIN
+ *		without ANALYZE has no resolved table): batch_size in batch_mode,
+ *		else 1.  Parsed as cfdw_resolve_table parses them.
+ */
+int
+cfdw_table_batch_size(Oid relid)
+{
+	bool		batch_mode = false;
+	int			batch_size = CFDW_DEFAULT_BATCH_SIZE;
+	ListCell   *lc;
+
+	foreach(lc, GetForeignTable(relid)->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "batch_mode") == 0)
+			batch_mode = cfdw_option_bool(def);
+		else if (strcmp(def->defname, "batch_size") == 0)
+			batch_size = option_ms(def->defname, defGetString(def));
+	}
+	return batch_mode ? batch_size : 1;
 }

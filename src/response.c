@@ -483,6 +483,28 @@ cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 }
 
 /*
+ * cfdw_transport_summary
+ *		One line for a request that got no usable answer, for the Test
+ *		function (cfdw_report_transport_error raises the same cases).
+ */
+char *
+cfdw_transport_summary(const CfdwTable *t, const CfdwResponse *resp)
+{
+	switch (resp->curl_code)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+			return psprintf("could not resolve the host of %s: check the server's domain or base_url (%s)",
+							t->base, resp->curl_error);
+		case CURLE_COULDNT_CONNECT:
+			return psprintf("could not connect to %s: %s", t->base, resp->curl_error);
+		case CURLE_OPERATION_TIMEDOUT:
+			return psprintf("no answer from %s within the timeouts: %s", t->base, resp->curl_error);
+		default:
+			return psprintf("request to %s failed: %s", t->base, resp->curl_error);
+	}
+}
+
+/*
  * cfdw_report_transport_error
  *		Raise the error for a request that got no usable answer.
  */
