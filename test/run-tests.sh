@@ -136,6 +136,20 @@ in_cluster() {
   # DATABASE fails ("being accessed by other users").  Hence one fresh
   # cluster per run, and no --use-existing (with it pg_regress would also
   # skip its ALTER DATABASE settings and --load-extension).
+  # pg_ctlcluster starts the server with a clean environment, taken from the
+  # cluster's environment file: proxy variables go there, and the server is
+  # restarted with them; a backend must see them, or the run proves nothing.
+  if [ -n "${CFDW_POSTMASTER_PROXY:-}" ]; then
+    local v
+    for v in https_proxy http_proxy all_proxy HTTPS_PROXY ALL_PROXY; do
+      printf "%s = '%s'\n" "$v" "$CFDW_POSTMASTER_PROXY" >>"$PG_CLUSTER_CONF_ROOT/$CFDW_PG_VERSION/regress/environment"
+    done
+    pg_ctlcluster "$CFDW_PG_VERSION" regress restart
+    psql -X -At -d postgres -c "CREATE TEMP TABLE cfdw_env (l text)" -c "COPY cfdw_env FROM PROGRAM 'env'" \
+         -c "SELECT count(*) FROM cfdw_env WHERE l = 'https_proxy=$CFDW_POSTMASTER_PROXY'" | grep -qx 1 ||
+      { cfdw_log "$run: the server did not get the proxy variables"; return 1; }
+    cfdw_log "$run: the server runs with https_proxy, all_proxy ... = $CFDW_POSTMASTER_PROXY"
+  fi
   local -a make_args=(PG_CONFIG="$pgc")
   if [ "$run" = direct ]; then
     [ -n "${CFDW_REGRESS:-}" ] && make_args+=(REGRESS="$CFDW_REGRESS")
@@ -280,11 +294,10 @@ for front in ${CFDW_FRONT_RUNS-h2 h1}; do
     export FRONT_INPUT
     # A stall must fail, not pass slowly: well under connect_timeout_ms.
     export PGOPTIONS="-c statement_timeout=8s"
-    # Proxy variables in the postmaster's environment are ignored: give the
-    # HTTP/1.1 run ones that lead nowhere.
+    # Proxy variables in the postmaster's environment are ignored: the
+    # HTTP/1.1 run gives its server ones that lead nowhere (in_cluster).
     if [ "$front" = h1 ]; then
-      export https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9
-      export HTTPS_PROXY=$https_proxy ALL_PROXY=$all_proxy
+      export CFDW_POSTMASTER_PROXY=http://127.0.0.1:9
     fi
     run_suites "front-$front"
   ) || status=1
