@@ -2,12 +2,14 @@
 MODULE_big = confluence_fdw
 OBJS = \
 	src/confluence_fdw.o \
-	src/http.o \
+	src/delivery.o \
+	src/insert.o \
 	src/options.o \
 	src/pure.o \
 	src/request.o \
 	src/response.o \
-	src/templates.o
+	src/templates.o \
+	src/transport.o
 
 EXTENSION = confluence_fdw
 DATA = sql/confluence_fdw--1.0.sql

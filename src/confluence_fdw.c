@@ -1,14 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * confluence_fdw.c
- *		  The handler and FDW callbacks of confluence_fdw, kept thin: each
- *		  INSERTed row becomes one Confluence REST API v2 request, and
- *		  RETURNING shows what Confluence answered.
- *
- * The callbacks resolve the table at executor start (options.c), turn each
- * row into a request (request.c), send it (http.c) and put the answer into
- * the returned slot (response.c).  Nothing here is transactional: a request
- * that was sent stays sent when the transaction rolls back.
+ *		  The handler of confluence_fdw: the FdwRoutine, the SQL functions
+ *		  and _PG_init.  The callbacks live with their concerns (insert.c
+ *		  for INSERT, templates.c for IMPORT FOREIGN SCHEMA).
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.c
@@ -18,118 +13,22 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "catalog/pg_user_mapping.h"
-#include "commands/explain.h"
-#include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
-#include "commands/defrem.h"
-#include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
-#include "parser/parsetree.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/syscache.h"
-
 #include "utils/guc.h"
+#include "utils/syscache.h"
 
 #include "confluence_fdw.h"
 
 PG_MODULE_MAGIC;
 
-/*
- * Indexes of the items PlanForeignModify hands to the executor in
- * fdw_private.  Only copyable nodes go there: plans are cached (prepared
- * statements, PL/pgSQL triggers), and options and tokens are read again at
- * execution time so that ALTERs take effect without re-planning.
- */
-enum FdwModifyPrivateIndex
-{
-	/* Integer: does the executor need the response in the slot? */
-	FdwModifyPrivateNeedResponse
-};
-
-/*
- * State of one INSERT (or COPY) into one foreign table.
- */
-typedef struct CfdwModifyState
-{
-	Relation	rel;
-	CfdwTable  *table;			/* resolved options, columns, credentials */
-	CfdwConnection *conn;		/* the user mapping's cached connection */
-	bool		need_response;	/* RETURNING, AFTER ROW trigger or check option */
-	MemoryContext temp_cxt;		/* per-row data, reset after each row */
-	MemoryContext release_cxt;	/* its deletion releases the connection */
-	int64		row_no;			/* last row sent, 1-based, for messages */
-	int64		batch_first;	/* first row of the batch being sent, or 0 */
-
-	/*
-	 * batch_mode rows that arrive one at a time (COPY on PostgreSQL 15,
-	 * which has no batch API for COPY), kept until batch_size are there.
-	 */
-	TupleTableSlot **pending;
-	int			npending;
-
-	/*
-	 * Rows that need no answer go through a pipeline with up to
-	 * max_concurrency requests in flight; each slot's request lives in its
-	 * own context until the slot is reused.
-	 */
-	bool		pipelined;
-	CfdwPipeline pipe;
-	MemoryContext pipe_cxt;		/* parent of slot_cxt */
-	MemoryContext slot_cxt[CFDW_MAX_CONCURRENCY + 1];
-	MemoryContextCallback abandon_cb;	/* stops requests left in flight */
-	bool		pipeline_failed;	/* raising the pipeline's failure */
-	bool		stop_reported;	/* warn_stopped has spoken */
-	int64		submitted;		/* rows handed to the pipeline */
-} CfdwModifyState;
-
-static void confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
-										Oid foreigntableid);
-static void confluenceGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
-									  Oid foreigntableid);
-static ForeignScan *confluenceGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
-											 Oid foreigntableid, ForeignPath *best_path,
-											 List *tlist, List *scan_clauses,
-											 Plan *outer_plan);
-static void confluenceBeginForeignScan(ForeignScanState *node, int eflags);
-static TupleTableSlot *confluenceIterateForeignScan(ForeignScanState *node);
-static void confluenceReScanForeignScan(ForeignScanState *node);
-static void confluenceEndForeignScan(ForeignScanState *node);
-static List *confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
-										 Index resultRelation, int subplan_index);
-static void confluenceBeginForeignModify(ModifyTableState *mtstate,
-										 ResultRelInfo *rinfo, List *fdw_private,
-										 int subplan_index, int eflags);
-static TupleTableSlot *confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
-												   TupleTableSlot *slot,
-												   TupleTableSlot *planSlot);
-static void confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo);
-static int	confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo);
-static void check_batch_mode(ResultRelInfo *rinfo, CfdwModifyState *state);
-static void row_error_callback(void *arg);
-static TupleTableSlot **confluenceExecForeignBatchInsert(EState *estate,
-														 ResultRelInfo *rinfo,
-														 TupleTableSlot **slots,
-														 TupleTableSlot **planSlots,
-														 int *numSlots);
-static void confluenceBeginForeignInsert(ModifyTableState *mtstate,
-										 ResultRelInfo *rinfo);
-static void confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo);
-static int	confluenceIsForeignRelUpdatable(Relation rel);
-static void confluenceExplainForeignModify(ModifyTableState *mtstate,
-										   ResultRelInfo *rinfo, List *fdw_private,
-										   int subplan_index, ExplainState *es);
-static List *confluenceImportForeignSchema(ImportForeignSchemaStmt *stmt,
-										   Oid serverOid);
+char	   *cfdw_allowed_hosts = NULL;
 
 void
 _PG_init(void)
@@ -142,61 +41,7 @@ _PG_init(void)
 							   "*.atlassian.net,api.atlassian.com",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("confluence_fdw");
-	cfdw_http_init();
-}
-
-char	   *cfdw_allowed_hosts = NULL;
-
-const char *
-cfdw_method_name(CfdwMethod method)
-{
-	switch (method)
-	{
-		case CFDW_POST:
-			return "POST";
-		case CFDW_PUT:
-			return "PUT";
-		case CFDW_PATCH:
-			return "PATCH";
-		case CFDW_DELETE:
-			return "DELETE";
-		case CFDW_GET:
-			return "GET";
-	}
-	return "POST";
-}
-
-PG_FUNCTION_INFO_V1(confluence_fdw_handler);
-
-Datum
-confluence_fdw_handler(PG_FUNCTION_ARGS)
-{
-	FdwRoutine *routine = makeNode(FdwRoutine);
-
-	/* Scans: Confluence is a write destination; a SELECT finds no rows. */
-	routine->GetForeignRelSize = confluenceGetForeignRelSize;
-	routine->GetForeignPaths = confluenceGetForeignPaths;
-	routine->GetForeignPlan = confluenceGetForeignPlan;
-	routine->BeginForeignScan = confluenceBeginForeignScan;
-	routine->IterateForeignScan = confluenceIterateForeignScan;
-	routine->ReScanForeignScan = confluenceReScanForeignScan;
-	routine->EndForeignScan = confluenceEndForeignScan;
-
-	/* INSERT and COPY FROM; UPDATE and DELETE are refused by the core. */
-	routine->PlanForeignModify = confluencePlanForeignModify;
-	routine->BeginForeignModify = confluenceBeginForeignModify;
-	routine->ExecForeignInsert = confluenceExecForeignInsert;
-	routine->EndForeignModify = confluenceEndForeignModify;
-	routine->GetForeignModifyBatchSize = confluenceGetForeignModifyBatchSize;
-	routine->ExecForeignBatchInsert = confluenceExecForeignBatchInsert;
-	routine->BeginForeignInsert = confluenceBeginForeignInsert;
-	routine->EndForeignInsert = confluenceEndForeignInsert;
-	routine->IsForeignRelUpdatable = confluenceIsForeignRelUpdatable;
-	routine->ExplainForeignModify = confluenceExplainForeignModify;
-
-	routine->ImportForeignSchema = confluenceImportForeignSchema;
-
-	PG_RETURN_POINTER(routine);
+	cfdw_transport_init();
 }
 
 /* ---------------------------------------------------------------------
@@ -251,723 +96,34 @@ confluenceEndForeignScan(ForeignScanState *node)
 {
 }
 
-/* ---------------------------------------------------------------------
- * INSERT
- * ---------------------------------------------------------------------
- */
-
-/* Does anything need the answer in the returned slot? */
-static bool
-needs_response(Relation rel, bool has_returning, bool has_check_options)
-{
-	TriggerDesc *trigdesc = rel->trigdesc;
-
-	/* AFTER ROW triggers see the returned row, response columns included */
-	return has_returning || has_check_options ||
-		(trigdesc && trigdesc->trig_insert_after_row);
-}
-
-static List *
-confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
-							Index resultRelation, int subplan_index)
-{
-	RangeTblEntry *rte = planner_rt_fetch(resultRelation, root);
-	Relation	rel;
-	bool		need;
-
-	if (plan->operation != CMD_INSERT)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("confluence_fdw supports only INSERT")));
-	if (plan->onConflictAction != ONCONFLICT_NONE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("INSERT with ON CONFLICT is not supported by confluence_fdw")));
-
-	/* the core already holds a lock on the relation */
-	rel = table_open(rte->relid, NoLock);
-	need = needs_response(rel,
-						  plan->returningLists != NIL,
-						  plan->withCheckOptionLists != NIL);
-	table_close(rel, NoLock);
-
-	return list_make1(makeInteger(need ? 1 : 0));
-}
-
-static bool
-has_row_triggers(ResultRelInfo *rinfo)
-{
-	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
-
-	return trigdesc && (trigdesc->trig_insert_before_row ||
-						trigdesc->trig_insert_after_row);
-}
-
-/*
- * Memory context callback: the statement's memory is going away (normally
- * after EndForeignModify drained the pipeline, or on an error).  Requests
- * still in flight would read freed memory: stop them.
- */
-static void warn_stopped(CfdwModifyState *state);
-
-static void
-abandon_pipeline(void *arg)
-{
-	CfdwModifyState *state = (CfdwModifyState *) arg;
-
-	/* an error the FDW did not see (a failing expression, say) */
-	if (state->pipelined)
-		warn_stopped(state);
-	cfdw_release_connection(state->conn, state->table);
-	state->conn = NULL;
-}
-
-/*
- * Set up the state of one INSERT or COPY: resolve the table for the user the
- * statement runs as, and take the user mapping's connection.
- */
-static CfdwModifyState *
-create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
-					bool need_response)
-{
-	CfdwModifyState *state = palloc0(sizeof(CfdwModifyState));
-
-	state->rel = rinfo->ri_RelationDesc;
-	state->table = cfdw_resolve_table(state->rel, userid);
-	state->need_response = need_response;
-	state->temp_cxt = AllocSetContextCreate(estate->es_query_cxt,
-											"confluence_fdw row data",
-											ALLOCSET_DEFAULT_SIZES);
-	state->conn = cfdw_get_connection(state->table);
-
-	/*
-	 * Pipeline when nothing needs a row's answer (postgres_fdw's rules for
-	 * batching: no RETURNING, check option or row trigger), unless one
-	 * request at a time is asked for or rows go in batches anyway.
-	 */
-	state->pipelined = !need_response && !state->table->batch_mode &&
-		state->table->max_concurrency > 1 && !has_row_triggers(rinfo);
-	if (state->pipelined)
-	{
-		state->pipe_cxt = AllocSetContextCreate(estate->es_query_cxt,
-												"confluence_fdw requests in flight",
-												ALLOCSET_SMALL_SIZES);
-	}
-
-	/*
-	 * Give the connection back however the statement ends: EndForeignModify
-	 * is not called after an error, but the statement's memory goes away.
-	 * The newest child context is deleted first, so this one, made last,
-	 * stops the requests in flight before their memory is freed.
-	 */
-	state->release_cxt = AllocSetContextCreate(estate->es_query_cxt,
-											   "confluence_fdw connection",
-											   ALLOCSET_SMALL_SIZES);
-	state->abandon_cb.func = abandon_pipeline;
-	state->abandon_cb.arg = state;
-	MemoryContextRegisterResetCallback(state->release_cxt, &state->abandon_cb);
-	return state;
-}
-
-/*
- * The user whose mapping is used: the table's checkAsUser (a view owner, a
- * SECURITY DEFINER function's owner) or the current user.
- */
-static Oid
-modify_userid(EState *estate, ResultRelInfo *rinfo)
-{
-#if PG_VERSION_NUM >= 160000
-	return ExecGetResultRelCheckAsUser(rinfo, estate);
-#else
-	Index		rti = rinfo->ri_RangeTableIndex;
-	RangeTblEntry *rte;
-
-	/* a partition routed to from its parent has no RTE of its own */
-	if (rti == 0 && rinfo->ri_RootResultRelInfo)
-		rti = rinfo->ri_RootResultRelInfo->ri_RangeTableIndex;
-	if (rti == 0)
-		return GetUserId();
-	rte = exec_rt_fetch(rti, estate);
-	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-#endif
-}
-
-static void
-confluenceBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
-							 List *fdw_private, int subplan_index, int eflags)
-{
-	EState	   *estate = mtstate->ps.state;
-	bool		need;
-
-	/* A plain EXPLAIN must not resolve credentials or open connections. */
-	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
-		return;
-
-	need = intVal(list_nth(fdw_private, FdwModifyPrivateNeedResponse)) != 0;
-	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
-											 modify_userid(estate, rinfo), need);
-}
-
-/*
- * COPY FROM and tuple routing into a foreign partition.
- */
-static void
-confluenceBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
-{
-	EState	   *estate = mtstate->ps.state;
-	bool		need;
-
-	need = needs_response(rinfo->ri_RelationDesc,
-						  rinfo->ri_returningList != NIL,
-						  rinfo->ri_WithCheckOptions != NIL);
-	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
-											 modify_userid(estate, rinfo), need);
-	if (((CfdwModifyState *) rinfo->ri_FdwState)->table->batch_mode)
-		check_batch_mode(rinfo, rinfo->ri_FdwState);
-}
-
-/* Names the row in any error raised while it is sent. */
-static void
-row_error_callback(void *arg)
-{
-	CfdwModifyState *state = (CfdwModifyState *) arg;
-
-	if (state->batch_first > 0 && state->batch_first < state->row_no)
-		errcontext("batch of rows %lld to %lld of INSERT into foreign table \"%s\"",
-				   (long long) state->batch_first, (long long) state->row_no,
-				   state->table->relname);
-	else if (state->pipeline_failed && state->submitted > 1)
-		errcontext("row %lld of INSERT into foreign table \"%s\"; %lld rows were sent in all, up to %d at a time, and %lld of them succeeded; the requests in flight were let finish and nothing was resent",
-				   (long long) state->row_no, state->table->relname,
-				   (long long) state->submitted, state->table->max_concurrency,
-				   (long long) state->pipe.nsent);
-	else
-		errcontext("row %lld of INSERT into foreign table \"%s\"",
-				   (long long) state->row_no, state->table->relname);
-}
-
-/*
- * Send a prepared request and check the answer: an HTTP error that
- * on_error 'return' lets through comes back in resp (with a WARNING when
- * nobody reads the row); any other failure raises an error.
- */
-static void
-send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
-{
-	const CfdwTable *t = state->table;
-
-	cfdw_http_send(state->conn, t, req, resp);
-
-	if (resp->curl_code != 0)
-		cfdw_report_transport_error(t, req, resp);
-	if (resp->status < 300)
-		return;
-	if (!t->on_error_return || (resp->status >= 300 && resp->status < 400))
-		cfdw_report_http_error(t, req, resp);
-
-	/* Nobody reads the row back: say what happened instead of staying silent. */
-	if (!state->need_response)
-	{
-		char	   *summary = cfdw_error_summary(resp);
-
-		ereport(WARNING,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("Confluence returned HTTP %ld%s%s; the statement goes on because on_error is 'return'",
-						resp->status, summary ? ": " : "", summary ? summary : ""),
-				 errhint("Add RETURNING http_status, response to see each row's answer.")));
-	}
-}
-
-static void
-init_request(const CfdwTable *t, CfdwRequest *req)
-{
-	memset(req, 0, sizeof(CfdwRequest));
-	req->method = t->method;
-	req->path_for_messages = t->path;
-	req->content_type = t->content_type;
-}
-
-/*
- * Count a row and name it in any error raised until pop_row_context.
- */
-static void
-push_row_context(CfdwModifyState *state, ErrorContextCallback *errcb)
-{
-	state->row_no++;
-	state->batch_first = 0;
-	errcb->callback = row_error_callback;
-	errcb->arg = state;
-	errcb->previous = error_context_stack;
-	error_context_stack = errcb;
-}
-
-/* The request of one row, built in the current memory context. */
-static void
-build_request(const CfdwTable *t, TupleTableSlot *slot, CfdwRequest *req)
-{
-	StringInfoData body;
-
-	init_request(t, req);
-	req->url = cfdw_build_url(t, slot->tts_values, slot->tts_isnull);
-	initStringInfo(&body);
-	if (cfdw_build_body(t, slot->tts_values, slot->tts_isnull, &body))
-	{
-		req->body = body.data;
-		req->body_len = body.len;
-	}
-}
-
-/*
- * Send one row and, when the executor needs it, put the answer into the
- * slot.  Everything per row lives in temp_cxt, reset before returning.
- */
-static TupleTableSlot *
-send_row(CfdwModifyState *state, TupleTableSlot *slot)
-{
-	const CfdwTable *t = state->table;
-	MemoryContext oldcxt;
-	ErrorContextCallback errcb;
-	CfdwRequest req;
-	CfdwResponse resp;
-	HeapTuple	tuple = NULL;
-
-	push_row_context(state, &errcb);
-	slot_getallattrs(slot);
-	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
-	build_request(t, slot, &req);
-	send_request(state, &req, &resp);
-
-	if (state->need_response)
-	{
-		TupleDesc	tupdesc = slot->tts_tupleDescriptor;
-		Datum	   *values = palloc(sizeof(Datum) * tupdesc->natts);
-		bool	   *isnull = palloc(sizeof(bool) * tupdesc->natts);
-
-		/* request columns come back as sent; response columns as answered */
-		memcpy(values, slot->tts_values, sizeof(Datum) * tupdesc->natts);
-		memcpy(isnull, slot->tts_isnull, sizeof(bool) * tupdesc->natts);
-		cfdw_fill_response(t, &resp, values, isnull);
-
-		MemoryContextSwitchTo(oldcxt);
-		tuple = heap_form_tuple(tupdesc, values, isnull);
-	}
-	MemoryContextSwitchTo(oldcxt);
-
-	if (tuple)
-		ExecForceStoreHeapTuple(tuple, slot, true);
-	MemoryContextReset(state->temp_cxt);
-
-	error_context_stack = errcb.previous;
-	return slot;
-}
-
-/*
- * Send a batch of rows as one request: a JSON array of the row bodies, or
- * an XML <requests> document with one <request> per row (batch_mode).
- */
-static void
-send_batch(CfdwModifyState *state, TupleTableSlot **slots, int nslots)
-{
-	const CfdwTable *t = state->table;
-	MemoryContext oldcxt;
-	ErrorContextCallback errcb;
-	CfdwRequest req;
-	CfdwResponse resp;
-	StringInfoData body;
-	void	   *array;
-	int			i;
-
-	state->batch_first = state->row_no + 1;
-	errcb.callback = row_error_callback;
-	errcb.arg = state;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-
-	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
-	array = cfdw_json_array_owned();
-	for (i = 0; i < nslots; i++)
-	{
-		/* rows are checked one by one: name the row that is wrong */
-		state->row_no = state->batch_first + i;
-		slot_getallattrs(slots[i]);
-		(void) cfdw_build_row_tree(t, slots[i]->tts_values, slots[i]->tts_isnull,
-								   array);
-	}
-	state->row_no = state->batch_first + nslots - 1;
-
-	init_request(t, &req);
-	req.url = t->fixed_url;
-	initStringInfo(&body);
-	cfdw_serialize_body(t, array, true, &body);
-	req.body = body.data;
-	req.body_len = body.len;
-
-	send_request(state, &req, &resp);
-
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(state->temp_cxt);
-	state->batch_first = 0;
-	error_context_stack = errcb.previous;
-}
-
-/*
- * Wait for the pipeline's requests; if one failed, raise its error, naming
- * the row and saying how many rows were sent.
- */
-static void
-finish_pipeline(CfdwModifyState *state)
-{
-	const CfdwTable *t = state->table;
-	CfdwRequest req;
-	CfdwResponse resp;
-	int64		failed_row;
-	bool		failed;
-	ErrorContextCallback errcb;
-
-	PG_TRY();
-	{
-		failed = cfdw_pipeline_drain(state->conn, t, &state->pipe, &req, &resp, &failed_row);
-	}
-	PG_CATCH();
-	{
-		warn_stopped(state);	/* a cancel while the last rows are in flight */
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (!failed)
-		return;
-
-	state->row_no = failed_row;
-	state->batch_first = 0;
-	state->pipeline_failed = true;
-	errcb.callback = row_error_callback;
-	errcb.arg = state;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-
-	if (resp.curl_code != 0)
-		cfdw_report_transport_error(t, &req, &resp);
-	cfdw_report_http_error(t, &req, &resp);
-}
-
-/*
- * Send a row that needs no answer through the pipeline: build its request
- * in a free slot and start it, without waiting for the answer.
- */
-static void
-send_in_pipeline(CfdwModifyState *state, TupleTableSlot *slot)
-{
-	const CfdwTable *t = state->table;
-	MemoryContext oldcxt;
-	ErrorContextCallback errcb;
-	CfdwRequest req;
-	int			slotno;
-
-	slotno = cfdw_pipeline_slot(state->conn, t, &state->pipe);
-	if (slotno == 0)
-		finish_pipeline(state);	/* raises the failure */
-
-	if (state->slot_cxt[slotno] == NULL)
-		state->slot_cxt[slotno] = AllocSetContextCreate(state->pipe_cxt,
-														"confluence_fdw request",
-														ALLOCSET_DEFAULT_SIZES);
-	else
-		MemoryContextReset(state->slot_cxt[slotno]);
-
-	push_row_context(state, &errcb);
-	slot_getallattrs(slot);
-	oldcxt = MemoryContextSwitchTo(state->slot_cxt[slotno]);
-
-	build_request(t, slot, &req);
-	MemoryContextSwitchTo(oldcxt);
-
-	cfdw_pipeline_start(state->conn, t, slotno, &req, state->row_no);
-	state->submitted = state->row_no;
-	error_context_stack = errcb.previous;
-}
-
-/*
- * The WARNING of a pipelined statement ended by an error or a cancel
- * before EndForeignModify: the rows sent so far stay sent, and nothing else
- * tells the user how many.  Once per statement; not when the error itself
- * is a row's failure, whose context says it (row_error_callback).
- */
-static void
-warn_stopped(CfdwModifyState *state)
-{
-	int			in_flight;
-
-	if (state->stop_reported || state->pipeline_failed || state->submitted == 0 ||
-		state->conn == NULL)
-		return;
-	state->stop_reported = true;
-	in_flight = cfdw_pipeline_busy(state->conn, state->table) + state->pipe.stopped_in_flight;
-	ereport(WARNING,
-			(errcode(ERRCODE_FDW_ERROR),
-			 errmsg("INSERT into foreign table \"%s\" stopped: rows sent %lld, answered %lld, still in flight %d (those may or may not have reached Confluence)",
-					state->table->relname, (long long) state->submitted,
-					(long long) state->pipe.nsent, in_flight),
-			 errhint("Rows that were answered exist in Confluence; check the ones in flight before running the statement again.")));
-}
-
-/*
- * Send a row through the pipeline.  A row refused before sending, a cancel
- * or statement_timeout while waiting for a free slot: the statement ends at
- * once, as an error path does no network work.  Its requests in flight are
- * stopped (cfdw_release_connection, when the statement's memory goes), and
- * the WARNING goes out before the error, so the user reads both in order.
- */
-static void
-pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
-{
-	PG_TRY();
-	{
-		send_in_pipeline(state, slot);
-	}
-	PG_CATCH();
-	{
-		warn_stopped(state);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
- * Keep a batch_mode row that the executor handed over alone, and send the
- * batch when it is full.  The executor only does that where it has no batch
- * API (COPY before PostgreSQL 16); sending such rows one by one would
- * silently ignore batch_mode.
- */
-static TupleTableSlot *
-buffer_row(CfdwModifyState *state, EState *estate, TupleTableSlot *slot)
-{
-	const CfdwTable *t = state->table;
-
-	if (state->pending == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
-
-		state->pending = palloc0(sizeof(TupleTableSlot *) * t->batch_size);
-		MemoryContextSwitchTo(old);
-	}
-	if (state->pending[state->npending] == NULL)
-		state->pending[state->npending] =
-			MakeSingleTupleTableSlot(slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
-	ExecCopySlot(state->pending[state->npending++], slot);
-
-	if (state->npending == t->batch_size)
-	{
-		send_batch(state, state->pending, state->npending);
-		state->npending = 0;
-	}
-	return slot;
-}
-
-static TupleTableSlot *
-confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
-							TupleTableSlot *slot, TupleTableSlot *planSlot)
-{
-	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-
-	if (state->table->batch_mode)
-		return buffer_row(state, estate, slot);
-	if (state->pipelined)
-	{
-		/* rows arriving one at a time (COPY before PostgreSQL 16) */
-		pipeline_row(state, slot);
-		return slot;
-	}
-	return send_row(state, slot);
-}
-
-/*
- * Rows per ExecForeignBatchInsert call.  batch_mode sends them as one
- * request, so everything that needs one answer per row rules it out, and
- * saying so beats a silent fallback to one request per row.
- */
-static int
-confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
-{
-	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-
-	/* EXPLAIN without ANALYZE: no state, read the options */
-	if (state == NULL)
-		return cfdw_table_batch_size(RelationGetRelid(rinfo->ri_RelationDesc));
-
-	if (!state->table->batch_mode)
-	{
-		/*
-		 * Let the executor hand over several rows at once when they can be
-		 * pipelined; the pipeline keeps requests in flight across calls, so
-		 * this only saves calls.
-		 */
-		return state->pipelined ? Min(1000, state->table->max_concurrency * 4) : 1;
-	}
-	check_batch_mode(rinfo, state);
-	return state->table->batch_size;
-}
-
-/*
- * batch_mode gets one answer for many rows: refuse whatever needs one
- * answer per row.
- */
-static void
-check_batch_mode(ResultRelInfo *rinfo, CfdwModifyState *state)
-{
-	TriggerDesc *trigdesc = rinfo->ri_RelationDesc->trigdesc;
-
-	if (rinfo->ri_projectReturning != NULL || state->need_response)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("foreign table \"%s\" has batch_mode 'true', which cannot be combined with RETURNING",
-						RelationGetRelationName(rinfo->ri_RelationDesc)),
-				 errdetail("A batch gets one answer for all its rows."),
-				 errhint("Drop RETURNING, or ALTER FOREIGN TABLE ... OPTIONS (SET batch_mode 'false').")));
-	if (trigdesc && (trigdesc->trig_insert_before_row || trigdesc->trig_insert_after_row))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("foreign table \"%s\" has batch_mode 'true' and row-level INSERT triggers",
-						RelationGetRelationName(rinfo->ri_RelationDesc)),
-				 errdetail("Row triggers need one answer per row.")));
-}
-
-static TupleTableSlot **
-confluenceExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
-								 TupleTableSlot **slots, TupleTableSlot **planSlots,
-								 int *numSlots)
-{
-	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-
-	int			i;
-
-	if (state->table->batch_mode)
-	{
-		if (*numSlots > 0)
-			send_batch(state, slots, *numSlots);
-		return slots;
-	}
-	/* the rows were built into requests; their answers come later */
-	for (i = 0; i < *numSlots; i++)
-		pipeline_row(state, slots[i]);
-	return slots;
-}
-
-static void
-confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
-{
-	CfdwModifyState *state = (CfdwModifyState *) rinfo->ri_FdwState;
-
-	/* NULL after a plain EXPLAIN */
-	if (state == NULL)
-		return;
-	if (state->pipelined)
-		finish_pipeline(state);
-	if (state->npending > 0)
-	{
-		int			n = state->npending;
-
-		state->npending = 0;
-		send_batch(state, state->pending, n);
-	}
-	if (state->pending)
-	{
-		int			i;
-
-		for (i = 0; i < state->table->batch_size; i++)
-			if (state->pending[i])
-				ExecDropSingleTupleTableSlot(state->pending[i]);
-	}
-	cfdw_release_connection(state->conn, state->table);
-	state->conn = NULL;
-}
-
-static void
-confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
-{
-	confluenceEndForeignModify(estate, rinfo);
-}
-
-static int
-confluenceIsForeignRelUpdatable(Relation rel)
-{
-	return (1 << CMD_INSERT);
-}
-
-/* ---------------------------------------------------------------------
- * EXPLAIN
- * ---------------------------------------------------------------------
- */
-
-/*
- * "METHOD URL-template" of a table, from its options and its server's,
- * without touching the user mapping: EXPLAIN never needs a credential.
- */
-static char *
-describe_request(Relation rel)
-{
-	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
-	ForeignServer *server = GetForeignServer(table->serverid);
-	const char *endpoint = NULL;
-	const char *base = NULL;
-	const CfdwTemplate *tmpl = NULL;
-	CfdwMethod	method = CFDW_POST;
-	bool		has_method = false;
-	const char *path;
-	ListCell   *lc;
-
-	foreach(lc, table->options)
-	{
-		DefElem    *def = lfirst(lc);
-
-		if (strcmp(def->defname, "endpoint") == 0)
-			endpoint = defGetString(def);
-		else if (strcmp(def->defname, "method") == 0)
-			has_method = cfdw_parse_method(defGetString(def), &method);
-	}
-	foreach(lc, server->options)
-	{
-		DefElem    *def = lfirst(lc);
-
-		if (strcmp(def->defname, "base_url") == 0)
-			base = defGetString(def);
-		else if (strcmp(def->defname, "domain") == 0)
-			base = psprintf("https://%s", defGetString(def));
-	}
-	if (endpoint)
-		tmpl = cfdw_find_template(endpoint);
-	if (tmpl && !has_method)
-		method = tmpl->method;
-	path = tmpl ? tmpl->path : (endpoint ? endpoint : "(no endpoint)");
-	if (base)
-	{
-		size_t		len = strlen(base);
-
-		while (len > 0 && base[len - 1] == '/')
-			len--;
-		base = pnstrdup(base, len);
-	}
-	if (endpoint == NULL)
-		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base ? base : "");
-	return psprintf("%s %s%s", cfdw_method_name(method), base ? base : "", path);
-}
-
-static void
-confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
-							   List *fdw_private, int subplan_index,
-							   ExplainState *es)
-{
-	if (!es->verbose)
-		return;
-	ExplainPropertyText("Confluence Request",
-						describe_request(rinfo->ri_RelationDesc), es);
-	if (rinfo->ri_BatchSize > 1)
-		ExplainPropertyInteger("Batch Size", NULL, rinfo->ri_BatchSize, es);
-}
+PG_FUNCTION_INFO_V1(confluence_fdw_handler);
 
 static List *
 confluenceImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {
 	return cfdw_import_schema(stmt, serverOid);
+}
+
+Datum
+confluence_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	/* Scans: Confluence is a write destination; a SELECT finds no rows. */
+	routine->GetForeignRelSize = confluenceGetForeignRelSize;
+	routine->GetForeignPaths = confluenceGetForeignPaths;
+	routine->GetForeignPlan = confluenceGetForeignPlan;
+	routine->BeginForeignScan = confluenceBeginForeignScan;
+	routine->IterateForeignScan = confluenceIterateForeignScan;
+	routine->ReScanForeignScan = confluenceReScanForeignScan;
+	routine->EndForeignScan = confluenceEndForeignScan;
+
+	/* INSERT and COPY FROM; UPDATE and DELETE are refused by the core. */
+	cfdw_insert_routine(routine);
+
+	routine->ImportForeignSchema = confluenceImportForeignSchema;
+
+	PG_RETURN_POINTER(routine);
 }
 
 /* ---------------------------------------------------------------------
@@ -993,39 +149,6 @@ find_user_mapping(Oid userid, Oid serverid)
 		ReleaseSysCache(tp);
 	}
 	return umid;
-}
-
-/* What the Test button would say about an answer. */
-static char *
-test_message(const CfdwTable *t, const CfdwResponse *resp)
-{
-	char	   *summary;
-
-	if (resp->egress_refused)
-		return psprintf("%s resolves to the internal address %s, which servers of roles other than superusers may not connect to",
-						t->base, resp->refused_address);
-	if (resp->proxy_status >= 300)
-		return psprintf("the proxy refused the connection to %s with HTTP %ld: check the server's proxy option",
-						t->base, resp->proxy_status);
-	if (resp->curl_code != 0)
-		return cfdw_transport_summary(t, resp);
-	if (resp->status >= 200 && resp->status < 300)
-		return psprintf("connected to %s and authenticated%s%s", t->base,
-						t->username ? " as " : "", t->username ? t->username : "");
-	summary = cfdw_error_summary(resp);
-	if (resp->status == 401)
-		return psprintf("authentication failed (HTTP 401%s%s): check username and api_token, or bearer_token, in the user mapping",
-						summary ? ": " : "", summary ? summary : "");
-	if (resp->status == 403)
-		return psprintf("authenticated, but not allowed to list spaces (HTTP 403%s%s): check the account's permissions and the token's scopes",
-						summary ? ": " : "", summary ? summary : "");
-	if (resp->status >= 300 && resp->status < 400)
-		return psprintf("%s answered with a redirect (HTTP %ld), which is not followed: check the server's domain or base_url",
-						t->base, resp->status);
-	if (resp->status == 404)
-		return psprintf("%s has no Confluence REST API v2 (HTTP 404): check the server's domain or base_url", t->base);
-	return psprintf("Confluence returned HTTP %ld%s%s", resp->status,
-					summary ? ": " : "", summary ? summary : "");
 }
 
 PG_FUNCTION_INFO_V1(confluence_fdw_test_connection);
@@ -1089,20 +212,21 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 
 	/* one request, no retries: the answer is what the user wants to see */
 	t->max_retries = 0;
-	conn = cfdw_get_connection(t);
+	conn = cfdw_get_connection(&t->site);
 	PG_TRY();
 	{
-		cfdw_http_send(conn, t, &req, &resp);
-		values[0] = BoolGetDatum(resp.curl_code == 0 && resp.status >= 200 && resp.status < 300);
-		if (resp.curl_code == 0)
+		cfdw_send(conn, t, &req, &resp);
+		values[0] = BoolGetDatum(resp.outcome == CFDW_ANSWERED &&
+								 resp.status >= 200 && resp.status < 300);
+		if (resp.outcome == CFDW_ANSWERED)
 			values[1] = Int32GetDatum((int32) resp.status);
 		else
 			nulls[1] = true;
-		values[2] = CStringGetTextDatum(test_message(t, &resp));
+		values[2] = CStringGetTextDatum(cfdw_test_summary(t, &resp));
 	}
 	PG_FINALLY();
 	{
-		cfdw_release_connection(conn, t);
+		cfdw_release_connection(conn, &t->site);
 	}
 	PG_END_TRY();
 

@@ -4,14 +4,19 @@
  *		  The one shared header of confluence_fdw: a foreign data wrapper that
  *		  turns INSERTs into Confluence Cloud REST API v2 requests.
  *
- * The modules and what they own:
+ * The files and what they own (DESIGN §4):
+ *	confluence_fdw.c	the handler, the SQL functions, _PG_init
+ *	insert.c	the INSERT executor: one row at a time, pipelined, batched
  *	options.c	option catalog, validator, resolving server + user mapping +
- *				table + columns into one CfdwTable
+ *				table + columns into one CfdwTable; the only option parser
  *	templates.c	the endpoint templates and IMPORT FOREIGN SCHEMA
  *	request.c	a row to a request body and URL
- *	response.c	a response to RETURNING values; Confluence error messages
- *	http.c		libcurl: handle cache per user mapping, interrupt-aware
- *				transfers, timeouts
+ *	response.c	a response to RETURNING values; every error message of an
+ *				answer or a failed transfer
+ *	transport.c	libcurl: a connection pool per user mapping, transfers
+ *				that wait on the latch; knows no tables
+ *	delivery.c	policy over the transport: retries, on_error, pipelines
+ *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.h
@@ -32,6 +37,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
+#include "utils/timestamp.h"
 
 #define CFDW_VERSION "1.0"
 #define CFDW_USER_AGENT "confluence_fdw/" CFDW_VERSION
@@ -121,6 +127,31 @@ typedef struct CfdwColumn
 struct CfdwTemplate;
 
 /*
+ * What the transport needs of a server, a user mapping and a table to send
+ * their requests: where and how to connect, and the credentials.  It knows
+ * nothing else of the table.
+ */
+typedef struct CfdwSite
+{
+	Oid			umid;			/* the pool's key: the user mapping used */
+	Oid			serverid;		/* for messages */
+	uint64		config_id;		/* identifies this resolution to transport.c */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int64		max_response_bytes;
+	bool		keep_connections;
+	char	   *ca_file;		/* CA bundle for TLS verification */
+	char	   *proxy;			/* proxy origin, or NULL for none */
+	bool		restricted;		/* owner is no superuser: egress control */
+	List	   *headers;		/* extra "Name: value" lines (table option) */
+
+	/* user mapping; never printed */
+	char	   *username;
+	char	   *api_token;
+	char	   *bearer_token;
+} CfdwSite;
+
+/*
  * Everything needed to send rows of one foreign table: the server, the user
  * mapping and the table and column options, resolved at execution time so
  * that changed options and tokens take effect without re-planning.
@@ -129,27 +160,14 @@ typedef struct CfdwTable
 {
 	Oid			relid;
 	char	   *relname;
-	Oid			serverid;
 	char	   *servername;
-	Oid			umid;			/* user mapping used (PUBLIC or the user's) */
+	CfdwSite	site;			/* connection settings and credentials */
 
 	/* server */
 	char	   *base;			/* "https://domain" or base_url, no trailing '/' */
-	int			timeout_ms;
-	int			connect_timeout_ms;
-	int64		max_response_bytes;
-	bool		keep_connections;
 	int			max_retries;
 	int			max_retry_wait_ms;
 	int			max_concurrency;	/* table option, else server's */
-	char	   *ca_file;		/* CA bundle for TLS verification */
-	char	   *proxy;			/* proxy origin, or NULL for none */
-	bool		restricted;		/* owner is no superuser: egress control */
-
-	/* user mapping; never printed */
-	char	   *username;
-	char	   *api_token;
-	char	   *bearer_token;
 
 	/* table */
 	const struct CfdwTemplate *template;	/* NULL in manual mode */
@@ -159,7 +177,6 @@ typedef struct CfdwTable
 	char	   *representation; /* default body.representation */
 	CfdwFormat	format;
 	const char *content_type;	/* of the body, from format (or headers) */
-	List	   *headers;		/* extra "Name: value" lines, from headers */
 	bool		batch_mode;		/* rows go as one array per request */
 	int			batch_size;
 	bool		on_error_return;	/* HTTP errors come back as rows */
@@ -167,26 +184,51 @@ typedef struct CfdwTable
 								 * Integer column indexes (placeholders) */
 	char	   *fixed_url;		/* the URL when there are no placeholders */
 
-	uint64		config_id;		/* identifies this resolution to http.c */
-
 	/* columns, in attribute order, dropped ones left out */
 	int			ncolumns;
 	CfdwColumn *columns;
 } CfdwTable;
 
-/* A finished HTTP exchange, as http.c hands it back. */
+/*
+ * How a transfer ended, as far as anyone can know: what a caller may do
+ * next (retry, report "did not reach Confluence", or read the answer)
+ * depends on nothing else.
+ */
+typedef enum CfdwOutcome
+{
+	CFDW_NOT_SENT,				/* certainly never reached the server */
+	CFDW_MAYBE_SENT,			/* failed after the request may have gone out */
+	CFDW_ANSWERED				/* an HTTP answer arrived: see status */
+} CfdwOutcome;
+
+/* Why a transfer got no usable answer; response.c words each one. */
+typedef enum CfdwFailure
+{
+	CFDW_FAIL_NONE,
+	CFDW_FAIL_TOO_LARGE,		/* the answer exceeded max_response_bytes */
+	CFDW_FAIL_EGRESS,			/* every address was internal (restricted) */
+	CFDW_FAIL_PROXY,			/* the proxy refused the tunnel */
+	CFDW_FAIL_RESOLVE,
+	CFDW_FAIL_CONNECT,
+	CFDW_FAIL_TIMEOUT,
+	CFDW_FAIL_CLOSED,			/* the connection ended before an answer */
+	CFDW_FAIL_REWIND,			/* a kept-alive connection died mid-request */
+	CFDW_FAIL_TLS,
+	CFDW_FAIL_OTHER
+} CfdwFailure;
+
+/* A finished HTTP exchange, as transport.c hands it back. */
 typedef struct CfdwResponse
 {
-	int			curl_code;		/* CURLE_OK when an answer arrived */
-	char		curl_error[256];	/* libcurl's message when it did not */
-	bool		too_large;		/* body exceeded max_response_bytes */
-	bool		sent_any;		/* any request byte went out */
+	CfdwOutcome outcome;
+	CfdwFailure failure;		/* CFDW_FAIL_NONE when answered */
+	const char *failure_name;	/* libcurl's name of the failure */
+	char		failure_detail[256];	/* libcurl's message */
 	long		proxy_status;	/* a proxy's answer to CONNECT, 0 when none */
-	bool		egress_refused; /* every address was internal (restricted) */
-	char		refused_address[64];	/* the last one refused */
+	char		refused_address[64];	/* CFDW_FAIL_EGRESS: the last one */
 	long		status;			/* HTTP status, 0 when none */
-	const char *body;			/* NUL-terminated; owned by http.c until the
-								 * next request on the same connection */
+	const char *body;			/* NUL-terminated; owned by transport.c until
+								 * the next request in the same slot */
 	size_t		body_len;
 	char		content_type[128];
 	char		location[512];
@@ -194,7 +236,7 @@ typedef struct CfdwResponse
 	char		request_id[128];	/* atl-request-id / atl-traceid */
 } CfdwResponse;
 
-/* A request, as request.c builds it for http.c. */
+/* A request, as request.c builds it for the transport. */
 typedef struct CfdwRequest
 {
 	CfdwMethod	method;
@@ -207,10 +249,11 @@ typedef struct CfdwRequest
 
 /* in confluence_fdw.c */
 extern void _PG_init(void);
-extern const char *cfdw_method_name(CfdwMethod method);
-
-/* in confluence_fdw.c */
 extern char *cfdw_allowed_hosts;	/* confluence_fdw.allowed_hosts */
+
+/* in insert.c */
+struct FdwRoutine;
+extern void cfdw_insert_routine(struct FdwRoutine *routine);
 
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
@@ -250,6 +293,7 @@ extern void cfdw_check_required(const CfdwTable *t, void *json_root);
 extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
 /* in request.c */
+extern const char *cfdw_method_name(CfdwMethod method);
 extern void cfdw_compile_url(CfdwTable *t);
 extern char *cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull);
 extern void *cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull,
@@ -270,17 +314,47 @@ extern void cfdw_report_transport_error(const CfdwTable *t,
 										const CfdwRequest *req,
 										const CfdwResponse *resp);
 extern char *cfdw_error_summary(const CfdwResponse *resp);
-extern char *cfdw_transport_summary(const CfdwTable *t, const CfdwResponse *resp);
+extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
 
-/* in http.c */
+/* in transport.c */
 typedef struct CfdwConnection CfdwConnection;
 
-extern void cfdw_http_init(void);
-extern CfdwConnection *cfdw_get_connection(const CfdwTable *t);
-extern void cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t);
-extern void cfdw_http_send(CfdwConnection *conn, const CfdwTable *t,
-						   const CfdwRequest *req, CfdwResponse *resp);
+/* Request slots of a connection: 0 for one at a time, 1.. for pipelines. */
+#define CFDW_SLOTS (CFDW_MAX_CONCURRENCY + 1)
+
+typedef enum CfdwSlotState
+{
+	CFDW_SLOT_IDLE,				/* free for a new request */
+	CFDW_SLOT_RUNNING,			/* being sent or answered */
+	CFDW_SLOT_SCHEDULED,		/* to be started at a later time */
+	CFDW_SLOT_DONE				/* finished; the response waits for its owner */
+} CfdwSlotState;
+
+extern void cfdw_transport_init(void);
+extern uint64 cfdw_next_config_id(void);
+extern CfdwConnection *cfdw_get_connection(const CfdwSite *site);
+extern void cfdw_release_connection(CfdwConnection *c, const CfdwSite *site);
 extern int	cfdw_disconnect_all(void);
+extern void cfdw_limit_connections(CfdwConnection *c, int n);
+extern void cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
+								const CfdwRequest *req, TimestampTz not_before);
+extern CfdwSlotState cfdw_transfer_state(const CfdwConnection *c, int slot);
+extern uint64 cfdw_transfer_owner(const CfdwConnection *c, int slot);
+extern const CfdwRequest *cfdw_transfer_request(const CfdwConnection *c, int slot);
+extern const CfdwResponse *cfdw_transfer_response(const CfdwConnection *c, int slot);
+extern void cfdw_transfer_release(CfdwConnection *c, int slot);
+extern void cfdw_transport_wait(CfdwConnection *c);
+extern void cfdw_abort_transfers(CfdwConnection *c, uint64 owner);
+
+/* in delivery.c */
+
+/* Retries of one request: how often and how long it waited so far. */
+typedef struct CfdwAttempts
+{
+	int			retries;
+	long		waited_ms;
+	int64		row_no;			/* for messages */
+} CfdwAttempts;
 
 /* A pipeline: one statement's requests in flight on a connection. */
 typedef struct CfdwPipeline
@@ -288,15 +362,17 @@ typedef struct CfdwPipeline
 	int64		nsent;			/* rows answered (successfully, or returned) */
 	int			failed_slot;	/* slot of the first failure, or 0 */
 	int			stopped_in_flight;	/* stopped by an interrupt while waiting */
+	bool		failed[CFDW_SLOTS]; /* finished, failed, kept for the report */
+	CfdwAttempts attempts[CFDW_SLOTS];
 } CfdwPipeline;
 
+extern void cfdw_send(CfdwConnection *c, const CfdwTable *t,
+					  const CfdwRequest *req, CfdwResponse *resp);
 extern int	cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p);
-extern void cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
-								const CfdwRequest *req, int64 row_no);
+extern void cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
+								int slot, const CfdwRequest *req, int64 row_no);
 extern bool cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 								CfdwRequest *req, CfdwResponse *resp, int64 *row_no);
-extern int	cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t);
-extern uint64 cfdw_next_config_id(void);
-
+extern int	cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p);
 
 #endif							/* CONFLUENCE_FDW_H */

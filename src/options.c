@@ -910,14 +910,14 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 				 errmsg("%s", problem),
 				 errhint("%s", hint)));
 
-	t->config_id = cfdw_next_config_id();
-	t->serverid = server->serverid;
+	t->site.config_id = cfdw_next_config_id();
+	t->site.serverid = server->serverid;
 	t->servername = pstrdup(server->servername);
-	t->umid = um->umid;
-	t->timeout_ms = CFDW_DEFAULT_TIMEOUT_MS;
-	t->connect_timeout_ms = CFDW_DEFAULT_CONNECT_TIMEOUT_MS;
-	t->max_response_bytes = CFDW_DEFAULT_MAX_RESPONSE_BYTES;
-	t->keep_connections = true;
+	t->site.umid = um->umid;
+	t->site.timeout_ms = CFDW_DEFAULT_TIMEOUT_MS;
+	t->site.connect_timeout_ms = CFDW_DEFAULT_CONNECT_TIMEOUT_MS;
+	t->site.max_response_bytes = CFDW_DEFAULT_MAX_RESPONSE_BYTES;
+	t->site.keep_connections = true;
 	t->max_retries = CFDW_DEFAULT_MAX_RETRIES;
 	t->max_retry_wait_ms = CFDW_DEFAULT_MAX_RETRY_WAIT_MS;
 	t->max_concurrency = CFDW_DEFAULT_MAX_CONCURRENCY;
@@ -932,19 +932,19 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		else if (strcmp(def->defname, "base_url") == 0)
 			base_url = v;
 		else if (strcmp(def->defname, "timeout_ms") == 0)
-			t->timeout_ms = option_ms(def->defname, v);
+			t->site.timeout_ms = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
-			t->connect_timeout_ms = option_ms(def->defname, v);
+			t->site.connect_timeout_ms = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "max_response_bytes") == 0)
 		{
 			int64		n;
 
 			if (!parse_count(v, MaxAllocSize, &n))
 				invalid_value(def->defname, v, NULL);
-			t->max_response_bytes = n;
+			t->site.max_response_bytes = n;
 		}
 		else if (strcmp(def->defname, "keep_connections") == 0)
-			t->keep_connections = cfdw_option_bool(def);
+			t->site.keep_connections = cfdw_option_bool(def);
 		else if (strcmp(def->defname, "max_retries") == 0)
 			t->max_retries = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "max_retry_wait_ms") == 0)
@@ -952,9 +952,9 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		else if (strcmp(def->defname, "max_concurrency") == 0)
 			t->max_concurrency = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "ca_file") == 0)
-			t->ca_file = v;
+			t->site.ca_file = v;
 		else if (strcmp(def->defname, "proxy") == 0)
-			t->proxy = v;
+			t->site.proxy = v;
 	}
 
 	if (base_url)
@@ -970,8 +970,8 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		t->base = psprintf("https://%s", domain);
 
 	/* checked again here: the setting may have changed since */
-	t->restricted = !superuser_arg(server->owner);
-	if (t->restricted && t->base)
+	t->site.restricted = !superuser_arg(server->owner);
+	if (t->site.restricted && t->base)
 		check_egress_host(NULL, url_host(t->base), true, t->servername);
 
 	foreach(lc, um->options)
@@ -979,11 +979,11 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "username") == 0)
-			t->username = defGetString(def);
+			t->site.username = defGetString(def);
 		else if (strcmp(def->defname, "api_token") == 0)
-			t->api_token = defGetString(def);
+			t->site.api_token = defGetString(def);
 		else if (strcmp(def->defname, "bearer_token") == 0)
-			t->bearer_token = defGetString(def);
+			t->site.bearer_token = defGetString(def);
 	}
 
 }
@@ -1185,10 +1185,10 @@ collect_header(void *arg, const char *name, size_t namelen, const char *value,
 
 	/* libcurl removes a header given as "Name:"; "Name;" sends it empty */
 	if (valuelen == 0)
-		t->headers = lappend(t->headers,
+		t->site.headers = lappend(t->site.headers,
 							 makeString(psprintf("%.*s;", (int) namelen, name)));
 	else
-		t->headers = lappend(t->headers,
+		t->site.headers = lappend(t->site.headers,
 							 makeString(psprintf("%.*s: %.*s", (int) namelen, name,
 												 (int) valuelen, value)));
 }

@@ -437,3 +437,23 @@ cfdw_build_body(const CfdwTable *t, Datum *values, bool *isnull, StringInfo out)
 	cfdw_serialize_body(t, root, false, out);
 	return true;
 }
+
+/* The HTTP verb of a method. */
+const char *
+cfdw_method_name(CfdwMethod method)
+{
+	switch (method)
+	{
+		case CFDW_POST:
+			return "POST";
+		case CFDW_PUT:
+			return "PUT";
+		case CFDW_PATCH:
+			return "PATCH";
+		case CFDW_DELETE:
+			return "DELETE";
+		case CFDW_GET:
+			return "GET";
+	}
+	return "POST";
+}

@@ -20,7 +20,6 @@
 #include "catalog/namespace.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -420,6 +419,148 @@ error_detail(const CfdwResponse *resp)
 }
 
 /*
+ * One problem with a request, worded once for every place that reports it:
+ * the error raised for a row, and the one line of the Test function.
+ */
+typedef struct Problem
+{
+	int			sqlstate;
+	char	   *message;		/* errmsg */
+	const char *cause;			/* first sentence of errdetail, or NULL */
+	char	   *hint;			/* errhint, or NULL */
+	char	   *line;			/* confluence_fdw.test_connection's message */
+} Problem;
+
+/* The words for a request that got no usable answer (resp->failure). */
+static void
+transport_problem(const CfdwTable *t, const CfdwResponse *resp, Problem *p)
+{
+	const char *server = t->servername;
+
+	p->sqlstate = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
+	p->cause = resp->failure_detail;
+	p->hint = NULL;
+	p->line = psprintf("request to %s failed: %s", t->base, resp->failure_detail);
+	switch (resp->failure)
+	{
+		case CFDW_FAIL_TOO_LARGE:
+			p->sqlstate = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+			p->message = psprintf("response from Confluence exceeds max_response_bytes (%lld bytes)",
+								  (long long) t->site.max_response_bytes);
+			p->cause = NULL;
+			p->hint = psprintf("Raise max_response_bytes on server \"%s\".", server);
+			break;
+		case CFDW_FAIL_EGRESS:
+			p->sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
+			p->message = psprintf("server \"%s\" may not connect to the internal address %s",
+								  server, resp->refused_address);
+			p->cause = "The server belongs to a role that is not a superuser, and its host resolves to a loopback, link-local or private address";
+			p->line = psprintf("%s resolves to the internal address %s, which servers of roles other than superusers may not connect to",
+							   t->base, resp->refused_address);
+			break;
+		case CFDW_FAIL_PROXY:
+			p->message = psprintf("the proxy of server \"%s\" refused the connection with HTTP %ld",
+								  server, resp->proxy_status);
+			p->cause = NULL;
+			p->hint = pstrdup("Check the server's proxy option and what the proxy allows.");
+			p->line = psprintf("the proxy refused the connection to %s with HTTP %ld: check the server's proxy option",
+							   t->base, resp->proxy_status);
+			break;
+		case CFDW_FAIL_RESOLVE:
+			p->message = psprintf("could not resolve the host of server \"%s\"", server);
+			p->hint = pstrdup("Check the server's domain or base_url.");
+			p->line = psprintf("could not resolve the host of %s: check the server's domain or base_url (%s)",
+							   t->base, resp->failure_detail);
+			break;
+		case CFDW_FAIL_CONNECT:
+			p->message = psprintf("could not connect to server \"%s\"", server);
+			p->line = psprintf("could not connect to %s: %s", t->base, resp->failure_detail);
+			break;
+		case CFDW_FAIL_TIMEOUT:
+			p->message = psprintf("request to server \"%s\" timed out", server);
+			p->hint = psprintf("The server's timeout_ms is %d and connect_timeout_ms is %d.",
+							   t->site.timeout_ms, t->site.connect_timeout_ms);
+			p->line = psprintf("no answer from %s within the timeouts: %s",
+							   t->base, resp->failure_detail);
+			break;
+		case CFDW_FAIL_REWIND:
+			p->cause = "The kept-alive connection was closed after the request had gone out";
+			/* FALLTHROUGH */
+		case CFDW_FAIL_CLOSED:
+			p->message = psprintf("the connection to server \"%s\" was closed before Confluence answered",
+								  server);
+			break;
+		case CFDW_FAIL_TLS:
+			p->message = psprintf("TLS connection to server \"%s\" failed", server);
+			break;
+		case CFDW_FAIL_NONE:
+		case CFDW_FAIL_OTHER:
+			p->message = psprintf("request to server \"%s\" failed: %s", server,
+								  resp->failure_name ? resp->failure_name : "unknown failure");
+			break;
+	}
+}
+
+/* Something after a colon, or nothing. */
+#define COLON(s) ((s) ? ": " : ""), ((s) ? (s) : "")
+
+/*
+ * The words for an HTTP answer: its SQLSTATE and hint when it is an error,
+ * and the Test function's line for any status.
+ */
+static void
+status_problem(const CfdwTable *t, const CfdwRequest *req,
+			   const CfdwResponse *resp, const char *summary, Problem *p)
+{
+	long		status = resp->status;
+
+	p->sqlstate = ERRCODE_FDW_ERROR;
+	p->hint = NULL;
+	p->line = psprintf("Confluence returned HTTP %ld%s%s", status, COLON(summary));
+	if (status >= 200 && status < 300)
+		p->line = psprintf("connected to %s and authenticated%s%s", t->base,
+						   t->site.username ? " as " : "",
+						   t->site.username ? t->site.username : "");
+	else if (status >= 300 && status < 400)
+	{
+		p->hint = pstrdup("Check the server's domain or base_url: requests go exactly there, and credentials are never sent to another address.");
+		p->line = psprintf("%s answered with a redirect (HTTP %ld), which is not followed: check the server's domain or base_url",
+						   t->base, status);
+	}
+	else if (status == 401)
+	{
+		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		p->hint = psprintf("Check the credentials in the user mapping for server \"%s\": username and api_token (an Atlassian API token), or bearer_token.",
+						   t->servername);
+		p->line = psprintf("authentication failed (HTTP 401%s%s): check username and api_token, or bearer_token, in the user mapping",
+						   COLON(summary));
+	}
+	else if (status == 403)
+	{
+		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		p->hint = psprintf("The account of the user mapping for server \"%s\" lacks permission for this operation, or its token lacks the needed scope.",
+						   t->servername);
+		p->line = psprintf("authenticated, but not allowed to list spaces (HTTP 403%s%s): check the account's permissions and the token's scopes",
+						   COLON(summary));
+	}
+	else if (status == 404)
+	{
+		p->hint = pstrdup("Confluence answers 404 both for a missing object and for one the account may not see.");
+		p->line = psprintf("%s has no Confluence REST API v2 (HTTP 404): check the server's domain or base_url",
+						   t->base);
+	}
+	else if (status == 409 && req->method == CFDW_PUT)
+		p->hint = pstrdup("To update a page, send version.number as its current version plus one.");
+	else if (status == 413)
+		p->hint = pstrdup("Confluence refuses request bodies over 5 MB.");
+	else if (status == 429)
+		p->hint = resp->retry_after[0]
+			? psprintf("Confluence rate-limited the request; it asked to wait %s seconds. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
+					   printable_excerpt(resp->retry_after, strlen(resp->retry_after), 60))
+			: pstrdup("Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+}
+
+/*
  * cfdw_report_http_error
  *		Raise the error for an answer with status 300 or more.
  */
@@ -429,176 +570,63 @@ cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 {
 	char	   *summary = cfdw_error_summary(resp);
 	const char *what = summary ? summary : reason_phrase(resp->status);
-	int			sqlstate = ERRCODE_FDW_ERROR;
-	char	   *hint = NULL;
+	Problem		p;
 
+	status_problem(t, req, resp, summary, &p);
 	if (resp->status >= 300 && resp->status < 400)
-	{
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
+				(errcode(p.sqlstate),
 				 errmsg("Confluence answered %s %s with a redirect (HTTP %ld), which is not followed",
 						cfdw_method_name(req->method), req->path_for_messages, resp->status),
 				 resp->location[0] ? errdetail("Location: %s",
 											   printable_excerpt(resp->location, strlen(resp->location), 300)) : 0,
-				 errhint("Check the server's domain or base_url: requests go exactly there, and credentials are never sent to another address."),
+				 errhint("%s", p.hint),
 				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-	}
-
-	switch (resp->status)
-	{
-		case 401:
-			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-			hint = psprintf("Check the credentials in the user mapping for server \"%s\": username and api_token (an Atlassian API token), or bearer_token.",
-							t->servername);
-			break;
-		case 403:
-			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-			hint = psprintf("The account of the user mapping for server \"%s\" lacks permission for this operation, or its token lacks the needed scope.",
-							t->servername);
-			break;
-		case 404:
-			hint = pstrdup("Confluence answers 404 both for a missing object and for one the account may not see.");
-			break;
-		case 409:
-			if (req->method == CFDW_PUT)
-				hint = pstrdup("To update a page, send version.number as its current version plus one.");
-			break;
-		case 413:
-			hint = pstrdup("Confluence refuses request bodies over 5 MB.");
-			break;
-		case 429:
-			hint = resp->retry_after[0]
-				? psprintf("Confluence rate-limited the request; it asked to wait %s seconds. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
-						   printable_excerpt(resp->retry_after, strlen(resp->retry_after), 60))
-				: pstrdup("Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
-			break;
-	}
-
 	ereport(ERROR,
-			(errcode(sqlstate),
+			(errcode(p.sqlstate),
 			 errmsg("Confluence returned HTTP %ld: %s", resp->status, what),
 			 errdetail_internal("%s", error_detail(resp)),
-			 hint ? errhint("%s", hint) : 0,
+			 p.hint ? errhint("%s", p.hint) : 0,
 			 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 }
 
 /*
- * cfdw_transport_summary
- *		One line for a request that got no usable answer, for the Test
- *		function (cfdw_report_transport_error raises the same cases).
- */
-char *
-cfdw_transport_summary(const CfdwTable *t, const CfdwResponse *resp)
-{
-	switch (resp->curl_code)
-	{
-		case CURLE_COULDNT_RESOLVE_HOST:
-			return psprintf("could not resolve the host of %s: check the server's domain or base_url (%s)",
-							t->base, resp->curl_error);
-		case CURLE_COULDNT_CONNECT:
-			return psprintf("could not connect to %s: %s", t->base, resp->curl_error);
-		case CURLE_OPERATION_TIMEDOUT:
-			return psprintf("no answer from %s within the timeouts: %s", t->base, resp->curl_error);
-		default:
-			return psprintf("request to %s failed: %s", t->base, resp->curl_error);
-	}
-}
-
-/*
  * cfdw_report_transport_error
- *		Raise the error for a request that got no usable answer.
+ *		Raise the error for a request that got no usable answer, saying
+ *		whether Confluence may have processed it.
  */
 void
 cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
 							const CfdwResponse *resp)
 {
-	const char *sent = resp->sent_any
+	const char *sent = resp->outcome == CFDW_MAYBE_SENT
 		? "The request may have been processed by Confluence; it was not resent."
 		: "The request did not reach Confluence.";
+	Problem		p;
 
-	if (resp->too_large)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("response from Confluence exceeds max_response_bytes (%lld bytes)",
-						(long long) t->max_response_bytes),
-				 errdetail("%s", sent),
-				 errhint("Raise max_response_bytes on server \"%s\".", t->servername),
-				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+	transport_problem(t, resp, &p);
+	ereport(ERROR,
+			(errcode(p.sqlstate),
+			 errmsg_internal("%s", p.message),
+			 p.cause ? errdetail("%s. %s", p.cause, sent) : errdetail("%s", sent),
+			 p.hint ? errhint("%s", p.hint) : 0,
+			 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+}
 
-	if (resp->egress_refused)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("server \"%s\" may not connect to the internal address %s",
-						t->servername, resp->refused_address),
-				 errdetail("The server belongs to a role that is not a superuser, and its host resolves to a loopback, link-local or private address. %s", sent),
-				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-	if (resp->proxy_status >= 300)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("the proxy of server \"%s\" refused the connection with HTTP %ld",
-						t->servername, resp->proxy_status),
-				 errdetail("%s", sent),
-				 errhint("Check the server's proxy option and what the proxy allows."),
-				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+/*
+ * cfdw_test_summary
+ *		What confluence_fdw.test_connection says about its request: the
+ *		same cases as the errors above, in one line each.
+ */
+char *
+cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp)
+{
+	CfdwRequest get = {.method = CFDW_GET};
+	Problem		p;
 
-	switch (resp->curl_code)
-	{
-		case CURLE_COULDNT_RESOLVE_HOST:
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not resolve the host of server \"%s\"", t->servername),
-					 errdetail("%s. %s", resp->curl_error, sent),
-					 errhint("Check the server's domain or base_url."),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-		case CURLE_COULDNT_CONNECT:
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not connect to server \"%s\"", t->servername),
-					 errdetail("%s. %s", resp->curl_error, sent),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-		case CURLE_OPERATION_TIMEDOUT:
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("request to server \"%s\" timed out", t->servername),
-					 errdetail("%s. %s", resp->curl_error, sent),
-					 errhint("The server's timeout_ms is %d and connect_timeout_ms is %d.",
-							 t->timeout_ms, t->connect_timeout_ms),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-		case CURLE_GOT_NOTHING:
-		case CURLE_SEND_FAIL_REWIND:
-		case CURLE_RECV_ERROR:
-		case CURLE_SEND_ERROR:
-		case CURLE_PARTIAL_FILE:
-			/* SEND_FAIL_REWIND: a reused connection died after the request
-			 * went out, and we refused to let libcurl send it again */
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("the connection to server \"%s\" was closed before Confluence answered", t->servername),
-					 errdetail("%s. %s",
-							   resp->curl_code == CURLE_SEND_FAIL_REWIND
-							   ? "The kept-alive connection was closed after the request had gone out"
-							   : resp->curl_error, sent),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CACERT_BADFILE:
-		case CURLE_SSL_CONNECT_ERROR:
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("TLS connection to server \"%s\" failed", t->servername),
-					 errdetail("%s. %s", resp->curl_error, sent),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-		default:
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("request to server \"%s\" failed: %s", t->servername,
-							curl_easy_strerror((CURLcode) resp->curl_code)),
-					 errdetail("%s. %s", resp->curl_error, sent),
-					 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
-			break;
-	}
+	if (resp->outcome != CFDW_ANSWERED)
+		transport_problem(t, resp, &p);
+	else
+		status_problem(t, &get, resp, cfdw_error_summary(resp), &p);
+	return p.line;
 }

@@ -1,8 +1,11 @@
 /*-------------------------------------------------------------------------
  *
- * http.c
- *		  libcurl for confluence_fdw: one cached connection per user mapping,
- *		  transfers that wait on the process latch, and the retry policy.
+ * transport.c
+ *		  libcurl for confluence_fdw: a pool of connections per user mapping,
+ *		  and transfers that wait on the process latch.  It takes a request
+ *		  plus the site's settings and credentials (CfdwSite), and hands back
+ *		  how the transfer ended (CfdwOutcome) with the answer; it knows no
+ *		  tables, rows or retry policy (delivery.c).
  *
  * Why the multi interface for one request at a time: curl_easy_perform
  * blocks in libcurl's own poll(), where PostgreSQL's latch cannot wake it,
@@ -13,12 +16,10 @@
  * by CHECK_FOR_INTERRUPTS() with PostgreSQL's own error.
  *
  * A connection (one per user mapping) is a multi handle, whose pool keeps
- * the TCP/TLS connections alive between statements, and up to
- * CFDW_MAX_CONCURRENCY transfers, each an easy handle with its own buffers.
- * Slot 0 serves the one-at-a-time path (RETURNING); slots 1.. serve
- * pipelines, which keep up to max_concurrency requests in flight for rows
- * that need no answer.  Retries are scheduled per transfer, so one
- * rate-limited request does not stall the others.
+ * the TCP/TLS connections alive between statements, and CFDW_SLOTS request
+ * slots, each an easy handle with its own buffers.  A slot is started, runs
+ * (or waits for its start time, which is how a retry is scheduled), and is
+ * done until its owner collects the answer and releases it.
  *
  * Ownership: libcurl allocates with malloc.  A CfdwConnection lives in a
  * backend-lifetime hash table and owns its handles, header lists and
@@ -27,7 +28,7 @@
  * palloc: they record what happened and the caller reports it afterwards.
  *
  * IDENTIFICATION
- *		  src/http.c
+ *		  src/transport.c
  *
  *-------------------------------------------------------------------------
  */
@@ -72,15 +73,6 @@
 /* Without a timer, wake at least this often anyway, as a safety net. */
 #define MAX_WAIT_MS 1000
 
-typedef enum CfdwXferState
-{
-	XFER_IDLE,					/* free for a new request */
-	XFER_RUNNING,				/* added to the multi handle */
-	XFER_WAITING,				/* waiting to be retried at retry_at */
-	XFER_DONE,					/* finished; result not yet collected */
-	XFER_FAILED					/* a pipeline's failure, kept for its owner */
-} CfdwXferState;
-
 typedef struct CfdwSocket
 {
 	curl_socket_t fd;
@@ -99,19 +91,16 @@ typedef struct CfdwTransfer
 	struct CfdwConnection *conn;
 	CURL	   *easy;			/* NULL until first used */
 	bool		fd_reserved;	/* counted with AcquireExternalFD */
-	uint64		config_id;		/* CfdwTable whose options are set */
+	uint64		config_id;		/* CfdwSite whose options are set */
 	struct curl_slist *headers; /* request headers of that configuration */
 	char		errbuf[CURL_ERROR_SIZE];
-	CfdwXferState state;
+	CfdwSlotState state;
 	uint64		owner;			/* config_id of the statement using it */
 
 	/* the request; its strings belong to the caller until it is collected */
 	CfdwRequest req;
 	size_t		body_pos;		/* bytes handed to libcurl so far */
-	int64		row_no;			/* for messages */
-	int			attempt;		/* retries so far */
-	long		waited_ms;		/* time spent waiting to retry */
-	TimestampTz retry_at;
+	TimestampTz start_at;		/* CFDW_SLOT_SCHEDULED: when to start */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -121,7 +110,7 @@ typedef struct CfdwTransfer
 	size_t		limit;			/* max_response_bytes */
 	bool		too_large;
 	bool		out_of_memory;
-	bool		restrict_egress;	/* the table's server is restricted */
+	bool		restrict_egress;	/* the site is restricted */
 	bool		egress_refused; /* opensocket_cb refused an address */
 	char		refused_address[64];
 } CfdwTransfer;
@@ -137,7 +126,7 @@ struct CfdwConnection
 	int			nusers;			/* statements using it (get minus release) */
 	bool		close_when_idle;	/* a close waits for the last user */
 	int			pool_size;		/* CURLMOPT_MAX_HOST_CONNECTIONS set */
-	CfdwTransfer xfers[CFDW_MAX_CONCURRENCY + 1];
+	CfdwTransfer xfers[CFDW_SLOTS];
 
 	/* filled by the socket and timer callbacks */
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
@@ -251,7 +240,7 @@ seek_cb(void *userdata, curl_off_t offset, int origin)
 /*
  * Let libcurl act on a socket (or on its timer, CURL_SOCKET_TIMEOUT).  A
  * failure means the multi handle is in a state we cannot reason about:
- * the caller's error path closes the connection.
+ * the error stops the caller's transfers (cfdw_abort_transfers).
  */
 static void
 socket_action(CfdwConnection *c, curl_socket_t s, int mask)
@@ -361,11 +350,6 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	return 0;
 }
 
-/*
- * libcurl opens a connection's socket.  The number the kernel gives it is
- * free, so whatever socket we still knew under that number is gone: its
- * entry and the wait set's registration are stale.
- */
 /* An address as text, for messages. */
 static void
 describe_address(const struct sockaddr *sa, char *buf, size_t len)
@@ -378,6 +362,11 @@ describe_address(const struct sockaddr *sa, char *buf, size_t len)
 		strlcpy(buf, "?", len);
 }
 
+/*
+ * libcurl opens a connection's socket.  The number the kernel gives it is
+ * free, so whatever socket we still knew under that number is gone: its
+ * entry and the wait set's registration are stale.
+ */
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
@@ -516,7 +505,7 @@ close_transfer(CfdwTransfer *x)
 	if (x->easy)
 	{
 		/* on a cleanup path: report, never raise */
-		if (x->state == XFER_RUNNING && x->conn->multi &&
+		if (x->state == CFDW_SLOT_RUNNING && x->conn->multi &&
 			curl_multi_remove_handle(x->conn->multi, x->easy) != CURLM_OK)
 			elog(LOG, "confluence_fdw: libcurl could not detach a transfer being closed");
 		curl_easy_cleanup(x->easy);
@@ -532,7 +521,7 @@ close_transfer(CfdwTransfer *x)
 	x->buf = NULL;
 	x->len = x->cap = 0;
 	x->config_id = 0;
-	x->state = XFER_IDLE;
+	x->state = CFDW_SLOT_IDLE;
 	x->owner = 0;
 }
 
@@ -541,7 +530,7 @@ close_connection(CfdwConnection *c)
 {
 	int			i;
 
-	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+	for (i = 0; i < CFDW_SLOTS; i++)
 		close_transfer(&c->xfers[i]);
 	if (c->multi && curl_multi_cleanup(c->multi) != CURLM_OK)
 		elog(LOG, "confluence_fdw: libcurl could not close the connections of user mapping %u",
@@ -579,7 +568,7 @@ inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 void
-cfdw_http_init(void)
+cfdw_transport_init(void)
 {
 	curl_version_info_data *info;
 
@@ -652,7 +641,7 @@ setup_multi(CURLM *m, CfdwConnection *c)
 
 /* Create the multi handle of a closed connection. */
 static void
-open_multi(CfdwConnection *c, const CfdwTable *t)
+open_multi(CfdwConnection *c, const CfdwSite *site)
 {
 	CURLM	   *m = curl_multi_init();
 	CURLMcode	mrc;
@@ -670,12 +659,12 @@ open_multi(CfdwConnection *c, const CfdwTable *t)
 				 errmsg("could not set up libcurl: %s", curl_multi_strerror(mrc))));
 	}
 	c->multi = m;
-	c->serverid = t->serverid;
+	c->serverid = site->serverid;
 	c->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID,
-										   ObjectIdGetDatum(t->serverid));
+										   ObjectIdGetDatum(site->serverid));
 	c->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID,
-											ObjectIdGetDatum(t->umid));
-	elog(DEBUG3, "confluence_fdw: new connection for user mapping %u", t->umid);
+											ObjectIdGetDatum(site->umid));
+	elog(DEBUG3, "confluence_fdw: new connection for user mapping %u", site->umid);
 }
 
 /*
@@ -700,11 +689,11 @@ close_unless_used(CfdwConnection *c)
 
 /*
  * cfdw_get_connection
- *		The cached connection of the table's user mapping, opened if needed.
+ *		The cached connection of the site's user mapping, opened if needed.
  *		Each call counts a user until cfdw_release_connection.
  */
 CfdwConnection *
-cfdw_get_connection(const CfdwTable *t)
+cfdw_get_connection(const CfdwSite *site)
 {
 	CfdwConnection *c;
 	bool		found;
@@ -713,11 +702,11 @@ cfdw_get_connection(const CfdwTable *t)
 	if (ConnectionHash == NULL)
 		init_hash();
 
-	c = hash_search(ConnectionHash, &t->umid, HASH_ENTER, &found);
+	c = hash_search(ConnectionHash, &site->umid, HASH_ENTER, &found);
 	if (!found)
 	{
 		memset(((char *) c) + sizeof(Oid), 0, sizeof(CfdwConnection) - sizeof(Oid));
-		for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+		for (i = 0; i < CFDW_SLOTS; i++)
 			c->xfers[i].conn = c;
 		c->timer_ms = -1;
 	}
@@ -726,19 +715,23 @@ cfdw_get_connection(const CfdwTable *t)
 		(void) close_unless_used(c);
 	c->invalidated = false;
 	if (c->multi == NULL)
-		open_multi(c, t);
+		open_multi(c, site);
 	c->nusers++;
 	return c;
 }
 
-/* Stop the transfers a statement still has on the connection. */
-static void
-abort_transfers(CfdwConnection *c, uint64 owner)
+/*
+ * cfdw_abort_transfers
+ *		Stop the transfers a statement still has on the connection; the
+ *		other statements' go on.  No network work: this runs on error paths.
+ */
+void
+cfdw_abort_transfers(CfdwConnection *c, uint64 owner)
 {
 	int			i;
 
-	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
-		if (c->xfers[i].owner == owner && c->xfers[i].state != XFER_IDLE)
+	for (i = 0; i < CFDW_SLOTS; i++)
+		if (c->xfers[i].owner == owner && c->xfers[i].state != CFDW_SLOT_IDLE)
 			close_transfer(&c->xfers[i]);
 }
 
@@ -750,15 +743,15 @@ abort_transfers(CfdwConnection *c, uint64 owner)
  *		for that.  No network work: this runs on error paths too.
  */
 void
-cfdw_release_connection(CfdwConnection *conn, const CfdwTable *t)
+cfdw_release_connection(CfdwConnection *conn, const CfdwSite *site)
 {
 	if (conn == NULL)
 		return;
 	if (conn->multi)
-		abort_transfers(conn, t->config_id);
+		cfdw_abort_transfers(conn, site->config_id);
 	if (conn->nusers > 0)
 		conn->nusers--;
-	if (!t->keep_connections)
+	if (!site->keep_connections)
 		conn->close_when_idle = true;
 	if (conn->nusers == 0 && conn->close_when_idle && conn->multi)
 		(void) close_unless_used(conn);
@@ -830,69 +823,82 @@ has_header(List *headers, const char *name)
 }
 
 /*
- * Set everything that is the same for every request of one table: done once
- * per statement and slot (and again only when another table used the slot
- * in between), so a row sets just its URL and body.
+ * A slot's easy handle, made once (and counted as a file descriptor
+ * PostgreSQL should know about) or reset for another configuration.
  */
 static void
-configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
+prepare_handle(CfdwTransfer *x)
+{
+	if (x->easy != NULL)
+	{
+		curl_easy_reset(x->easy);
+		return;
+	}
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("could not open a connection to Confluence: too many open files")));
+	x->fd_reserved = true;
+	x->easy = curl_easy_init();
+	if (x->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("out of memory while opening a connection to Confluence")));
+}
+
+/* Add a line to a header list, or free the list and fail. */
+static struct curl_slist *
+append_header(struct curl_slist *list, const char *line)
+{
+	struct curl_slist *n = curl_slist_append(list, line);
+
+	if (n == NULL)
+	{
+		curl_slist_free_all(list);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+	return n;
+}
+
+/*
+ * The request headers of a configuration.  The list is ours (malloc) until
+ * the next configure or close, so it is kept in the slot before anything
+ * else can fail.
+ */
+static void
+set_headers(CfdwTransfer *x, const CfdwSite *site, const CfdwRequest *req)
 {
 	struct curl_slist *h = NULL;
 	char		line[256];
 	ListCell   *lc;
 
-	if (x->easy == NULL)
-	{
-		/* A connection is a file descriptor PostgreSQL should know about. */
-		if (!AcquireExternalFD())
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
-					 errmsg("could not open a connection to Confluence: too many open files")));
-		x->fd_reserved = true;
-		x->easy = curl_easy_init();
-		if (x->easy == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
-					 errmsg("out of memory while opening a connection to Confluence")));
-	}
-	else
-		curl_easy_reset(x->easy);
 	if (x->headers)
 	{
 		curl_slist_free_all(x->headers);
 		x->headers = NULL;
 	}
-	x->config_id = 0;
-
-	/*
-	 * Headers first: the list is ours (malloc) until the next configure or
-	 * close, so keep it in the slot before anything can fail.
-	 */
-#define APPEND_HEADER(str) \
-	do { \
-		struct curl_slist *n_ = curl_slist_append(h, (str)); \
-		if (n_ == NULL) \
-		{ \
-			curl_slist_free_all(h); \
-			ereport(ERROR, (errcode(ERRCODE_FDW_OUT_OF_MEMORY), errmsg("out of memory"))); \
-		} \
-		h = n_; \
-	} while (0)
-	if (req->method != CFDW_GET && !has_header(t->headers, "Content-Type"))
+	if (req->method != CFDW_GET && !has_header(site->headers, "Content-Type"))
 	{
 		snprintf(line, sizeof(line), "Content-Type: %s",
 				 req->content_type ? req->content_type : "application/json");
-		APPEND_HEADER(line);
+		h = append_header(h, line);
 	}
-	if (!has_header(t->headers, "Accept"))
-		APPEND_HEADER("Accept: application/json");
+	if (!has_header(site->headers, "Accept"))
+		h = append_header(h, "Accept: application/json");
 	/* a 100-continue round trip costs a wait for every large body */
-	APPEND_HEADER("Expect:");
-	foreach(lc, t->headers)
-		APPEND_HEADER(strVal(lfirst(lc)));
-#undef APPEND_HEADER
+	h = append_header(h, "Expect:");
+	foreach(lc, site->headers)
+		h = append_header(h, strVal(lfirst(lc)));
 	x->headers = h;
+	SETOPT(x, CURLOPT_HTTPHEADER, x->headers);
+}
 
+/* Where requests go and how they travel: the same for every site. */
+static void
+set_route(CfdwTransfer *x, const CfdwSite *site)
+{
 	/* PostgreSQL owns SIGALRM and SIGPIPE; libcurl must not touch signals. */
 	SETOPT(x, CURLOPT_NOSIGNAL, 1L);
 #if CURL_AT_LEAST_VERSION(7, 85, 0)
@@ -904,25 +910,30 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(x, CURLOPT_SSL_VERIFYPEER, 1L);
 	SETOPT(x, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (t->ca_file)
-		SETOPT(x, CURLOPT_CAINFO, t->ca_file);
+	if (site->ca_file)
+		SETOPT(x, CURLOPT_CAINFO, site->ca_file);
 	/*
 	 * The server's proxy, or none: "" also keeps libcurl from reading
 	 * https_proxy and friends from the postmaster's environment, so the
 	 * route never depends on how the server was started.  CONNECT tunnels
 	 * https, so TLS is still verified with the site itself.
 	 */
-	SETOPT(x, CURLOPT_PROXY, t->proxy ? t->proxy : "");
-	if (t->proxy && t->ca_file)
-		SETOPT(x, CURLOPT_PROXY_CAINFO, t->ca_file);
+	SETOPT(x, CURLOPT_PROXY, site->proxy ? site->proxy : "");
+	if (site->proxy && site->ca_file)
+		SETOPT(x, CURLOPT_PROXY_CAINFO, site->ca_file);
 	/* gzip, deflate, br, zstd: whatever this libcurl decodes */
 	SETOPT(x, CURLOPT_ACCEPT_ENCODING, "");
-	SETOPT(x, CURLOPT_TIMEOUT_MS, (long) t->timeout_ms);
-	SETOPT(x, CURLOPT_CONNECTTIMEOUT_MS, (long) t->connect_timeout_ms);
-	SETOPT(x, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_response_bytes);
+	SETOPT(x, CURLOPT_TIMEOUT_MS, (long) site->timeout_ms);
+	SETOPT(x, CURLOPT_CONNECTTIMEOUT_MS, (long) site->connect_timeout_ms);
+	SETOPT(x, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) site->max_response_bytes);
 	SETOPT(x, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(x, CURLOPT_USERAGENT, CFDW_USER_AGENT);
-	SETOPT(x, CURLOPT_HTTPHEADER, x->headers);
+}
+
+/* Our callbacks, each given the slot (or the connection) it serves. */
+static void
+set_callbacks(CfdwTransfer *x)
+{
 	SETOPT(x, CURLOPT_ERRORBUFFER, x->errbuf);
 	SETOPT(x, CURLOPT_PRIVATE, x);
 	SETOPT(x, CURLOPT_WRITEFUNCTION, write_cb);
@@ -935,21 +946,26 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 	SETOPT(x, CURLOPT_OPENSOCKETDATA, x);
 	SETOPT(x, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
 	SETOPT(x, CURLOPT_CLOSESOCKETDATA, x->conn);
+}
 
+/* The credentials and the verb. */
+static void
+set_auth_and_method(CfdwTransfer *x, const CfdwSite *site, CfdwMethod method)
+{
 	/* libcurl copies these strings; they never appear in a message. */
-	if (t->bearer_token)
+	if (site->bearer_token)
 	{
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
-		SETOPT(x, CURLOPT_XOAUTH2_BEARER, t->bearer_token);
+		SETOPT(x, CURLOPT_XOAUTH2_BEARER, site->bearer_token);
 	}
 	else
 	{
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-		SETOPT(x, CURLOPT_USERNAME, t->username);
-		SETOPT(x, CURLOPT_PASSWORD, t->api_token);
+		SETOPT(x, CURLOPT_USERNAME, site->username);
+		SETOPT(x, CURLOPT_PASSWORD, site->api_token);
 	}
 
-	switch (req->method)
+	switch (method)
 	{
 		case CFDW_POST:
 			SETOPT(x, CURLOPT_POST, 1L);
@@ -962,12 +978,29 @@ configure(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req)
 		case CFDW_DELETE:
 			/* a body from the read callback, sent with another verb */
 			SETOPT(x, CURLOPT_POST, 1L);
-			SETOPT(x, CURLOPT_CUSTOMREQUEST, cfdw_method_name(req->method));
+			SETOPT(x, CURLOPT_CUSTOMREQUEST, cfdw_method_name(method));
 			break;
 	}
-	x->limit = (size_t) t->max_response_bytes;
-	x->restrict_egress = t->restricted;
-	x->config_id = t->config_id;
+}
+
+/*
+ * Set everything that is the same for every request of one site
+ * configuration: done once per statement and slot (and again only when
+ * another configuration used the slot in between), so a request sets just
+ * its URL and body.
+ */
+static void
+configure(CfdwTransfer *x, const CfdwSite *site, const CfdwRequest *req)
+{
+	prepare_handle(x);
+	x->config_id = 0;
+	set_headers(x, site, req);
+	set_route(x, site);
+	set_callbacks(x);
+	set_auth_and_method(x, site, req->method);
+	x->limit = (size_t) site->max_response_bytes;
+	x->restrict_egress = site->restricted;
+	x->config_id = site->config_id;
 }
 
 /* Hand a configured slot's request to the multi handle. */
@@ -991,53 +1024,13 @@ add_transfer(CfdwTransfer *x)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("could not start a transfer to Confluence")));
-	x->state = XFER_RUNNING;
-}
-
-/*
- * Start a request in a slot.  req's strings must stay valid until the
- * transfer's result has been collected.
- */
-static void
-start_transfer(CfdwTransfer *x, const CfdwTable *t, const CfdwRequest *req,
-			   int64 row_no)
-{
-	if (x->config_id != t->config_id || x->easy == NULL)
-		configure(x, t, req);
-	sweep_parked(x->conn);
-	x->req = *req;
-	if (x->req.body == NULL)
-		x->req.body = "";
-	x->owner = t->config_id;
-	x->row_no = row_no;
-	x->attempt = 0;
-	x->waited_ms = 0;
-	add_transfer(x);
+	x->state = CFDW_SLOT_RUNNING;
 }
 
 /* ---------------------------------------------------------------------
- * Retries
+ * Driving transfers
  * ---------------------------------------------------------------------
  */
-
-static bool
-is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
-{
-	bool		idempotent = req->method == CFDW_PUT || req->method == CFDW_DELETE ||
-		req->method == CFDW_GET;
-
-	if (resp->egress_refused)
-		return false;			/* the same addresses would be refused again */
-	if (resp->curl_code != CURLE_OK)
-		return !resp->sent_any;
-	if (resp->status == 429)
-		return true;
-	if (resp->status == 503 && resp->retry_after[0] != '\0')
-		return true;
-	if (idempotent && (resp->status == 502 || resp->status == 503 || resp->status == 504))
-		return true;
-	return false;
-}
 
 static long
 ms_until(TimestampTz when)
@@ -1049,61 +1042,6 @@ ms_until(TimestampTz when)
 	return secs * 1000 + usecs / 1000;
 }
 
-/*
- * Decide whether a finished transfer is retried: 429, 503 with Retry-After,
- * a failure to connect or resolve, and for PUT and DELETE also 502/503/504,
- * waiting max(Retry-After, backoff) with jitter, never more than
- * max_retry_wait_ms in all for one row.
- */
-static bool
-schedule_retry(CfdwTransfer *x, const CfdwTable *t)
-{
-	const CfdwResponse *resp = &x->resp;
-	const char *what;
-	long		backoff;
-	long		asked;
-	long		wait;
-
-	if (x->attempt >= t->max_retries || !is_retryable(&x->req, resp))
-		return false;
-
-	/* 500 ms, doubling, up to 30 s; times 0.7 to 1.3 */
-	backoff = Min(500L << Min(x->attempt, 6), 30000L);
-	backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
-	asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
-	wait = Max(backoff, asked);
-	what = resp->curl_code != CURLE_OK ? "a connection failure" :
-		psprintf("HTTP %ld", resp->status);
-
-	/*
-	 * statement_timeout needs no test here: the wait is on the latch, so
-	 * the timeout interrupts it at its deadline with PostgreSQL's own error.
-	 */
-	if (x->waited_ms + wait > t->max_retry_wait_ms)
-	{
-		ereport(LOG,
-				(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed max_retry_wait_ms (%d)",
-						cfdw_method_name(x->req.method), x->req.path_for_messages,
-						what, wait, t->max_retry_wait_ms)));
-		return false;
-	}
-	x->attempt++;
-	ereport(LOG,
-			(errmsg("confluence_fdw: retrying %s %s after %s in %ld ms (retry %d of %d)",
-					cfdw_method_name(x->req.method), x->req.path_for_messages,
-					what, wait, x->attempt, t->max_retries)));
-	x->waited_ms += wait;
-	x->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait);
-	x->state = XFER_WAITING;
-	return true;
-}
-
-/* ---------------------------------------------------------------------
- * Driving transfers
- * ---------------------------------------------------------------------
- */
-
-/* Fill resp of a transfer libcurl has finished. */
 /*
  * Copy a response header's value (libcurl trims it) of the last request of
  * the transfer, i.e. after any 100 Continue; "" when it is absent.
@@ -1155,6 +1093,66 @@ certainly_not_sent(CURLcode rc, long proxy_status)
 	}
 }
 
+/* The failure a libcurl code stands for, as response.c words them. */
+static CfdwFailure
+failure_of(CURLcode rc)
+{
+	switch (rc)
+	{
+		case CURLE_OK:
+			return CFDW_FAIL_NONE;
+		case CURLE_FILESIZE_EXCEEDED:
+			return CFDW_FAIL_TOO_LARGE;
+		case CURLE_COULDNT_RESOLVE_HOST:
+			return CFDW_FAIL_RESOLVE;
+		case CURLE_COULDNT_CONNECT:
+			return CFDW_FAIL_CONNECT;
+		case CURLE_OPERATION_TIMEDOUT:
+			return CFDW_FAIL_TIMEOUT;
+		case CURLE_GOT_NOTHING:
+		case CURLE_RECV_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_PARTIAL_FILE:
+			return CFDW_FAIL_CLOSED;
+		case CURLE_SEND_FAIL_REWIND:
+			/* a reused connection died after the request went out, and
+			 * seek_cb refused to let libcurl send it again */
+			return CFDW_FAIL_REWIND;
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CONNECT_ERROR:
+			return CFDW_FAIL_TLS;
+		default:
+			return CFDW_FAIL_OTHER;
+	}
+}
+
+/* Fill resp of a transfer that got no answer: why, and was it sent? */
+static void
+record_failure(CfdwTransfer *x, CURLcode rc)
+{
+	CfdwResponse *resp = &x->resp;
+
+	resp->outcome = certainly_not_sent(rc, resp->proxy_status)
+		? CFDW_NOT_SENT : CFDW_MAYBE_SENT;
+	resp->failure = failure_of(rc);
+	if (x->too_large)
+		resp->failure = CFDW_FAIL_TOO_LARGE;
+	else if (x->egress_refused)
+	{
+		resp->failure = CFDW_FAIL_EGRESS;
+		resp->outcome = CFDW_NOT_SENT;
+		strlcpy(resp->refused_address, x->refused_address, sizeof(resp->refused_address));
+	}
+	else if (resp->proxy_status >= 300)
+		resp->failure = CFDW_FAIL_PROXY;
+	resp->failure_name = curl_easy_strerror(rc);
+	strlcpy(resp->failure_detail, x->errbuf[0] ? x->errbuf : resp->failure_name,
+			sizeof(resp->failure_detail));
+	resp->body = "";
+	resp->body_len = 0;
+}
+
 /* Fill resp of a transfer libcurl has finished. */
 static void
 finish_transfer(CfdwTransfer *x, CURLcode rc)
@@ -1162,7 +1160,7 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 	CfdwResponse *resp = &x->resp;
 	CURLMcode	mrc = curl_multi_remove_handle(x->conn->multi, x->easy);
 
-	x->state = XFER_DONE;
+	x->state = CFDW_SLOT_DONE;
 	if (mrc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -1171,61 +1169,37 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 	if (rc == CURLE_OK &&
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &resp->status) != CURLE_OK)
 		rc = CURLE_BAD_FUNCTION_ARGUMENT;	/* cannot happen; an answer we cannot read */
-	if (rc == CURLE_OK)
-		read_headers(x->easy, resp);
-	resp->curl_code = (int) rc;
-	resp->too_large = x->too_large || rc == CURLE_FILESIZE_EXCEEDED;
+	if (x->out_of_memory)
+		rc = CURLE_OUT_OF_MEMORY;
 	if (curl_easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &resp->proxy_status) != CURLE_OK)
 		resp->proxy_status = 0;
-	resp->sent_any = !certainly_not_sent(rc, resp->proxy_status);
-	if (x->egress_refused && rc != CURLE_OK)
+	if (rc != CURLE_OK)
 	{
-		resp->egress_refused = true;
-		resp->sent_any = false;
-		strlcpy(resp->refused_address, x->refused_address, sizeof(resp->refused_address));
+		record_failure(x, rc);
+		return;
 	}
-	if (x->too_large && resp->curl_code == CURLE_OK)
-		resp->curl_code = CURLE_FILESIZE_EXCEEDED;
-	if (x->out_of_memory)
-		resp->curl_code = CURLE_OUT_OF_MEMORY;
-
-	if (resp->curl_code != CURLE_OK)
-	{
-		strlcpy(resp->curl_error,
-				x->errbuf[0] ? x->errbuf : curl_easy_strerror(resp->curl_code),
-				sizeof(resp->curl_error));
-		resp->body = "";
-		resp->body_len = 0;
-	}
-	else
-	{
-		resp->body = x->buf ? x->buf : "";
-		resp->body_len = x->len;
-	}
+	read_headers(x->easy, resp);
+	resp->outcome = CFDW_ANSWERED;
+	resp->failure = CFDW_FAIL_NONE;
+	resp->body = x->buf ? x->buf : "";
+	resp->body_len = x->len;
 }
 
-/* Is any transfer of this connection running or waiting to be retried? */
-static bool
-any_active(CfdwConnection *c, TimestampTz *next_retry)
+/* The earliest start time of a scheduled transfer, or 0 when none is. */
+static TimestampTz
+next_start(CfdwConnection *c)
 {
-	bool		active = false;
+	TimestampTz next = 0;
 	int			i;
 
-	*next_retry = 0;
-	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+	for (i = 0; i < CFDW_SLOTS; i++)
 	{
 		CfdwTransfer *x = &c->xfers[i];
 
-		if (x->state == XFER_RUNNING)
-			active = true;
-		else if (x->state == XFER_WAITING)
-		{
-			active = true;
-			if (*next_retry == 0 || x->retry_at < *next_retry)
-				*next_retry = x->retry_at;
-		}
+		if (x->state == CFDW_SLOT_SCHEDULED && (next == 0 || x->start_at < next))
+			next = x->start_at;
 	}
-	return active;
+	return next;
 }
 
 static uint32
@@ -1280,50 +1254,31 @@ prepare_wait_set(CfdwConnection *c)
 	}
 }
 
-/*
- * One round of the event loop: wait (at most MAX_WAIT_MS) for a socket,
- * libcurl's timer, a retry's time or the latch, then let libcurl work and
- * restart transfers whose retry time has come.  Finished transfers are left
- * in XFER_DONE for the caller.  Raises an error only through
- * CHECK_FOR_INTERRUPTS; the caller closes the connection then.
- */
-static void
-poll_once(CfdwConnection *c)
+/* How long the next wait may last: libcurl's timer, a scheduled start. */
+static long
+wait_timeout(CfdwConnection *c)
 {
-	WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
-	int			nready = 0;
 	long		timeout = c->timer_ms < 0 ? -1 :
 		Max(0, c->timer_ms - (long) ((GetCurrentTimestamp() - c->timer_set_at) / 1000));
-	TimestampTz next_retry;
-	CURLMsg    *msg;
-	int			pending;
-	int			i;
+	TimestampTz next = next_start(c);
 
-	(void) any_active(c, &next_retry);
-	if (next_retry != 0)
+	if (next != 0)
 	{
-		long		r = Max(0, ms_until(next_retry));
+		long		r = Max(0, ms_until(next));
 
 		timeout = timeout < 0 ? r : Min(timeout, r);
 	}
 	if (timeout < 0 || timeout > MAX_WAIT_MS)
 		timeout = MAX_WAIT_MS;
+	return timeout;
+}
 
-	if (timeout > 0)
-	{
-		prepare_wait_set(c);
-		nready = WaitEventSetWait(c->wes, timeout, occurred, lengthof(occurred),
-								  PG_WAIT_EXTENSION);
-	}
+/* Hand the sockets that woke to libcurl. */
+static void
+act_on_sockets(CfdwConnection *c, const WaitEvent *occurred, int nready)
+{
+	int			i;
 
-	for (i = 0; i < nready; i++)
-	{
-		if (occurred[i].events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
 	for (i = 0; i < nready; i++)
 	{
 		int			mask = 0;
@@ -1356,6 +1311,15 @@ poll_once(CfdwConnection *c)
 		c->timer_ms = -1;
 		socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 	}
+}
+
+/* Record the transfers libcurl has finished in their slots. */
+static void
+finish_done_transfers(CfdwConnection *c)
+{
+	CURLMsg    *msg;
+	int			pending;
+	int			i;
 
 	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL)
 	{
@@ -1374,54 +1338,57 @@ poll_once(CfdwConnection *c)
 	{
 		/* cannot happen with CFDW_MAX_SOCKETS sized as it is; fail loudly */
 		c->socks_overflow = false;
-		for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
-			if (c->xfers[i].state == XFER_RUNNING)
+		for (i = 0; i < CFDW_SLOTS; i++)
+			if (c->xfers[i].state == CFDW_SLOT_RUNNING)
 				finish_transfer(&c->xfers[i], CURLE_OUT_OF_MEMORY);
 	}
+}
 
-	/* retries whose time has come */
-	for (i = 0; i <= CFDW_MAX_CONCURRENCY; i++)
+/*
+ * cfdw_transport_wait
+ *		One round of the event loop: wait (at most MAX_WAIT_MS) for a
+ *		socket, libcurl's timer, a scheduled start or the latch, then let
+ *		libcurl work and start the transfers whose time has come.  Finished
+ *		transfers are left in CFDW_SLOT_DONE for their owners.  Raises an
+ *		error through CHECK_FOR_INTERRUPTS; the caller then stops its
+ *		transfers (cfdw_abort_transfers).
+ */
+void
+cfdw_transport_wait(CfdwConnection *c)
+{
+	WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
+	int			nready = 0;
+	long		timeout = wait_timeout(c);
+	int			i;
+
+	if (timeout > 0)
+	{
+		prepare_wait_set(c);
+		nready = WaitEventSetWait(c->wes, timeout, occurred, lengthof(occurred),
+								  PG_WAIT_EXTENSION);
+	}
+	for (i = 0; i < nready; i++)
+	{
+		if (occurred[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	act_on_sockets(c, occurred, nready);
+	finish_done_transfers(c);
+
+	/* scheduled transfers (retries) whose time has come */
+	for (i = 0; i < CFDW_SLOTS; i++)
 	{
 		CfdwTransfer *x = &c->xfers[i];
 
-		if (x->state == XFER_WAITING && ms_until(x->retry_at) <= 0)
+		if (x->state == CFDW_SLOT_SCHEDULED && ms_until(x->start_at) <= 0)
 		{
 			add_transfer(x);
 			socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 		}
 	}
-}
-
-/*
- * Run the event loop until slot x is finished (and not to be retried),
- * processing every other transfer of the connection on the way.  On an
- * interrupt (or any error) the statement's own transfers are stopped; the
- * other statements' on the same pool go on.
- */
-static void
-wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
-{
-	socket_action(c, CURL_SOCKET_TIMEOUT, 0);
-	PG_TRY();
-	{
-		for (;;)
-		{
-			if (x->state == XFER_DONE)
-			{
-				if (!schedule_retry(x, t))
-					break;
-				continue;
-			}
-			poll_once(c);
-		}
-	}
-	PG_CATCH();
-	{
-		/* the other statements' transfers on the pool are fine */
-		abort_transfers(c, t->config_id);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
 }
 
 /*
@@ -1431,7 +1398,7 @@ wait_for(CfdwConnection *c, const CfdwTable *t, CfdwTransfer *x)
 static void
 discard_if_failed(CfdwTransfer *x)
 {
-	if (x->resp.curl_code != CURLE_OK && x->easy)
+	if (x->resp.outcome != CFDW_ANSWERED && x->easy)
 	{
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
@@ -1442,255 +1409,96 @@ discard_if_failed(CfdwTransfer *x)
 	}
 }
 
-/*
- * cfdw_http_send
- *		Send one request and wait for its answer, with the retry policy.
- *		Transport failures are reported in resp, not raised; only an
- *		interrupt raises an error.  The response body stays valid until the
- *		next request on this connection's slot 0.
- */
-void
-cfdw_http_send(CfdwConnection *c, const CfdwTable *t,
-			   const CfdwRequest *req, CfdwResponse *resp)
-{
-	CfdwTransfer *x = &c->xfers[0];
-
-	if (c->multi == NULL)
-		open_multi(c, t);
-	start_transfer(x, t, req, 0);
-	wait_for(c, t, x);
-	*resp = x->resp;
-	x->state = XFER_IDLE;
-	discard_if_failed(x);
-}
-
 /* ---------------------------------------------------------------------
- * Pipelines: many requests in flight for rows that need no answer
+ * The slots, as the delivery policy sees them
  * ---------------------------------------------------------------------
  */
 
 /*
- * Collect the finished transfers of a pipeline: successes free their slot;
- * under on_error 'return' a failure is a WARNING and frees its slot too;
- * otherwise the first failure is kept (XFER_FAILED) for the owner to
- * report.  Returns the number of rows that succeeded.
- */
-static void warn_returned_error(CfdwTransfer *x);
-
-static int
-collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
-{
-	int			n = 0;
-	int			i;
-
-	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-	{
-		CfdwTransfer *x = &c->xfers[i];
-
-		if (x->state != XFER_DONE || x->owner != t->config_id)
-			continue;
-		if (schedule_retry(x, t))
-			continue;
-		if (x->resp.curl_code == CURLE_OK && x->resp.status < 300)
-		{
-			x->state = XFER_IDLE;
-			p->nsent++;
-			n++;
-			continue;
-		}
-		if (t->on_error_return && x->resp.curl_code == CURLE_OK &&
-			x->resp.status >= 400)
-		{
-			warn_returned_error(x);
-			x->state = XFER_IDLE;
-			p->nsent++;
-			continue;
-		}
-		x->state = XFER_FAILED;
-		if (p->failed_slot == 0)
-			p->failed_slot = i;
-	}
-	return n;
-}
-
-/*
- * The WARNING for a pipelined row whose HTTP error on_error 'return' lets
- * through.  The summary (a parsed body) is made in a context of its own and
- * dropped at once: in the statement's context, a long INSERT of refused
- * rows would grow by every answer it got.
- */
-static void
-warn_returned_error(CfdwTransfer *x)
-{
-	static MemoryContext msg_cxt = NULL;
-	MemoryContext old;
-	char	   *summary;
-
-	if (msg_cxt == NULL)
-		msg_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw messages",
-										ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(msg_cxt);
-	summary = cfdw_error_summary(&x->resp);
-	ereport(WARNING,
-			(errcode(ERRCODE_FDW_ERROR),
-			 errmsg("Confluence returned HTTP %ld for row %lld%s%s; the statement goes on because on_error is 'return'",
-					x->resp.status, (long long) x->row_no,
-					summary ? ": " : "", summary ? summary : ""),
-			 errhint("Add RETURNING http_status, response to see each row's answer.")));
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(msg_cxt);
-}
-
-/* Slots of this pipeline still busy (running or waiting to retry). */
-static int
-busy_slots(CfdwConnection *c, const CfdwTable *t);
-
-/*
- * cfdw_pipeline_busy
- *		How many of the statement's requests are still in flight (sent or
- *		being sent, or waiting to be retried), for messages.
- */
-int
-cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t)
-{
-	return c->multi ? busy_slots(c, t) : 0;
-}
-
-static int
-busy_slots(CfdwConnection *c, const CfdwTable *t)
-{
-	int			n = 0;
-	int			i;
-
-	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-	{
-		CfdwTransfer *x = &c->xfers[i];
-
-		if (x->owner == t->config_id &&
-			(x->state == XFER_RUNNING || x->state == XFER_WAITING ||
-			 x->state == XFER_DONE))
-			n++;
-	}
-	return n;
-}
-
-/*
- * Run the event loop for a pipeline until fewer than limit of its slots are
- * busy (or a failure stopped it), or with limit 0 until none is.  On an
- * interrupt (or any error) the statement's own transfers are stopped.
- */
-static void
-run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
-{
-	PG_TRY();
-	{
-		for (;;)
-		{
-			int			busy;
-
-			collect(c, t, p);
-			busy = busy_slots(c, t);
-			if (limit > 0 ? (p->failed_slot != 0 || busy < limit) : busy == 0)
-				break;
-			poll_once(c);
-		}
-	}
-	PG_CATCH();
-	{
-		/* counted first: the statement's WARNING says how many were stopped */
-		p->stopped_in_flight = busy_slots(c, t);
-		abort_transfers(c, t->config_id);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
- * cfdw_pipeline_slot
- *		Wait until the pipeline may start one more request, and return the
- *		slot to build it in (1 .. CFDW_MAX_CONCURRENCY), or 0 when a failure
- *		has stopped the pipeline: then call cfdw_pipeline_drain.
- */
-int
-cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
-{
-	int			limit = Min(t->max_concurrency, CFDW_MAX_CONCURRENCY);
-	int			i;
-
-	if (c->multi == NULL)
-		open_multi(c, t);
-	if (c->pool_size != limit)
-	{
-		/* at most max_concurrency connections to the site */
-		MULTI_SETOPT(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) limit);
-		c->pool_size = limit;
-	}
-
-	run_pipeline(c, t, p, limit);
-
-	if (p->failed_slot != 0)
-		return 0;
-	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-		if (c->xfers[i].state == XFER_IDLE)
-			return i;
-	return 0;					/* cannot happen: limit < number of slots */
-}
-
-/*
- * cfdw_pipeline_start
- *		Start a request in the slot cfdw_pipeline_slot returned.  req's
- *		strings must stay valid until that slot is handed out again.
+ * cfdw_transfer_start
+ *		Start a request in a free slot (or, for a retry, in its own finished
+ *		one), at once or at not_before.  req's strings must stay valid until
+ *		the slot is released.
  */
 void
-cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, int slot,
-					const CfdwRequest *req, int64 row_no)
+cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
+					const CfdwRequest *req, TimestampTz not_before)
 {
 	CfdwTransfer *x = &c->xfers[slot];
 
-	start_transfer(x, t, req, row_no);
+	if (c->multi == NULL)
+		open_multi(c, site);
+	if (x->config_id != site->config_id || x->easy == NULL)
+		configure(x, site, req);
+	if (req != &x->req)
+		x->req = *req;
+	if (x->req.body == NULL)
+		x->req.body = "";
+	x->owner = site->config_id;
+	if (not_before != 0 && ms_until(not_before) > 0)
+	{
+		x->start_at = not_before;
+		x->state = CFDW_SLOT_SCHEDULED;
+		return;
+	}
+	sweep_parked(c);
+	add_transfer(x);
 	/* let libcurl start connecting and sending right away */
 	socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/*
- * cfdw_pipeline_drain
- *		Wait for every request of the pipeline to finish.  Returns true when
- *		one failed; then req, resp and row_no describe the first failure (its
- *		body valid until the connection is used again).
- */
-bool
-cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
-					CfdwRequest *req, CfdwResponse *resp, int64 *row_no)
+CfdwSlotState
+cfdw_transfer_state(const CfdwConnection *c, int slot)
 {
-	int			i;
-
-	if (c->multi == NULL)
-		return false;
-	run_pipeline(c, t, p, 0);
-
-	if (p->failed_slot == 0)
-		return false;
-
-	/* report the first failure; the others only count as not sent */
-	*req = c->xfers[p->failed_slot].req;
-	*resp = c->xfers[p->failed_slot].resp;
-	*row_no = c->xfers[p->failed_slot].row_no;
-	for (i = 1; i <= CFDW_MAX_CONCURRENCY; i++)
-	{
-		CfdwTransfer *x = &c->xfers[i];
-
-		if (x->owner == t->config_id && x->state == XFER_FAILED)
-		{
-			x->state = XFER_IDLE;
-			/* the reported one keeps its buffer until the error is raised */
-			if (i != p->failed_slot)
-				discard_if_failed(x);
-		}
-	}
-	return true;
+	return c->xfers[slot].state;
 }
 
-/* A fresh configuration id for a resolved table. */
+/* The config_id of the site that last started the slot. */
+uint64
+cfdw_transfer_owner(const CfdwConnection *c, int slot)
+{
+	return c->xfers[slot].owner;
+}
+
+const CfdwRequest *
+cfdw_transfer_request(const CfdwConnection *c, int slot)
+{
+	return &c->xfers[slot].req;
+}
+
+/* A finished slot's answer; its body is valid until the slot starts again. */
+const CfdwResponse *
+cfdw_transfer_response(const CfdwConnection *c, int slot)
+{
+	return &c->xfers[slot].resp;
+}
+
+/*
+ * cfdw_transfer_release
+ *		The owner is done with a finished slot.  A transfer that got no
+ *		answer may have left its handle in any state: the slot starts
+ *		afresh next time.  The response body stays readable until then.
+ */
+void
+cfdw_transfer_release(CfdwConnection *c, int slot)
+{
+	CfdwTransfer *x = &c->xfers[slot];
+
+	x->state = CFDW_SLOT_IDLE;
+	discard_if_failed(x);
+}
+
+/* At most n connections to the site at once. */
+void
+cfdw_limit_connections(CfdwConnection *c, int n)
+{
+	if (c->multi == NULL || c->pool_size == n)
+		return;
+	MULTI_SETOPT(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) n);
+	c->pool_size = n;
+}
+
+/* A fresh configuration id for a resolved site. */
 uint64
 cfdw_next_config_id(void)
 {

@@ -1,0 +1,358 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.c
+ *		  The delivery policy of confluence_fdw over the transport: which
+ *		  failures are retried and after how long, what on_error 'return'
+ *		  lets through, and the accounting of a pipeline (many requests in
+ *		  flight for rows that need no answer).
+ *
+ * Slot 0 of a connection serves the one-at-a-time path (RETURNING); slots
+ * 1.. serve pipelines, which keep up to max_concurrency requests in flight.
+ * Retries are scheduled per slot, so one rate-limited request does not
+ * stall the others.  A retry is decided by the transfer's outcome alone:
+ * what certainly did not reach Confluence may be sent again; what may have
+ * been processed is resent only when the method is idempotent and the
+ * answer says the server did not act (502, 503, 504).
+ *
+ * IDENTIFICATION
+ *		  src/delivery.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "common/pg_prng.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "confluence_fdw.h"
+#include "pure.h"
+
+/* ---------------------------------------------------------------------
+ * Retries
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
+{
+	bool		idempotent = req->method == CFDW_PUT || req->method == CFDW_DELETE ||
+		req->method == CFDW_GET;
+
+	if (resp->outcome != CFDW_ANSWERED)
+	{
+		/* refused addresses would be refused again */
+		return resp->outcome == CFDW_NOT_SENT && resp->failure != CFDW_FAIL_EGRESS;
+	}
+	if (resp->status == 429)
+		return true;
+	if (resp->status == 503 && resp->retry_after[0] != '\0')
+		return true;
+	if (idempotent && (resp->status == 502 || resp->status == 503 || resp->status == 504))
+		return true;
+	return false;
+}
+
+/*
+ * How long to wait before a retry: max(Retry-After, backoff), the backoff
+ * 500 ms doubling up to 30 s, times 0.7 to 1.3.
+ */
+static long
+retry_wait_ms(const CfdwResponse *resp, int retries)
+{
+	long		backoff = Min(500L << Min(retries, 6), 30000L);
+	long		asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+
+	backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
+	return Max(backoff, asked);
+}
+
+/*
+ * Decide whether the finished request in a slot is retried, and if so
+ * schedule it: 429, 503 with Retry-After, a failure that certainly did not
+ * reach Confluence, and for idempotent methods also 502/503/504, never
+ * waiting more than max_retry_wait_ms in all for one request.
+ */
+static bool
+schedule_retry(CfdwConnection *c, int slot, const CfdwTable *t, CfdwAttempts *a)
+{
+	const CfdwRequest *req = cfdw_transfer_request(c, slot);
+	const CfdwResponse *resp = cfdw_transfer_response(c, slot);
+	const char *what;
+	long		wait;
+
+	if (a->retries >= t->max_retries || !is_retryable(req, resp))
+		return false;
+
+	wait = retry_wait_ms(resp, a->retries);
+	what = resp->outcome != CFDW_ANSWERED ? "a connection failure" :
+		psprintf("HTTP %ld", resp->status);
+
+	/*
+	 * statement_timeout needs no test here: the wait is on the latch, so
+	 * the timeout interrupts it at its deadline with PostgreSQL's own error.
+	 */
+	if (a->waited_ms + wait > t->max_retry_wait_ms)
+	{
+		ereport(LOG,
+				(errmsg("confluence_fdw: not retrying %s %s after %s: waiting %ld ms would exceed max_retry_wait_ms (%d)",
+						cfdw_method_name(req->method), req->path_for_messages,
+						what, wait, t->max_retry_wait_ms)));
+		return false;
+	}
+	a->retries++;
+	ereport(LOG,
+			(errmsg("confluence_fdw: retrying %s %s after %s in %ld ms (retry %d of %d)",
+					cfdw_method_name(req->method), req->path_for_messages,
+					what, wait, a->retries, t->max_retries)));
+	a->waited_ms += wait;
+	cfdw_transfer_start(c, slot, &t->site, req,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait));
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * One request at a time
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * cfdw_send
+ *		Send one request and wait for its answer, with the retry policy.
+ *		Transport failures are reported in resp, not raised; only an
+ *		interrupt raises an error, after the statement's transfers were
+ *		stopped (the other statements' on the same pool go on).  The body
+ *		stays valid until the next request in this connection's slot 0.
+ */
+void
+cfdw_send(CfdwConnection *c, const CfdwTable *t,
+		  const CfdwRequest *req, CfdwResponse *resp)
+{
+	CfdwAttempts a = {0};
+
+	PG_TRY();
+	{
+		cfdw_transfer_start(c, 0, &t->site, req, 0);
+		for (;;)
+		{
+			if (cfdw_transfer_state(c, 0) == CFDW_SLOT_DONE)
+			{
+				if (!schedule_retry(c, 0, t, &a))
+					break;
+				continue;
+			}
+			cfdw_transport_wait(c);
+		}
+	}
+	PG_CATCH();
+	{
+		cfdw_abort_transfers(c, t->site.config_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	*resp = *cfdw_transfer_response(c, 0);
+	cfdw_transfer_release(c, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Pipelines: many requests in flight for rows that need no answer
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The WARNING for a pipelined row whose HTTP error on_error 'return' lets
+ * through.  The summary (a parsed body) is made in a context of its own and
+ * dropped at once: in the statement's context, a long INSERT of refused
+ * rows would grow by every answer it got.
+ */
+static void
+warn_returned_error(const CfdwResponse *resp, int64 row_no)
+{
+	static MemoryContext msg_cxt = NULL;
+	MemoryContext old;
+	char	   *summary;
+
+	if (msg_cxt == NULL)
+		msg_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw messages",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(msg_cxt);
+	summary = cfdw_error_summary(resp);
+	ereport(WARNING,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("Confluence returned HTTP %ld for row %lld%s%s; the statement goes on because on_error is 'return'",
+					resp->status, (long long) row_no,
+					summary ? ": " : "", summary ? summary : ""),
+			 errhint("Add RETURNING http_status, response to see each row's answer.")));
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(msg_cxt);
+}
+
+/* Is the slot this pipeline's, finished, and not yet looked at? */
+static bool
+is_new_result(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p, int slot)
+{
+	return !p->failed[slot] &&
+		cfdw_transfer_state(c, slot) == CFDW_SLOT_DONE &&
+		cfdw_transfer_owner(c, slot) == t->site.config_id;
+}
+
+/*
+ * Collect the finished requests of a pipeline: successes free their slot;
+ * under on_error 'return' an HTTP error is a WARNING and frees its slot
+ * too; otherwise a failure is kept for the owner to report, the first one
+ * named by failed_slot.
+ */
+static void
+collect(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
+{
+	int			i;
+
+	for (i = 1; i < CFDW_SLOTS; i++)
+	{
+		const CfdwResponse *resp;
+
+		if (!is_new_result(c, t, p, i) || schedule_retry(c, i, t, &p->attempts[i]))
+			continue;
+		resp = cfdw_transfer_response(c, i);
+		if (resp->outcome == CFDW_ANSWERED &&
+			(resp->status < 300 || (t->on_error_return && resp->status >= 400)))
+		{
+			if (resp->status >= 300)
+				warn_returned_error(resp, p->attempts[i].row_no);
+			cfdw_transfer_release(c, i);
+			p->nsent++;
+			continue;
+		}
+		p->failed[i] = true;
+		if (p->failed_slot == 0)
+			p->failed_slot = i;
+	}
+}
+
+/* Slots of this pipeline still busy (running, scheduled, or uncollected). */
+static int
+busy_slots(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 1; i < CFDW_SLOTS; i++)
+		if (!p->failed[i] && cfdw_transfer_state(c, i) != CFDW_SLOT_IDLE &&
+			cfdw_transfer_owner(c, i) == t->site.config_id)
+			n++;
+	return n;
+}
+
+/*
+ * cfdw_pipeline_busy
+ *		How many of the statement's requests are still in flight (sent or
+ *		being sent, or waiting to be retried), for messages.
+ */
+int
+cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p)
+{
+	return c ? busy_slots(c, t, p) : 0;
+}
+
+/*
+ * Run the event loop for a pipeline until fewer than limit of its slots are
+ * busy (or a failure stopped it), or with limit 0 until none is.  On an
+ * interrupt (or any error) the statement's own transfers are stopped.
+ */
+static void
+run_pipeline(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p, int limit)
+{
+	PG_TRY();
+	{
+		for (;;)
+		{
+			int			busy;
+
+			collect(c, t, p);
+			busy = busy_slots(c, t, p);
+			if (limit > 0 ? (p->failed_slot != 0 || busy < limit) : busy == 0)
+				break;
+			cfdw_transport_wait(c);
+		}
+	}
+	PG_CATCH();
+	{
+		/* counted first: the statement's WARNING says how many were stopped */
+		p->stopped_in_flight = busy_slots(c, t, p);
+		cfdw_abort_transfers(c, t->site.config_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * cfdw_pipeline_slot
+ *		Wait until the pipeline may start one more request, and return the
+ *		slot to build it in (1 .. CFDW_SLOTS - 1), or 0 when a failure has
+ *		stopped the pipeline: then call cfdw_pipeline_drain.
+ */
+int
+cfdw_pipeline_slot(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p)
+{
+	int			limit = Min(t->max_concurrency, CFDW_MAX_CONCURRENCY);
+	int			i;
+
+	/* at most max_concurrency connections to the site */
+	cfdw_limit_connections(c, limit);
+	run_pipeline(c, t, p, limit);
+
+	if (p->failed_slot != 0)
+		return 0;
+	for (i = 1; i < CFDW_SLOTS; i++)
+		if (cfdw_transfer_state(c, i) == CFDW_SLOT_IDLE)
+			return i;
+	return 0;					/* cannot happen: limit < number of slots */
+}
+
+/*
+ * cfdw_pipeline_start
+ *		Start a request in the slot cfdw_pipeline_slot returned.  req's
+ *		strings must stay valid until that slot is handed out again.
+ */
+void
+cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
+					int slot, const CfdwRequest *req, int64 row_no)
+{
+	p->failed[slot] = false;
+	p->attempts[slot].retries = 0;
+	p->attempts[slot].waited_ms = 0;
+	p->attempts[slot].row_no = row_no;
+	cfdw_transfer_start(c, slot, &t->site, req, 0);
+}
+
+/*
+ * cfdw_pipeline_drain
+ *		Wait for every request of the pipeline to finish.  Returns true when
+ *		one failed; then req, resp and row_no describe the first failure (its
+ *		body valid until the slot is used again); the others only count as
+ *		not sent.
+ */
+bool
+cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
+					CfdwRequest *req, CfdwResponse *resp, int64 *row_no)
+{
+	int			i;
+
+	run_pipeline(c, t, p, 0);
+	if (p->failed_slot == 0)
+		return false;
+
+	*req = *cfdw_transfer_request(c, p->failed_slot);
+	*resp = *cfdw_transfer_response(c, p->failed_slot);
+	*row_no = p->attempts[p->failed_slot].row_no;
+	for (i = 1; i < CFDW_SLOTS; i++)
+	{
+		if (!p->failed[i])
+			continue;
+		p->failed[i] = false;
+		cfdw_transfer_release(c, i);
+	}
+	return true;
+}
