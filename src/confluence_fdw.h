@@ -247,6 +247,9 @@ extern const char *cfdw_template_names(void);
 extern const CfdwTemplateColumn *cfdw_template_column(const CfdwTemplate *tmpl,
 													  const char *colname);
 extern void cfdw_check_required(const CfdwTable *t, void *json_root);
+extern bool cfdw_valid_representation(const char *value);
+extern char *cfdw_representation_hint(void);
+extern const char *cfdw_default_representation(void);
 extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
 /* in request.c */

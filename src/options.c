@@ -444,14 +444,6 @@ check_endpoint(const char *name, const char *value)
 						 cfdw_template_names())));
 }
 
-static bool
-valid_representation(const char *value)
-{
-	return strcmp(value, "storage") == 0 ||
-		strcmp(value, "atlas_doc_format") == 0 ||
-		strcmp(value, "wiki") == 0;
-}
-
 /* A dotted path: non-empty segments; "." alone means the whole object. */
 static bool
 valid_dotted(const char *value)
@@ -555,9 +547,8 @@ check_value(const CfdwOption *opt, DefElem *def)
 			}
 			break;
 		case OPT_REPRESENTATION:
-			if (!valid_representation(value))
-				invalid_value(opt->name, value,
-							  "Use storage, atlas_doc_format or wiki.");
+			if (!cfdw_valid_representation(value))
+				invalid_value(opt->name, value, cfdw_representation_hint());
 			break;
 		case OPT_FIELD:
 			if (!valid_dotted(value))
@@ -1214,7 +1205,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 
 	t->relid = RelationGetRelid(rel);
 	t->relname = pstrdup(RelationGetRelationName(rel));
-	t->representation = "storage";
+	t->representation = pstrdup(cfdw_default_representation());
 	t->format = CFDW_FORMAT_JSON;
 	t->content_type = "application/json";
 	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;

@@ -87,6 +87,15 @@ static const CfdwTemplateColumn inline_comments_columns[] = {
 	{NULL}
 };
 
+/*
+ * The body representations Confluence's v2 endpoints accept (PageBodyWrite,
+ * BlogPostBodyWrite and CommentBodyWrite list the same three).  The first
+ * is the default of the table option representation.
+ */
+static const char *const representations[] = {
+	"storage", "atlas_doc_format", "wiki", NULL
+};
+
 static const CfdwTemplate templates[] = {
 	{"pages", "pages", CFDW_POST, "/wiki/api/v2/pages", pages_columns},
 	{"footer_comments", "footer_comments", CFDW_POST, "/wiki/api/v2/footer-comments", footer_comments_columns},
@@ -110,6 +119,57 @@ const char *
 cfdw_template_names(void)
 {
 	return "pages, footer_comments, blogposts, inline_comments";
+}
+
+static bool
+word_in(const char *const *words, const char *word)
+{
+	const char *const *w;
+
+	for (w = words; *w; w++)
+		if (strcmp(*w, word) == 0)
+			return true;
+	return false;
+}
+
+/* "a, b or c" for messages: the words, the last two joined by conjunction. */
+static char *
+join_words(const char *const *words, const char *conjunction)
+{
+	StringInfoData buf;
+	const char *const *w;
+
+	initStringInfo(&buf);
+	for (w = words; *w; w++)
+	{
+		if (w != words && w[1] != NULL)
+			appendStringInfoString(&buf, ", ");
+		else if (w != words)
+			appendStringInfo(&buf, " %s ", conjunction);
+		appendStringInfoString(&buf, *w);
+	}
+	return buf.data;
+}
+
+/* A value option representation may take. */
+bool
+cfdw_valid_representation(const char *value)
+{
+	return word_in(representations, value);
+}
+
+/* The hint for an invalid representation: "Use storage, ... or wiki." */
+char *
+cfdw_representation_hint(void)
+{
+	return psprintf("Use %s.", join_words(representations, "or"));
+}
+
+/* What a table sends when it has no representation option. */
+const char *
+cfdw_default_representation(void)
+{
+	return representations[0];
 }
 
 const CfdwTemplateColumn *
@@ -216,15 +276,14 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 		cJSON	   *repr = cJSON_GetObjectItemCaseSensitive(body, "representation");
 
 		if (cJSON_IsString(repr) &&
-			strcmp(repr->valuestring, "storage") != 0 &&
-			strcmp(repr->valuestring, "atlas_doc_format") != 0 &&
-			strcmp(repr->valuestring, "wiki") != 0)
+			!word_in(representations, repr->valuestring))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
 							repr->valuestring, column_for_field(t, "body.representation"),
 							t->relname),
-					 errdetail("Confluence accepts the representations storage, atlas_doc_format and wiki."),
+					 errdetail("Confluence accepts the representations %s.",
+							   join_words(representations, "and")),
 					 errhint("Nothing was sent for this row.")));
 	}
 
