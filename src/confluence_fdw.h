@@ -233,13 +233,21 @@ typedef struct CfdwTemplateColumn
 	const char *response_field; /* response path, or NULL */
 } CfdwTemplateColumn;
 
+/* One endpoint template: everything confluence_fdw knows of it. */
 typedef struct CfdwTemplate
 {
 	const char *name;			/* endpoint option value, e.g. "pages" */
 	const char *table_name;		/* name IMPORT FOREIGN SCHEMA gives it */
-	CfdwMethod	method;
-	const char *path;
+	CfdwMethod	method;			/* INSERT: how an object is created, */
+	const char *path;			/* and where */
+	const char *item_path;		/* one object, e.g. "/wiki/api/v2/pages/{id}" */
+	const char *list_path;		/* all objects, e.g. "/wiki/api/v2/pages" */
+	CfdwFormat	format;			/* the one body format its endpoints take */
+	const char *const *representations; /* body.representation values it
+										 * takes, NULL-terminated */
 	const CfdwTemplateColumn *columns;	/* terminated by a NULL name */
+	/* refuse a row the endpoint would refuse; json_root is a cJSON object */
+	void		(*check_row) (const CfdwTable *t, void *json_root);
 } CfdwTemplate;
 
 extern const CfdwTemplate *cfdw_find_template(const char *name);

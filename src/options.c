@@ -206,6 +206,37 @@ cfdw_parse_method(const char *s, CfdwMethod *method)
 	return true;
 }
 
+/* The format option: json, xml or form. */
+static bool
+parse_format(const char *s, CfdwFormat *format)
+{
+	if (strcmp(s, "json") == 0)
+		*format = CFDW_FORMAT_JSON;
+	else if (strcmp(s, "xml") == 0)
+		*format = CFDW_FORMAT_XML;
+	else if (strcmp(s, "form") == 0)
+		*format = CFDW_FORMAT_FORM;
+	else
+		return false;
+	return true;
+}
+
+/* The Content-Type of a body in this format. */
+static const char *
+format_content_type(CfdwFormat format)
+{
+	switch (format)
+	{
+		case CFDW_FORMAT_XML:
+			return "application/xml";
+		case CFDW_FORMAT_FORM:
+			return "application/x-www-form-urlencoded";
+		case CFDW_FORMAT_JSON:
+			break;
+	}
+	return "application/json";
+}
+
 static void
 invalid_value(const char *name, const char *value, const char *hint)
 {
@@ -556,9 +587,12 @@ check_value(const CfdwOption *opt, DefElem *def)
 							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
 			break;
 		case OPT_FORMAT:
-			if (strcmp(value, "json") != 0 && strcmp(value, "xml") != 0 &&
-				strcmp(value, "form") != 0)
-				invalid_value(opt->name, value, "Use json, xml or form.");
+			{
+				CfdwFormat	f;
+
+				if (!parse_format(value, &f))
+					invalid_value(opt->name, value, "Use json, xml or form.");
+			}
 			break;
 		case OPT_HEADERS:
 			{
@@ -650,9 +684,9 @@ report_misplaced_option(const char *name, Oid context)
 }
 
 /*
- * A template sends JSON with its own method: another method or format
- * cannot work, so it is refused when the options are set, not when a row
- * is sent.
+ * A template sends its own format with its own method: another method or
+ * format cannot work, so it is refused when the options are set, not when a
+ * row is sent.
  */
 static void
 check_template_combination(const char *endpoint, const char *method,
@@ -660,6 +694,7 @@ check_template_combination(const char *endpoint, const char *method,
 {
 	const CfdwTemplate *tmpl = cfdw_find_template(endpoint);
 	CfdwMethod	m;
+	CfdwFormat	f;
 
 	if (tmpl == NULL)
 		return;					/* check_endpoint has refused it already */
@@ -672,7 +707,7 @@ check_template_combination(const char *endpoint, const char *method,
 						   cfdw_method_name(tmpl->method), tmpl->path),
 				 errhint("Drop the method option, or give a manual endpoint path such as %s/{id}.",
 						 tmpl->path)));
-	if (format && strcmp(format, "json") != 0)
+	if (format && (!parse_format(format, &f) || f != tmpl->format))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("option \"format\" '%s' cannot be used with option \"endpoint\" '%s'",
@@ -1207,7 +1242,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	t->relname = pstrdup(RelationGetRelationName(rel));
 	t->representation = pstrdup(cfdw_default_representation());
 	t->format = CFDW_FORMAT_JSON;
-	t->content_type = "application/json";
+	t->content_type = format_content_type(t->format);
 	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;
 
 	foreach(lc, table->options)
@@ -1222,18 +1257,8 @@ cfdw_resolve_table(Relation rel, Oid userid)
 			t->representation = defGetString(def);
 		else if (strcmp(def->defname, "format") == 0)
 		{
-			const char *f = defGetString(def);
-
-			if (strcmp(f, "xml") == 0)
-			{
-				t->format = CFDW_FORMAT_XML;
-				t->content_type = "application/xml";
-			}
-			else if (strcmp(f, "form") == 0)
-			{
-				t->format = CFDW_FORMAT_FORM;
-				t->content_type = "application/x-www-form-urlencoded";
-			}
+			if (parse_format(defGetString(def), &t->format))
+				t->content_type = format_content_type(t->format);
 		}
 		else if (strcmp(def->defname, "headers") == 0)
 			headers = defGetString(def);

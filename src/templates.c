@@ -5,8 +5,9 @@
  *		  blogposts, inline_comments), the checks each makes on a row before
  *		  it is sent, and IMPORT FOREIGN SCHEMA v2, which creates them.
  *
- * A template is a method, a path and a set of columns with their request
- * fields or response paths.  Tables created by IMPORT carry those as
+ * A template is a row of templates[]: its paths, the body it takes, its
+ * columns with their request fields or response paths, and the checks its
+ * rows get.  Tables created by IMPORT carry those as
  * explicit column options, so what is sent is visible in \d+; a table
  * created by hand with endpoint 'pages' gets the same mapping by column name.
  *
@@ -96,11 +97,66 @@ static const char *const representations[] = {
 	"storage", "atlas_doc_format", "wiki", NULL
 };
 
+/* What a row of each template must have; see cfdw_check_required. */
+static void check_page_row(const CfdwTable *t, void *json_root);
+static void check_footer_comment_row(const CfdwTable *t, void *json_root);
+static void check_inline_comment_row(const CfdwTable *t, void *json_root);
+
+/*
+ * The templates: everything that differs between them is here, so that
+ * nothing else needs to know a template by its name.  An object is created
+ * with POST on its list path; item_path is where one object is read,
+ * updated and deleted, with {id} naming the id column.
+ */
 static const CfdwTemplate templates[] = {
-	{"pages", "pages", CFDW_POST, "/wiki/api/v2/pages", pages_columns},
-	{"footer_comments", "footer_comments", CFDW_POST, "/wiki/api/v2/footer-comments", footer_comments_columns},
-	{"blogposts", "blogposts", CFDW_POST, "/wiki/api/v2/blogposts", blogposts_columns},
-	{"inline_comments", "inline_comments", CFDW_POST, "/wiki/api/v2/inline-comments", inline_comments_columns},
+	{
+		.name = "pages",
+		.table_name = "pages",
+		.method = CFDW_POST,
+		.path = "/wiki/api/v2/pages",
+		.item_path = "/wiki/api/v2/pages/{id}",
+		.list_path = "/wiki/api/v2/pages",
+		.format = CFDW_FORMAT_JSON,
+		.representations = representations,
+		.columns = pages_columns,
+		.check_row = check_page_row
+	},
+	{
+		.name = "footer_comments",
+		.table_name = "footer_comments",
+		.method = CFDW_POST,
+		.path = "/wiki/api/v2/footer-comments",
+		.item_path = "/wiki/api/v2/footer-comments/{id}",
+		.list_path = "/wiki/api/v2/footer-comments",
+		.format = CFDW_FORMAT_JSON,
+		.representations = representations,
+		.columns = footer_comments_columns,
+		.check_row = check_footer_comment_row
+	},
+	{
+		.name = "blogposts",
+		.table_name = "blogposts",
+		.method = CFDW_POST,
+		.path = "/wiki/api/v2/blogposts",
+		.item_path = "/wiki/api/v2/blogposts/{id}",
+		.list_path = "/wiki/api/v2/blogposts",
+		.format = CFDW_FORMAT_JSON,
+		.representations = representations,
+		.columns = blogposts_columns,
+		.check_row = check_page_row
+	},
+	{
+		.name = "inline_comments",
+		.table_name = "inline_comments",
+		.method = CFDW_POST,
+		.path = "/wiki/api/v2/inline-comments",
+		.item_path = "/wiki/api/v2/inline-comments/{id}",
+		.list_path = "/wiki/api/v2/inline-comments",
+		.format = CFDW_FORMAT_JSON,
+		.representations = representations,
+		.columns = inline_comments_columns,
+		.check_row = check_inline_comment_row
+	},
 	{NULL}
 };
 
@@ -115,10 +171,17 @@ cfdw_find_template(const char *name)
 	return NULL;
 }
 
+/* "pages, footer_comments, ...": the template names for messages. */
 const char *
 cfdw_template_names(void)
 {
-	return "pages, footer_comments, blogposts, inline_comments";
+	StringInfoData buf;
+	const CfdwTemplate *t;
+
+	initStringInfo(&buf);
+	for (t = templates; t->name; t++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", t->name);
+	return buf.data;
 }
 
 static bool
@@ -253,89 +316,107 @@ one_container(const CfdwTable *t, cJSON *root, const char *const *fields)
 	return found;
 }
 
+/* A page or blog post: a space, and a title unless it is a draft. */
+static void
+check_page_row(const CfdwTable *t, void *json_root)
+{
+	cJSON	   *root = (cJSON *) json_root;
+	cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
+	bool		draft = cJSON_IsString(status) &&
+		strcmp(cJSON_GetStringValue(status), "draft") == 0;
+	cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
+
+	if (!has_value(root, "spaceId"))
+		missing(t, "spaceId", "Confluence needs the id of the space to create the page or blog post in.");
+	if (!draft && (!has_value(root, "title") ||
+				   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
+		missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
+}
+
+static void
+require_comment_body(const CfdwTable *t, cJSON *root)
+{
+	cJSON	   *body = cJSON_GetObjectItemCaseSensitive(root, "body");
+
+	if (body == NULL || !has_value(body, "value"))
+		missing(t, "body.value", "A comment needs a body.");
+}
+
+/* A footer comment: a body, on exactly one thing that can hold comments. */
+static void
+check_footer_comment_row(const CfdwTable *t, void *json_root)
+{
+	static const char *const containers[] = {
+		"pageId", "blogPostId", "parentCommentId", "attachmentId",
+		"customContentId", NULL
+	};
+	cJSON	   *root = (cJSON *) json_root;
+
+	one_container(t, root, containers);
+	require_comment_body(t, root);
+}
+
+/*
+ * An inline comment: a body on exactly one page, blog post or comment; a
+ * top-level one (not a reply) also says which text it highlights.
+ */
+static void
+check_inline_comment_row(const CfdwTable *t, void *json_root)
+{
+	static const char *const containers[] = {
+		"pageId", "blogPostId", "parentCommentId", NULL
+	};
+	cJSON	   *root = (cJSON *) json_root;
+	const char *container = one_container(t, root, containers);
+	cJSON	   *props;
+
+	require_comment_body(t, root);
+	if (strcmp(container, "parentCommentId") == 0)
+		return;
+	props = cJSON_GetObjectItemCaseSensitive(root, "inlineCommentProperties");
+	if (props == NULL || !has_value(props, "textSelection"))
+		missing(t, "inlineCommentProperties.textSelection",
+				"A top-level inline comment needs the text it highlights.");
+	if (!has_value(props, "textSelectionMatchCount"))
+		missing(t, "inlineCommentProperties.textSelectionMatchCount",
+				"A top-level inline comment needs the number of matches of its text.");
+	if (!has_value(props, "textSelectionMatchIndex"))
+		missing(t, "inlineCommentProperties.textSelectionMatchIndex",
+				"A top-level inline comment needs the index of the match it highlights.");
+}
+
 /*
  * cfdw_check_required
  *		Check a built JSON body against what the template's endpoint requires,
- *		so that a row Confluence would refuse is refused before it is sent.
+ *		so that a row Confluence would refuse is refused before it is sent:
+ *		a representation the template takes, then the template's own rules.
  */
 void
 cfdw_check_required(const CfdwTable *t, void *json_root)
 {
+	const CfdwTemplate *tmpl = t->template;
 	cJSON	   *root = (cJSON *) json_root;
-	const char *name;
 	cJSON	   *body;
 
-	if (t->template == NULL || !cJSON_IsObject(root))
+	if (tmpl == NULL || !cJSON_IsObject(root))
 		return;
-	name = t->template->name;
 	body = cJSON_GetObjectItemCaseSensitive(root, "body");
-
-	/* the representation a row names must be one Confluence accepts */
 	if (cJSON_IsObject(body))
 	{
 		cJSON	   *repr = cJSON_GetObjectItemCaseSensitive(body, "representation");
 
 		if (cJSON_IsString(repr) &&
-			!word_in(representations, repr->valuestring))
+			!word_in(tmpl->representations, repr->valuestring))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
 							repr->valuestring, column_for_field(t, "body.representation"),
 							t->relname),
 					 errdetail("Confluence accepts the representations %s.",
-							   join_words(representations, "and")),
+							   join_words(tmpl->representations, "and")),
 					 errhint("Nothing was sent for this row.")));
 	}
-
-	if (strcmp(name, "pages") == 0 || strcmp(name, "blogposts") == 0)
-	{
-		cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
-		bool		draft = cJSON_IsString(status) &&
-			strcmp(cJSON_GetStringValue(status), "draft") == 0;
-
-		cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
-
-		if (!has_value(root, "spaceId"))
-			missing(t, "spaceId", "Confluence needs the id of the space to create the page or blog post in.");
-		if (!draft && (!has_value(root, "title") ||
-					   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
-			missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
-	}
-	else if (strcmp(name, "footer_comments") == 0)
-	{
-		static const char *const containers[] = {
-			"pageId", "blogPostId", "parentCommentId", "attachmentId",
-			"customContentId", NULL
-		};
-
-		one_container(t, root, containers);
-		if (body == NULL || !has_value(body, "value"))
-			missing(t, "body.value", "A comment needs a body.");
-	}
-	else if (strcmp(name, "inline_comments") == 0)
-	{
-		static const char *const containers[] = {
-			"pageId", "blogPostId", "parentCommentId", NULL
-		};
-		const char *container = one_container(t, root, containers);
-
-		if (body == NULL || !has_value(body, "value"))
-			missing(t, "body.value", "A comment needs a body.");
-		if (strcmp(container, "parentCommentId") != 0)
-		{
-			cJSON	   *props = cJSON_GetObjectItemCaseSensitive(root, "inlineCommentProperties");
-
-			if (props == NULL || !has_value(props, "textSelection"))
-				missing(t, "inlineCommentProperties.textSelection",
-						"A top-level inline comment needs the text it highlights.");
-			if (!has_value(props, "textSelectionMatchCount"))
-				missing(t, "inlineCommentProperties.textSelectionMatchCount",
-						"A top-level inline comment needs the number of matches of its text.");
-			if (!has_value(props, "textSelectionMatchIndex"))
-				missing(t, "inlineCommentProperties.textSelectionMatchIndex",
-						"A top-level inline comment needs the index of the match it highlights.");
-		}
-	}
+	tmpl->check_row(t, root);
 }
 
 /*
