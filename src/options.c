@@ -498,29 +498,153 @@ valid_dotted(const char *value)
 	return !empty_segment;
 }
 
+static void
+check_not_empty(const char *name, const char *value)
+{
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not be empty", name)));
+}
+
+/* Secrets are checked without ever repeating them. */
+static void
+check_secret(const char *name, const char *value)
+{
+	check_not_empty(name, value);
+	if (strpbrk(value, "\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not contain line breaks", name)));
+}
+
+/*
+ * Plain text.  A username goes into "user:token" of Basic authentication,
+ * where a ':' would end it early and a line break would end the header.
+ */
+static void
+check_text(const char *name, const char *value)
+{
+	check_not_empty(name, value);
+	if (strpbrk(value, "\r\n:") != NULL && strcmp(name, "username") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not contain ':' or line breaks", name)));
+}
+
+/* The range of each number option, and the hint that says what it is. */
+typedef struct CfdwNumberRange
+{
+	CfdwOptType type;
+	int64		min;
+	int64		max;
+	const char *hint;
+} CfdwNumberRange;
+
+static const CfdwNumberRange number_ranges[] = {
+	{OPT_MS, 1, INT_MAX, "Give a whole number of milliseconds greater than zero."},
+	{OPT_COUNT, 0, INT_MAX, "Give a whole number, zero or greater."},
+	{OPT_BYTES, 1, MaxAllocSize, "Give a number of bytes from 1 to 1073741823."},
+	{OPT_BATCH_SIZE, 1, 10000, "Give a number of rows from 1 to 10000."},
+	{OPT_CONCURRENCY, 1, CFDW_MAX_CONCURRENCY, "Give a number of requests from 1 to 64."}
+};
+
+static void
+check_number(const CfdwOption *opt, const char *value)
+{
+	const CfdwNumberRange *r;
+	int64		n;
+
+	for (r = number_ranges; r < number_ranges + lengthof(number_ranges); r++)
+	{
+		if (r->type != opt->type)
+			continue;
+		if (!parse_count(value, r->max, &n) || n < r->min)
+			invalid_value(opt->name, value, r->hint);
+		return;
+	}
+	elog(ERROR, "option \"%s\" has no number range", opt->name);
+}
+
+/* An option that takes one of a few words. */
+static void
+check_word(const CfdwOption *opt, const char *value)
+{
+	bool		ok = false;
+	const char *hint = NULL;
+	bool		b;
+	CfdwMethod	m;
+	CfdwFormat	f;
+
+	switch (opt->type)
+	{
+		case OPT_BOOL:
+			ok = parse_bool(value, &b);
+			hint = "Use true or false.";
+			break;
+		case OPT_METHOD:
+			ok = cfdw_parse_method(value, &m);
+			hint = "Use POST, PUT, PATCH or DELETE.";
+			break;
+		case OPT_FORMAT:
+			ok = parse_format(value, &f);
+			hint = "Use json, xml or form.";
+			break;
+		case OPT_ON_ERROR:
+			ok = strcmp(value, "error") == 0 || strcmp(value, "return") == 0;
+			hint = "Use error or return.";
+			break;
+		case OPT_REPRESENTATION:
+			ok = cfdw_valid_representation(value);
+			hint = ok ? NULL : cfdw_representation_hint();
+			break;
+		default:
+			elog(ERROR, "option \"%s\" takes no word", opt->name);
+	}
+	if (!ok)
+		invalid_value(opt->name, value, hint);
+}
+
+static void
+check_headers_option(const char *name, const char *value)
+{
+	char		err[CFDW_ERRLEN];
+
+	/* the message names the header, never its value */
+	if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": %s", name, err),
+				 errhint("Write headers as Name:value,Name2:value2; credentials belong in the user mapping.")));
+}
+
+/* The CA bundle decides whom the token is sent to: a superuser's choice. */
+static void
+check_ca_file(const char *name, const char *value)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set option \"%s\"", name),
+				 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
+	if (!is_absolute_path(value))
+		invalid_value(name, value, "Give the absolute path of a PEM file of CA certificates.");
+}
+
 /* Check one option's value by its type. */
 static void
 check_value(const CfdwOption *opt, DefElem *def)
 {
 	const char *value = defGetString(def);
-	int64		n;
-
-	/* Secrets are checked without ever repeating them. */
-	if (opt->type == OPT_SECRET)
-	{
-		if (value[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("option \"%s\" must not be empty", opt->name)));
-		if (strpbrk(value, "\r\n") != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("option \"%s\" must not contain line breaks", opt->name)));
-		return;
-	}
 
 	switch (opt->type)
 	{
+		case OPT_SECRET:
+			check_secret(opt->name, value);
+			break;
+		case OPT_TEXT:
+			check_text(opt->name, value);
+			break;
 		case OPT_HOST:
 			check_host(opt->name, value);
 			if (!superuser())
@@ -531,110 +655,41 @@ check_value(const CfdwOption *opt, DefElem *def)
 			if (!superuser())
 				check_egress_host(opt->name, url_host(value), false, NULL);
 			break;
-		case OPT_MS:
-			if (!parse_count(value, INT_MAX, &n) || n < 1)
-				invalid_value(opt->name, value,
-							  "Give a whole number of milliseconds greater than zero.");
+		case OPT_PROXY:
+			check_proxy(opt->name, value);
 			break;
-		case OPT_COUNT:
-			if (!parse_count(value, INT_MAX, &n))
-				invalid_value(opt->name, value,
-							  "Give a whole number, zero or greater.");
+		case OPT_CA_FILE:
+			check_ca_file(opt->name, value);
 			break;
-		case OPT_BYTES:
-			if (!parse_count(value, MaxAllocSize, &n) || n < 1)
-				invalid_value(opt->name, value,
-							  "Give a number of bytes from 1 to 1073741823.");
-			break;
-		case OPT_BOOL:
-			{
-				bool		b;
-
-				if (!parse_bool(value, &b))
-					invalid_value(opt->name, value, "Use true or false.");
-			}
-			break;
-		case OPT_TEXT:
-			if (value[0] == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("option \"%s\" must not be empty", opt->name)));
-			if (strpbrk(value, "\r\n:") != NULL && strcmp(opt->name, "username") == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("option \"%s\" must not contain ':' or line breaks", opt->name)));
-			break;
-		case OPT_SECRET:
-			break;				/* handled above */
 		case OPT_ENDPOINT:
 			check_endpoint(opt->name, value);
 			break;
-		case OPT_METHOD:
-			{
-				CfdwMethod	m;
-
-				if (!cfdw_parse_method(value, &m))
-					invalid_value(opt->name, value, "Use POST, PUT, PATCH or DELETE.");
-			}
-			break;
-		case OPT_REPRESENTATION:
-			if (!cfdw_valid_representation(value))
-				invalid_value(opt->name, value, cfdw_representation_hint());
+		case OPT_HEADERS:
+			check_headers_option(opt->name, value);
 			break;
 		case OPT_FIELD:
 			if (!valid_dotted(value))
 				invalid_value(opt->name, value,
 							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
 			break;
-		case OPT_FORMAT:
-			{
-				CfdwFormat	f;
-
-				if (!parse_format(value, &f))
-					invalid_value(opt->name, value, "Use json, xml or form.");
-			}
-			break;
-		case OPT_HEADERS:
-			{
-				char		err[CFDW_ERRLEN];
-
-				/* the message names the header, never its value */
-				if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
-					ereport(ERROR,
-							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-							 errmsg("invalid value for option \"%s\": %s", opt->name, err),
-							 errhint("Write headers as Name:value,Name2:value2; credentials belong in the user mapping.")));
-			}
-			break;
-		case OPT_BATCH_SIZE:
-			if (!parse_count(value, 10000, &n) || n < 1)
-				invalid_value(opt->name, value, "Give a number of rows from 1 to 10000.");
-			break;
-		case OPT_CONCURRENCY:
-			if (!parse_count(value, CFDW_MAX_CONCURRENCY, &n) || n < 1)
-				invalid_value(opt->name, value, "Give a number of requests from 1 to 64.");
-			break;
-		case OPT_CA_FILE:
-			/* it decides whom the token is sent to: a superuser's choice */
-			if (!superuser())
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("only a superuser may set option \"%s\"", opt->name),
-						 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
-			if (!is_absolute_path(value))
-				invalid_value(opt->name, value, "Give the absolute path of a PEM file of CA certificates.");
-			break;
-		case OPT_PROXY:
-			check_proxy(opt->name, value);
-			break;
-		case OPT_ON_ERROR:
-			if (strcmp(value, "error") != 0 && strcmp(value, "return") != 0)
-				invalid_value(opt->name, value, "Use error or return.");
-			break;
 		case OPT_RESPONSE_FIELD:
 			if (strcmp(value, "$status") != 0 && !valid_dotted(value))
 				invalid_value(opt->name, value,
 							  "Give a dotted path such as version.number, \".\" for the whole response, or \"$status\" for the HTTP status.");
+			break;
+		case OPT_BOOL:
+		case OPT_METHOD:
+		case OPT_FORMAT:
+		case OPT_ON_ERROR:
+		case OPT_REPRESENTATION:
+			check_word(opt, value);
+			break;
+		case OPT_MS:
+		case OPT_COUNT:
+		case OPT_BYTES:
+		case OPT_BATCH_SIZE:
+		case OPT_CONCURRENCY:
+			check_number(opt, value);
 			break;
 	}
 }
