@@ -1070,107 +1070,95 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 }
 
 /*
- * Resolve one column: its request field or response path, and the functions
- * that convert its values.
+ * A column's own options.  A column is sent or filled from the answer,
+ * never both, so field and response_field together are refused.
  */
 static void
-resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
+read_column_options(const CfdwTable *t, const CfdwColumn *col,
+					char **field, char **response_field, bool *send)
 {
-	List	   *options = GetForeignColumnOptions(t->relid, attr->attnum);
-	const CfdwTemplateColumn *tcol = NULL;
 	ListCell   *lc;
-	char	   *field = NULL;
-	char	   *response_field = NULL;
-	bool		send = true;
-	Oid			basetype;
-	Oid			outfunc;
-	bool		isvarlena;
-	Oid			infunc;
 
-	col->attnum = attr->attnum;
-	col->name = pstrdup(NameStr(attr->attname));
-	col->typid = attr->atttypid;
-	col->typmod = attr->atttypmod;
-
-	foreach(lc, options)
+	foreach(lc, GetForeignColumnOptions(t->relid, col->attnum))
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "field") == 0)
-			field = defGetString(def);
+			*field = defGetString(def);
 		else if (strcmp(def->defname, "response_field") == 0)
-			response_field = defGetString(def);
+			*response_field = defGetString(def);
 		else if (strcmp(def->defname, "send") == 0)
-			send = cfdw_option_bool(def);
+			*send = cfdw_option_bool(def);
 	}
 
-	if (field && response_field)
+	if (*field && *response_field)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("column \"%s\" of foreign table \"%s\" has both \"field\" and \"response_field\"",
 						col->name, t->relname),
 				 errhint("A column is either sent in the request or filled from the response.")));
+}
 
-	/* Template columns have their own defaults (body -> body.value, ...). */
-	if (t->template && field == NULL && response_field == NULL)
+/*
+ * The mapping of a column without field or response_field, by its name:
+ * a template column's own (body -> body.value, ...), else the conventional
+ * names of DESIGN §2 for hand-made tables.  Both stay NULL for a column
+ * sent under its camel-cased name.
+ */
+static void
+default_column_mapping(const CfdwTable *t, const CfdwColumn *col, Oid basetype,
+					   char **field, char **response_field)
+{
+	const CfdwTemplateColumn *tcol;
+
+	tcol = t->template ? cfdw_template_column(t->template, col->name) : NULL;
+	if (tcol)
 	{
-		tcol = cfdw_template_column(t->template, col->name);
-		if (tcol)
-		{
-			field = (char *) tcol->field;
-			response_field = (char *) tcol->response_field;
-		}
+		*field = (char *) tcol->field;
+		*response_field = (char *) tcol->response_field;
+		if (*field || *response_field)
+			return;
 	}
 
-	basetype = getBaseType(col->typid);
+	if (strcmp(col->name, "response") == 0 &&
+		(basetype == JSONOID || basetype == JSONBOID))
+		*response_field = ".";
+	else if (strcmp(col->name, "http_status") == 0 &&
+			 (basetype == INT4OID || basetype == INT2OID || basetype == INT8OID))
+		*response_field = "$status";
+}
 
-	/* The conventional names of DESIGN §2, for hand-made tables. */
-	if (field == NULL && response_field == NULL)
+/* A column filled from the answer: what it reads and its input function. */
+static void
+resolve_response_column(CfdwColumn *col, const char *response_field,
+						Oid basetype)
+{
+	Oid			infunc;
+
+	col->send = false;
+	col->response_field = pstrdup(response_field);
+	if (strcmp(response_field, "$status") == 0)
+		col->resp = CFDW_RESP_STATUS;
+	else if (strcmp(response_field, ".") == 0)
+		col->resp = CFDW_RESP_WHOLE;
+	else
 	{
-		if (strcmp(col->name, "response") == 0 &&
-			(basetype == JSONOID || basetype == JSONBOID))
-			response_field = ".";
-		else if (strcmp(col->name, "http_status") == 0 &&
-				 (basetype == INT4OID || basetype == INT2OID || basetype == INT8OID))
-			response_field = "$status";
+		col->resp = CFDW_RESP_PATH;
+		col->response_path = cfdw_split_path(response_field);
 	}
+	getTypeInputInfo(col->typid, &infunc, &col->typioparam);
+	fmgr_info(infunc, &col->infunc);
+	col->is_json = (basetype == JSONOID || basetype == JSONBOID);
+}
 
-	if (response_field)
-	{
-		col->send = false;
-		col->response_field = pstrdup(response_field);
-		if (strcmp(response_field, "$status") == 0)
-			col->resp = CFDW_RESP_STATUS;
-		else if (strcmp(response_field, ".") == 0)
-			col->resp = CFDW_RESP_WHOLE;
-		else
-		{
-			col->resp = CFDW_RESP_PATH;
-			col->response_path = cfdw_split_path(response_field);
-		}
-		getTypeInputInfo(col->typid, &infunc, &col->typioparam);
-		fmgr_info(infunc, &col->infunc);
-		col->is_json = (basetype == JSONOID || basetype == JSONBOID);
-		return;
-	}
-
-	col->resp = CFDW_RESP_NONE;
-	col->send = send;
-	col->field = field ? pstrdup(field) : cfdw_camel_case(col->name);
-	col->field_path = cfdw_split_path(col->field);
-
-	if (col->field_path == NIL && basetype != JSONOID && basetype != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("column \"%s\" of foreign table \"%s\" has field '.' but is not of type json or jsonb",
-						col->name, t->relname),
-				 errhint("Only a json object can be merged into the request body.")));
-
+/* How a value of this (base) type is written into a JSON body. */
+static CfdwValueKind
+value_kind(Oid basetype)
+{
 	switch (basetype)
 	{
 		case BOOLOID:
-			col->kind = CFDW_VALUE_BOOL;
-			break;
+			return CFDW_VALUE_BOOL;
 		case INT2OID:
 		case INT4OID:
 		case INT8OID:
@@ -1178,25 +1166,27 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		case NUMERICOID:
 		case FLOAT4OID:
 		case FLOAT8OID:
-			col->kind = CFDW_VALUE_NUMBER;
-			break;
+			return CFDW_VALUE_NUMBER;
 		case JSONOID:
 		case JSONBOID:
-			col->kind = CFDW_VALUE_JSON;
-			break;
+			return CFDW_VALUE_JSON;
 		case DATEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			/* to_json() writes ISO 8601 ("2026-01-02T03:04:05+00:00") */
-			col->kind = CFDW_VALUE_TO_JSON;
-			break;
-		default:
-			if (type_is_array(basetype) || type_is_rowtype(basetype))
-				col->kind = CFDW_VALUE_TO_JSON;
-			else
-				col->kind = CFDW_VALUE_STRING;
-			break;
+			return CFDW_VALUE_TO_JSON;
 	}
+	if (type_is_array(basetype) || type_is_rowtype(basetype))
+		return CFDW_VALUE_TO_JSON;
+	return CFDW_VALUE_STRING;
+}
+
+/* The function that turns a sent column's value into text or JSON. */
+static void
+set_output_function(CfdwColumn *col)
+{
+	Oid			outfunc;
+	bool		isvarlena;
 
 	if (col->kind == CFDW_VALUE_TO_JSON)
 	{
@@ -1217,6 +1207,59 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		getTypeOutputInfo(col->typid, &outfunc, &isvarlena);
 		fmgr_info(outfunc, &col->outfunc);
 	}
+}
+
+/*
+ * A column sent in the request: its field (by default its name in
+ * camelCase), how its value is written and the function that writes it.
+ */
+static void
+resolve_request_column(const CfdwTable *t, CfdwColumn *col, const char *field,
+					   bool send, Oid basetype)
+{
+	col->resp = CFDW_RESP_NONE;
+	col->send = send;
+	col->field = field ? pstrdup(field) : cfdw_camel_case(col->name);
+	col->field_path = cfdw_split_path(col->field);
+
+	/* field '.' merges the value into the body: only an object can be */
+	if (col->field_path == NIL && basetype != JSONOID && basetype != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("column \"%s\" of foreign table \"%s\" has field '.' but is not of type json or jsonb",
+						col->name, t->relname),
+				 errhint("Only a json object can be merged into the request body.")));
+
+	col->kind = value_kind(basetype);
+	set_output_function(col);
+}
+
+/*
+ * Resolve one column: its request field or response path, and the functions
+ * that convert its values.
+ */
+static void
+resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
+{
+	char	   *field = NULL;
+	char	   *response_field = NULL;
+	bool		send = true;
+	Oid			basetype;
+
+	col->attnum = attr->attnum;
+	col->name = pstrdup(NameStr(attr->attname));
+	col->typid = attr->atttypid;
+	col->typmod = attr->atttypmod;
+
+	read_column_options(t, col, &field, &response_field, &send);
+	basetype = getBaseType(col->typid);
+	if (field == NULL && response_field == NULL)
+		default_column_mapping(t, col, basetype, &field, &response_field);
+
+	if (response_field)
+		resolve_response_column(col, response_field, basetype);
+	else
+		resolve_request_column(t, col, field, send, basetype);
 }
 
 /*
