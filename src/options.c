@@ -1318,40 +1318,67 @@ collect_header(void *arg, const char *name, size_t namelen, const char *value,
 }
 
 /*
- * cfdw_resolve_table
- *		Resolve everything needed to send rows of a foreign table, for the
- *		given user.  Allocates in the current memory context.
+ * The endpoint and method options, all that says where a table's rows go.
+ * *method is set only by a valid method option; the result says whether
+ * there was one.
  */
-CfdwTable *
-cfdw_resolve_table(Relation rel, Oid userid)
+static bool
+read_table_target(List *options, char **endpoint, CfdwMethod *method)
 {
-	CfdwTable  *t = palloc0(sizeof(CfdwTable));
-	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
-	ForeignServer *server = GetForeignServer(table->serverid);
-	UserMapping *um;
-	TupleDesc	tupdesc = RelationGetDescr(rel);
 	ListCell   *lc;
 	bool		has_method = false;
-	const char *headers = NULL;
-	int			table_concurrency = 0;
-	int			i;
 
-	t->relid = RelationGetRelid(rel);
-	t->relname = pstrdup(RelationGetRelationName(rel));
+	*endpoint = NULL;
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "endpoint") == 0)
+			*endpoint = defGetString(def);
+		else if (strcmp(def->defname, "method") == 0)
+			has_method = cfdw_parse_method(defGetString(def), method);
+	}
+	return has_method;
+}
+
+/*
+ * Where a request for an endpoint goes: a template brings its path and
+ * method; a manual path is its own and defaults to POST.  The method option
+ * overrides either (for a template the validator allows only its own).
+ */
+static const CfdwTemplate *
+request_target(const char *endpoint, bool has_method, CfdwMethod *method,
+			   const char **path)
+{
+	const CfdwTemplate *tmpl = cfdw_find_template(endpoint);
+
+	*path = tmpl ? tmpl->path : endpoint;
+	if (!has_method)
+		*method = tmpl ? tmpl->method : CFDW_POST;
+	return tmpl;
+}
+
+/*
+ * The table options other than endpoint and method, over the defaults.
+ * headers is parsed later and max_concurrency applied after the server's,
+ * so those two are handed back as written.
+ */
+static void
+read_table_options(CfdwTable *t, List *options, const char **headers,
+				   int *table_concurrency)
+{
+	ListCell   *lc;
+
 	t->representation = pstrdup(cfdw_default_representation());
 	t->format = CFDW_FORMAT_JSON;
 	t->content_type = format_content_type(t->format);
 	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;
 
-	foreach(lc, table->options)
+	foreach(lc, options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
-		if (strcmp(def->defname, "endpoint") == 0)
-			t->endpoint = defGetString(def);
-		else if (strcmp(def->defname, "method") == 0)
-			has_method = cfdw_parse_method(defGetString(def), &t->method);
-		else if (strcmp(def->defname, "representation") == 0)
+		if (strcmp(def->defname, "representation") == 0)
 			t->representation = defGetString(def);
 		else if (strcmp(def->defname, "format") == 0)
 		{
@@ -1359,7 +1386,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 				t->content_type = format_content_type(t->format);
 		}
 		else if (strcmp(def->defname, "headers") == 0)
-			headers = defGetString(def);
+			*headers = defGetString(def);
 		else if (strcmp(def->defname, "batch_mode") == 0)
 			t->batch_mode = cfdw_option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
@@ -1367,19 +1394,29 @@ cfdw_resolve_table(Relation rel, Oid userid)
 		else if (strcmp(def->defname, "on_error") == 0)
 			t->on_error_return = strcmp(defGetString(def), "return") == 0;
 		else if (strcmp(def->defname, "max_concurrency") == 0)
-			table_concurrency = option_ms(def->defname, defGetString(def));
+			*table_concurrency = option_ms(def->defname, defGetString(def));
 	}
+}
 
-	if (headers)
-	{
-		char		err[CFDW_ERRLEN];
+/* The headers option as the "Name: value" lines libcurl sends. */
+static void
+resolve_headers(CfdwTable *t, const char *headers)
+{
+	char		err[CFDW_ERRLEN];
 
-		if (!cfdw_headers_parse(headers, collect_header, t, err, sizeof(err)))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid value for option \"headers\" of foreign table \"%s\": %s",
-							t->relname, err)));
-	}
+	if (!cfdw_headers_parse(headers, collect_header, t, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"headers\" of foreign table \"%s\": %s",
+						t->relname, err)));
+}
+
+/* The endpoint, which every table needs, and the method and path it gives. */
+static void
+resolve_endpoint(CfdwTable *t, List *options)
+{
+	bool		has_method = read_table_target(options, &t->endpoint, &t->method);
+	const char *path;
 
 	if (t->endpoint == NULL)
 		ereport(ERROR,
@@ -1387,21 +1424,15 @@ cfdw_resolve_table(Relation rel, Oid userid)
 				 errmsg("foreign table \"%s\" has no \"endpoint\" option", t->relname),
 				 errhint("Use a template name (%s) or a path such as /wiki/api/v2/pages.",
 						 cfdw_template_names())));
+	t->template = request_target(t->endpoint, has_method, &t->method, &path);
+	t->path = pstrdup(path);
+}
 
-	/* A template brings its path and method; a manual path defaults to POST. */
-	t->template = cfdw_find_template(t->endpoint);
-	if (t->template)
-	{
-		t->path = pstrdup(t->template->path);
-		if (!has_method)
-			t->method = t->template->method;
-	}
-	else
-	{
-		t->path = t->endpoint;
-		if (!has_method)
-			t->method = CFDW_POST;
-	}
+/* Every column that is not dropped, in attribute order. */
+static void
+resolve_columns(CfdwTable *t, TupleDesc tupdesc)
+{
+	int			i;
 
 	t->columns = palloc0(sizeof(CfdwColumn) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
@@ -1413,6 +1444,30 @@ cfdw_resolve_table(Relation rel, Oid userid)
 		resolve_column(t, &t->columns[t->ncolumns++], attr);
 	}
 	check_field_conflicts(t);
+}
+
+/*
+ * cfdw_resolve_table
+ *		Resolve everything needed to send rows of a foreign table, for the
+ *		given user.  Allocates in the current memory context.
+ */
+CfdwTable *
+cfdw_resolve_table(Relation rel, Oid userid)
+{
+	CfdwTable  *t = palloc0(sizeof(CfdwTable));
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(table->serverid);
+	UserMapping *um;
+	const char *headers = NULL;
+	int			table_concurrency = 0;
+
+	t->relid = RelationGetRelid(rel);
+	t->relname = pstrdup(RelationGetRelationName(rel));
+	read_table_options(t, table->options, &headers, &table_concurrency);
+	if (headers)
+		resolve_headers(t, headers);
+	resolve_endpoint(t, table->options);
+	resolve_columns(t, RelationGetDescr(rel));
 
 	/*
 	 * GetUserMapping falls back to the PUBLIC mapping and raises the standard
