@@ -215,6 +215,7 @@ extern char *cfdw_allowed_hosts;	/* confluence_fdw.allowed_hosts */
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
 extern int	cfdw_table_batch_size(Oid relid);
+extern char *cfdw_describe_request(Oid relid);
 extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
 								UserMapping *um);
 extern char *cfdw_server_problem(ForeignServer *server, UserMapping *um,

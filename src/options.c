@@ -973,6 +973,40 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 }
 
 /*
+ * Where a server's requests go, before the path: "https://domain", or
+ * base_url in one canonical form, without trailing '/' (the path adds its
+ * own).  NULL when the server has neither; the validator refuses both.
+ */
+static char *
+server_base(List *server_options)
+{
+	ListCell   *lc;
+	const char *domain = NULL;
+	const char *base_url = NULL;
+
+	foreach(lc, server_options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "domain") == 0)
+			domain = defGetString(def);
+		else if (strcmp(def->defname, "base_url") == 0)
+			base_url = defGetString(def);
+	}
+	if (base_url)
+	{
+		size_t		len = strlen(base_url);
+
+		while (len > 0 && base_url[len - 1] == '/')
+			len--;
+		return pnstrdup(base_url, len);
+	}
+	if (domain)
+		return psprintf("https://%s", domain);
+	return NULL;
+}
+
+/*
  * cfdw_resolve_server
  *		Fill the server and user-mapping part of a CfdwTable.
  */
@@ -980,8 +1014,6 @@ void
 cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 {
 	ListCell   *lc;
-	char	   *domain = NULL;
-	char	   *base_url = NULL;
 	const char *hint;
 	char	   *problem = cfdw_server_problem(server, um, &hint);
 
@@ -1008,11 +1040,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		DefElem    *def = (DefElem *) lfirst(lc);
 		char	   *v = defGetString(def);
 
-		if (strcmp(def->defname, "domain") == 0)
-			domain = v;
-		else if (strcmp(def->defname, "base_url") == 0)
-			base_url = v;
-		else if (strcmp(def->defname, "timeout_ms") == 0)
+		if (strcmp(def->defname, "timeout_ms") == 0)
 			t->timeout_ms = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
 			t->connect_timeout_ms = option_ms(def->defname, v);
@@ -1038,17 +1066,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->proxy = v;
 	}
 
-	if (base_url)
-	{
-		size_t		len = strlen(base_url);
-
-		/* one canonical form: no trailing slash, the path adds its own */
-		while (len > 0 && base_url[len - 1] == '/')
-			len--;
-		t->base = pnstrdup(base_url, len);
-	}
-	else if (domain)
-		t->base = psprintf("https://%s", domain);
+	t->base = server_base(server->options);
 
 	/* checked again here: the setting may have changed since */
 	t->restricted = !superuser_arg(server->owner);
@@ -1480,6 +1498,30 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	cfdw_compile_url(t);
 
 	return t;
+}
+
+/*
+ * cfdw_describe_request
+ *		"METHOD URL-template" of a foreign table for EXPLAIN, from its options
+ *		and its server's, as cfdw_resolve_table would send it.  It never reads
+ *		the user mapping: EXPLAIN needs no credential.
+ */
+char *
+cfdw_describe_request(Oid relid)
+{
+	ForeignTable *table = GetForeignTable(relid);
+	const char *base = server_base(GetForeignServer(table->serverid)->options);
+	char	   *endpoint;
+	CfdwMethod	method = CFDW_POST;
+	bool		has_method = read_table_target(table->options, &endpoint, &method);
+	const char *path;
+
+	if (base == NULL)
+		base = "";
+	if (endpoint == NULL)
+		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base);
+	request_target(endpoint, has_method, &method, &path);
+	return psprintf("%s %s%s", cfdw_method_name(method), base, path);
 }
 
 /*
