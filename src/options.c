@@ -1301,11 +1301,14 @@ check_field_conflicts(const CfdwTable *t)
 			const CfdwColumn *b = &t->columns[j];
 			const char *fa = a->field;
 			const char *fb = b->field;
-			size_t		la = strlen(fa),
-						lb = strlen(fb);
+			size_t		la,
+						lb;
 
+			/* a response column has no field: measure only sent ones */
 			if (!b->send || b->field_path == NIL)
 				continue;
+			la = strlen(fa);
+			lb = strlen(fb);
 			if (strcmp(fa, fb) == 0 ||
 				(la < lb && strncmp(fa, fb, la) == 0 && fb[la] == '.') ||
 				(lb < la && strncmp(fa, fb, lb) == 0 && fa[lb] == '.'))
