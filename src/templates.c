@@ -105,58 +105,31 @@ static void check_inline_comment_row(const CfdwTable *t, void *json_root);
 /*
  * The templates: everything that differs between them is here, so that
  * nothing else needs to know a template by its name.  An object is created
- * with POST on its list path; item_path is where one object is read,
- * updated and deleted, with {id} naming the id column.
+ * with POST on the list path, /wiki/api/v2/<segment>, and read, updated and
+ * deleted at its item path, /wiki/api/v2/<segment>/{id}, where {id} is the
+ * id column.  IMPORT names each table after its template.
  */
+#define V2_TEMPLATE(name_, segment_, columns_, check_row_) \
+	{ \
+		.name = name_, \
+		.table_name = name_, \
+		.method = CFDW_POST, \
+		.path = "/wiki/api/v2/" segment_, \
+		.item_path = "/wiki/api/v2/" segment_ "/{id}", \
+		.list_path = "/wiki/api/v2/" segment_, \
+		.format = CFDW_FORMAT_JSON, \
+		.representations = representations, \
+		.columns = columns_, \
+		.check_row = check_row_ \
+	}
+
 static const CfdwTemplate templates[] = {
-	{
-		.name = "pages",
-		.table_name = "pages",
-		.method = CFDW_POST,
-		.path = "/wiki/api/v2/pages",
-		.item_path = "/wiki/api/v2/pages/{id}",
-		.list_path = "/wiki/api/v2/pages",
-		.format = CFDW_FORMAT_JSON,
-		.representations = representations,
-		.columns = pages_columns,
-		.check_row = check_page_row
-	},
-	{
-		.name = "footer_comments",
-		.table_name = "footer_comments",
-		.method = CFDW_POST,
-		.path = "/wiki/api/v2/footer-comments",
-		.item_path = "/wiki/api/v2/footer-comments/{id}",
-		.list_path = "/wiki/api/v2/footer-comments",
-		.format = CFDW_FORMAT_JSON,
-		.representations = representations,
-		.columns = footer_comments_columns,
-		.check_row = check_footer_comment_row
-	},
-	{
-		.name = "blogposts",
-		.table_name = "blogposts",
-		.method = CFDW_POST,
-		.path = "/wiki/api/v2/blogposts",
-		.item_path = "/wiki/api/v2/blogposts/{id}",
-		.list_path = "/wiki/api/v2/blogposts",
-		.format = CFDW_FORMAT_JSON,
-		.representations = representations,
-		.columns = blogposts_columns,
-		.check_row = check_page_row
-	},
-	{
-		.name = "inline_comments",
-		.table_name = "inline_comments",
-		.method = CFDW_POST,
-		.path = "/wiki/api/v2/inline-comments",
-		.item_path = "/wiki/api/v2/inline-comments/{id}",
-		.list_path = "/wiki/api/v2/inline-comments",
-		.format = CFDW_FORMAT_JSON,
-		.representations = representations,
-		.columns = inline_comments_columns,
-		.check_row = check_inline_comment_row
-	},
+	V2_TEMPLATE("pages", "pages", pages_columns, check_page_row),
+	V2_TEMPLATE("footer_comments", "footer-comments", footer_comments_columns,
+				check_footer_comment_row),
+	V2_TEMPLATE("blogposts", "blogposts", blogposts_columns, check_page_row),
+	V2_TEMPLATE("inline_comments", "inline-comments", inline_comments_columns,
+				check_inline_comment_row),
 	{NULL}
 };
 
