@@ -247,6 +247,19 @@ invalid_value(const char *name, const char *value, const char *hint)
 }
 
 /*
+ * An invalid value said by what is wrong with it rather than by itself, for
+ * values that may be long or hold something that should not be repeated.
+ */
+static void
+invalid_value_because(const char *name, const char *problem, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": %s", name, problem),
+			 errhint("%s", hint)));
+}
+
+/*
  * A Confluence Cloud site name: letters, digits, '-' and '.', no empty label.
  * The messages say what was found (a scheme, a port, a path) because that is
  * the usual mistake: pasting a URL where a host name belongs.
@@ -382,10 +395,8 @@ check_base_url(const char *name, const char *value)
 
 	/* The URL itself is not a secret: user information is refused above. */
 	if (problem)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, problem),
-				 errhint("Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.")));
+		invalid_value_because(name, problem,
+							  "Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.");
 	if (!is_https && !superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -435,10 +446,8 @@ check_proxy(const char *name, const char *value)
 	curl_free(query);
 	curl_url_cleanup(u);
 	if (problem)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, problem),
-				 errhint("Give the proxy's origin, e.g. http://proxy.example.com:3128.")));
+		invalid_value_because(name, problem,
+							  "Give the proxy's origin, e.g. http://proxy.example.com:3128.");
 }
 
 /*
@@ -452,11 +461,9 @@ check_manual_path(const char *name, const char *value)
 	char		err[CFDW_ERRLEN];
 
 	if (!cfdw_path_check(value, err, sizeof(err)))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, err),
-				 errhint("Give a path such as /wiki/api/v2/pages/{id}, or a template name (%s).",
-						 cfdw_template_names())));
+		invalid_value_because(name, err,
+							  psprintf("Give a path such as /wiki/api/v2/pages/{id}, or a template name (%s).",
+									   cfdw_template_names()));
 }
 
 static void
@@ -498,38 +505,27 @@ valid_dotted(const char *value)
 	return !empty_segment;
 }
 
+/*
+ * Text and secrets: never empty.  Secrets are checked without ever
+ * repeating them; a line break would end the header they are sent in.  A
+ * username goes into "user:token" of Basic authentication, where a ':'
+ * would end it early.
+ */
 static void
-check_not_empty(const char *name, const char *value)
+check_text(const CfdwOption *opt, const char *value)
 {
 	if (value[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("option \"%s\" must not be empty", name)));
-}
-
-/* Secrets are checked without ever repeating them. */
-static void
-check_secret(const char *name, const char *value)
-{
-	check_not_empty(name, value);
-	if (strpbrk(value, "\r\n") != NULL)
+				 errmsg("option \"%s\" must not be empty", opt->name)));
+	if (opt->type == OPT_SECRET && strpbrk(value, "\r\n") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("option \"%s\" must not contain line breaks", name)));
-}
-
-/*
- * Plain text.  A username goes into "user:token" of Basic authentication,
- * where a ':' would end it early and a line break would end the header.
- */
-static void
-check_text(const char *name, const char *value)
-{
-	check_not_empty(name, value);
-	if (strpbrk(value, "\r\n:") != NULL && strcmp(name, "username") == 0)
+				 errmsg("option \"%s\" must not contain line breaks", opt->name)));
+	if (strcmp(opt->name, "username") == 0 && strpbrk(value, "\r\n:") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("option \"%s\" must not contain ':' or line breaks", name)));
+				 errmsg("option \"%s\" must not contain ':' or line breaks", opt->name)));
 }
 
 /* The range of each number option, and the hint that says what it is. */
@@ -612,10 +608,8 @@ check_headers_option(const char *name, const char *value)
 
 	/* the message names the header, never its value */
 	if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, err),
-				 errhint("Write headers as Name:value,Name2:value2; credentials belong in the user mapping.")));
+		invalid_value_because(name, err,
+							  "Write headers as Name:value,Name2:value2; credentials belong in the user mapping.");
 }
 
 /* The CA bundle decides whom the token is sent to: a superuser's choice. */
@@ -640,10 +634,8 @@ check_value(const CfdwOption *opt, DefElem *def)
 	switch (opt->type)
 	{
 		case OPT_SECRET:
-			check_secret(opt->name, value);
-			break;
 		case OPT_TEXT:
-			check_text(opt->name, value);
+			check_text(opt, value);
 			break;
 		case OPT_HOST:
 			check_host(opt->name, value);
