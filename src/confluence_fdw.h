@@ -239,8 +239,8 @@ typedef struct CfdwTemplate
 {
 	const char *name;			/* endpoint option value, e.g. "pages" */
 	const char *table_name;		/* name IMPORT FOREIGN SCHEMA gives it */
-	CfdwMethod	method;			/* INSERT: how an object is created, */
-	const char *path;			/* and where */
+	CfdwMethod	method;			/* INSERT: the method that creates an object */
+	const char *path;			/* and the path it is sent to */
 	const char *item_path;		/* one object, e.g. "/wiki/api/v2/pages/{id}" */
 	const char *list_path;		/* all objects, e.g. "/wiki/api/v2/pages" */
 	CfdwFormat	format;			/* the one body format its endpoints take */

@@ -7,9 +7,9 @@
  *
  * A template is a row of templates[]: its paths, the body it takes, its
  * columns with their request fields or response paths, and the checks its
- * rows get.  Tables created by IMPORT carry those as
- * explicit column options, so what is sent is visible in \d+; a table
- * created by hand with endpoint 'pages' gets the same mapping by column name.
+ * rows get.  Tables created by IMPORT carry the columns' mapping as explicit
+ * column options, so what is sent is visible in \d+; a table created by hand
+ * with endpoint 'pages' gets the same mapping by column name.
  *
  * IDENTIFICATION
  *		  src/templates.c
@@ -144,7 +144,7 @@ cfdw_find_template(const char *name)
 	return NULL;
 }
 
-/* "pages, footer_comments, ...": the template names for messages. */
+/* "pages, footer_comments, ...": the template names for messages, palloc'd. */
 const char *
 cfdw_template_names(void)
 {
@@ -187,7 +187,7 @@ join_words(const char *const *words, const char *conjunction)
 	return buf.data;
 }
 
-/* A value option representation may take. */
+/* Whether Confluence accepts this representation (option representation). */
 bool
 cfdw_valid_representation(const char *value)
 {
@@ -306,6 +306,7 @@ check_page_row(const CfdwTable *t, void *json_root)
 		missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
 }
 
+/* Comments of both kinds need a body. */
 static void
 require_comment_body(const CfdwTable *t, cJSON *root)
 {
