@@ -258,6 +258,7 @@ extern void cfdw_insert_routine(struct FdwRoutine *routine);
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
 extern int	cfdw_table_batch_size(Oid relid);
+extern char *cfdw_describe_request(Oid relid);
 extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
 								UserMapping *um);
 extern char *cfdw_server_problem(ForeignServer *server, UserMapping *um,
@@ -276,13 +277,21 @@ typedef struct CfdwTemplateColumn
 	const char *response_field; /* response path, or NULL */
 } CfdwTemplateColumn;
 
+/* One endpoint template: everything confluence_fdw knows of it. */
 typedef struct CfdwTemplate
 {
 	const char *name;			/* endpoint option value, e.g. "pages" */
 	const char *table_name;		/* name IMPORT FOREIGN SCHEMA gives it */
-	CfdwMethod	method;
-	const char *path;
+	CfdwMethod	method;			/* INSERT: the method that creates an object */
+	const char *path;			/* and the path it is sent to */
+	const char *item_path;		/* one object, e.g. "/wiki/api/v2/pages/{id}" */
+	const char *list_path;		/* all objects, e.g. "/wiki/api/v2/pages" */
+	CfdwFormat	format;			/* the one body format its endpoints take */
+	const char *const *representations; /* body.representation values it
+										 * takes, NULL-terminated */
 	const CfdwTemplateColumn *columns;	/* terminated by a NULL name */
+	/* refuse a row the endpoint would refuse; json_root is a cJSON object */
+	void		(*check_row) (const CfdwTable *t, void *json_root);
 } CfdwTemplate;
 
 extern const CfdwTemplate *cfdw_find_template(const char *name);
@@ -290,6 +299,9 @@ extern const char *cfdw_template_names(void);
 extern const CfdwTemplateColumn *cfdw_template_column(const CfdwTemplate *tmpl,
 													  const char *colname);
 extern void cfdw_check_required(const CfdwTable *t, void *json_root);
+extern bool cfdw_valid_representation(const char *value);
+extern char *cfdw_representation_hint(void);
+extern const char *cfdw_default_representation(void);
 extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
 /* in request.c */

@@ -732,59 +732,6 @@ confluenceIsForeignRelUpdatable(Relation rel)
  * ---------------------------------------------------------------------
  */
 
-/*
- * "METHOD URL-template" of a table, from its options and its server's,
- * without touching the user mapping: EXPLAIN never needs a credential.
- */
-static char *
-describe_request(Relation rel)
-{
-	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
-	ForeignServer *server = GetForeignServer(table->serverid);
-	const char *endpoint = NULL;
-	const char *base = NULL;
-	const CfdwTemplate *tmpl = NULL;
-	CfdwMethod	method = CFDW_POST;
-	bool		has_method = false;
-	const char *path;
-	ListCell   *lc;
-
-	foreach(lc, table->options)
-	{
-		DefElem    *def = lfirst(lc);
-
-		if (strcmp(def->defname, "endpoint") == 0)
-			endpoint = defGetString(def);
-		else if (strcmp(def->defname, "method") == 0)
-			has_method = cfdw_parse_method(defGetString(def), &method);
-	}
-	foreach(lc, server->options)
-	{
-		DefElem    *def = lfirst(lc);
-
-		if (strcmp(def->defname, "base_url") == 0)
-			base = defGetString(def);
-		else if (strcmp(def->defname, "domain") == 0)
-			base = psprintf("https://%s", defGetString(def));
-	}
-	if (endpoint)
-		tmpl = cfdw_find_template(endpoint);
-	if (tmpl && !has_method)
-		method = tmpl->method;
-	path = tmpl ? tmpl->path : (endpoint ? endpoint : "(no endpoint)");
-	if (base)
-	{
-		size_t		len = strlen(base);
-
-		while (len > 0 && base[len - 1] == '/')
-			len--;
-		base = pnstrdup(base, len);
-	}
-	if (endpoint == NULL)
-		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base ? base : "");
-	return psprintf("%s %s%s", cfdw_method_name(method), base ? base : "", path);
-}
-
 static void
 confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 							   List *fdw_private, int subplan_index,
@@ -793,7 +740,7 @@ confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	if (!es->verbose)
 		return;
 	ExplainPropertyText("Confluence Request",
-						describe_request(rinfo->ri_RelationDesc), es);
+						cfdw_describe_request(RelationGetRelid(rinfo->ri_RelationDesc)), es);
 	if (rinfo->ri_BatchSize > 1)
 		ExplainPropertyInteger("Batch Size", NULL, rinfo->ri_BatchSize, es);
 }

@@ -206,6 +206,37 @@ cfdw_parse_method(const char *s, CfdwMethod *method)
 	return true;
 }
 
+/* The format option: json, xml or form. */
+static bool
+parse_format(const char *s, CfdwFormat *format)
+{
+	if (strcmp(s, "json") == 0)
+		*format = CFDW_FORMAT_JSON;
+	else if (strcmp(s, "xml") == 0)
+		*format = CFDW_FORMAT_XML;
+	else if (strcmp(s, "form") == 0)
+		*format = CFDW_FORMAT_FORM;
+	else
+		return false;
+	return true;
+}
+
+/* The Content-Type of a body in this format. */
+static const char *
+format_content_type(CfdwFormat format)
+{
+	switch (format)
+	{
+		case CFDW_FORMAT_XML:
+			return "application/xml";
+		case CFDW_FORMAT_FORM:
+			return "application/x-www-form-urlencoded";
+		case CFDW_FORMAT_JSON:
+			break;
+	}
+	return "application/json";
+}
+
 static void
 invalid_value(const char *name, const char *value, const char *hint)
 {
@@ -213,6 +244,19 @@ invalid_value(const char *name, const char *value, const char *hint)
 			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 			 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * An invalid value said by what is wrong with it rather than by itself, for
+ * values that may be long or hold something that should not be repeated.
+ */
+static void
+invalid_value_because(const char *name, const char *problem, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": %s", name, problem),
+			 errhint("%s", hint)));
 }
 
 /*
@@ -351,10 +395,8 @@ check_base_url(const char *name, const char *value)
 
 	/* The URL itself is not a secret: user information is refused above. */
 	if (problem)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, problem),
-				 errhint("Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.")));
+		invalid_value_because(name, problem,
+							  "Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.");
 	if (!is_https && !superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -404,10 +446,8 @@ check_proxy(const char *name, const char *value)
 	curl_free(query);
 	curl_url_cleanup(u);
 	if (problem)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, problem),
-				 errhint("Give the proxy's origin, e.g. http://proxy.example.com:3128.")));
+		invalid_value_because(name, problem,
+							  "Give the proxy's origin, e.g. http://proxy.example.com:3128.");
 }
 
 /*
@@ -421,11 +461,9 @@ check_manual_path(const char *name, const char *value)
 	char		err[CFDW_ERRLEN];
 
 	if (!cfdw_path_check(value, err, sizeof(err)))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": %s", name, err),
-				 errhint("Give a path such as /wiki/api/v2/pages/{id}, or a template name (%s).",
-						 cfdw_template_names())));
+		invalid_value_because(name, err,
+							  psprintf("Give a path such as /wiki/api/v2/pages/{id}, or a template name (%s).",
+									   cfdw_template_names()));
 }
 
 static void
@@ -442,14 +480,6 @@ check_endpoint(const char *name, const char *value)
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 				 errhint("Use a template name (%s) or a path starting with \"/\".",
 						 cfdw_template_names())));
-}
-
-static bool
-valid_representation(const char *value)
-{
-	return strcmp(value, "storage") == 0 ||
-		strcmp(value, "atlas_doc_format") == 0 ||
-		strcmp(value, "wiki") == 0;
 }
 
 /* A dotted path: non-empty segments; "." alone means the whole object. */
@@ -475,29 +505,138 @@ valid_dotted(const char *value)
 	return !empty_segment;
 }
 
+/*
+ * Text and secrets: never empty.  Secrets are checked without ever
+ * repeating them; a line break would end the header they are sent in.  A
+ * username goes into "user:token" of Basic authentication, where a ':'
+ * would end it early.
+ */
+static void
+check_text(const CfdwOption *opt, const char *value)
+{
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not be empty", opt->name)));
+	if (opt->type == OPT_SECRET && strpbrk(value, "\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not contain line breaks", opt->name)));
+	if (strcmp(opt->name, "username") == 0 && strpbrk(value, "\r\n:") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not contain ':' or line breaks", opt->name)));
+}
+
+/* The range of each number option, and the hint that says what it is. */
+typedef struct CfdwNumberRange
+{
+	CfdwOptType type;
+	int64		min;
+	int64		max;
+	const char *hint;
+} CfdwNumberRange;
+
+static const CfdwNumberRange number_ranges[] = {
+	{OPT_MS, 1, INT_MAX, "Give a whole number of milliseconds greater than zero."},
+	{OPT_COUNT, 0, INT_MAX, "Give a whole number, zero or greater."},
+	{OPT_BYTES, 1, MaxAllocSize, "Give a number of bytes from 1 to 1073741823."},
+	{OPT_BATCH_SIZE, 1, 10000, "Give a number of rows from 1 to 10000."},
+	{OPT_CONCURRENCY, 1, CFDW_MAX_CONCURRENCY, "Give a number of requests from 1 to 64."}
+};
+
+static void
+check_number(const CfdwOption *opt, const char *value)
+{
+	const CfdwNumberRange *r;
+	int64		n;
+
+	for (r = number_ranges; r < number_ranges + lengthof(number_ranges); r++)
+	{
+		if (r->type != opt->type)
+			continue;
+		if (!parse_count(value, r->max, &n) || n < r->min)
+			invalid_value(opt->name, value, r->hint);
+		return;
+	}
+	elog(ERROR, "option \"%s\" has no number range", opt->name);
+}
+
+/* An option that takes one of a few words. */
+static void
+check_word(const CfdwOption *opt, const char *value)
+{
+	bool		ok = false;
+	const char *hint = NULL;
+	bool		b;
+	CfdwMethod	m;
+	CfdwFormat	f;
+
+	switch (opt->type)
+	{
+		case OPT_BOOL:
+			ok = parse_bool(value, &b);
+			hint = "Use true or false.";
+			break;
+		case OPT_METHOD:
+			ok = cfdw_parse_method(value, &m);
+			hint = "Use POST, PUT, PATCH or DELETE.";
+			break;
+		case OPT_FORMAT:
+			ok = parse_format(value, &f);
+			hint = "Use json, xml or form.";
+			break;
+		case OPT_ON_ERROR:
+			ok = strcmp(value, "error") == 0 || strcmp(value, "return") == 0;
+			hint = "Use error or return.";
+			break;
+		case OPT_REPRESENTATION:
+			ok = cfdw_valid_representation(value);
+			hint = ok ? NULL : cfdw_representation_hint();
+			break;
+		default:
+			elog(ERROR, "option \"%s\" takes no word", opt->name);
+	}
+	if (!ok)
+		invalid_value(opt->name, value, hint);
+}
+
+static void
+check_headers_option(const char *name, const char *value)
+{
+	char		err[CFDW_ERRLEN];
+
+	/* the message names the header, never its value */
+	if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
+		invalid_value_because(name, err,
+							  "Write headers as Name:value,Name2:value2; credentials belong in the user mapping.");
+}
+
+/* The CA bundle decides whom the token is sent to: a superuser's choice. */
+static void
+check_ca_file(const char *name, const char *value)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set option \"%s\"", name),
+				 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
+	if (!is_absolute_path(value))
+		invalid_value(name, value, "Give the absolute path of a PEM file of CA certificates.");
+}
+
 /* Check one option's value by its type. */
 static void
 check_value(const CfdwOption *opt, DefElem *def)
 {
 	const char *value = defGetString(def);
-	int64		n;
-
-	/* Secrets are checked without ever repeating them. */
-	if (opt->type == OPT_SECRET)
-	{
-		if (value[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("option \"%s\" must not be empty", opt->name)));
-		if (strpbrk(value, "\r\n") != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("option \"%s\" must not contain line breaks", opt->name)));
-		return;
-	}
 
 	switch (opt->type)
 	{
+		case OPT_SECRET:
+		case OPT_TEXT:
+			check_text(opt, value);
+			break;
 		case OPT_HOST:
 			check_host(opt->name, value);
 			if (!superuser())
@@ -508,108 +647,41 @@ check_value(const CfdwOption *opt, DefElem *def)
 			if (!superuser())
 				check_egress_host(opt->name, url_host(value), false, NULL);
 			break;
-		case OPT_MS:
-			if (!parse_count(value, INT_MAX, &n) || n < 1)
-				invalid_value(opt->name, value,
-							  "Give a whole number of milliseconds greater than zero.");
+		case OPT_PROXY:
+			check_proxy(opt->name, value);
 			break;
-		case OPT_COUNT:
-			if (!parse_count(value, INT_MAX, &n))
-				invalid_value(opt->name, value,
-							  "Give a whole number, zero or greater.");
+		case OPT_CA_FILE:
+			check_ca_file(opt->name, value);
 			break;
-		case OPT_BYTES:
-			if (!parse_count(value, MaxAllocSize, &n) || n < 1)
-				invalid_value(opt->name, value,
-							  "Give a number of bytes from 1 to 1073741823.");
-			break;
-		case OPT_BOOL:
-			{
-				bool		b;
-
-				if (!parse_bool(value, &b))
-					invalid_value(opt->name, value, "Use true or false.");
-			}
-			break;
-		case OPT_TEXT:
-			if (value[0] == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("option \"%s\" must not be empty", opt->name)));
-			if (strpbrk(value, "\r\n:") != NULL && strcmp(opt->name, "username") == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("option \"%s\" must not contain ':' or line breaks", opt->name)));
-			break;
-		case OPT_SECRET:
-			break;				/* handled above */
 		case OPT_ENDPOINT:
 			check_endpoint(opt->name, value);
 			break;
-		case OPT_METHOD:
-			{
-				CfdwMethod	m;
-
-				if (!cfdw_parse_method(value, &m))
-					invalid_value(opt->name, value, "Use POST, PUT, PATCH or DELETE.");
-			}
-			break;
-		case OPT_REPRESENTATION:
-			if (!valid_representation(value))
-				invalid_value(opt->name, value,
-							  "Use storage, atlas_doc_format or wiki.");
+		case OPT_HEADERS:
+			check_headers_option(opt->name, value);
 			break;
 		case OPT_FIELD:
 			if (!valid_dotted(value))
 				invalid_value(opt->name, value,
 							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
 			break;
-		case OPT_FORMAT:
-			if (strcmp(value, "json") != 0 && strcmp(value, "xml") != 0 &&
-				strcmp(value, "form") != 0)
-				invalid_value(opt->name, value, "Use json, xml or form.");
-			break;
-		case OPT_HEADERS:
-			{
-				char		err[CFDW_ERRLEN];
-
-				/* the message names the header, never its value */
-				if (!cfdw_headers_parse(value, NULL, NULL, err, sizeof(err)))
-					ereport(ERROR,
-							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-							 errmsg("invalid value for option \"%s\": %s", opt->name, err),
-							 errhint("Write headers as Name:value,Name2:value2; credentials belong in the user mapping.")));
-			}
-			break;
-		case OPT_BATCH_SIZE:
-			if (!parse_count(value, 10000, &n) || n < 1)
-				invalid_value(opt->name, value, "Give a number of rows from 1 to 10000.");
-			break;
-		case OPT_CONCURRENCY:
-			if (!parse_count(value, CFDW_MAX_CONCURRENCY, &n) || n < 1)
-				invalid_value(opt->name, value, "Give a number of requests from 1 to 64.");
-			break;
-		case OPT_CA_FILE:
-			/* it decides whom the token is sent to: a superuser's choice */
-			if (!superuser())
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("only a superuser may set option \"%s\"", opt->name),
-						 errdetail("The CA bundle decides which servers are trusted with the credentials.")));
-			if (!is_absolute_path(value))
-				invalid_value(opt->name, value, "Give the absolute path of a PEM file of CA certificates.");
-			break;
-		case OPT_PROXY:
-			check_proxy(opt->name, value);
-			break;
-		case OPT_ON_ERROR:
-			if (strcmp(value, "error") != 0 && strcmp(value, "return") != 0)
-				invalid_value(opt->name, value, "Use error or return.");
-			break;
 		case OPT_RESPONSE_FIELD:
 			if (strcmp(value, "$status") != 0 && !valid_dotted(value))
 				invalid_value(opt->name, value,
 							  "Give a dotted path such as version.number, \".\" for the whole response, or \"$status\" for the HTTP status.");
+			break;
+		case OPT_BOOL:
+		case OPT_METHOD:
+		case OPT_FORMAT:
+		case OPT_ON_ERROR:
+		case OPT_REPRESENTATION:
+			check_word(opt, value);
+			break;
+		case OPT_MS:
+		case OPT_COUNT:
+		case OPT_BYTES:
+		case OPT_BATCH_SIZE:
+		case OPT_CONCURRENCY:
+			check_number(opt, value);
 			break;
 	}
 }
@@ -659,9 +731,9 @@ report_misplaced_option(const char *name, Oid context)
 }
 
 /*
- * A template sends JSON with its own method: another method or format
- * cannot work, so it is refused when the options are set, not when a row
- * is sent.
+ * A template sends its own format with its own method: another method or
+ * format cannot work, so it is refused when the options are set, not when a
+ * row is sent.
  */
 static void
 check_template_combination(const char *endpoint, const char *method,
@@ -669,6 +741,7 @@ check_template_combination(const char *endpoint, const char *method,
 {
 	const CfdwTemplate *tmpl = cfdw_find_template(endpoint);
 	CfdwMethod	m;
+	CfdwFormat	f;
 
 	if (tmpl == NULL)
 		return;					/* check_endpoint has refused it already */
@@ -681,7 +754,7 @@ check_template_combination(const char *endpoint, const char *method,
 						   cfdw_method_name(tmpl->method), tmpl->path),
 				 errhint("Drop the method option, or give a manual endpoint path such as %s/{id}.",
 						 tmpl->path)));
-	if (format && strcmp(format, "json") != 0)
+	if (format && (!parse_format(format, &f) || f != tmpl->format))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("option \"format\" '%s' cannot be used with option \"endpoint\" '%s'",
@@ -892,6 +965,40 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 }
 
 /*
+ * Where a server's requests go, before the path: "https://domain", or
+ * base_url in one canonical form, without trailing '/' (the path adds its
+ * own).  NULL when the server has neither; the validator refuses both.
+ */
+static char *
+server_base(List *server_options)
+{
+	ListCell   *lc;
+	const char *domain = NULL;
+	const char *base_url = NULL;
+
+	foreach(lc, server_options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "domain") == 0)
+			domain = defGetString(def);
+		else if (strcmp(def->defname, "base_url") == 0)
+			base_url = defGetString(def);
+	}
+	if (base_url)
+	{
+		size_t		len = strlen(base_url);
+
+		while (len > 0 && base_url[len - 1] == '/')
+			len--;
+		return pnstrdup(base_url, len);
+	}
+	if (domain)
+		return psprintf("https://%s", domain);
+	return NULL;
+}
+
+/*
  * cfdw_resolve_server
  *		Fill the server and user-mapping part of a CfdwTable.
  */
@@ -899,8 +1006,6 @@ void
 cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 {
 	ListCell   *lc;
-	char	   *domain = NULL;
-	char	   *base_url = NULL;
 	const char *hint;
 	char	   *problem = cfdw_server_problem(server, um, &hint);
 
@@ -927,11 +1032,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 		DefElem    *def = (DefElem *) lfirst(lc);
 		char	   *v = defGetString(def);
 
-		if (strcmp(def->defname, "domain") == 0)
-			domain = v;
-		else if (strcmp(def->defname, "base_url") == 0)
-			base_url = v;
-		else if (strcmp(def->defname, "timeout_ms") == 0)
+		if (strcmp(def->defname, "timeout_ms") == 0)
 			t->site.timeout_ms = option_ms(def->defname, v);
 		else if (strcmp(def->defname, "connect_timeout_ms") == 0)
 			t->site.connect_timeout_ms = option_ms(def->defname, v);
@@ -957,17 +1058,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.proxy = v;
 	}
 
-	if (base_url)
-	{
-		size_t		len = strlen(base_url);
-
-		/* one canonical form: no trailing slash, the path adds its own */
-		while (len > 0 && base_url[len - 1] == '/')
-			len--;
-		t->base = pnstrdup(base_url, len);
-	}
-	else if (domain)
-		t->base = psprintf("https://%s", domain);
+	t->base = server_base(server->options);
 
 	/* checked again here: the setting may have changed since */
 	t->site.restricted = !superuser_arg(server->owner);
@@ -989,107 +1080,95 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 }
 
 /*
- * Resolve one column: its request field or response path, and the functions
- * that convert its values.
+ * A column's own options.  A column is sent or filled from the answer,
+ * never both, so field and response_field together are refused.
  */
 static void
-resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
+read_column_options(const CfdwTable *t, const CfdwColumn *col,
+					char **field, char **response_field, bool *send)
 {
-	List	   *options = GetForeignColumnOptions(t->relid, attr->attnum);
-	const CfdwTemplateColumn *tcol = NULL;
 	ListCell   *lc;
-	char	   *field = NULL;
-	char	   *response_field = NULL;
-	bool		send = true;
-	Oid			basetype;
-	Oid			outfunc;
-	bool		isvarlena;
-	Oid			infunc;
 
-	col->attnum = attr->attnum;
-	col->name = pstrdup(NameStr(attr->attname));
-	col->typid = attr->atttypid;
-	col->typmod = attr->atttypmod;
-
-	foreach(lc, options)
+	foreach(lc, GetForeignColumnOptions(t->relid, col->attnum))
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "field") == 0)
-			field = defGetString(def);
+			*field = defGetString(def);
 		else if (strcmp(def->defname, "response_field") == 0)
-			response_field = defGetString(def);
+			*response_field = defGetString(def);
 		else if (strcmp(def->defname, "send") == 0)
-			send = cfdw_option_bool(def);
+			*send = cfdw_option_bool(def);
 	}
 
-	if (field && response_field)
+	if (*field && *response_field)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("column \"%s\" of foreign table \"%s\" has both \"field\" and \"response_field\"",
 						col->name, t->relname),
 				 errhint("A column is either sent in the request or filled from the response.")));
+}
 
-	/* Template columns have their own defaults (body -> body.value, ...). */
-	if (t->template && field == NULL && response_field == NULL)
+/*
+ * The mapping of a column without field or response_field, by its name:
+ * a template column's own (body -> body.value, ...), else the conventional
+ * names of DESIGN §2 for hand-made tables.  Both stay NULL for a column
+ * sent under its camel-cased name.
+ */
+static void
+default_column_mapping(const CfdwTable *t, const CfdwColumn *col, Oid basetype,
+					   char **field, char **response_field)
+{
+	const CfdwTemplateColumn *tcol;
+
+	tcol = t->template ? cfdw_template_column(t->template, col->name) : NULL;
+	if (tcol)
 	{
-		tcol = cfdw_template_column(t->template, col->name);
-		if (tcol)
-		{
-			field = (char *) tcol->field;
-			response_field = (char *) tcol->response_field;
-		}
+		*field = (char *) tcol->field;
+		*response_field = (char *) tcol->response_field;
+		if (*field || *response_field)
+			return;
 	}
 
-	basetype = getBaseType(col->typid);
+	if (strcmp(col->name, "response") == 0 &&
+		(basetype == JSONOID || basetype == JSONBOID))
+		*response_field = ".";
+	else if (strcmp(col->name, "http_status") == 0 &&
+			 (basetype == INT4OID || basetype == INT2OID || basetype == INT8OID))
+		*response_field = "$status";
+}
 
-	/* The conventional names of DESIGN §2, for hand-made tables. */
-	if (field == NULL && response_field == NULL)
+/* A column filled from the answer: what it reads and its input function. */
+static void
+resolve_response_column(CfdwColumn *col, const char *response_field,
+						Oid basetype)
+{
+	Oid			infunc;
+
+	col->send = false;
+	col->response_field = pstrdup(response_field);
+	if (strcmp(response_field, "$status") == 0)
+		col->resp = CFDW_RESP_STATUS;
+	else if (strcmp(response_field, ".") == 0)
+		col->resp = CFDW_RESP_WHOLE;
+	else
 	{
-		if (strcmp(col->name, "response") == 0 &&
-			(basetype == JSONOID || basetype == JSONBOID))
-			response_field = ".";
-		else if (strcmp(col->name, "http_status") == 0 &&
-				 (basetype == INT4OID || basetype == INT2OID || basetype == INT8OID))
-			response_field = "$status";
+		col->resp = CFDW_RESP_PATH;
+		col->response_path = cfdw_split_path(response_field);
 	}
+	getTypeInputInfo(col->typid, &infunc, &col->typioparam);
+	fmgr_info(infunc, &col->infunc);
+	col->is_json = (basetype == JSONOID || basetype == JSONBOID);
+}
 
-	if (response_field)
-	{
-		col->send = false;
-		col->response_field = pstrdup(response_field);
-		if (strcmp(response_field, "$status") == 0)
-			col->resp = CFDW_RESP_STATUS;
-		else if (strcmp(response_field, ".") == 0)
-			col->resp = CFDW_RESP_WHOLE;
-		else
-		{
-			col->resp = CFDW_RESP_PATH;
-			col->response_path = cfdw_split_path(response_field);
-		}
-		getTypeInputInfo(col->typid, &infunc, &col->typioparam);
-		fmgr_info(infunc, &col->infunc);
-		col->is_json = (basetype == JSONOID || basetype == JSONBOID);
-		return;
-	}
-
-	col->resp = CFDW_RESP_NONE;
-	col->send = send;
-	col->field = field ? pstrdup(field) : cfdw_camel_case(col->name);
-	col->field_path = cfdw_split_path(col->field);
-
-	if (col->field_path == NIL && basetype != JSONOID && basetype != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("column \"%s\" of foreign table \"%s\" has field '.' but is not of type json or jsonb",
-						col->name, t->relname),
-				 errhint("Only a json object can be merged into the request body.")));
-
+/* How a value of this (base) type is written into a JSON body. */
+static CfdwValueKind
+value_kind(Oid basetype)
+{
 	switch (basetype)
 	{
 		case BOOLOID:
-			col->kind = CFDW_VALUE_BOOL;
-			break;
+			return CFDW_VALUE_BOOL;
 		case INT2OID:
 		case INT4OID:
 		case INT8OID:
@@ -1097,25 +1176,27 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		case NUMERICOID:
 		case FLOAT4OID:
 		case FLOAT8OID:
-			col->kind = CFDW_VALUE_NUMBER;
-			break;
+			return CFDW_VALUE_NUMBER;
 		case JSONOID:
 		case JSONBOID:
-			col->kind = CFDW_VALUE_JSON;
-			break;
+			return CFDW_VALUE_JSON;
 		case DATEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			/* to_json() writes ISO 8601 ("2026-01-02T03:04:05+00:00") */
-			col->kind = CFDW_VALUE_TO_JSON;
-			break;
-		default:
-			if (type_is_array(basetype) || type_is_rowtype(basetype))
-				col->kind = CFDW_VALUE_TO_JSON;
-			else
-				col->kind = CFDW_VALUE_STRING;
-			break;
+			return CFDW_VALUE_TO_JSON;
 	}
+	if (type_is_array(basetype) || type_is_rowtype(basetype))
+		return CFDW_VALUE_TO_JSON;
+	return CFDW_VALUE_STRING;
+}
+
+/* The function that turns a sent column's value into text or JSON. */
+static void
+set_output_function(CfdwColumn *col)
+{
+	Oid			outfunc;
+	bool		isvarlena;
 
 	if (col->kind == CFDW_VALUE_TO_JSON)
 	{
@@ -1139,6 +1220,59 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 }
 
 /*
+ * A column sent in the request: its field (by default its name in
+ * camelCase), how its value is written and the function that writes it.
+ */
+static void
+resolve_request_column(const CfdwTable *t, CfdwColumn *col, const char *field,
+					   bool send, Oid basetype)
+{
+	col->resp = CFDW_RESP_NONE;
+	col->send = send;
+	col->field = field ? pstrdup(field) : cfdw_camel_case(col->name);
+	col->field_path = cfdw_split_path(col->field);
+
+	/* field '.' merges the value into the body: only an object can be */
+	if (col->field_path == NIL && basetype != JSONOID && basetype != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("column \"%s\" of foreign table \"%s\" has field '.' but is not of type json or jsonb",
+						col->name, t->relname),
+				 errhint("Only a json object can be merged into the request body.")));
+
+	col->kind = value_kind(basetype);
+	set_output_function(col);
+}
+
+/*
+ * Resolve one column: its request field or response path, and the functions
+ * that convert its values.
+ */
+static void
+resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
+{
+	char	   *field = NULL;
+	char	   *response_field = NULL;
+	bool		send = true;
+	Oid			basetype;
+
+	col->attnum = attr->attnum;
+	col->name = pstrdup(NameStr(attr->attname));
+	col->typid = attr->atttypid;
+	col->typmod = attr->atttypmod;
+
+	read_column_options(t, col, &field, &response_field, &send);
+	basetype = getBaseType(col->typid);
+	if (field == NULL && response_field == NULL)
+		default_column_mapping(t, col, basetype, &field, &response_field);
+
+	if (response_field)
+		resolve_response_column(col, response_field, basetype);
+	else
+		resolve_request_column(t, col, field, send, basetype);
+}
+
+/*
  * Request fields of two columns must not collide: "body" and "body.value"
  * would ask for a string and an object at one place.
  */
@@ -1159,11 +1293,14 @@ check_field_conflicts(const CfdwTable *t)
 			const CfdwColumn *b = &t->columns[j];
 			const char *fa = a->field;
 			const char *fb = b->field;
-			size_t		la = strlen(fa),
-						lb = strlen(fb);
+			size_t		la,
+						lb;
 
+			/* a response column has no field: measure only sent ones */
 			if (!b->send || b->field_path == NIL)
 				continue;
+			la = strlen(fa);
+			lb = strlen(fb);
 			if (strcmp(fa, fb) == 0 ||
 				(la < lb && strncmp(fa, fb, la) == 0 && fb[la] == '.') ||
 				(lb < la && strncmp(fa, fb, lb) == 0 && fa[lb] == '.'))
@@ -1194,58 +1331,75 @@ collect_header(void *arg, const char *name, size_t namelen, const char *value,
 }
 
 /*
- * cfdw_resolve_table
- *		Resolve everything needed to send rows of a foreign table, for the
- *		given user.  Allocates in the current memory context.
+ * The endpoint and method options, all that says where a table's rows go.
+ * *method is set only by a valid method option; the result says whether
+ * there was one.
  */
-CfdwTable *
-cfdw_resolve_table(Relation rel, Oid userid)
+static bool
+read_table_target(List *options, char **endpoint, CfdwMethod *method)
 {
-	CfdwTable  *t = palloc0(sizeof(CfdwTable));
-	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
-	ForeignServer *server = GetForeignServer(table->serverid);
-	UserMapping *um;
-	TupleDesc	tupdesc = RelationGetDescr(rel);
 	ListCell   *lc;
 	bool		has_method = false;
-	const char *headers = NULL;
-	int			table_concurrency = 0;
-	int			i;
 
-	t->relid = RelationGetRelid(rel);
-	t->relname = pstrdup(RelationGetRelationName(rel));
-	t->representation = "storage";
-	t->format = CFDW_FORMAT_JSON;
-	t->content_type = "application/json";
-	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;
-
-	foreach(lc, table->options)
+	*endpoint = NULL;
+	foreach(lc, options)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "endpoint") == 0)
-			t->endpoint = defGetString(def);
+			*endpoint = defGetString(def);
 		else if (strcmp(def->defname, "method") == 0)
-			has_method = cfdw_parse_method(defGetString(def), &t->method);
-		else if (strcmp(def->defname, "representation") == 0)
+			has_method = cfdw_parse_method(defGetString(def), method);
+	}
+	return has_method;
+}
+
+/*
+ * Where a request for an endpoint goes: a template brings its path and
+ * method; a manual path is its own and defaults to POST.  The method option
+ * overrides either (for a template the validator allows only its own).
+ */
+static const CfdwTemplate *
+request_target(const char *endpoint, bool has_method, CfdwMethod *method,
+			   const char **path)
+{
+	const CfdwTemplate *tmpl = cfdw_find_template(endpoint);
+
+	*path = tmpl ? tmpl->path : endpoint;
+	if (!has_method)
+		*method = tmpl ? tmpl->method : CFDW_POST;
+	return tmpl;
+}
+
+/*
+ * The table options other than endpoint and method, over the defaults.
+ * headers is parsed later and max_concurrency applied after the server's,
+ * so those two are handed back as written.
+ */
+static void
+read_table_options(CfdwTable *t, List *options, const char **headers,
+				   int *table_concurrency)
+{
+	ListCell   *lc;
+
+	t->representation = pstrdup(cfdw_default_representation());
+	t->format = CFDW_FORMAT_JSON;
+	t->content_type = format_content_type(t->format);
+	t->batch_size = CFDW_DEFAULT_BATCH_SIZE;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "representation") == 0)
 			t->representation = defGetString(def);
 		else if (strcmp(def->defname, "format") == 0)
 		{
-			const char *f = defGetString(def);
-
-			if (strcmp(f, "xml") == 0)
-			{
-				t->format = CFDW_FORMAT_XML;
-				t->content_type = "application/xml";
-			}
-			else if (strcmp(f, "form") == 0)
-			{
-				t->format = CFDW_FORMAT_FORM;
-				t->content_type = "application/x-www-form-urlencoded";
-			}
+			if (parse_format(defGetString(def), &t->format))
+				t->content_type = format_content_type(t->format);
 		}
 		else if (strcmp(def->defname, "headers") == 0)
-			headers = defGetString(def);
+			*headers = defGetString(def);
 		else if (strcmp(def->defname, "batch_mode") == 0)
 			t->batch_mode = cfdw_option_bool(def);
 		else if (strcmp(def->defname, "batch_size") == 0)
@@ -1253,19 +1407,29 @@ cfdw_resolve_table(Relation rel, Oid userid)
 		else if (strcmp(def->defname, "on_error") == 0)
 			t->on_error_return = strcmp(defGetString(def), "return") == 0;
 		else if (strcmp(def->defname, "max_concurrency") == 0)
-			table_concurrency = option_ms(def->defname, defGetString(def));
+			*table_concurrency = option_ms(def->defname, defGetString(def));
 	}
+}
 
-	if (headers)
-	{
-		char		err[CFDW_ERRLEN];
+/* The headers option as the "Name: value" lines libcurl sends. */
+static void
+resolve_headers(CfdwTable *t, const char *headers)
+{
+	char		err[CFDW_ERRLEN];
 
-		if (!cfdw_headers_parse(headers, collect_header, t, err, sizeof(err)))
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("invalid value for option \"headers\" of foreign table \"%s\": %s",
-							t->relname, err)));
-	}
+	if (!cfdw_headers_parse(headers, collect_header, t, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"headers\" of foreign table \"%s\": %s",
+						t->relname, err)));
+}
+
+/* The endpoint, which every table needs, and the method and path it gives. */
+static void
+resolve_endpoint(CfdwTable *t, List *options)
+{
+	bool		has_method = read_table_target(options, &t->endpoint, &t->method);
+	const char *path;
 
 	if (t->endpoint == NULL)
 		ereport(ERROR,
@@ -1273,21 +1437,15 @@ cfdw_resolve_table(Relation rel, Oid userid)
 				 errmsg("foreign table \"%s\" has no \"endpoint\" option", t->relname),
 				 errhint("Use a template name (%s) or a path such as /wiki/api/v2/pages.",
 						 cfdw_template_names())));
+	t->template = request_target(t->endpoint, has_method, &t->method, &path);
+	t->path = pstrdup(path);
+}
 
-	/* A template brings its path and method; a manual path defaults to POST. */
-	t->template = cfdw_find_template(t->endpoint);
-	if (t->template)
-	{
-		t->path = pstrdup(t->template->path);
-		if (!has_method)
-			t->method = t->template->method;
-	}
-	else
-	{
-		t->path = t->endpoint;
-		if (!has_method)
-			t->method = CFDW_POST;
-	}
+/* Every column that is not dropped, in attribute order. */
+static void
+resolve_columns(CfdwTable *t, TupleDesc tupdesc)
+{
+	int			i;
 
 	t->columns = palloc0(sizeof(CfdwColumn) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
@@ -1299,6 +1457,30 @@ cfdw_resolve_table(Relation rel, Oid userid)
 		resolve_column(t, &t->columns[t->ncolumns++], attr);
 	}
 	check_field_conflicts(t);
+}
+
+/*
+ * cfdw_resolve_table
+ *		Resolve everything needed to send rows of a foreign table, for the
+ *		given user.  Allocates in the current memory context.
+ */
+CfdwTable *
+cfdw_resolve_table(Relation rel, Oid userid)
+{
+	CfdwTable  *t = palloc0(sizeof(CfdwTable));
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(table->serverid);
+	UserMapping *um;
+	const char *headers = NULL;
+	int			table_concurrency = 0;
+
+	t->relid = RelationGetRelid(rel);
+	t->relname = pstrdup(RelationGetRelationName(rel));
+	read_table_options(t, table->options, &headers, &table_concurrency);
+	if (headers)
+		resolve_headers(t, headers);
+	resolve_endpoint(t, table->options);
+	resolve_columns(t, RelationGetDescr(rel));
 
 	/*
 	 * GetUserMapping falls back to the PUBLIC mapping and raises the standard
@@ -1311,6 +1493,30 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	cfdw_compile_url(t);
 
 	return t;
+}
+
+/*
+ * cfdw_describe_request
+ *		"METHOD URL-template" of a foreign table for EXPLAIN, from its options
+ *		and its server's, as cfdw_resolve_table would send it.  It never reads
+ *		the user mapping: EXPLAIN needs no credential.
+ */
+char *
+cfdw_describe_request(Oid relid)
+{
+	ForeignTable *table = GetForeignTable(relid);
+	const char *base = server_base(GetForeignServer(table->serverid)->options);
+	char	   *endpoint;
+	CfdwMethod	method = CFDW_POST;
+	bool		has_method = read_table_target(table->options, &endpoint, &method);
+	const char *path;
+
+	if (base == NULL)
+		base = "";
+	if (endpoint == NULL)
+		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base);
+	request_target(endpoint, has_method, &method, &path);
+	return psprintf("%s %s%s", cfdw_method_name(method), base, path);
 }
 
 /*

@@ -5,10 +5,11 @@
  *		  blogposts, inline_comments), the checks each makes on a row before
  *		  it is sent, and IMPORT FOREIGN SCHEMA v2, which creates them.
  *
- * A template is a method, a path and a set of columns with their request
- * fields or response paths.  Tables created by IMPORT carry those as
- * explicit column options, so what is sent is visible in \d+; a table
- * created by hand with endpoint 'pages' gets the same mapping by column name.
+ * A template is a row of templates[]: its paths, the body it takes, its
+ * columns with their request fields or response paths, and the checks its
+ * rows get.  Tables created by IMPORT carry the columns' mapping as explicit
+ * column options, so what is sent is visible in \d+; a table created by hand
+ * with endpoint 'pages' gets the same mapping by column name.
  *
  * IDENTIFICATION
  *		  src/templates.c
@@ -87,11 +88,48 @@ static const CfdwTemplateColumn inline_comments_columns[] = {
 	{NULL}
 };
 
+/*
+ * The body representations Confluence's v2 endpoints accept (PageBodyWrite,
+ * BlogPostBodyWrite and CommentBodyWrite list the same three).  The first
+ * is the default of the table option representation.
+ */
+static const char *const representations[] = {
+	"storage", "atlas_doc_format", "wiki", NULL
+};
+
+/* What a row of each template must have; see cfdw_check_required. */
+static void check_page_row(const CfdwTable *t, void *json_root);
+static void check_footer_comment_row(const CfdwTable *t, void *json_root);
+static void check_inline_comment_row(const CfdwTable *t, void *json_root);
+
+/*
+ * The templates: everything that differs between them is here, so that
+ * nothing else needs to know a template by its name.  An object is created
+ * with POST on the list path, /wiki/api/v2/<segment>, and read, updated and
+ * deleted at its item path, /wiki/api/v2/<segment>/{id}, where {id} is the
+ * id column.  IMPORT names each table after its template.
+ */
+#define V2_TEMPLATE(name_, segment_, columns_, check_row_) \
+	{ \
+		.name = name_, \
+		.table_name = name_, \
+		.method = CFDW_POST, \
+		.path = "/wiki/api/v2/" segment_, \
+		.item_path = "/wiki/api/v2/" segment_ "/{id}", \
+		.list_path = "/wiki/api/v2/" segment_, \
+		.format = CFDW_FORMAT_JSON, \
+		.representations = representations, \
+		.columns = columns_, \
+		.check_row = check_row_ \
+	}
+
 static const CfdwTemplate templates[] = {
-	{"pages", "pages", CFDW_POST, "/wiki/api/v2/pages", pages_columns},
-	{"footer_comments", "footer_comments", CFDW_POST, "/wiki/api/v2/footer-comments", footer_comments_columns},
-	{"blogposts", "blogposts", CFDW_POST, "/wiki/api/v2/blogposts", blogposts_columns},
-	{"inline_comments", "inline_comments", CFDW_POST, "/wiki/api/v2/inline-comments", inline_comments_columns},
+	V2_TEMPLATE("pages", "pages", pages_columns, check_page_row),
+	V2_TEMPLATE("footer_comments", "footer-comments", footer_comments_columns,
+				check_footer_comment_row),
+	V2_TEMPLATE("blogposts", "blogposts", blogposts_columns, check_page_row),
+	V2_TEMPLATE("inline_comments", "inline-comments", inline_comments_columns,
+				check_inline_comment_row),
 	{NULL}
 };
 
@@ -106,10 +144,68 @@ cfdw_find_template(const char *name)
 	return NULL;
 }
 
+/* "pages, footer_comments, ...": the template names for messages, palloc'd. */
 const char *
 cfdw_template_names(void)
 {
-	return "pages, footer_comments, blogposts, inline_comments";
+	StringInfoData buf;
+	const CfdwTemplate *t;
+
+	initStringInfo(&buf);
+	for (t = templates; t->name; t++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", t->name);
+	return buf.data;
+}
+
+static bool
+word_in(const char *const *words, const char *word)
+{
+	const char *const *w;
+
+	for (w = words; *w; w++)
+		if (strcmp(*w, word) == 0)
+			return true;
+	return false;
+}
+
+/* "a, b or c" for messages: the words, the last two joined by conjunction. */
+static char *
+join_words(const char *const *words, const char *conjunction)
+{
+	StringInfoData buf;
+	const char *const *w;
+
+	initStringInfo(&buf);
+	for (w = words; *w; w++)
+	{
+		if (w != words && w[1] != NULL)
+			appendStringInfoString(&buf, ", ");
+		else if (w != words)
+			appendStringInfo(&buf, " %s ", conjunction);
+		appendStringInfoString(&buf, *w);
+	}
+	return buf.data;
+}
+
+/* Whether Confluence accepts this representation (option representation). */
+bool
+cfdw_valid_representation(const char *value)
+{
+	return word_in(representations, value);
+}
+
+/* The hint for an invalid representation: "Use storage, ... or wiki." */
+char *
+cfdw_representation_hint(void)
+{
+	return psprintf("Use %s.", join_words(representations, "or"));
+}
+
+/* What a table sends when it has no representation option. */
+const char *
+cfdw_default_representation(void)
+{
+	return representations[0];
 }
 
 const CfdwTemplateColumn *
@@ -193,90 +289,108 @@ one_container(const CfdwTable *t, cJSON *root, const char *const *fields)
 	return found;
 }
 
+/* A page or blog post: a space, and a title unless it is a draft. */
+static void
+check_page_row(const CfdwTable *t, void *json_root)
+{
+	cJSON	   *root = (cJSON *) json_root;
+	cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
+	bool		draft = cJSON_IsString(status) &&
+		strcmp(cJSON_GetStringValue(status), "draft") == 0;
+	cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
+
+	if (!has_value(root, "spaceId"))
+		missing(t, "spaceId", "Confluence needs the id of the space to create the page or blog post in.");
+	if (!draft && (!has_value(root, "title") ||
+				   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
+		missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
+}
+
+/* Comments of both kinds need a body. */
+static void
+require_comment_body(const CfdwTable *t, cJSON *root)
+{
+	cJSON	   *body = cJSON_GetObjectItemCaseSensitive(root, "body");
+
+	if (body == NULL || !has_value(body, "value"))
+		missing(t, "body.value", "A comment needs a body.");
+}
+
+/* A footer comment: a body, on exactly one thing that can hold comments. */
+static void
+check_footer_comment_row(const CfdwTable *t, void *json_root)
+{
+	static const char *const containers[] = {
+		"pageId", "blogPostId", "parentCommentId", "attachmentId",
+		"customContentId", NULL
+	};
+	cJSON	   *root = (cJSON *) json_root;
+
+	one_container(t, root, containers);
+	require_comment_body(t, root);
+}
+
+/*
+ * An inline comment: a body on exactly one page, blog post or comment; a
+ * top-level one (not a reply) also says which text it highlights.
+ */
+static void
+check_inline_comment_row(const CfdwTable *t, void *json_root)
+{
+	static const char *const containers[] = {
+		"pageId", "blogPostId", "parentCommentId", NULL
+	};
+	cJSON	   *root = (cJSON *) json_root;
+	const char *container = one_container(t, root, containers);
+	cJSON	   *props;
+
+	require_comment_body(t, root);
+	if (strcmp(container, "parentCommentId") == 0)
+		return;
+	props = cJSON_GetObjectItemCaseSensitive(root, "inlineCommentProperties");
+	if (props == NULL || !has_value(props, "textSelection"))
+		missing(t, "inlineCommentProperties.textSelection",
+				"A top-level inline comment needs the text it highlights.");
+	if (!has_value(props, "textSelectionMatchCount"))
+		missing(t, "inlineCommentProperties.textSelectionMatchCount",
+				"A top-level inline comment needs the number of matches of its text.");
+	if (!has_value(props, "textSelectionMatchIndex"))
+		missing(t, "inlineCommentProperties.textSelectionMatchIndex",
+				"A top-level inline comment needs the index of the match it highlights.");
+}
+
 /*
  * cfdw_check_required
  *		Check a built JSON body against what the template's endpoint requires,
- *		so that a row Confluence would refuse is refused before it is sent.
+ *		so that a row Confluence would refuse is refused before it is sent:
+ *		a representation the template takes, then the template's own rules.
  */
 void
 cfdw_check_required(const CfdwTable *t, void *json_root)
 {
+	const CfdwTemplate *tmpl = t->template;
 	cJSON	   *root = (cJSON *) json_root;
-	const char *name;
 	cJSON	   *body;
 
-	if (t->template == NULL || !cJSON_IsObject(root))
+	if (tmpl == NULL || !cJSON_IsObject(root))
 		return;
-	name = t->template->name;
 	body = cJSON_GetObjectItemCaseSensitive(root, "body");
-
-	/* the representation a row names must be one Confluence accepts */
 	if (cJSON_IsObject(body))
 	{
 		cJSON	   *repr = cJSON_GetObjectItemCaseSensitive(body, "representation");
 
 		if (cJSON_IsString(repr) &&
-			strcmp(repr->valuestring, "storage") != 0 &&
-			strcmp(repr->valuestring, "atlas_doc_format") != 0 &&
-			strcmp(repr->valuestring, "wiki") != 0)
+			!word_in(tmpl->representations, repr->valuestring))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
 							repr->valuestring, column_for_field(t, "body.representation"),
 							t->relname),
-					 errdetail("Confluence accepts the representations storage, atlas_doc_format and wiki."),
+					 errdetail("Confluence accepts the representations %s.",
+							   join_words(tmpl->representations, "and")),
 					 errhint("Nothing was sent for this row.")));
 	}
-
-	if (strcmp(name, "pages") == 0 || strcmp(name, "blogposts") == 0)
-	{
-		cJSON	   *status = cJSON_GetObjectItemCaseSensitive(root, "status");
-		bool		draft = cJSON_IsString(status) &&
-			strcmp(cJSON_GetStringValue(status), "draft") == 0;
-
-		cJSON	   *title = cJSON_GetObjectItemCaseSensitive(root, "title");
-
-		if (!has_value(root, "spaceId"))
-			missing(t, "spaceId", "Confluence needs the id of the space to create the page or blog post in.");
-		if (!draft && (!has_value(root, "title") ||
-					   (cJSON_IsString(title) && title->valuestring[0] == '\0')))
-			missing(t, "title", "A page or blog post needs a non-empty title unless its status is 'draft'.");
-	}
-	else if (strcmp(name, "footer_comments") == 0)
-	{
-		static const char *const containers[] = {
-			"pageId", "blogPostId", "parentCommentId", "attachmentId",
-			"customContentId", NULL
-		};
-
-		one_container(t, root, containers);
-		if (body == NULL || !has_value(body, "value"))
-			missing(t, "body.value", "A comment needs a body.");
-	}
-	else if (strcmp(name, "inline_comments") == 0)
-	{
-		static const char *const containers[] = {
-			"pageId", "blogPostId", "parentCommentId", NULL
-		};
-		const char *container = one_container(t, root, containers);
-
-		if (body == NULL || !has_value(body, "value"))
-			missing(t, "body.value", "A comment needs a body.");
-		if (strcmp(container, "parentCommentId") != 0)
-		{
-			cJSON	   *props = cJSON_GetObjectItemCaseSensitive(root, "inlineCommentProperties");
-
-			if (props == NULL || !has_value(props, "textSelection"))
-				missing(t, "inlineCommentProperties.textSelection",
-						"A top-level inline comment needs the text it highlights.");
-			if (!has_value(props, "textSelectionMatchCount"))
-				missing(t, "inlineCommentProperties.textSelectionMatchCount",
-						"A top-level inline comment needs the number of matches of its text.");
-			if (!has_value(props, "textSelectionMatchIndex"))
-				missing(t, "inlineCommentProperties.textSelectionMatchIndex",
-						"A top-level inline comment needs the index of the match it highlights.");
-		}
-	}
+	tmpl->check_row(t, root);
 }
 
 /*
