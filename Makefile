@@ -6,10 +6,12 @@ OBJS = \
 	src/insert.o \
 	src/options.o \
 	src/pure.o \
+	src/queue.o \
 	src/request.o \
 	src/response.o \
 	src/templates.o \
-	src/transport.o
+	src/transport.o \
+	src/worker.o
 
 EXTENSION = confluence_fdw
 DATA = sql/confluence_fdw--1.0.sql
@@ -19,7 +21,7 @@ SHLIB_LINK += -lcurl -lcjson -lxml2
 PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS = setup options insert returning manual http errors explain import contract test_connection triggers faults badinput security front cron
+REGRESS = setup options insert returning manual http errors explain import contract test_connection triggers faults badinput security front queue cron
 REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config

@@ -39,3 +39,72 @@ CREATE FUNCTION disconnect_all()
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'confluence_fdw_disconnect_all'
 LANGUAGE C STRICT VOLATILE;
+
+-- The queue of delivery 'queue' tables (DESIGN §8).  A row is written by
+-- an INSERT into such a table, in the user's transaction, and sent by the
+-- background worker after COMMIT.  It never holds a credential: the worker
+-- uses the user mapping of enqueued_by when it sends.  Only the extension
+-- writes it (the FDW as the queue's owner, the worker as superuser); a role
+-- reads its own rows.
+CREATE TABLE queue (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    enqueued_at     timestamptz NOT NULL DEFAULT now(),
+    enqueued_by     regrole NOT NULL,
+    server_name     text NOT NULL,
+    table_name      text NOT NULL,
+    template        text,
+    method          text NOT NULL,
+    url             text NOT NULL,
+    content_type    text,
+    body            text,
+    context         jsonb,
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'retry_wait', 'done', 'in_doubt', 'dead')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_at      timestamptz,
+    http_status     integer,
+    remote_id       text,
+    response        jsonb,
+    error           text,
+    sent_at         timestamptz,
+    done_at         timestamptz
+);
+
+COMMENT ON TABLE queue IS
+  'requests of delivery ''queue'' tables, sent by the confluence_fdw worker after COMMIT';
+
+-- what the worker looks for, and what flush() waits on
+CREATE INDEX queue_todo ON queue (next_attempt_at, id)
+  WHERE state IN ('pending', 'retry_wait', 'sending');
+CREATE INDEX queue_by_role ON queue (enqueued_by, state);
+
+ALTER TABLE queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY queue_own_rows ON queue FOR SELECT
+  USING (enqueued_by = current_user::text::regrole);
+GRANT SELECT ON queue TO PUBLIC;
+
+-- Wait until the caller's queued rows are sent (no longer pending, sending
+-- or retry_wait), at most timeout_ms; returns how many are still waiting.
+CREATE FUNCTION flush(timeout_ms integer DEFAULT 30000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'confluence_fdw_flush'
+LANGUAGE C STRICT VOLATILE;
+
+-- Put a dead or in_doubt row back to pending; a role may requeue only its
+-- own rows.  True when the row was requeued.
+CREATE FUNCTION requeue(id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'confluence_fdw_requeue'
+LANGUAGE C STRICT VOLATILE;
+
+-- Each server's shared rate limit: requests to it pause until paused_until
+-- after a 429 (or a 503 with Retry-After) seen by any session or the worker.
+CREATE FUNCTION rate_limit_state(OUT server_name text, OUT paused_until timestamptz,
+    OUT recent_429s bigint, OUT last_429_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'confluence_fdw_rate_limits'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW rate_limits AS SELECT * FROM rate_limit_state();
+GRANT SELECT ON rate_limits TO PUBLIC;

@@ -396,6 +396,10 @@ RESET statement_timeout;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT clock_timestamp() - :'t0' BETWEEN interval '0.9 s' AND interval '2.5 s' AS at_the_timeout;
 SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
+-- That Retry-After paused every session's requests to the server (the
+-- shared rate limit): let the pause pass before the next case.
+SELECT pg_sleep(greatest(0, extract(epoch FROM paused_until - now())::float8))::text = '' AS pause_over
+  FROM confluence_fdw.rate_limits WHERE server_name = 'flt_srv';
 -- ... and when the retried request itself is slow, statement_timeout ends
 -- it at 1 s with 57014 too (2 requests, nothing more).
 SELECT standin_reset();

@@ -21,6 +21,7 @@
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
 
@@ -29,6 +30,9 @@
 PG_MODULE_MAGIC;
 
 char	   *cfdw_allowed_hosts = NULL;
+char	   *cfdw_database_name = NULL;
+int			cfdw_queue_retention_s = 7 * 24 * 3600;
+bool		cfdw_preloaded = false;
 
 void
 _PG_init(void)
@@ -40,8 +44,31 @@ _PG_init(void)
 							   &cfdw_allowed_hosts,
 							   "*.atlassian.net,api.atlassian.com",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
+	/*
+	 * The worker's database is fixed at server start.  PostgreSQL refuses to
+	 * define a PGC_POSTMASTER setting in a library loaded later (a backend
+	 * that loads us for an immediate INSERT).  Without the preload there is
+	 * no worker, so the setting is kept only to be shown (rather than
+	 * reported as an invalid name when postgresql.conf has it).
+	 */
+	cfdw_preloaded = process_shared_preload_libraries_in_progress;
+	DefineCustomStringVariable("confluence_fdw.database_name",
+							   "Database whose queue the confluence_fdw worker sends.",
+							   "Tables with delivery 'queue' work only in this database.",
+							   &cfdw_database_name, "postgres",
+							   cfdw_preloaded ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0, NULL, NULL, NULL);
+	DefineCustomIntVariable("confluence_fdw.queue_retention",
+							"How long rows that were delivered stay in confluence_fdw.queue.",
+							"Rows in state dead or in_doubt stay until requeued or deleted.",
+							&cfdw_queue_retention_s, 7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("confluence_fdw");
 	cfdw_transport_init();
+
+	/* the worker and the shared rate limits need the postmaster's help */
+	if (cfdw_preloaded)
+		cfdw_worker_register();
 }
 
 /* ---------------------------------------------------------------------
@@ -243,4 +270,43 @@ Datum
 confluence_fdw_disconnect_all(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(cfdw_disconnect_all() > 0);
+}
+
+PG_FUNCTION_INFO_V1(confluence_fdw_rate_limits);
+
+/*
+ * confluence_fdw.rate_limit_state() -> setof (server_name, paused_until,
+ * recent_429s, last_429_at), behind the view confluence_fdw.rate_limits:
+ * the shared rate limit of each server of this database that was limited.
+ */
+Datum
+confluence_fdw_rate_limits(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CfdwRateSlot slots[CFDW_RATE_SLOTS];
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (cfdw_shared == NULL)
+		return (Datum) 0;
+	/* copied first: no palloc under a spinlock */
+	SpinLockAcquire(&cfdw_shared->mutex);
+	memcpy(slots, cfdw_shared->rate, sizeof(slots));
+	SpinLockRelease(&cfdw_shared->mutex);
+	for (i = 0; i < CFDW_RATE_SLOTS; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		if (slots[i].dbid != MyDatabaseId)
+			continue;
+		values[0] = CStringGetTextDatum(slots[i].servername);
+		values[1] = TimestampTzGetDatum(slots[i].paused_until);
+		nulls[1] = slots[i].paused_until == 0;
+		values[2] = Int64GetDatum(slots[i].n429);
+		values[3] = TimestampTzGetDatum(slots[i].last_429);
+		nulls[3] = slots[i].last_429 == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

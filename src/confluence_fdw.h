@@ -37,6 +37,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
+#include "storage/spin.h"
 #include "utils/timestamp.h"
 
 #define CFDW_VERSION "1.0"
@@ -94,7 +95,8 @@ typedef enum CfdwResponseKind
 	CFDW_RESP_NONE,				/* a request column */
 	CFDW_RESP_PATH,				/* a dotted path into the JSON body */
 	CFDW_RESP_WHOLE,			/* '.': the whole body */
-	CFDW_RESP_STATUS			/* '$status': the HTTP status code */
+	CFDW_RESP_STATUS,			/* '$status': the HTTP status code */
+	CFDW_RESP_QUEUE_ID			/* '$queue_id': the queue row (delivery 'queue') */
 } CfdwResponseKind;
 
 /*
@@ -180,6 +182,7 @@ typedef struct CfdwTable
 	bool		batch_mode;		/* rows go as one array per request */
 	int			batch_size;
 	bool		on_error_return;	/* HTTP errors come back as rows */
+	bool		queued;			/* delivery 'queue': sent by the worker */
 	List	   *url_parts;		/* base + path compiled: String literals and
 								 * Integer column indexes (placeholders) */
 	char	   *fixed_url;		/* the URL when there are no placeholders */
@@ -250,6 +253,9 @@ typedef struct CfdwRequest
 /* in confluence_fdw.c */
 extern void _PG_init(void);
 extern char *cfdw_allowed_hosts;	/* confluence_fdw.allowed_hosts */
+extern char *cfdw_database_name;	/* confluence_fdw.database_name */
+extern int	cfdw_queue_retention_s; /* confluence_fdw.queue_retention */
+extern bool cfdw_preloaded;		/* loaded by shared_preload_libraries */
 
 /* in insert.c */
 struct FdwRoutine;
@@ -314,12 +320,15 @@ extern void cfdw_serialize_body(const CfdwTable *t, void *tree, bool batch,
 								StringInfo out);
 extern bool cfdw_build_body(const CfdwTable *t, Datum *values, bool *isnull,
 							StringInfo out);
+extern char *cfdw_build_context(const CfdwTable *t, Datum *values, bool *isnull);
 extern void *cfdw_json_parse_owned(const char *text, size_t len);
 extern void *cfdw_json_array_owned(void);
 
 /* in response.c */
 extern void cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 							   Datum *values, bool *isnull);
+extern void cfdw_fill_queued(const CfdwTable *t, int64 queue_id,
+							 Datum *values, bool *isnull);
 extern void cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 								   const CfdwResponse *resp);
 extern void cfdw_report_transport_error(const CfdwTable *t,
@@ -327,6 +336,10 @@ extern void cfdw_report_transport_error(const CfdwTable *t,
 										const CfdwResponse *resp);
 extern char *cfdw_error_summary(const CfdwResponse *resp);
 extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
+extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
+								  const CfdwResponse *resp);
+extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
+extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
 
 /* in transport.c */
 typedef struct CfdwConnection CfdwConnection;
@@ -386,5 +399,47 @@ extern void cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, CfdwPipel
 extern bool cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 								CfdwRequest *req, CfdwResponse *resp, int64 *row_no);
 extern int	cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p);
+
+/* Called with each finished request of cfdw_send_all, by its index. */
+typedef void (*CfdwOutcomeCallback) (void *arg, int index, const CfdwResponse *resp);
+
+extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
+						  const CfdwRequest *reqs, int n,
+						  CfdwOutcomeCallback done, void *arg);
+extern TimestampTz cfdw_rate_paused_until(Oid serverid);
+
+/* in queue.c */
+extern void cfdw_queue_check(const CfdwTable *t);
+extern int64 cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req,
+						  const char *context);
+
+/* in worker.c */
+
+/* One server's shared rate limit (DESIGN §8), in shared memory. */
+typedef struct CfdwRateSlot
+{
+	Oid			dbid;			/* InvalidOid: a free slot */
+	Oid			serverid;
+	char		servername[NAMEDATALEN];
+	TimestampTz paused_until;	/* no request to it before this */
+	int64		n429;			/* 429s (and 503s with Retry-After) seen */
+	TimestampTz last_429;
+} CfdwRateSlot;
+
+#define CFDW_RATE_SLOTS 64
+
+typedef struct CfdwShared
+{
+	slock_t		mutex;			/* protects everything below */
+	struct Latch *worker_latch; /* NULL while no worker runs */
+	bool		wake_requested; /* set with the latch: the queue has work */
+	CfdwRateSlot rate[CFDW_RATE_SLOTS];
+} CfdwShared;
+
+extern CfdwShared *cfdw_shared; /* NULL without shared_preload_libraries */
+
+extern void cfdw_worker_register(void);
+extern void cfdw_wake_worker(void);
+extern PGDLLEXPORT void cfdw_worker_main(Datum arg);
 
 #endif							/* CONFLUENCE_FDW_H */

@@ -24,11 +24,100 @@
 #include <time.h>
 
 #include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "confluence_fdw.h"
 #include "pure.h"
+
+/* ---------------------------------------------------------------------
+ * The shared rate limit: a Retry-After seen by one session pauses every
+ * session's requests to that server, and the worker's.  Without the
+ * preloaded library there is no shared memory, and only the rate-limited
+ * request itself waits, as before.
+ * ---------------------------------------------------------------------
+ */
+
+/* The slot of a server in this database; the caller holds the mutex. */
+static CfdwRateSlot *
+rate_slot(Oid serverid, bool create)
+{
+	CfdwRateSlot *free_slot = NULL;
+	int			i;
+
+	for (i = 0; i < CFDW_RATE_SLOTS; i++)
+	{
+		CfdwRateSlot *r = &cfdw_shared->rate[i];
+
+		if (r->dbid == MyDatabaseId && r->serverid == serverid)
+			return r;
+		if (free_slot == NULL && r->dbid == InvalidOid)
+			free_slot = r;
+	}
+	if (!create || free_slot == NULL)
+		return NULL;			/* full: that server is limited per backend */
+	free_slot->dbid = MyDatabaseId;
+	free_slot->serverid = serverid;
+	free_slot->paused_until = 0;
+	free_slot->n429 = 0;
+	free_slot->last_429 = 0;
+	return free_slot;
+}
+
+/*
+ * cfdw_rate_paused_until
+ *		Until when no request may go to the server, or 0.
+ */
+TimestampTz
+cfdw_rate_paused_until(Oid serverid)
+{
+	CfdwRateSlot *r;
+	TimestampTz until = 0;
+
+	if (cfdw_shared == NULL)
+		return 0;
+	SpinLockAcquire(&cfdw_shared->mutex);
+	r = rate_slot(serverid, false);
+	if (r != NULL)
+		until = r->paused_until;
+	SpinLockRelease(&cfdw_shared->mutex);
+	return until;
+}
+
+/*
+ * An answer asked every client of the server to wait: tell the others.
+ * A wait longer than anyone here would retry after (max_retry_wait_ms) is
+ * not shared: that row fails with its 429, and later statements are not
+ * held back for it.  Every such answer is counted for the view.
+ */
+static void
+note_rate_limit(const CfdwTable *t, const CfdwResponse *resp)
+{
+	long		ms;
+	TimestampTz now;
+	CfdwRateSlot *r;
+
+	if (cfdw_shared == NULL || resp->outcome != CFDW_ANSWERED ||
+		!(resp->status == 429 || (resp->status == 503 && resp->retry_after[0])))
+		return;
+	ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&cfdw_shared->mutex);
+	r = rate_slot(t->site.serverid, true);
+	if (r != NULL)
+	{
+		strlcpy(r->servername, t->servername, NAMEDATALEN);
+		r->n429++;
+		r->last_429 = now;
+		if (ms > 0 && ms <= t->max_retry_wait_ms &&
+			TimestampTzPlusMilliseconds(now, ms) > r->paused_until)
+			r->paused_until = TimestampTzPlusMilliseconds(now, ms);
+	}
+	SpinLockRelease(&cfdw_shared->mutex);
+}
 
 /* ---------------------------------------------------------------------
  * Retries
@@ -83,6 +172,7 @@ schedule_retry(CfdwConnection *c, int slot, const CfdwTable *t, CfdwAttempts *a)
 	const char *what;
 	long		wait;
 
+	note_rate_limit(t, resp);
 	if (a->retries >= t->max_retries || !is_retryable(req, resp))
 		return false;
 
@@ -355,4 +445,85 @@ cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 		cfdw_transfer_release(c, i);
 	}
 	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Many independent requests (the queue worker)
+ * ---------------------------------------------------------------------
+ */
+
+/* Start requests in free slots while fewer than limit are busy. */
+static void
+fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
+		   int limit, int *next, int *busy, int *index_of, CfdwAttempts *attempts)
+{
+	int			i;
+
+	for (i = 1; i < CFDW_SLOTS && *next < n && *busy < limit; i++)
+	{
+		if (cfdw_transfer_state(c, i) != CFDW_SLOT_IDLE)
+			continue;
+		index_of[i] = *next;
+		attempts[i].retries = 0;
+		attempts[i].waited_ms = 0;
+		attempts[i].row_no = *next;
+		cfdw_transfer_start(c, i, &t->site, &reqs[*next], 0);
+		(*next)++;
+		(*busy)++;
+	}
+}
+
+/* cfdw_send_all's event loop, until every request has its outcome. */
+static void
+send_all_loop(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
+			  CfdwOutcomeCallback done, void *arg)
+{
+	int			limit = Min(t->max_concurrency, CFDW_MAX_CONCURRENCY);
+	int			index_of[CFDW_SLOTS];
+	CfdwAttempts attempts[CFDW_SLOTS];
+	int			next = 0;
+	int			busy = 0;
+
+	for (int i = 0; i < CFDW_SLOTS; i++)
+		index_of[i] = -1;
+	cfdw_limit_connections(c, limit);
+	while (next < n || busy > 0)
+	{
+		fill_slots(c, t, reqs, n, limit, &next, &busy, index_of, attempts);
+		cfdw_transport_wait(c);
+		for (int i = 1; i < CFDW_SLOTS; i++)
+		{
+			if (index_of[i] < 0 || cfdw_transfer_state(c, i) != CFDW_SLOT_DONE ||
+				schedule_retry(c, i, t, &attempts[i]))
+				continue;
+			done(arg, index_of[i], cfdw_transfer_response(c, i));
+			cfdw_transfer_release(c, i);
+			index_of[i] = -1;
+			busy--;
+		}
+	}
+}
+
+/*
+ * cfdw_send_all
+ *		Send n independent requests, up to max_concurrency at once, with the
+ *		retry policy, and call done with each one's final answer (or
+ *		failure) as it comes, in any order.  Unlike a pipeline, a failure
+ *		stops nothing: each request has its own outcome.  On an error (an
+ *		interrupt, or one raised by done) the requests in flight are stopped.
+ */
+void
+cfdw_send_all(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
+			  CfdwOutcomeCallback done, void *arg)
+{
+	PG_TRY();
+	{
+		send_all_loop(c, t, reqs, n, done, arg);
+	}
+	PG_CATCH();
+	{
+		cfdw_abort_transfers(c, t->site.config_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }

@@ -58,6 +58,7 @@ typedef struct CfdwModifyState
 	bool		need_response;	/* RETURNING, AFTER ROW trigger or check option */
 	MemoryContext temp_cxt;		/* per-row data, reset after each row */
 	MemoryContext release_cxt;	/* its deletion releases the connection */
+	Oid			userid;			/* whose user mapping sends the rows */
 	int64		row_no;			/* last row sent, 1-based, for messages */
 	int64		batch_first;	/* first row of the batch being sent, or 0 */
 
@@ -171,6 +172,13 @@ create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
 	state->temp_cxt = AllocSetContextCreate(estate->es_query_cxt,
 											"confluence_fdw row data",
 											ALLOCSET_DEFAULT_SIZES);
+	state->userid = userid;
+	if (state->table->queued)
+	{
+		/* the worker sends them after COMMIT: no connection here */
+		cfdw_queue_check(state->table);
+		return state;
+	}
 	state->conn = cfdw_get_connection(&state->table->site);
 
 	/*
@@ -351,6 +359,33 @@ build_request(const CfdwTable *t, TupleTableSlot *slot, CfdwRequest *req)
 }
 
 /*
+ * Give the executor the row it returns: request columns as they were
+ * built, response columns from the answer, or, for a queued row (resp
+ * NULL), the queue id.  Built in temp_cxt; the tuple in tuple_cxt.
+ */
+static void
+store_returned(const CfdwTable *t, TupleTableSlot *slot, const CfdwResponse *resp,
+			   int64 queue_id, MemoryContext tuple_cxt)
+{
+	TupleDesc	tupdesc = slot->tts_tupleDescriptor;
+	Datum	   *values = palloc(sizeof(Datum) * tupdesc->natts);
+	bool	   *isnull = palloc(sizeof(bool) * tupdesc->natts);
+	MemoryContext old;
+	HeapTuple	tuple;
+
+	memcpy(values, slot->tts_values, sizeof(Datum) * tupdesc->natts);
+	memcpy(isnull, slot->tts_isnull, sizeof(bool) * tupdesc->natts);
+	if (resp)
+		cfdw_fill_response(t, resp, values, isnull);
+	else
+		cfdw_fill_queued(t, queue_id, values, isnull);
+	old = MemoryContextSwitchTo(tuple_cxt);
+	tuple = heap_form_tuple(tupdesc, values, isnull);
+	MemoryContextSwitchTo(old);
+	ExecForceStoreHeapTuple(tuple, slot, true);
+}
+
+/*
  * Send one row and, when the executor needs it, put the answer into the
  * slot.  Everything per row lives in temp_cxt, reset before returning.
  */
@@ -362,32 +397,15 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	ErrorContextCallback errcb;
 	CfdwRequest req;
 	CfdwResponse resp;
-	HeapTuple	tuple = NULL;
 
 	push_row_context(state, &errcb);
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
 	build_request(t, slot, &req);
 	send_request(state, &req, &resp);
-
 	if (state->need_response)
-	{
-		TupleDesc	tupdesc = slot->tts_tupleDescriptor;
-		Datum	   *values = palloc(sizeof(Datum) * tupdesc->natts);
-		bool	   *isnull = palloc(sizeof(bool) * tupdesc->natts);
-
-		/* request columns come back as sent; response columns as answered */
-		memcpy(values, slot->tts_values, sizeof(Datum) * tupdesc->natts);
-		memcpy(isnull, slot->tts_isnull, sizeof(bool) * tupdesc->natts);
-		cfdw_fill_response(t, &resp, values, isnull);
-
-		MemoryContextSwitchTo(oldcxt);
-		tuple = heap_form_tuple(tupdesc, values, isnull);
-	}
+		store_returned(t, slot, &resp, 0, oldcxt);
 	MemoryContextSwitchTo(oldcxt);
-
-	if (tuple)
-		ExecForceStoreHeapTuple(tuple, slot, true);
 	MemoryContextReset(state->temp_cxt);
 
 	error_context_stack = errcb.previous;
@@ -567,6 +585,36 @@ pipeline_row(CfdwModifyState *state, TupleTableSlot *slot)
 }
 
 /*
+ * delivery 'queue': build the row's request exactly as it would be sent
+ * (the same checks and errors) and write it into the queue in the user's
+ * transaction.  RETURNING sees the request columns as built and the queue
+ * id in response_field '$queue_id' columns; the rest is NULL, as nothing
+ * was answered yet.
+ */
+static TupleTableSlot *
+queue_row(CfdwModifyState *state, TupleTableSlot *slot)
+{
+	const CfdwTable *t = state->table;
+	MemoryContext oldcxt;
+	ErrorContextCallback errcb;
+	CfdwRequest req;
+	int64		id;
+
+	push_row_context(state, &errcb);
+	slot_getallattrs(slot);
+	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
+	build_request(t, slot, &req);
+	id = cfdw_enqueue(t, state->userid, &req,
+					  cfdw_build_context(t, slot->tts_values, slot->tts_isnull));
+	if (state->need_response)
+		store_returned(t, slot, NULL, id, oldcxt);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(state->temp_cxt);
+	error_context_stack = errcb.previous;
+	return slot;
+}
+
+/*
  * Keep a batch_mode row that the executor handed over alone, and send the
  * batch when it is full.  The executor only does that where it has no batch
  * API (COPY before PostgreSQL 16); sending such rows one by one would
@@ -611,6 +659,8 @@ confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 		pipeline_row(state, slot);
 		return slot;
 	}
+	if (state->table->queued)
+		return queue_row(state, slot);
 	return send_row(state, slot);
 }
 
@@ -628,6 +678,8 @@ confluenceGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 	if (state == NULL)
 		return cfdw_table_batch_size(RelationGetRelid(rinfo->ri_RelationDesc));
 
+	if (state->table->queued)
+		return 1;
 	if (!state->table->batch_mode)
 	{
 		/*

@@ -64,6 +64,7 @@ typedef enum CfdwOptType
 	OPT_HEADERS,
 	OPT_BATCH_SIZE,
 	OPT_ON_ERROR,
+	OPT_DELIVERY,
 	OPT_CONCURRENCY,
 	OPT_CA_FILE,
 	OPT_PROXY
@@ -92,6 +93,7 @@ static const CfdwOption cfdw_options[] = {
 	{"max_concurrency", ForeignServerRelationId, OPT_CONCURRENCY},
 	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
 	{"proxy", ForeignServerRelationId, OPT_PROXY},
+	{"delivery", ForeignServerRelationId, OPT_DELIVERY},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
@@ -108,6 +110,7 @@ static const CfdwOption cfdw_options[] = {
 	{"batch_size", ForeignTableRelationId, OPT_BATCH_SIZE},
 	{"on_error", ForeignTableRelationId, OPT_ON_ERROR},
 	{"max_concurrency", ForeignTableRelationId, OPT_CONCURRENCY},
+	{"delivery", ForeignTableRelationId, OPT_DELIVERY},
 
 	/* column */
 	{"field", AttributeRelationId, OPT_FIELD},
@@ -590,6 +593,10 @@ check_word(const CfdwOption *opt, const char *value)
 			ok = strcmp(value, "error") == 0 || strcmp(value, "return") == 0;
 			hint = "Use error or return.";
 			break;
+		case OPT_DELIVERY:
+			ok = strcmp(value, "immediate") == 0 || strcmp(value, "queue") == 0;
+			hint = "Use immediate (sent by the statement) or queue (sent by the worker after COMMIT).";
+			break;
 		case OPT_REPRESENTATION:
 			ok = cfdw_valid_representation(value);
 			hint = ok ? NULL : cfdw_representation_hint();
@@ -665,14 +672,16 @@ check_value(const CfdwOption *opt, DefElem *def)
 							  "Give a dotted path such as body.value, or \".\" to merge a json object into the body.");
 			break;
 		case OPT_RESPONSE_FIELD:
-			if (strcmp(value, "$status") != 0 && !valid_dotted(value))
+			if (strcmp(value, "$status") != 0 && strcmp(value, "$queue_id") != 0 &&
+				!valid_dotted(value))
 				invalid_value(opt->name, value,
-							  "Give a dotted path such as version.number, \".\" for the whole response, or \"$status\" for the HTTP status.");
+							  "Give a dotted path such as version.number, \".\" for the whole response, \"$status\" for the HTTP status, or \"$queue_id\" for the queue row of delivery 'queue'.");
 			break;
 		case OPT_BOOL:
 		case OPT_METHOD:
 		case OPT_FORMAT:
 		case OPT_ON_ERROR:
+		case OPT_DELIVERY:
 		case OPT_REPRESENTATION:
 			check_word(opt, value);
 			break;
@@ -763,6 +772,17 @@ check_template_combination(const char *endpoint, const char *method,
 				 errhint("Drop the format option, or give a manual endpoint path.")));
 }
 
+/* A queued row is one request: it cannot be part of a batch. */
+static void
+refuse_queued_batch(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("batch_mode cannot be used with delivery 'queue'"),
+			 errdetail("The worker sends each queued row as a request of its own."),
+			 errhint("Turn batch_mode off, or use delivery 'immediate'.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -778,6 +798,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	Oid			catalog = PG_GETARG_OID(1);
 	ListCell   *lc;
 	bool		batch = false;
+	bool		queued = false;
 	const char *format = NULL;
 	const char *endpoint = NULL;
 	const char *method = NULL;
@@ -809,7 +830,11 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 			endpoint = defGetString(def);
 		else if (strcmp(opt->name, "method") == 0)
 			method = defGetString(def);
+		else if (strcmp(opt->name, "delivery") == 0)
+			queued = strcmp(defGetString(def), "queue") == 0;
 	}
+	if (batch && queued)
+		refuse_queued_batch();
 
 	if (endpoint && endpoint[0] != '/')
 		check_template_combination(endpoint, method, format);
@@ -1056,6 +1081,8 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.ca_file = v;
 		else if (strcmp(def->defname, "proxy") == 0)
 			t->site.proxy = v;
+		else if (strcmp(def->defname, "delivery") == 0)
+			t->queued = strcmp(v, "queue") == 0;	/* the tables' default */
 	}
 
 	t->base = server_base(server->options);
@@ -1149,6 +1176,8 @@ resolve_response_column(CfdwColumn *col, const char *response_field,
 	col->response_field = pstrdup(response_field);
 	if (strcmp(response_field, "$status") == 0)
 		col->resp = CFDW_RESP_STATUS;
+	else if (strcmp(response_field, "$queue_id") == 0)
+		col->resp = CFDW_RESP_QUEUE_ID;
 	else if (strcmp(response_field, ".") == 0)
 		col->resp = CFDW_RESP_WHOLE;
 	else
@@ -1378,7 +1407,7 @@ request_target(const char *endpoint, bool has_method, CfdwMethod *method,
  */
 static void
 read_table_options(CfdwTable *t, List *options, const char **headers,
-				   int *table_concurrency)
+				   int *table_delivery, int *table_concurrency)
 {
 	ListCell   *lc;
 
@@ -1408,6 +1437,8 @@ read_table_options(CfdwTable *t, List *options, const char **headers,
 			t->on_error_return = strcmp(defGetString(def), "return") == 0;
 		else if (strcmp(def->defname, "max_concurrency") == 0)
 			*table_concurrency = option_ms(def->defname, defGetString(def));
+		else if (strcmp(def->defname, "delivery") == 0)
+			*table_delivery = strcmp(defGetString(def), "queue") == 0;
 	}
 }
 
@@ -1473,10 +1504,11 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	UserMapping *um;
 	const char *headers = NULL;
 	int			table_concurrency = 0;
+	int			table_delivery = -1;
 
 	t->relid = RelationGetRelid(rel);
 	t->relname = pstrdup(RelationGetRelationName(rel));
-	read_table_options(t, table->options, &headers, &table_concurrency);
+	read_table_options(t, table->options, &headers, &table_delivery, &table_concurrency);
 	if (headers)
 		resolve_headers(t, headers);
 	resolve_endpoint(t, table->options);
@@ -1490,6 +1522,10 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	cfdw_resolve_server(t, server, um);
 	if (table_concurrency > 0)
 		t->max_concurrency = table_concurrency;	/* the table's overrides */
+	if (table_delivery >= 0)
+		t->queued = table_delivery;
+	if (t->queued && t->batch_mode)
+		refuse_queued_batch();	/* delivery 'queue' from the server */
 	cfdw_compile_url(t);
 
 	return t;

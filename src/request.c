@@ -457,3 +457,45 @@ cfdw_method_name(CfdwMethod method)
 	}
 	return "POST";
 }
+
+/*
+ * cfdw_build_context
+ *		The columns of a row that are not sent (send 'false'), as a JSON
+ *		object in the database encoding, or NULL when there are none: a
+ *		queued row keeps them, so its result can be joined back to the row
+ *		that made it.
+ */
+char *
+cfdw_build_context(const CfdwTable *t, Datum *values, bool *isnull)
+{
+	cJSON	   *root = cfdw_json_parse_owned("{}", 2);
+	char	   *text;
+	char	   *copy;
+	int			i;
+
+	for (i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *col = &t->columns[i];
+
+		if (col->send || col->resp != CFDW_RESP_NONE)
+			continue;
+		if (isnull[col->attnum - 1])
+			cJSON_AddItemToObject(root, col->name, check_alloc(cJSON_CreateNull()));
+		else
+			cJSON_AddItemToObject(root, col->name,
+								  value_item(t, col, values[col->attnum - 1]));
+	}
+	if (root->child == NULL)
+		return NULL;
+	text = check_alloc(cJSON_PrintUnformatted(root));
+	PG_TRY();
+	{
+		copy = pstrdup(text);
+	}
+	PG_FINALLY();
+	{
+		free(text);
+	}
+	PG_END_TRY();
+	return copy;
+}

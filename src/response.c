@@ -119,13 +119,18 @@ text_at_path(Jsonb *jb, List *path)
 
 		if (found != NULL)
 		{
-			if (found->type != jbvBinary || !JsonContainerIsObject(found->val.binary.data))
+			if (found->type != jbvBinary)
 				return NULL;
 			container = found->val.binary.data;
 		}
+		/* an array takes an index: results.0.id */
+		if (JsonContainerIsArray(container) && key[0] >= '0' && key[0] <= '9' &&
+			strspn(key, "0123456789") == strlen(key))
+			found = getIthJsonbValueFromContainer(container, (uint32) atoi(key));
 		else if (!JsonContainerIsObject(container))
 			return NULL;
-		found = getKeyJsonValueFromContainer(container, key, strlen(key), &v);
+		else
+			found = getKeyJsonValueFromContainer(container, key, strlen(key), &v);
 		if (found == NULL)
 			return NULL;
 	}
@@ -246,6 +251,7 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 					text = text_at_path(jb, col->response_path);
 				break;
 			case CFDW_RESP_NONE:
+			case CFDW_RESP_QUEUE_ID:
 				break;
 		}
 
@@ -256,6 +262,33 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 	}
 
 	error_context_stack = errcb.previous;
+}
+
+/*
+ * cfdw_fill_queued
+ *		The response columns of a queued row: its queue id where asked for,
+ *		NULL elsewhere (nothing was answered yet), through the input
+ *		functions so that domains are enforced.
+ */
+void
+cfdw_fill_queued(const CfdwTable *t, int64 queue_id, Datum *values, bool *isnull)
+{
+	int			i;
+
+	for (i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *col = &t->columns[i];
+		char	   *text = NULL;
+		int			att = col->attnum - 1;
+
+		if (col->resp == CFDW_RESP_NONE)
+			continue;
+		if (col->resp == CFDW_RESP_QUEUE_ID)
+			text = psprintf(INT64_FORMAT, queue_id);
+		values[att] = InputFunctionCall(unconstify(FmgrInfo *, &col->infunc), text,
+										col->typioparam, col->typmod);
+		isnull[att] = (text == NULL);
+	}
 }
 
 /*
@@ -629,4 +662,53 @@ cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp)
 	else
 		status_problem(t, &get, resp, cfdw_error_summary(resp), &p);
 	return p.line;
+}
+
+/*
+ * cfdw_answer_jsonb
+ *		An answer's body as jsonb in the database encoding, or NULL when it
+ *		is not JSON or cannot be shown in that encoding; never an error.
+ */
+void *
+cfdw_answer_jsonb(const CfdwResponse *resp)
+{
+	char	   *body;
+
+	if (resp->outcome != CFDW_ANSWERED || resp->body_len == 0)
+		return NULL;
+	body = from_utf8(resp->body, resp->body_len);
+	return body ? parse_answer(body, strlen(body)) : NULL;
+}
+
+/*
+ * cfdw_jsonb_text_at
+ *		The text at a dotted path of a jsonb (from cfdw_answer_jsonb), or
+ *		NULL when it is absent.
+ */
+char *
+cfdw_jsonb_text_at(void *jsonb, const char *dotted)
+{
+	return jsonb ? text_at_path((Jsonb *) jsonb, cfdw_split_path(dotted)) : NULL;
+}
+
+/*
+ * cfdw_outcome_message
+ *		What went wrong with a request, in one line for a queue row's error
+ *		column: the words of the error a statement would raise.
+ */
+char *
+cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
+					 const CfdwResponse *resp)
+{
+	Problem		p;
+	char	   *summary;
+
+	if (resp->outcome != CFDW_ANSWERED)
+	{
+		transport_problem(t, resp, &p);
+		return p.cause ? psprintf("%s: %s", p.message, p.cause) : p.message;
+	}
+	summary = cfdw_error_summary(resp);
+	return psprintf("Confluence returned HTTP %ld: %s", resp->status,
+					summary ? summary : reason_phrase(resp->status));
 }

@@ -101,6 +101,7 @@ typedef struct CfdwTransfer
 	CfdwRequest req;
 	size_t		body_pos;		/* bytes handed to libcurl so far */
 	TimestampTz start_at;		/* CFDW_SLOT_SCHEDULED: when to start */
+	Oid			serverid;		/* whose shared rate limit applies */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -1382,12 +1383,19 @@ cfdw_transport_wait(CfdwConnection *c)
 	for (i = 0; i < CFDW_SLOTS; i++)
 	{
 		CfdwTransfer *x = &c->xfers[i];
+		TimestampTz paused;
 
-		if (x->state == CFDW_SLOT_SCHEDULED && ms_until(x->start_at) <= 0)
+		if (x->state != CFDW_SLOT_SCHEDULED || ms_until(x->start_at) > 0)
+			continue;
+		/* another session may have seen a Retry-After meanwhile */
+		paused = cfdw_rate_paused_until(x->serverid);
+		if (paused != 0 && ms_until(paused) > 0)
 		{
-			add_transfer(x);
-			socket_action(c, CURL_SOCKET_TIMEOUT, 0);
+			x->start_at = paused;
+			continue;
 		}
+		add_transfer(x);
+		socket_action(c, CURL_SOCKET_TIMEOUT, 0);
 	}
 }
 
@@ -1435,6 +1443,9 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	if (x->req.body == NULL)
 		x->req.body = "";
 	x->owner = site->config_id;
+	x->serverid = site->serverid;
+	/* a server that asked every client to wait (delivery.c) */
+	not_before = Max(not_before, cfdw_rate_paused_until(site->serverid));
 	if (not_before != 0 && ms_until(not_before) > 0)
 	{
 		x->start_at = not_before;

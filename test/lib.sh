@@ -229,7 +229,12 @@ cfdw_stop_standin() {
 
 # Server settings for a throw-away cluster that can run pg_cron jobs.  Found
 # by trying them on this machine (see test/pgcron-smoke.sh):
-#  - shared_preload_libraries=pg_cron: pg_cron refuses to load otherwise.
+#  - shared_preload_libraries=pg_cron,confluence_fdw: pg_cron refuses to
+#    load otherwise, and confluence_fdw's queue worker and shared rate limits
+#    need it (CFDW_PRELOAD overrides the list, e.g. to test without them).
+#  - confluence_fdw.database_name: the database whose queue the worker sends;
+#    like pg_cron's launcher it waits (FATAL, restarted every second) until
+#    pg_regress has created it.
 #  - cron.database_name: the one database where CREATE EXTENSION pg_cron is
 #    allowed and where the launcher lives (the launcher is a background worker
 #    that connects to it at start; while the database does not exist it exits
@@ -246,8 +251,9 @@ cfdw_stop_standin() {
 cfdw_pgve_opts() {
   local o
   CFDW_PGVE_OPTS=(
-    -o "shared_preload_libraries=pg_cron"
+    -o "shared_preload_libraries=${CFDW_PRELOAD-pg_cron,confluence_fdw}"
     -o "cron.database_name=${CFDW_CRON_DB:-contrib_regression}"
+    -o "confluence_fdw.database_name=${CFDW_QUEUE_DB:-${CFDW_CRON_DB:-contrib_regression}}"
     -o "cron.use_background_workers=on"
     -o "max_worker_processes=16"
     -o "log_min_messages=${CFDW_LOG_MIN_MESSAGES:-debug5}"

@@ -338,6 +338,8 @@ class State:
                 return 201, [("Location", loc)], self.content_out(obj, base)
             if method == "GET" and coll == "spaces":
                 return 200, [], SPACES_BODY
+            if method == "GET" and coll in CONTENT:
+                return 200, [], self.list_content(coll, query, base)
         elif len(parts) == 2 and (parts[0] in CONTENT or parts[0] in COMMENTS) and parts[1]:
             coll, oid = parts
             if not (oid.isascii() and oid.isdigit()):
@@ -364,6 +366,23 @@ class State:
                     obj = self.update_comment(coll, oid, data)
                 return 200, [], self.content_out(obj, base)
         raise not_found()
+
+    def list_content(self, coll, query, base):
+        """GET /pages or /blogposts with Confluence's filters space-id, title
+        (exact) and status (a comma list; default current), in id order, as
+        one page of results with no next link."""
+        qs = urllib.parse.parse_qs(query)
+        spaces = set(",".join(qs.get("space-id", [])).split(",")) - {""}
+        title = qs.get("title", [None])[0]
+        statuses = set(",".join(qs.get("status", ["current"])).split(","))
+        with self.lock:
+            objs = [o for o in self.store[coll].values()
+                    if (not spaces or o.get("spaceId") in spaces)
+                    and (title is None or o.get("title") == title)
+                    and o.get("status") in statuses]
+        objs.sort(key=lambda o: int(o["id"]))
+        results = [dict(o, _links=dict(o["_links"])) for o in objs[:250]]
+        return dumps({"results": results, "_links": {"base": base}}).encode()
 
     def echo(self, method, path, query, ctype, raw, parsed):
         """/wiki/echo/...: any method and body is accepted and described back,

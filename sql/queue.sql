@@ -1,0 +1,185 @@
+--
+-- delivery 'queue': an INSERT writes its request into confluence_fdw.queue
+-- in the user's transaction; the worker sends it after COMMIT.  A rollback
+-- sends nothing.  (The cluster runs with shared_preload_libraries =
+-- confluence_fdw and confluence_fdw.database_name = contrib_regression.)
+--
+\getenv standin_url STANDIN_URL
+\getenv cfdw_user CFDW_USER
+\getenv cfdw_token CFDW_TOKEN
+
+CREATE SERVER q_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url', max_retry_wait_ms '2000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER q_srv
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE SCHEMA q;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages, footer_comments) FROM SERVER q_srv INTO q;
+ALTER FOREIGN TABLE q.pages OPTIONS (ADD delivery 'queue');
+ALTER FOREIGN TABLE q.pages ADD COLUMN queue_id bigint OPTIONS (response_field '$queue_id');
+ALTER FOREIGN TABLE q.pages ADD COLUMN source_id int OPTIONS (send 'false');
+
+CREATE FUNCTION q_titles() RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT r->'body_json'->>'title' FROM standin_requests() r
+   WHERE r->>'method' = 'POST' ORDER BY (r->>'seq')::int $$;
+CREATE FUNCTION q_rows(OUT title text, OUT state text, OUT http_status int,
+                       OUT has_remote_id boolean, OUT context jsonb, OUT error text)
+RETURNS SETOF record LANGUAGE sql AS $$
+  SELECT body::jsonb->>'title', state, http_status, remote_id IS NOT NULL, context,
+         standin_masked(error)
+    FROM confluence_fdw.queue ORDER BY id $$;
+
+-- The worker runs (it connects once pg_regress has made the database).
+DO $$
+BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT count(*) AS workers FROM pg_stat_activity
+ WHERE backend_type = 'confluence_fdw worker' AND datname = current_database();
+
+--
+-- 1. A rolled back transaction sends nothing; a committed one is sent.
+--
+SELECT standin_reset();
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q rolled back', '<p>x</p>');
+SELECT count(*) AS queued_in_xact FROM confluence_fdw.queue;
+ROLLBACK;
+SELECT count(*) AS queued_after_rollback FROM confluence_fdw.queue;
+
+-- RETURNING gives the queue id; response columns are NULL (nothing was
+-- answered yet); send 'false' columns are kept as the row's context.
+BEGIN;
+INSERT INTO q.pages (space_id, title, body, source_id)
+  VALUES ('98306', 'Q one', '<p>1</p>', 41), ('98306', 'Q two', '<p>2</p>', 42)
+  RETURNING title, queue_id IS NOT NULL AS has_queue_id, id, http_status;
+-- nothing is sent before COMMIT
+SELECT pg_sleep(0.3);
+SELECT count(*) AS requests_before_commit FROM standin_requests();
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_titles();
+SELECT * FROM q_rows();
+
+-- A savepoint rolled back takes its rows with it.
+SELECT standin_reset();
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q kept', '<p>k</p>');
+SAVEPOINT s;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q undone', '<p>u</p>');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_titles();
+
+--
+-- 2. A trigger on a local table publishes only what commits.
+--
+CREATE TABLE incidents (id int PRIMARY KEY, summary text);
+CREATE FUNCTION incident_page() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO q.pages (space_id, title, body, source_id)
+    VALUES ('98306', 'Incident ' || NEW.id, '<p>' || NEW.summary || '</p>', NEW.id);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER incident_page AFTER INSERT ON incidents
+  FOR EACH ROW EXECUTE FUNCTION incident_page();
+SELECT standin_reset();
+BEGIN;
+INSERT INTO incidents VALUES (1, 'rolled back');
+ROLLBACK;
+INSERT INTO incidents VALUES (2, 'committed');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_titles();
+
+--
+-- 3. Outcomes: a refusal is dead, a rate limit waits and goes through.
+--
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+-- a duplicate title: Confluence refuses the second page for good
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>first</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>again</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT title, state, http_status, error FROM q_rows();
+-- requeue puts it back; it is refused again
+SELECT confluence_fdw.requeue(id) FROM confluence_fdw.queue WHERE state = 'dead';
+SELECT confluence_fdw.requeue(id) AS requeue_done_row FROM confluence_fdw.queue WHERE state = 'done';
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT state, attempts FROM confluence_fdw.queue ORDER BY id;
+
+-- 429 with Retry-After: retried by the worker, then done
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "1"}}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q after 429', '<p>r</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT title, state, http_status FROM q_rows();
+SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
+
+-- The shared rate limit remembers the 429.
+SELECT server_name, recent_429s FROM confluence_fdw.rate_limits WHERE server_name = 'q_srv';
+
+--
+-- 4. Bad input: checks before queueing are the immediate path's errors,
+-- and nothing is queued.
+--
+TRUNCATE confluence_fdw.queue;
+INSERT INTO q.pages (space_id, body) VALUES ('98306', '<p>no title</p>');
+SELECT count(*) AS queued FROM confluence_fdw.queue;
+-- a queue table cannot batch
+ALTER FOREIGN TABLE q.pages OPTIONS (ADD batch_mode 'true');
+ALTER FOREIGN TABLE q.pages OPTIONS (SET delivery 'later');
+-- a queued row whose user mapping was dropped before it was sent is dead,
+-- with the reason
+CREATE ROLE q_user LOGIN;
+GRANT USAGE ON FOREIGN SERVER q_srv TO q_user;
+GRANT USAGE ON SCHEMA q TO q_user;
+GRANT INSERT, SELECT ON q.pages TO q_user;
+CREATE USER MAPPING FOR q_user SERVER q_srv
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+SET ROLE q_user;
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q orphan', '<p>o</p>');
+-- the role sees its own queue rows only
+SELECT body::jsonb->>'title' AS title, state FROM confluence_fdw.queue;
+RESET ROLE;
+DROP USER MAPPING FOR q_user SERVER q_srv;
+SET ROLE q_user;
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT body::jsonb->>'title' AS title, state, error FROM confluence_fdw.queue;
+-- nobody may write the queue by hand
+INSERT INTO confluence_fdw.queue (enqueued_by, server_name, table_name, method, url)
+  VALUES ('q_user', 'q_srv', 'q.pages', 'POST', 'https://example.com/');
+UPDATE confluence_fdw.queue SET state = 'pending';
+-- nor requeue another role's row
+RESET ROLE;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>dup</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>dup again</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT id AS dead_id FROM confluence_fdw.queue
+ WHERE state = 'dead' AND enqueued_by = current_user::text::regrole \gset
+SET ROLE q_user;
+SELECT confluence_fdw.requeue(:dead_id) AS other_role;
+SELECT count(*) AS visible_to_q_user FROM confluence_fdw.queue;
+SELECT confluence_fdw.requeue(id) AS own_row FROM confluence_fdw.queue;
+RESET ROLE;
+SELECT count(*) AS rows_of_everyone FROM confluence_fdw.queue;
+
+-- No credential anywhere in the queue.
+SELECT shows_no_secret(q::text) AS queue_has_no_secret FROM confluence_fdw.queue q;
+
+REVOKE ALL ON SCHEMA q FROM q_user;
+REVOKE ALL ON FOREIGN SERVER q_srv FROM q_user;
+DROP TABLE incidents;
+DROP FUNCTION incident_page();
+DROP SCHEMA q CASCADE;
+DROP USER MAPPING FOR CURRENT_USER SERVER q_srv;
+DROP SERVER q_srv;
+TRUNCATE confluence_fdw.queue;
+DROP ROLE q_user;
