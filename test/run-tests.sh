@@ -32,6 +32,7 @@
 #   CFDW_SKIP_BUILD=1        skip step 2 (the extension must be installed)
 #   CFDW_FRONT_RUNS="h2 h1"  front runs of step 4b ("" for none)
 #   CFDW_REGRESS="a b"       run only these pg_regress tests (default: the Makefile's REGRESS)
+#   CFDW_SKIP_EXTRAS=1       skip step 6 (for a quick run of a few tests)
 #   CFDW_COPT=...            extra compiler flags for the -Werror build
 #   CFDW_INSTALLCHECK_TIMEOUT  seconds before `make installcheck` is killed (default 2700)
 #   CFDW_LOG_MIN_MESSAGES, CFDW_EXTRA_PG_OPTS, CFDW_STANDIN_TIMEOUT: see test/lib.sh
@@ -72,6 +73,12 @@ EXTRA_AFTER=(
   # 21,500 rows answered 400 with on_error 'return': memory stays flat (~10 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/memory-failures.sh"
   "python3 test/contract/prepare-spec.py --selftest"
+  # delivery 'queue': kill -9 of the worker and an immediate shutdown in
+  # the middle of 500-row deliveries (~25 s), and a failover to a
+  # synchronous standby (~15 s): every row sent once
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-crash.sh"
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-failover.sh"
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/rate-limit.sh"
 )
 # ------------------------------------------------------------------------
 
@@ -333,7 +340,7 @@ done
 stop_all
 
 export CFDW_SERVER_LOG=$RESULTS_DIR/postgresql.log
-if [ ${#EXTRA_AFTER[@]} -gt 0 ]; then
+if [ ${#EXTRA_AFTER[@]} -gt 0 ] && [ "${CFDW_SKIP_EXTRAS:-0}" != 1 ]; then
   step "extra tests"
   run_extras "after" "${EXTRA_AFTER[@]}" || status=1
 fi

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# delivery 'queue' across crashes: no row lost, none sent twice.
+#
+# In a throw-away cluster (shared_preload_libraries = confluence_fdw, the
+# worker serving database postgres) and a stand-in that answers each create
+# after QCRASH_DELAY_MS (100) ms:
+#   1. QCRASH_ROWS (500) pages are queued and committed; once about a fifth
+#      are created, the worker is killed with SIGKILL (the postmaster then
+#      restarts every process, as after any crash);
+#   2. as many again; once about a fifth are created, the whole server is
+#      stopped with pg_ctl stop -m immediate and started again.
+# Then every queue row must be done (or in_doubt, where the stand-in got it
+# but the worker could not know), and the stand-in must have created every
+# title exactly once: a page the worker had sent but not recorded is found
+# again by its title, never posted blindly.
+#
+#   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-crash.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source test/lib.sh
+
+export QCRASH_ROWS=${QCRASH_ROWS:-500} QCRASH_DELAY_MS=${QCRASH_DELAY_MS:-100}
+[ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
+if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
+  PG_CONFIG=$(cfdw_pg_config)
+  make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+fi
+
+work=$(mktemp -d /tmp/cfdw-qcrash.XXXXXX)
+chmod 755 "$work"
+trap 'cfdw_stop_standin; rm -rf "$work"' EXIT
+unset STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY STANDIN_TLS_URL
+cfdw_gen_credentials
+cfdw_start_standin "$work"
+export QCRASH_WORK=$work CFDW_PG_VERSION
+
+# Inside the cluster: queue, crash, restart, check.
+cat >"$work/inside.sh" <<'INSIDE'
+set -euo pipefail
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At -d postgres "$@"; }
+created() {  # pages the stand-in has
+  curl -fsS --max-time 10 "$STANDIN_URL/_standin/stats" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["pages"])'
+}
+wait_created() {  # wait_created N: until the stand-in has N pages (60 s)
+  local i
+  for i in $(seq 600); do
+    [ "$(created)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  echo "the stand-in did not reach $1 pages"; return 1
+}
+wait_up() {
+  local i
+  for i in $(seq 300); do
+    psql_q -c 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "the server did not come back"; return 1
+}
+queue() {  # queue PREFIX: QCRASH_ROWS pages, committed
+  psql_q -c "INSERT INTO q.pages (space_id, title, body)
+             SELECT '98306', '$1 ' || g, '<p>' || g || '</p>' FROM generate_series(1, $QCRASH_ROWS) g"
+}
+curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/fault" -d \
+  "{\"kind\": \"delay\", \"delay_ms\": $QCRASH_DELAY_MS, \"method\": \"POST\", \"times\": -1}" >/dev/null
+psql_q <<SQL
+CREATE EXTENSION confluence_fdw;
+CREATE SERVER s FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url '$STANDIN_URL', max_concurrency '4');
+CREATE USER MAPPING FOR CURRENT_USER SERVER s
+  OPTIONS (username '$CFDW_USER', api_token '$CFDW_TOKEN');
+CREATE SCHEMA q;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER s INTO q;
+ALTER FOREIGN TABLE q.pages OPTIONS (ADD delivery 'queue');
+SQL
+
+# 1. kill -9 of the worker mid-delivery
+queue kill
+wait_created $((QCRASH_ROWS / 5))
+pid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker'")
+[ -n "$pid" ] || { echo "no worker"; exit 1; }
+echo "queue-crash: killing the worker (pid $pid) with $(created) of $QCRASH_ROWS pages created"
+kill -9 "$pid"
+sleep 1
+wait_up
+left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
+echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
+
+# 2. immediate shutdown of the whole server mid-delivery
+queue stop
+wait_created $((QCRASH_ROWS + QCRASH_ROWS / 5))
+echo "queue-crash: stopping the server (immediate) with $(created) pages"
+pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m immediate
+pg_ctlcluster "$CFDW_PG_VERSION" regress start
+wait_up
+left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
+echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
+psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QCRASH_WORK/states.txt"
+psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done' AND remote_id IS NULL" >"$QCRASH_WORK/done_without_id.txt"
+INSIDE
+
+# shellcheck disable=SC2016
+CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
+  cfdw_pg_virtualenv bash "$work/inside.sh"
+
+rc=0
+echo "queue-crash: queue states: $(tr '\n' ' ' <"$work/states.txt")"
+curl -fsS --max-time 10 "$STANDIN_URL/_standin/requests" >"$work/requests.jsonl"
+python3 - "$work/requests.jsonl" "$QCRASH_ROWS" <<'PY' || rc=1
+import collections, json, sys
+rows = int(sys.argv[2])
+created = collections.Counter()
+posts = collections.Counter()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("method") != "POST" or not r.get("path", "").endswith("/pages"):
+        continue
+    title = (r.get("body_json") or {}).get("title")
+    posts[title] += 1
+    if 200 <= (r.get("status") or 0) < 300:
+        created[title] += 1
+want = {f"{p} {i}" for p in ("kill", "stop") for i in range(1, rows + 1)}
+twice = sorted(t for t, n in created.items() if n > 1)
+missing = sorted(want - set(created))
+resent = sum(1 for t, n in posts.items() if n > 1)
+print(f"queue-crash: {len(created)} titles created, {sum(posts.values())} POSTs, {resent} titles posted more than once (refused as duplicates or never processed)")
+if twice:
+    print(f"  FAILED: created twice: {twice[:5]}")
+if missing:
+    print(f"  FAILED: never created: {len(missing)}, e.g. {missing[:5]}")
+sys.exit(1 if twice or missing else 0)
+PY
+bad=$(grep -Ev '^(done|in_doubt)\|' "$work/states.txt" || true)
+[ -z "$bad" ] || { echo "  FAILED: rows not settled: $bad"; rc=1; }
+[ "$(cat "$work/done_without_id.txt")" = 0 ] || { echo "  FAILED: done rows without a remote id"; rc=1; }
+[ $rc = 0 ] && echo "queue-crash passed"
+exit $rc

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# One rate limit per server, shared by every session (DESIGN §8).
+#
+# With shared_preload_libraries = confluence_fdw: session A's first request
+# is answered 429 with Retry-After: 3.  Session B, which starts its INSERT
+# half a second later, must not reach the stand-in until A's pause is over
+# (the stand-in's log shows no request from anyone in that window), the view
+# confluence_fdw.rate_limits shows the pause meanwhile, and a session with
+# statement_timeout 500ms that waits in the pause is cancelled at once.
+# Without the preload, B is not held back (each backend waits only for its
+# own rate-limited request).
+#
+#   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/rate-limit.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source test/lib.sh
+
+[ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
+if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
+  PG_CONFIG=$(cfdw_pg_config)
+  make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+  make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+fi
+
+work=$(mktemp -d /tmp/cfdw-ratelimit.XXXXXX)
+chmod 777 "$work"
+trap 'cfdw_stop_standin; rm -rf "$work"' EXIT
+unset STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY STANDIN_TLS_URL
+cfdw_gen_credentials
+cfdw_start_standin "$work"
+export RL_WORK=$work
+
+cat >"$work/inside.sh" <<'INSIDE'
+set -euo pipefail
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At -d postgres "$@"; }
+curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/reset" >/dev/null
+psql_q <<SQL
+CREATE EXTENSION confluence_fdw;
+CREATE SERVER s FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url '$STANDIN_URL', max_retry_wait_ms '10000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER s
+  OPTIONS (username '$CFDW_USER', api_token '$CFDW_TOKEN');
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER s INTO public;
+SQL
+curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/fault" \
+  -d '{"kind": "status", "status": 429, "headers": {"Retry-After": "3"}}' >/dev/null
+psql_q -c "INSERT INTO pages (space_id, title) VALUES ('98306', 'session A') RETURNING title" >"$RL_WORK/a.out" 2>&1 &
+a=$!
+sleep 0.5
+psql_q -c "INSERT INTO pages (space_id, title) VALUES ('98306', 'session B') RETURNING title" >"$RL_WORK/b.out" 2>&1 &
+b=$!
+sleep 0.5
+psql_q -c "SELECT coalesce(bool_and(paused_until > now()), false) FROM confluence_fdw.rate_limits" >"$RL_WORK/view.out"
+start=$(date +%s%N)
+psql_q -c "SET statement_timeout = '500ms'" \
+       -c "INSERT INTO pages (space_id, title) VALUES ('98306', 'session C')" >"$RL_WORK/c.out" 2>&1 || true
+echo $(( ($(date +%s%N) - start) / 1000000 )) >"$RL_WORK/c.ms"
+wait $a $b
+INSIDE
+
+check() {  # check LABEL HELD: HELD=1 when B must wait for A's pause
+  local label=$1 held=$2
+  curl -fsS --max-time 10 "$STANDIN_URL/_standin/requests" >"$work/requests.jsonl"
+  python3 - "$work/requests.jsonl" "$held" "$label" <<'PY'
+import json, sys
+held, label = sys.argv[2] == "1", sys.argv[3]
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+posts = [r for r in reqs if r["method"] == "POST"]
+t429 = next(r["t"] for r in posts if r["status"] == 429)
+after = [(round(r["t"] - t429, 2), r["body_json"]["title"], r["status"]) for r in posts if r["t"] > t429]
+print(f"rate-limit ({label}): requests after the 429, seconds later: {after}")
+early = [a for a in after if a[0] < 2.9]
+b = [a for a in after if a[1] == "session B"]
+if held and early:
+    sys.exit(f"  FAILED: requests within the pause: {early}")
+if not held and not (b and b[0][0] < 2.9):
+    sys.exit("  FAILED: without the preload, session B waited for session A's pause")
+if held and any(a[1] == "session C" for a in after):
+    sys.exit("  FAILED: the cancelled session's request was sent")
+PY
+}
+
+rc=0
+# shellcheck disable=SC2016
+CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
+  cfdw_pg_virtualenv bash "$work/inside.sh"
+check shared 1 || rc=1
+[ "$(cat "$work/view.out")" = t ] || { echo "  FAILED: rate_limits did not show the pause: $(cat "$work/view.out")"; rc=1; }
+grep -q 'statement timeout' "$work/c.out" || { echo "  FAILED: session C: $(cat "$work/c.out")"; rc=1; }
+ms=$(cat "$work/c.ms")
+echo "rate-limit: session C (statement_timeout 500ms) ended after $ms ms of a 3 s pause"
+[ "$ms" -lt 1500 ] || { echo "  FAILED: the cancel did not act at once"; rc=1; }
+[ "$(cat "$work/a.out")" = "session A" ] && [ "$(cat "$work/b.out")" = "session B" ] ||
+  { echo "  FAILED: sessions A and B: $(cat "$work/a.out" "$work/b.out")"; rc=1; }
+
+# The same without the preload: per-backend, as before.
+CFDW_PRELOAD=pg_cron CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
+  cfdw_pg_virtualenv bash "$work/inside.sh"
+check per-backend 0 || rc=1
+[ $rc = 0 ] && echo "rate-limit passed"
+exit $rc
