@@ -31,7 +31,9 @@
 #
 # Then bench/front.sh: the first request of a session, pipelined rows over
 # HTTP/2 and HTTP/1.1 and one-at-a-time rows, through TLS by a host name,
-# against curl (bench/results/front.txt).
+# against curl (bench/results/front.txt).  Then bench/queue.sh: delivery
+# 'queue' from COMMIT to done against the immediate pipeline and curl, the
+# cost of enqueueing, and the worker's memory (bench/results/queue.txt).
 #
 # Prints the throughput table (with a diagnostics part: CPU and run-queue
 # time per row of the backend, curl and nginx), the memory table and
@@ -763,6 +765,9 @@ main() {
   # the same kinds of rows through a TLS front by host name (HTTP/2, HTTP/1.1)
   echo
   BENCH_SKIP_INSTALL=1 bash bench/front.sh
+  # delivery 'queue' against the immediate pipeline, enqueueing, the worker's memory
+  echo
+  CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/queue.sh
 }
 
 if [ "${1:-}" = --inside ]; then
