@@ -171,6 +171,25 @@ SELECT confluence_fdw.requeue(id) AS own_row FROM confluence_fdw.queue;
 RESET ROLE;
 SELECT count(*) AS rows_of_everyone FROM confluence_fdw.queue;
 
+-- The worker resolves the user mapping when it sends: a token rotated after
+-- the rows were queued applies to them, and a connection made with the old
+-- token is not reused.
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q before rotation', '<p>1</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q revoked token', '<p>2</p>');
+ALTER USER MAPPING FOR CURRENT_USER SERVER q_srv OPTIONS (SET api_token 'revoked-token');
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q rotated token', '<p>3</p>');
+ALTER USER MAPPING FOR CURRENT_USER SERVER q_srv OPTIONS (SET api_token :'cfdw_token');
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT title, state, http_status FROM q_rows();
+
 -- No credential anywhere in the queue.
 SELECT shows_no_secret(q::text) AS queue_has_no_secret FROM confluence_fdw.queue q;
 
@@ -183,3 +202,19 @@ DROP USER MAPPING FOR CURRENT_USER SERVER q_srv;
 DROP SERVER q_srv;
 TRUNCATE confluence_fdw.queue;
 DROP ROLE q_user;
+
+-- A queue table in a database the worker does not serve is refused before
+-- anything is queued, naming the setting.
+CREATE DATABASE q_other;
+\c q_other
+CREATE EXTENSION confluence_fdw;
+CREATE SERVER q_srv FOREIGN DATA WRAPPER confluence_fdw
+  OPTIONS (base_url :'standin_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER q_srv
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER q_srv INTO public;
+ALTER FOREIGN TABLE pages OPTIONS (ADD delivery 'queue');
+INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Q elsewhere', '<p>e</p>');
+SELECT count(*) AS queued_elsewhere FROM confluence_fdw.queue;
+\c contrib_regression
+DROP DATABASE q_other;

@@ -8,7 +8,8 @@
 # confluence_fdw.rate_limits shows the pause meanwhile, and a session with
 # statement_timeout 500ms that waits in the pause is cancelled at once.
 # Without the preload, B is not held back (each backend waits only for its
-# own rate-limited request).
+# own rate-limited request), and a delivery 'queue' table is refused with
+# SQLSTATE 55000 naming shared_preload_libraries.
 #
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/rate-limit.sh
 set -euo pipefail
@@ -57,6 +58,12 @@ psql_q -c "SET statement_timeout = '500ms'" \
        -c "INSERT INTO pages (space_id, title) VALUES ('98306', 'session C')" >"$RL_WORK/c.out" 2>&1 || true
 echo $(( ($(date +%s%N) - start) / 1000000 )) >"$RL_WORK/c.ms"
 wait $a $b
+# a queue table: accepted with the preload, refused (55000) without it
+psql -X -q -d postgres >"$RL_WORK/queue.out" 2>&1 <<'SQL' || true
+\set VERBOSITY verbose
+ALTER FOREIGN TABLE pages OPTIONS (ADD delivery 'queue');
+INSERT INTO pages (space_id, title) VALUES ('98306', 'queued');
+SQL
 INSIDE
 
 check() {  # check LABEL HELD: HELD=1 when B must wait for A's pause
@@ -94,9 +101,13 @@ echo "rate-limit: session C (statement_timeout 500ms) ended after $ms ms of a 3 
 [ "$(cat "$work/a.out")" = "session A" ] && [ "$(cat "$work/b.out")" = "session B" ] ||
   { echo "  FAILED: sessions A and B: $(cat "$work/a.out" "$work/b.out")"; rc=1; }
 
+[ ! -s "$work/queue.out" ] || { echo "  FAILED: a queue table with the preload: $(cat "$work/queue.out")"; rc=1; }
+
 # The same without the preload: per-backend, as before.
 CFDW_PRELOAD=pg_cron CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
   cfdw_pg_virtualenv bash "$work/inside.sh"
 check per-backend 0 || rc=1
+grep -q "ERROR:  55000: .*needs confluence_fdw in shared_preload_libraries" "$work/queue.out" ||
+  { echo "  FAILED: a queue table without the preload: $(cat "$work/queue.out")"; rc=1; }
 [ $rc = 0 ] && echo "rate-limit passed"
 exit $rc
