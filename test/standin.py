@@ -26,7 +26,9 @@ Control API (plain HTTP, no auth) on every listener:
                                               reply has the stats from just before
                                               ("rate": p applies it to each matching
                                               request with probability p; with
-                                              "times": -1 it never runs out)
+                                              "times": -1 it never runs out; "skip": n
+                                              lets the first n matching requests
+                                              through before it applies)
     POST /_standin/credentials                replace the accepted credentials
 
 Python standard library only.  Secrets never reach stdout, stderr or the log.
@@ -81,7 +83,8 @@ COMMENTS = ("footer-comments", "inline-comments")
 FAULT_KINDS = {"status", "delay", "drop_before_body", "drop_after_body", "drop_after_process",
                "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body"}
 FAULT_KEYS = {"kind", "match", "method", "times", "server", "status", "headers", "body",
-              "content_type", "delay_ms", "bytes", "location", "interval_ms", "process", "rate"}
+              "content_type", "delay_ms", "bytes", "location", "interval_ms", "process", "rate",
+              "skip"}
 LISTENERS = ("main", "second", "tls")
 
 
@@ -204,6 +207,7 @@ def parse_fault(obj):
     f.setdefault("times", 1)
     f.setdefault("server", "main")
     f.setdefault("rate", 1)
+    f.setdefault("skip", 0)
 
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
@@ -217,6 +221,7 @@ def parse_fault(obj):
         (f["server"] in LISTENERS + ("any",), 'server must be "main", "second", "tls" or "any"'),
         (isinstance(f["rate"], (int, float)) and not isinstance(f["rate"], bool) and 0 < f["rate"] <= 1,
          "rate must be a probability, 0 < rate <= 1"),
+        (is_int(f["skip"]) and f["skip"] >= 0, "skip must be an integer >= 0"),
         ("status" not in f or (is_int(f["status"]) and 100 <= f["status"] <= 599), "status must be an HTTP status"),
         (f["kind"] != "status" or "status" in f, 'kind "status" needs "status"'),
         (isinstance(f.get("headers", {}), dict), "headers must be an object"),
@@ -308,6 +313,9 @@ class State:
             for i, f in enumerate(self.faults):
                 if (f["server"] in (server, "any") and (f["method"] in (None, method))
                         and path.startswith(f["match"])):
+                    if f["skip"] > 0:
+                        f["skip"] -= 1
+                        continue   # let through; a later fault may still apply
                     if f["rate"] < 1 and self.rng.random() >= f["rate"]:
                         continue   # not this time; a later fault may still apply
                     self.counters[server].faulted += 1

@@ -444,6 +444,31 @@ class StandinTest(unittest.TestCase):
         self.fault(kind="status", status=500, rate=1)
         self.assertEqual(self.page("u")[0], 500)
 
+    def test_fault_skip(self):
+        for bad in (-1, 1.5, True, "2"):
+            st, _, _ = self.req("POST", "/_standin/fault", {"kind": "status", "status": 429, "skip": bad})
+            self.assertEqual(st, 400, bad)
+        # the 5th GET of the pages list gets 429; other methods and paths do not count
+        self.fault(kind="status", status=429, match="/wiki/api/v2/pages", method="GET", skip=4)
+        self.assertEqual(self.page("made")[0], 200)                  # POST: not matched
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 200)   # other path
+        got = [self.req("GET", "/wiki/api/v2/pages?limit=%d" % i)[0] for i in range(1, 7)]
+        self.assertEqual(got, [200, 200, 200, 200, 429, 200])
+        recs = self.log()
+        self.assertEqual([(r["method"], r["query"], r["fault"]) for r in recs[2:]],
+                         [("GET", "limit=%d" % i, "status" if i == 5 else None) for i in range(1, 7)])
+        # pending faults show how many requests they still let through
+        self.fault(kind="status", status=503, skip=2, times=2)
+        self.assertEqual(json.loads(self.ctl("GET", "/_standin/faults"))[0]["skip"], 2)
+        self.req("GET", "/wiki/api/v2/spaces")
+        self.assertEqual(json.loads(self.ctl("GET", "/_standin/faults"))[0]["skip"], 1)
+        got = [self.req("GET", "/wiki/api/v2/spaces")[0] for _ in range(4)]
+        self.assertEqual(got, [200, 503, 503, 200])
+        # a skipped request can still meet a later fault
+        self.fault(kind="status", status=500, skip=1)
+        self.fault(kind="status", status=502)
+        self.assertEqual([self.req("GET", "/wiki/api/v2/spaces")[0] for _ in range(3)], [502, 500, 200])
+
     def test_fault_redirect_and_slow(self):
         loc = "http://127.0.0.1:%d/wiki/api/v2/pages" % self.port2
         self.fault(kind="redirect", location=loc)
