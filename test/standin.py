@@ -6,6 +6,49 @@ It answers the endpoints the FDW uses the way Confluence Cloud does (string ids,
 title, 409 for a stale version, 401 for bad credentials, the {"errors": [...]}
 body), records every request, counts TCP connections, and fails on demand.
 
+Confluence endpoints (under /wiki/api/v2; ids are strings of digits, and
+every object gets its id from one counter, so ids grow with creation):
+    POST   /pages /blogposts                  create (200); /footer-comments
+           /inline-comments                   create (201 + Location)
+    GET    /pages /blogposts                  list: id, space-id (comma list or
+                                              repeated), title (exact), status
+                                              (default current,archived for pages,
+                                              current for blog posts), body-format
+    GET    /spaces                            list: ids, keys, type, status; the
+                                              space 98306 "SP" is always there
+    GET    /footer-comments /inline-comments  list: body-format, status (default
+           /pages/{id}/footer-comments        current); those of one page or blog
+           /pages/{id}/inline-comments        post are 404 when it does not exist
+           /blogposts/{id}/footer-comments
+           /blogposts/{id}/inline-comments
+    GET    /pages/{id} /blogposts/{id} /footer-comments/{id} /inline-comments/{id}
+           /spaces/{id}                       one object (any status; ?status= to
+                                              filter), 404 when missing
+    PUT    /pages/{id} /blogposts/{id}        version.number must be current + 1
+                                              (else 409); a trashed one is restored
+                                              by status "current" (only the status
+                                              changes)
+    PUT    /footer-comments/{id} /inline-comments/{id}
+    DELETE /pages/{id} /blogposts/{id}        204: a current one goes to the trash
+                                              (its title is free again); a trashed
+                                              one is 404, or removed with
+                                              ?purge=true; a draft is 404, or
+                                              removed with ?draft=true
+    DELETE /footer-comments/{id} /inline-comments/{id}   204, removed for good
+Every list takes limit (1..250, default 25; else 400), cursor (opaque; a bad
+one is 400) and sort (id or -id; other values give id order), answers in id
+order {"results": [...], "_links": {"next": ..., "base": ...}}, and, only when
+more items follow, has _links.next (the request's path and query with
+cursor=<next> in place of any cursor) and the header
+    Link: <that next>; rel="next", <base>; rel="base"
+A cursor continues after the last id returned, whatever was created or
+deleted in between.  Bodies, as in Confluence: without body-format an answer
+has "body": {}; with it, {"<format>": {"representation": "<format>", "value":
+...}} (lists take storage and atlas_doc_format, one object also view and the
+other single-object formats).  The value is the one stored, not converted.
+Create and update answers carry the body as sent.  /wiki/echo/... describes
+any request back (see State.echo).
+
     python3 test/standin.py --port 0 --port-file DIR/standin.port \
         [--extra-port-file DIR/standin2.port] [--credentials creds.json] \
         [--tls-cert C --tls-key K [--tls-port-file DIR/standin_tls.port]]
@@ -19,17 +62,31 @@ Control API (plain HTTP, no auth) on every listener:
     GET  /_standin/health                     "ok"
     GET  /_standin/requests[?since=N][&server=second|tls|all][&stats=1]   JSON Lines
                                               (stats=1: a last line {"stats": {...}})
-    GET  /_standin/stats                      one JSON object
+    GET  /_standin/stats                      one JSON object ("pages" and
+                                              "blogposts" count trashed ones too)
     GET  /_standin/faults                     the queued faults, as JSON
-    POST /_standin/reset                      forget requests, objects, faults
+    POST /_standin/reset                      forget requests, objects, spaces
+                                              (but SP), faults
     POST /_standin/fault                      queue one fault object or a list; the
                                               reply has the stats from just before
                                               ("rate": p applies it to each matching
                                               request with probability p; with
                                               "times": -1 it never runs out; "skip": n
                                               lets the first n matching requests
-                                              through before it applies)
+                                              through before it applies; "match"
+                                              is a prefix of the path, the query
+                                              is not matched; "method" is exact)
     POST /_standin/credentials                replace the accepted credentials
+    POST /_standin/seed                       create objects straight in the store:
+        {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
+         "title_prefix": "Seed ", "body": "<p>x</p>" (storage; null: none),
+         "status": "current"|"draft"|"trashed"}      titles prefix + 1..N
+        {"collection": "footer-comments"|"inline-comments", "count": N,
+         "pageId"|"blogPostId": "...", "body": ...}
+            -> {"created": N, "first_id": "...", "last_id": "..."} (ids in a row)
+        {"collection": "spaces", "spaces": [{"id": "...", "key": "...", "name",
+         "type", "status", "homepageId", ...}, ...]}  (same id: replaced)
+            -> {"created": n, "ids": [...]}
 
 Python standard library only.  Secrets never reach stdout, stderr or the log.
 """
@@ -37,6 +94,7 @@ Python standard library only.  Secrets never reach stdout, stderr or the log.
 import argparse
 import base64
 import binascii
+import bisect
 import email.utils
 import http.server
 import json
@@ -64,9 +122,18 @@ MISSING_ID = "404404"                  # container id that always answers 404
 REPRESENTATIONS = ("storage", "atlas_doc_format", "wiki")
 FOOTER_CONTAINERS = ("pageId", "blogPostId", "parentCommentId", "attachmentId", "customContentId")
 INLINE_CONTAINERS = ("pageId", "blogPostId", "parentCommentId")
-SPACES_BODY = json.dumps({"results": [{"id": "98306", "key": "SP", "name": "Stand-in space",
-                                       "type": "global", "status": "current"}],
-                          "_links": {}}, separators=(",", ":")).encode()
+DEFAULT_SPACE = {"id": "98306", "key": "SP", "name": "Stand-in space", "type": "global",
+                 "status": "current", "homepageId": DEFAULT_PARENT}
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 25, 250
+LIST_BODY_FORMATS = ("storage", "atlas_doc_format")
+SINGLE_BODY_FORMATS = ("storage", "atlas_doc_format", "view", "export_view", "anonymous_export_view",
+                       "styled_view", "editor")
+# Default statuses of the list endpoints (Confluence's, per the spec).
+LIST_STATUS_DEFAULT = {"pages": {"current", "archived"}, "blogposts": {"current"},
+                       "footer-comments": {"current"}, "inline-comments": {"current"}}
+SPACE_TYPES = ("global", "collaboration", "knowledge_base", "personal", "system", "onboarding",
+               "xflow_sample_space")
+SEED_MAX = 1000000
 JSON = "application/json"
 
 # Per collection: the body keys Confluence accepts on create and on update.
@@ -276,6 +343,15 @@ class State:
         self.faults = []
         self.store = {"pages": {}, "blogposts": {}, "footer-comments": {}, "inline-comments": {}}
         self.titles = {}  # (collection, spaceId, title) -> id, current objects only
+        # Indexes for the list endpoints, kept in step with the store by
+        # insert/replace/remove, so that a page of a list costs a bisect and
+        # the items on it, not a sort of the store:
+        self.order = {c: [] for c in self.store}        # int ids, ascending
+        self.by_title = {c: {} for c in CONTENT}        # title -> {int ids}, any status
+        self.by_container = {c: {} for c in COMMENTS}   # (key, id) -> [int ids], ascending
+        self.spaces = {}                                # id -> space
+        self.space_order = []                           # int ids, ascending
+        self.add_space(make_space(DEFAULT_SPACE))
 
     def reset(self):
         with self.lock:
@@ -283,9 +359,13 @@ class State:
                 c.clear()
             self.epoch += 1
             self.faults.clear()
-            for d in self.store.values():
-                d.clear()
+            for index in (self.store, self.order, self.by_title, self.by_container):
+                for d in index.values():
+                    d.clear()
             self.titles.clear()
+            self.spaces.clear()
+            self.space_order.clear()
+            self.add_space(make_space(DEFAULT_SPACE))
 
     def stats(self):
         """The counters, as GET /_standin/stats shows them.  Caller holds the lock."""
@@ -294,6 +374,7 @@ class State:
                 "open_connections": c.open_connections,
                 "pages": len(self.store["pages"]), "blogposts": len(self.store["blogposts"]),
                 "comments": len(self.store["footer-comments"]) + len(self.store["inline-comments"]),
+                "spaces": len(self.spaces),
                 "faults_pending": len(self.faults), "tcp_accepted": c.tcp_accepted,
                 "tcp_open": c.tcp_open, "tls_failures": c.tls_failures,
                 "second_requests": c2.seq, "next_id": str(self.next_id),
@@ -305,6 +386,69 @@ class State:
         # Caller holds the lock.  Ids are never reused, not even after reset.
         self.next_id += 1
         return str(self.next_id - 1)
+
+    # --- the store and its indexes (caller holds the lock) ---------------------
+
+    def insert(self, coll, obj):
+        oid = obj["id"]
+        n = int(oid)
+        self.store[coll][oid] = obj
+        lst = self.order[coll]
+        if not lst or lst[-1] < n:
+            lst.append(n)      # the usual case: ids grow
+        else:
+            bisect.insort(lst, n)
+        if coll in CONTENT:
+            self.by_title[coll].setdefault(obj["title"], set()).add(n)
+            if obj["status"] == "current":
+                self.titles[(coll, obj["spaceId"], obj["title"])] = oid
+        else:
+            lst = self.by_container[coll].setdefault(container_of(obj), [])
+            if not lst or lst[-1] < n:
+                lst.append(n)
+            else:
+                bisect.insort(lst, n)
+
+    def replace(self, coll, old, new):
+        """Puts new in old's place (same id).  Objects are replaced, never
+        mutated: a reader serialising the old one stays consistent."""
+        self.store[coll][new["id"]] = new
+        if coll in CONTENT:
+            n = int(new["id"])
+            if old["title"] != new["title"]:
+                self.untitle(coll, old["title"], n)
+                self.by_title[coll].setdefault(new["title"], set()).add(n)
+            self.drop_title(coll, old)
+            if new["status"] == "current":
+                self.titles[(coll, new["spaceId"], new["title"])] = new["id"]
+
+    def remove(self, coll, obj):
+        n = int(obj["id"])
+        del self.store[coll][obj["id"]]
+        remove_sorted(self.order[coll], n)
+        if coll in CONTENT:
+            self.untitle(coll, obj["title"], n)
+            self.drop_title(coll, obj)
+        else:
+            key = container_of(obj)
+            lst = self.by_container[coll].get(key)
+            if lst is not None:
+                remove_sorted(lst, n)
+                if not lst:
+                    del self.by_container[coll][key]
+
+    def untitle(self, coll, title, n):
+        ids = self.by_title[coll].get(title)
+        if ids is not None:
+            ids.discard(n)
+            if not ids:
+                del self.by_title[coll][title]
+
+    def add_space(self, space):
+        n = int(space["id"])
+        if space["id"] not in self.spaces:
+            bisect.insort(self.space_order, n)
+        self.spaces[space["id"]] = space
 
     def take_fault(self, server, method, path):
         if not self.faults:
@@ -345,26 +489,41 @@ class State:
                 loc = "%s/api/v2/%s/%s" % (base, coll, obj["id"])
                 return 201, [("Location", loc)], self.content_out(obj, base)
             if method == "GET" and coll == "spaces":
-                return 200, [], SPACES_BODY
+                return self.list_spaces(path, query, base)
             if method == "GET" and coll in CONTENT:
-                return 200, [], self.list_content(coll, query, base)
+                return self.list_content(coll, path, query, base)
+            if method == "GET" and coll in COMMENTS:
+                return self.list_comments(coll, path, query, base)
+        elif len(parts) == 2 and parts[0] == "spaces" and parts[1] and method == "GET":
+            want_path_id(parts[1])
+            with self.lock:
+                space = self.spaces.get(parts[1])
+            if space is None:
+                raise not_found()
+            return 200, [], self.content_out(space, base)
         elif len(parts) == 2 and (parts[0] in CONTENT or parts[0] in COMMENTS) and parts[1]:
             coll, oid = parts
-            if not (oid.isascii() and oid.isdigit()):
-                raise bad("Provided value {%s} for 'id' is not the correct type. Expected type is long" % oid)
+            want_path_id(oid)
+            qs = urllib.parse.parse_qs(query)
             if method == "GET":
+                # As Confluence: the body only with ?body-format=, under that
+                # name (no SQL test reads the body of a single GET).
+                fmt = body_format(qs, SINGLE_BODY_FORMATS)
+                statuses = set(multi(qs, "status"))
                 with self.lock:
                     obj = self.store[coll].get(oid)
-                if obj is None:
+                if obj is None or (statuses and obj["status"] not in statuses):
                     raise not_found()
-                return 200, [], self.content_out(obj, base)
+                return 200, [], self.content_out(dict(obj, body=body_view(obj.get("body"), fmt)), base)
             if method == "DELETE":
                 with self.lock:
-                    obj = self.store[coll].pop(oid, None)
-                    if obj is not None and coll in CONTENT:
-                        self.drop_title(coll, obj)
-                if obj is None:
-                    raise not_found()
+                    obj = self.store[coll].get(oid)
+                    if obj is None:
+                        raise not_found()
+                    if coll in CONTENT:
+                        self.delete_content(coll, obj, qs)
+                    else:
+                        self.remove(coll, obj)   # comments: removed for good
                 return 204, [], b""
             if method == "PUT":
                 data = self.json_body(ctype, raw, parsed)
@@ -373,24 +532,99 @@ class State:
                 else:
                     obj = self.update_comment(coll, oid, data)
                 return 200, [], self.content_out(obj, base)
+        elif len(parts) == 3 and parts[0] in CONTENT and parts[1] and parts[2] in COMMENTS and method == "GET":
+            want_path_id(parts[1])
+            key = "pageId" if parts[0] == "pages" else "blogPostId"
+            return self.list_comments(parts[2], path, query, base, (parts[0], key, parts[1]))
         raise not_found()
 
-    def list_content(self, coll, query, base):
-        """GET /pages or /blogposts with Confluence's filters space-id, title
-        (exact) and status (a comma list; default current), in id order, as
-        one page of results with no next link."""
+    def delete_content(self, coll, obj, qs):
+        """DELETE /pages/{id} or /blogposts/{id}, as Confluence: a current page
+        goes to the trash; ?purge=true removes a trashed one for good (without
+        it a trashed page is 404); ?draft=true removes a draft for good
+        (without it a draft is 404).  Caller holds the lock."""
+        purge, draft = flag(qs, "purge"), flag(qs, "draft")
+        status = obj["status"]
+        if status == "trashed":
+            if not purge:
+                raise not_found()
+            self.remove(coll, obj)
+        elif status == "draft":
+            if not draft:
+                raise not_found()
+            self.remove(coll, obj)
+        elif draft:
+            raise not_found()   # no draft of this page in the stand-in
+        else:
+            # purge=true on a page that is not in the trash: Confluence does
+            # not say; here it only goes to the trash, like without purge.
+            self.replace(coll, obj, dict(obj, status="trashed"))
+
+    # --- lists ------------------------------------------------------------------
+
+    def list_content(self, coll, path, query, base):
+        """GET /pages or /blogposts: id, space-id, title (exact), status,
+        body-format, sort (id or -id), cursor, limit."""
         qs = urllib.parse.parse_qs(query)
-        spaces = set(",".join(qs.get("space-id", [])).split(",")) - {""}
-        title = qs.get("title", [None])[0]
-        statuses = set(",".join(qs.get("status", ["current"])).split(","))
+        limit, after, desc = list_paging(qs, path)
+        fmt = body_format(qs, LIST_BODY_FORMATS)
+        ids = want_ids(qs, "id", 250)
+        spaces = set(want_ids(qs, "space-id", 100))
+        title = qs.get("title", [None])[-1]
+        statuses = set(multi(qs, "status")) or LIST_STATUS_DEFAULT[coll]
+
+        def ok(o):
+            return (o["status"] in statuses and (not spaces or o["spaceId"] in spaces)
+                    and (title is None or o["title"] == title))
         with self.lock:
-            objs = [o for o in self.store[coll].values()
-                    if (not spaces or o.get("spaceId") in spaces)
-                    and (title is None or o.get("title") == title)
-                    and o.get("status") in statuses]
-        objs.sort(key=lambda o: int(o["id"]))
-        results = [dict(o, _links=dict(o["_links"])) for o in objs[:250]]
-        return dumps({"results": results, "_links": {"base": base}}).encode()
+            if ids:
+                cands = sorted({int(i) for i in ids})
+            elif title is not None:
+                cands = sorted(self.by_title[coll].get(title, ()))
+            else:
+                cands = self.order[coll]
+            objs, more = walk(self.store[coll], cands, after, desc, limit, ok)
+        return list_answer(path, query, base, [dict(o, body=body_view(o.get("body"), fmt)) for o in objs],
+                           more, desc)
+
+    def list_comments(self, coll, path, query, base, container=None):
+        """GET /footer-comments, /inline-comments, and those of one page or
+        blog post (container: (collection, key, id); 404 when it does not
+        exist): body-format, status, sort, cursor, limit."""
+        qs = urllib.parse.parse_qs(query)
+        limit, after, desc = list_paging(qs, path)
+        fmt = body_format(qs, LIST_BODY_FORMATS)
+        statuses = set(multi(qs, "status")) or LIST_STATUS_DEFAULT[coll]
+        with self.lock:
+            if container:
+                ccoll, key, cid = container
+                if cid not in self.store[ccoll]:
+                    raise not_found()
+                cands = self.by_container[coll].get((key, cid), [])
+            else:
+                cands = self.order[coll]
+            objs, more = walk(self.store[coll], cands, after, desc, limit,
+                              lambda o: o["status"] in statuses)
+        return list_answer(path, query, base, [dict(o, body=body_view(o.get("body"), fmt)) for o in objs],
+                           more, desc)
+
+    def list_spaces(self, path, query, base):
+        """GET /spaces: ids, keys, type, status, sort (id or -id), cursor, limit."""
+        qs = urllib.parse.parse_qs(query)
+        limit, after, desc = list_paging(qs, path)
+        ids = want_ids(qs, "ids", 250)
+        keys = set(multi(qs, "keys"))
+        if len(keys) > 250:
+            raise bad("At most 250 values may be given for 'keys'")
+        types, statuses = set(multi(qs, "type")), set(multi(qs, "status"))
+
+        def ok(s):
+            return ((not keys or s["key"] in keys) and (not types or s["type"] in types)
+                    and (not statuses or s["status"] in statuses))
+        with self.lock:
+            cands = sorted({int(i) for i in ids}) if ids else self.space_order
+            objs, more = walk(self.spaces, cands, after, desc, limit, ok)
+        return list_answer(path, query, base, objs, more, desc)
 
     def echo(self, method, path, query, ctype, raw, parsed):
         """/wiki/echo/...: any method and body is accepted and described back,
@@ -429,6 +663,14 @@ class State:
         if self.titles.get(key) == obj["id"]:
             del self.titles[key]
 
+    def title_taken(self, coll, space, title, oid=None):
+        """400 when another current object has this title in the space.  Caller holds the lock."""
+        other = self.titles.get((coll, space, title))
+        if other not in (None, oid):
+            article = CONTENT[coll]["article"]
+            raise ApiError(400, "BAD_REQUEST", "%s with this title already exists: %s already exists "
+                           "with the same TITLE in this space" % (article, article))
+
     def create_content(self, coll, data, query):
         spec = CONTENT[coll]
         check_keys(data, spec["create"])
@@ -447,30 +689,12 @@ class State:
             raise bad("'parentId' must not be given for a root-level page")
         created = data.get("createdAt") or now_iso()
         with self.lock:
-            if status == "current" and (coll, space, title) in self.titles:
-                raise ApiError(400, "BAD_REQUEST", "%s with this title already exists: %s already exists "
-                               "with the same TITLE in this space" % (spec["article"], spec["article"]))
-            oid = self.new_id()
-            slug = title_slug(title)
-            tiny = base64.urlsafe_b64encode(int(oid).to_bytes(8, "little").rstrip(b"\0")).rstrip(b"=")
-            if coll == "pages":
-                webui = "/spaces/SP%s/pages/%s/%s" % (space, oid, slug)
-            else:
-                webui = "/spaces/SP%s/blog/%s/%s/%s" % (space, created[:10].replace("-", "/"), oid, slug)
-            obj = {"id": oid, "status": status, "title": title, "spaceId": space}
-            if coll == "pages":
-                obj.update(parentId=None if root_level else (parent or DEFAULT_PARENT),
-                           parentType=None if root_level else "page",
-                           position=len(self.store[coll]))
-            obj.update(authorId=AUTHOR, createdAt=created,
-                       version=version_obj(1, ""), body=body or {},
-                       _links={"webui": webui, "editui": "/pages/resumedraft.action?draftId=" + oid,
-                               "tinyui": "/x/" + tiny.decode()})
-            if coll == "pages":
-                obj.update(ownerId=AUTHOR, lastOwnerId=None)
-            self.store[coll][oid] = obj
             if status == "current":
-                self.titles[(coll, space, title)] = oid
+                self.title_taken(coll, space, title)
+            obj = build_content(coll, self.new_id(), space, status, title, body or {}, created,
+                                None if root_level else (parent or DEFAULT_PARENT),
+                                len(self.store[coll]), version_obj(1, ""))
+            self.insert(coll, obj)
         return obj
 
     def update_content(self, coll, oid, data):
@@ -491,22 +715,25 @@ class State:
                 raise not_found()
             if data.get("spaceId") not in (None, obj["spaceId"]):
                 raise bad("Moving a %s to another space is not supported" % spec["noun"])
+            version = version_obj(number, data["version"].get("message", ""))
+            if obj["status"] == "trashed":
+                # Restoring from the trash: only the status changes.
+                if status != "current":
+                    raise bad("A trashed %s can only be restored, with status current" % spec["noun"])
+                check_version(obj, number, spec["noun"])
+                self.title_taken(coll, obj["spaceId"], obj["title"], oid)
+                new = dict(obj, status="current", version=version)
+                self.replace(coll, obj, new)
+                return new
             check_version(obj, number, spec["noun"])
-            other = self.titles.get((coll, obj["spaceId"], title))
-            if status == "current" and other not in (None, oid):
-                raise ApiError(400, "BAD_REQUEST", "%s with this title already exists: %s already exists "
-                               "with the same TITLE in this space" % (spec["article"], spec["article"]))
-            self.drop_title(coll, obj)
-            links = dict(obj["_links"], webui=obj["_links"]["webui"].rsplit("/", 1)[0] + "/" + title_slug(title))
-            obj = dict(obj, status=status, title=title, body=body, _links=links,
-                       version=version_obj(number, data["version"].get("message", "")))
-            if parent and coll == "pages":
-                obj.update(parentId=parent, parentType="page")
-            # Replaced, not mutated: a reader serialising the old one stays consistent.
-            self.store[coll][oid] = obj
             if status == "current":
-                self.titles[(coll, obj["spaceId"], title)] = oid
-        return obj
+                self.title_taken(coll, obj["spaceId"], title, oid)
+            links = dict(obj["_links"], webui=obj["_links"]["webui"].rsplit("/", 1)[0] + "/" + title_slug(title))
+            new = dict(obj, status=status, title=title, body=body, _links=links, version=version)
+            if parent and coll == "pages":
+                new.update(parentId=parent, parentType="page")
+            self.replace(coll, obj, new)
+        return new
 
     def create_comment(self, coll, data):
         inline = coll == "inline-comments"
@@ -526,28 +753,22 @@ class State:
         if cid == MISSING_ID:
             raise not_found()
         with self.lock:
-            parent = None
-            if key == "pageId":
-                parent = self.store["pages"].get(cid)
-            elif key == "blogPostId":
-                parent = self.store["blogposts"].get(cid)
-            elif key == "parentCommentId":
-                parent = self.store["footer-comments"].get(cid) or self.store["inline-comments"].get(cid)
-            title = parent["title"] if parent else ""
-            if not title.startswith("Re: "):
-                title = "Re: " + title
-            oid = self.new_id()
-            obj = {"id": oid, "status": "current", "title": title, key: cid,
-                   "version": version_obj(1, ""), "body": body,
-                   "_links": {"webui": "/pages/viewpage.action?%s=%s&focusedCommentId=%s#comment-%s"
-                                       % (key, cid, oid, oid)}}
-            if inline:
-                obj.update(resolutionStatus="open", resolutionLastModifierId=None,
-                           resolutionLastModifiedAt=None,
-                           properties={"inlineMarkerRef": "standin-marker-" + oid,
-                                       "inlineOriginalSelection": (props or {}).get("textSelection", "")})
-            self.store[coll][oid] = obj
+            obj = build_comment(coll, self.new_id(), key, cid, self.container_title(key, cid), body,
+                                version_obj(1, ""), props)
+            self.insert(coll, obj)
         return obj
+
+    def container_title(self, key, cid):
+        """The title a comment on this container gets.  Caller holds the lock."""
+        parent = None
+        if key == "pageId":
+            parent = self.store["pages"].get(cid)
+        elif key == "blogPostId":
+            parent = self.store["blogposts"].get(cid)
+        elif key == "parentCommentId":
+            parent = self.store["footer-comments"].get(cid) or self.store["inline-comments"].get(cid)
+        title = parent["title"] if parent else ""
+        return title if title.startswith("Re: ") else "Re: " + title
 
     def update_comment(self, coll, oid, data):
         check_keys(data, {"version", "body"})
@@ -561,6 +782,285 @@ class State:
             obj = dict(obj, body=body, version=version_obj(number, data["version"].get("message", "")))
             self.store[coll][oid] = obj
         return obj
+
+    # --- seeding (POST /_standin/seed) -------------------------------------------
+
+    def seed(self, req):
+        """Creates objects straight in the store; raises ValueError for a bad request."""
+        if not isinstance(req, dict):
+            raise ValueError("seed needs a JSON object")
+        coll = req.get("collection")
+        if coll == "spaces":
+            return self.seed_spaces(req)
+        if coll not in CONTENT and coll not in COMMENTS:
+            raise ValueError('collection must be "pages", "blogposts", "footer-comments", '
+                             '"inline-comments" or "spaces"')
+        allowed = {"collection", "count", "body"} | (
+            {"spaceId", "title_prefix", "status"} if coll in CONTENT else {"pageId", "blogPostId"})
+        unknown = set(req) - allowed
+        if unknown:
+            raise ValueError("unknown seed keys for %s: %s" % (coll, ", ".join(sorted(unknown))))
+        count = req.get("count")
+        if not (isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= SEED_MAX):
+            raise ValueError("count must be an integer, 0 <= count <= %d" % SEED_MAX)
+        value = req.get("body", "<p>x</p>")
+        if value is not None and not isinstance(value, str):
+            raise ValueError("body must be a string (storage format) or null")
+        # Shared by every seeded object: objects are replaced, never mutated.
+        body = {"storage": {"representation": "storage", "value": value}} if value is not None else {}
+        version = version_obj(1, "")
+        with self.lock:
+            first = self.next_id
+            if coll in CONTENT:
+                space = req.get("spaceId", DEFAULT_SPACE["id"])
+                prefix = req.get("title_prefix", "Seed ")
+                status = req.get("status", "current")
+                if not (isinstance(space, str) and space.isascii() and space.isdigit()):
+                    raise ValueError("spaceId must be a string of digits")
+                if not isinstance(prefix, str) or len(prefix) + len(str(count)) > 255:
+                    raise ValueError("title_prefix must be a string; titles are at most 255 characters")
+                if status not in ("current", "draft", "trashed"):
+                    raise ValueError("status must be current, draft or trashed")
+                if status == "current":
+                    for i in range(1, count + 1):
+                        if (coll, space, prefix + str(i)) in self.titles:
+                            raise ValueError("title %s is already taken in space %s" % (dumps(prefix + str(i)), space))
+                created, position = now_iso(), len(self.store[coll])
+                for i in range(count):
+                    self.insert(coll, build_content(coll, str(first + i), space, status, prefix + str(i + 1),
+                                                    body, created, DEFAULT_PARENT, position + i, version))
+            else:
+                given = [k for k in ("pageId", "blogPostId") if req.get(k) is not None]
+                if len(given) != 1:
+                    raise ValueError("give exactly one of pageId, blogPostId")
+                key = given[0]
+                cid = req[key]
+                if not (isinstance(cid, str) and cid.isascii() and cid.isdigit()):
+                    raise ValueError("%s must be a string of digits" % key)
+                title = self.container_title(key, cid)
+                props = ({"textSelection": "x", "textSelectionMatchCount": 1, "textSelectionMatchIndex": 0}
+                         if coll == "inline-comments" else None)
+                for i in range(count):
+                    self.insert(coll, build_comment(coll, str(first + i), key, cid, title, body, version, props))
+            self.next_id = first + count
+        return {"created": count, "first_id": str(first) if count else None,
+                "last_id": str(first + count - 1) if count else None}
+
+    def seed_spaces(self, req):
+        unknown = set(req) - {"collection", "spaces"}
+        if unknown:
+            raise ValueError("unknown seed keys for spaces: " + ", ".join(sorted(unknown)))
+        spaces = req.get("spaces")
+        if not isinstance(spaces, list):
+            raise ValueError('"spaces" must be a list of space objects')
+        built = [make_space(s) for s in spaces]
+        with self.lock:
+            keys = {s["key"]: s["id"] for s in self.spaces.values()}
+            for s in built:
+                if keys.get(s["key"], s["id"]) != s["id"]:
+                    raise ValueError("space key %s is already taken" % dumps(s["key"]))
+                keys[s["key"]] = s["id"]
+            for s in built:
+                old = self.spaces.get(s["id"])
+                if old is not None:
+                    keys.pop(old["key"], None)
+                self.add_space(s)
+        return {"created": len(built), "ids": [s["id"] for s in built]}
+
+
+def make_space(s):
+    """A space from a seed entry (id and key required); raises ValueError."""
+    if not isinstance(s, dict):
+        raise ValueError("a space must be a JSON object")
+    allowed = {"id", "key", "name", "type", "status", "homepageId", "authorId", "createdAt", "description"}
+    unknown = set(s) - allowed
+    if unknown:
+        raise ValueError("unknown space keys: " + ", ".join(sorted(unknown)))
+    sid, key = s.get("id"), s.get("key")
+    if not (isinstance(sid, str) and sid.isascii() and sid.isdigit()):
+        raise ValueError("a space's id must be a string of digits")
+    if not (isinstance(key, str) and key):
+        raise ValueError("a space's key must be a non-empty string")
+    out = {"id": sid, "key": key, "name": s.get("name", key), "type": s.get("type", "global"),
+           "status": s.get("status", "current"), "authorId": s.get("authorId", AUTHOR),
+           "createdAt": s.get("createdAt") or now_iso(), "homepageId": s.get("homepageId")}
+    if out["type"] not in SPACE_TYPES:
+        raise ValueError("a space's type must be one of " + ", ".join(SPACE_TYPES))
+    if out["status"] not in ("current", "archived"):
+        raise ValueError("a space's status must be current or archived")
+    for k in ("name", "authorId", "createdAt"):
+        if not isinstance(out[k], str):
+            raise ValueError("a space's %s must be a string" % k)
+    if out["homepageId"] is not None and not isinstance(out["homepageId"], str):
+        raise ValueError("a space's homepageId must be a string or null")
+    if "description" in s:
+        out["description"] = s["description"]
+    out["_links"] = {"webui": "/spaces/" + urllib.parse.quote(key, safe="")}
+    return out
+
+
+def build_content(coll, oid, space, status, title, body, created, parent, position, version):
+    """A page or blog post as the store keeps it (the fields of PageSingle)."""
+    slug = title_slug(title)
+    tiny = base64.urlsafe_b64encode(int(oid).to_bytes(8, "little").rstrip(b"\0")).rstrip(b"=")
+    if coll == "pages":
+        webui = "/spaces/SP%s/pages/%s/%s" % (space, oid, slug)
+    else:
+        webui = "/spaces/SP%s/blog/%s/%s/%s" % (space, created[:10].replace("-", "/"), oid, slug)
+    obj = {"id": oid, "status": status, "title": title, "spaceId": space}
+    if coll == "pages":
+        obj.update(parentId=parent, parentType="page" if parent else None, position=position)
+    obj.update(authorId=AUTHOR, createdAt=created, version=version, body=body,
+               _links={"webui": webui, "editui": "/pages/resumedraft.action?draftId=" + oid,
+                       "tinyui": "/x/" + tiny.decode()})
+    if coll == "pages":
+        obj.update(ownerId=AUTHOR, lastOwnerId=None)
+    return obj
+
+
+def build_comment(coll, oid, key, cid, title, body, version, props):
+    obj = {"id": oid, "status": "current", "title": title, key: cid,
+           "version": version, "body": body,
+           "_links": {"webui": "/pages/viewpage.action?%s=%s&focusedCommentId=%s#comment-%s"
+                               % (key, cid, oid, oid)}}
+    if coll == "inline-comments":
+        obj.update(resolutionStatus="open", resolutionLastModifierId=None,
+                   resolutionLastModifiedAt=None,
+                   properties={"inlineMarkerRef": "standin-marker-" + oid,
+                               "inlineOriginalSelection": (props or {}).get("textSelection", "")})
+    return obj
+
+
+def container_of(comment):
+    for k in FOOTER_CONTAINERS:
+        if k in comment:
+            return (k, comment[k])
+    return (None, None)
+
+
+def remove_sorted(lst, n):
+    i = bisect.bisect_left(lst, n)
+    if i < len(lst) and lst[i] == n:
+        del lst[i]
+
+
+# ----------------------------------------------------------------------------
+# Lists: query parameters, cursors, pages of results
+
+def multi(qs, name):
+    """A parameter given as a comma list, repeated, or both."""
+    return [v for item in qs.get(name, []) for v in item.split(",") if v]
+
+
+def want_ids(qs, name, most):
+    ids = multi(qs, name)
+    for v in ids:
+        if not (v.isascii() and v.isdigit()):
+            raise bad("Provided value {%s} for '%s' is not the correct type. Expected type is long" % (v, name))
+    if len(ids) > most:
+        raise bad("At most %d values may be given for '%s'" % (most, name))
+    return ids
+
+
+def flag(qs, name):
+    return qs.get(name, ["false"])[-1].lower() == "true"
+
+
+def body_format(qs, allowed):
+    fmt = qs.get("body-format", [None])[-1]
+    if fmt is not None and fmt not in allowed:
+        raise bad("Invalid value for 'body-format': %s (expected one of %s)" % (dumps(fmt), ", ".join(allowed)))
+    return fmt
+
+
+def body_view(body, fmt):
+    """The body as an answer shows it: {} without body-format, else the value
+    under the name asked for.  The stand-in converts nothing: the value is
+    the one stored, whatever representation it was sent in."""
+    if fmt is None:
+        return {}
+    if body:
+        rep, inner = next(iter(body.items()))
+        if rep == fmt:
+            return body
+        return {fmt: {"representation": fmt, "value": inner["value"]}}
+    return {fmt: {"representation": fmt, "value": ""}}
+
+
+def list_kind(path):
+    return path[len(API) + 1:]
+
+
+def make_cursor(path, desc, last):
+    # endpoint|direction|last id|check: a cursor cut short or edited is refused.
+    raw = "%s|%s|%s" % (list_kind(path), "-" if desc else "+", last)
+    raw += "|%08x" % binascii.crc32(raw.encode())
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
+
+
+def read_cursor(path, token, desc):
+    """The id a cursor continues after; 400 unless it was made for this
+    endpoint and sort order."""
+    try:
+        if not token or token.strip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"):
+            raise ValueError
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        body, _, check = raw.rpartition("|")
+        kind, d, last = body.split("|")
+        if check != "%08x" % binascii.crc32(body.encode()) or kind != list_kind(path) or d != ("-" if desc else "+") or not (last.isascii() and last.isdigit()):
+            raise ValueError
+        return int(last)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad("Invalid cursor: %s" % token) from None
+
+
+def list_paging(qs, path):
+    """(limit, id to continue after or None, descending) from limit, cursor, sort."""
+    v = qs.get("limit", [None])[-1]
+    if v is None:
+        limit = LIST_LIMIT_DEFAULT
+    else:
+        limit = int(v) if v.isascii() and v.isdigit() else None
+        if limit is None or not 1 <= limit <= LIST_LIMIT_MAX:
+            raise bad("Invalid value for 'limit': %s (expected an integer from 1 to %d)" % (v, LIST_LIMIT_MAX))
+    # sort: id and -id (created-date too: ids grow with creation); others are ignored.
+    desc = qs.get("sort", ["id"])[-1] in ("-id", "-created-date")
+    token = qs.get("cursor", [None])[-1]
+    after = read_cursor(path, token, desc) if token is not None else None
+    return limit, after, desc
+
+
+def walk(objs, cands, after, desc, limit, ok):
+    """Up to limit objects of objs (a dict by id string) whose ids are in
+    cands (ints, ascending), after the cursor's id, that ok() accepts, and
+    whether more follow.  Caller holds the lock."""
+    if desc:
+        start = (bisect.bisect_left(cands, after) if after is not None else len(cands)) - 1
+        idx = range(start, -1, -1)
+    else:
+        idx = range(bisect.bisect_right(cands, after) if after is not None else 0, len(cands))
+    out, get = [], objs.get
+    for j in idx:
+        o = get(str(cands[j]))
+        if o is not None and ok(o):
+            if len(out) == limit:
+                return out, True
+            out.append(o)
+    return out, False
+
+
+def list_answer(path, query, base, results, more, desc):
+    """{"results": [...], "_links": {["next": ...,] "base": ...}} and, when more
+    follow, Confluence's Link header.  next is the request's own path and
+    query with the cursor replaced."""
+    links, hdrs = {"base": base}, []
+    if more:
+        kept = [p for p in query.split("&")
+                if p and urllib.parse.unquote_plus(p.partition("=")[0]) != "cursor"]
+        nxt = path + "?" + "&".join(kept + ["cursor=" + make_cursor(path, desc, results[-1]["id"])])
+        links = {"next": nxt, "base": base}
+        hdrs.append(("Link", '<%s>; rel="next", <%s>; rel="base"' % (nxt, base)))
+    return 200, hdrs, dumps({"results": results, "_links": links}).encode()
 
 
 NOT_JSON = object()   # "the body did not parse as JSON", distinct from JSON null
@@ -589,6 +1089,11 @@ def want_id(data, key, required=False):
     if not (v.isascii() and v.isdigit()):
         raise bad("Provided value {%s} for '%s' is not the correct type. Expected type is long" % (v, key))
     return v
+
+
+def want_path_id(v):
+    if not (v.isascii() and v.isdigit()):
+        raise bad("Provided value {%s} for 'id' is not the correct type. Expected type is long" % v)
 
 
 def want_status(v):
@@ -1009,6 +1514,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.faults.extend(faults)
                     n = len(st.faults)
                 reply({"ok": True, "queued": len(faults), "pending": n, "stats": before})
+            elif m == "POST" and path == "/_standin/seed":
+                reply(st.seed(json.loads(body or b"null")))
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})

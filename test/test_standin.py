@@ -251,8 +251,403 @@ class StandinTest(unittest.TestCase):
         st, h, data = self.req("DELETE", url)
         self.assertEqual((st, data), (204, b""))
         self.assertNotIn("content-length", h)
+        self.assertEqual(json.loads(self.req("GET", url)[2])["status"], "trashed")   # in the trash
+        self.assertEqual(self.req("DELETE", url + "?purge=true")[::2], (204, b""))
         self.assertEqual(self.req("GET", url)[0], 404)
         self.assertEqual(self.req("PUT", url, dict(upd, version={"number": 3}))[0], 404)
+
+    # --- lists, pagination, trash, seed ---------------------------------------------
+
+    def seed(self, **req):
+        return json.loads(self.ctl("POST", "/_standin/seed", req))
+
+    def get(self, path):
+        st, h, data = self.req("GET", path)
+        self.assertEqual(st, 200, data)
+        return h, json.loads(data)
+
+    def follow(self, path):
+        """Every page of a list, by its Link headers; checks that _links.next
+        says the same.  Returns (items, pages)."""
+        items, pages = [], 0
+        while path:
+            h, out = self.get(path)
+            pages += 1
+            self.assertEqual(set(out), {"results", "_links"})
+            base = "http://127.0.0.1:%d/wiki" % self.port
+            self.assertEqual(out["_links"]["base"], base)
+            items += out["results"]
+            nxt = out["_links"].get("next")
+            if nxt is None:
+                self.assertNotIn("link", h)
+                self.assertEqual(set(out["_links"]), {"base"})
+            else:
+                self.assertEqual(list(out["_links"]), ["next", "base"])
+                self.assertEqual(h["link"], '<%s>; rel="next", <%s>; rel="base"' % (nxt, base))
+                self.assertTrue(nxt.startswith(path.partition("?")[0] + "?"), nxt)
+            path = nxt
+        return items, pages
+
+    def test_list_pagination(self):
+        got = self.seed(collection="pages", count=1000)
+        first = int(got["first_id"])
+        self.assertEqual((got["created"], int(got["last_id"])), (1000, first + 999))
+        want = [str(first + i) for i in range(1000)]
+        items, pages = self.follow("/wiki/api/v2/pages?limit=250")
+        self.assertEqual(([p["id"] for p in items], pages), (want, 4))     # each once, in id order
+        items, pages = self.follow("/wiki/api/v2/pages")                    # limit 25 by default
+        self.assertEqual(([p["id"] for p in items], pages), (want, 40))
+        items, pages = self.follow("/wiki/api/v2/pages?limit=7")
+        self.assertEqual(([p["id"] for p in items], pages), (want, 143))
+        # exactly a limit's worth left: the last page has no next link (checked by follow)
+        items, pages = self.follow("/wiki/api/v2/pages?limit=200&sort=id")
+        self.assertEqual((len(items), pages), (1000, 5))
+        items, pages = self.follow("/wiki/api/v2/pages?limit=250&title=Seed%201000")
+        self.assertEqual(([p["title"] for p in items], pages), (["Seed 1000"], 1))
+        # the other parameters stay in the next link, in order; the cursor is replaced
+        h, out = self.get("/wiki/api/v2/pages?space-id=98306&limit=2&body-format=storage&status=current")
+        nxt = out["_links"]["next"]
+        self.assertRegex(nxt, r"^/wiki/api/v2/pages\?space-id=98306&limit=2&body-format=storage"
+                              r"&status=current&cursor=[A-Za-z0-9_-]+$")
+        _, out2 = self.get(nxt)
+        self.assertEqual([p["id"] for p in out2["results"]], want[2:4])
+        self.assertEqual(out2["_links"]["next"].count("cursor="), 1)
+        # the next page continues after the last item even when the store changes
+        _, out = self.get("/wiki/api/v2/pages?limit=3")
+        nxt = out["_links"]["next"]
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/pages/" + want[3])[0], 204)   # trashed
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/pages/" + want[3] + "?purge=true")[0], 204)
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/pages/" + want[1])[0], 204)
+        new = json.loads(self.page("Late")[2])["id"]
+        _, out = self.get(nxt)
+        self.assertEqual([p["id"] for p in out["results"]], want[4:7])
+        items, _ = self.follow(nxt)
+        self.assertEqual([p["id"] for p in items], want[4:] + [new])
+        # descending
+        items, pages = self.follow("/wiki/api/v2/pages?sort=-id&limit=100")
+        left = [w for w in want if w not in (want[1], want[3])]      # want[1] is trashed
+        self.assertEqual(([p["id"] for p in items], pages), ([new] + left[::-1], 10))
+        # an empty list
+        h, out = self.get("/wiki/api/v2/blogposts")
+        self.assertEqual((out, "link" in h), ({"results": [], "_links": {"base": "http://127.0.0.1:%d/wiki" % self.port}}, False))
+
+    def test_list_limit_and_cursor(self):
+        self.seed(collection="pages", count=3)
+        for bad in ("0", "251", "-1", "abc", "1.5", "1e2", "%201%20"):
+            st, h, data = self.req("GET", "/wiki/api/v2/pages?limit=" + bad)
+            self.assertEqual((st, self.errors(data)["status"], self.errors(data)["code"]),
+                             (400, 400, "INVALID_REQUEST_PARAMETER"), bad)
+            self.assertEqual(h["content-type"], "application/json")
+        for path in ("/wiki/api/v2/spaces?limit=251", "/wiki/api/v2/footer-comments?limit=0",
+                     "/wiki/api/v2/blogposts?limit=x"):
+            self.assertEqual(self.req("GET", path)[0], 400, path)
+        self.assertEqual(len(self.get("/wiki/api/v2/pages?limit=250")[1]["results"]), 3)
+        self.assertEqual(len(self.get("/wiki/api/v2/pages?limit=1")[1]["results"]), 1)
+        nxt = self.get("/wiki/api/v2/pages?limit=1")[1]["_links"]["next"]
+        token = nxt.rpartition("cursor=")[2]
+        self.seed(collection="blogposts", count=2)
+        blog_token = self.get("/wiki/api/v2/blogposts?limit=1")[1]["_links"]["next"].rpartition("cursor=")[2]
+        for bad in ("nope!", "AAAA", token[:-2], blog_token, "%2F%2F", token + "%00"):
+            st, _, data = self.req("GET", "/wiki/api/v2/pages?limit=1&cursor=" + bad)
+            self.assertEqual(st, 400, (bad, data))
+            self.assertEqual(self.errors(data)["code"], "INVALID_REQUEST_PARAMETER", bad)
+        # a cursor made for one sort order is not taken for the other
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages?limit=1&sort=-id&cursor=" + token)[0], 400)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/blogposts?cursor=" + token)[0], 400)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages?cursor=" + token)[0], 200)
+
+    def test_list_filters(self):
+        a = self.seed(collection="pages", count=5, title_prefix="A ")
+        b = self.seed(collection="pages", count=3, spaceId="777", title_prefix="B ")
+        aid = [str(int(a["first_id"]) + i) for i in range(5)]
+        bid = [str(int(b["first_id"]) + i) for i in range(3)]
+
+        def ids(path):
+            return [p["id"] for p in self.follow(path)[0]]
+        self.assertEqual(ids("/wiki/api/v2/pages?id=%s,%s&id=%s" % (bid[0], aid[2], aid[0])),
+                         [aid[0], aid[2], bid[0]])
+        self.assertEqual(ids("/wiki/api/v2/pages?id=%s&limit=1&id=%s" % (bid[2], aid[1])), [aid[1], bid[2]])
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=777"), bid)
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=777,98306&limit=2"), aid + bid)
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=777&space-id=1"), bid)
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=5"), [])
+        self.assertEqual(ids("/wiki/api/v2/pages?title=A%203"), [aid[2]])
+        self.assertEqual(ids("/wiki/api/v2/pages?title=a%203"), [])                 # case-sensitive
+        self.assertEqual(ids("/wiki/api/v2/pages?title=A"), [])                     # exact
+        self.assertEqual(ids("/wiki/api/v2/pages?title=B%201&space-id=98306"), [])
+        self.assertEqual(ids("/wiki/api/v2/pages?title=B%201&space-id=777&id=" + bid[0]), [bid[0]])
+        for bad in ("id=x", "id=1,y", "space-id=SP", "body-format=view", "body-format=wiki"):
+            st, _, data = self.req("GET", "/wiki/api/v2/pages?" + bad)
+            self.assertEqual((st, self.errors(data)["status"]), (400, 400), bad)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages?id=" + ",".join(["1"] * 251))[0], 400)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages?space-id=" + ",".join(["1"] * 101))[0], 400)
+        # status: current (and archived) by default; drafts and trashed only when asked
+        d = json.loads(self.req("POST", "/wiki/api/v2/pages", {"spaceId": "98306", "status": "draft"})[2])["id"]
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/pages/" + aid[4])[0], 204)
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=98306"), aid[:4])
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=98306&status=current,archived"), aid[:4])
+        self.assertEqual(ids("/wiki/api/v2/pages?status=trashed"), [aid[4]])
+        self.assertEqual(ids("/wiki/api/v2/pages?status=current,draft&space-id=98306"), aid[:4] + [d])
+        self.assertEqual(ids("/wiki/api/v2/pages?status=trashed&status=draft"), [aid[4], d])
+        # blog posts: the same filters; current by default
+        bp = json.loads(self.req("POST", "/wiki/api/v2/blogposts", {"spaceId": "98306", "title": "News"})[2])["id"]
+        self.seed(collection="blogposts", count=2, spaceId="777", status="trashed")
+        self.assertEqual(ids("/wiki/api/v2/blogposts"), [bp])
+        self.assertEqual(len(ids("/wiki/api/v2/blogposts?status=trashed&space-id=777")), 2)
+        self.assertEqual(ids("/wiki/api/v2/blogposts?title=News&id=" + bp), [bp])
+        self.assertEqual(ids("/wiki/api/v2/blogposts?title=Seed%201"), [])          # trashed
+        # a title changed by PUT is found under the new title only
+        upd = {"id": aid[0], "status": "current", "title": "Renamed", "version": {"number": 2},
+               "body": {"representation": "storage", "value": "<p>r</p>"}}
+        self.assertEqual(self.req("PUT", "/wiki/api/v2/pages/" + aid[0], upd)[0], 200)
+        self.assertEqual((ids("/wiki/api/v2/pages?title=Renamed"), ids("/wiki/api/v2/pages?title=A%201")),
+                         ([aid[0]], []))
+        # sort=id is accepted; -id goes the other way
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=777&sort=id&limit=1"), bid)
+        self.assertEqual(ids("/wiki/api/v2/pages?space-id=777&sort=-id&limit=2"), bid[::-1])
+
+    def test_body_format(self):
+        pid = json.loads(self.page("Bodied")[2])["id"]
+        bid = json.loads(self.req("POST", "/wiki/api/v2/blogposts", {"spaceId": "98306", "title": "Bare"})[2])["id"]
+        storage = {"storage": {"representation": "storage", "value": "<p>x</p>"}}
+        _, out = self.get("/wiki/api/v2/pages")
+        self.assertEqual(out["results"][0]["body"], {})                              # without body-format
+        _, out = self.get("/wiki/api/v2/pages?body-format=storage")
+        p = out["results"][0]
+        self.assertEqual((p["body"], p["title"], p["version"]["number"], p["spaceId"]),
+                         (storage, "Bodied", 1, "98306"))
+        self.assertNotIn("base", p["_links"])
+        _, out = self.get("/wiki/api/v2/pages?body-format=atlas_doc_format")
+        self.assertEqual(out["results"][0]["body"],
+                         {"atlas_doc_format": {"representation": "atlas_doc_format", "value": "<p>x</p>"}})
+        _, out = self.get("/wiki/api/v2/blogposts?body-format=storage")
+        self.assertEqual(out["results"][0]["body"], {"storage": {"representation": "storage", "value": ""}})
+        # one object: also only with body-format (which takes more formats there)
+        _, one = self.get("/wiki/api/v2/pages/" + pid)
+        self.assertEqual((one["body"], one["_links"]["base"]), ({}, "http://127.0.0.1:%d/wiki" % self.port))
+        self.assertEqual(self.get("/wiki/api/v2/pages/%s?body-format=storage" % pid)[1]["body"], storage)
+        self.assertEqual(list(self.get("/wiki/api/v2/pages/%s?body-format=view" % pid)[1]["body"]), ["view"])
+        self.assertEqual(self.get("/wiki/api/v2/blogposts/%s?body-format=storage" % bid)[1]["body"]["storage"]["value"], "")
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages/%s?body-format=html" % pid)[0], 400)
+        c = json.loads(self.req("POST", "/wiki/api/v2/footer-comments",
+                                {"pageId": pid, "body": {"representation": "storage", "value": "<p>c</p>"}})[2])
+        self.assertEqual(self.get("/wiki/api/v2/footer-comments/" + c["id"])[1]["body"], {})
+        self.assertEqual(self.get("/wiki/api/v2/footer-comments/%s?body-format=storage" % c["id"])[1]["body"],
+                         {"storage": {"representation": "storage", "value": "<p>c</p>"}})
+        # create and update answers keep the body as sent
+        self.assertEqual(json.loads(self.page("Kept")[2])["body"], storage)
+
+    def test_spaces(self):
+        base = "http://127.0.0.1:%d/wiki" % self.port
+        _, out = self.get("/wiki/api/v2/spaces?limit=1")
+        sp = out["results"][0]
+        self.assertEqual({k: sp[k] for k in ("id", "key", "name", "type", "status", "_links")},
+                         {"id": "98306", "key": "SP", "name": "Stand-in space", "type": "global",
+                          "status": "current", "_links": {"webui": "/spaces/SP"}})
+        self.assertIsInstance(sp["homepageId"], str)
+        self.assertRegex(sp["createdAt"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertIsInstance(sp["authorId"], str)
+        self.assertEqual(out["_links"], {"base": base})
+        got = self.seed(collection="spaces", spaces=[
+            {"id": "5", "key": "FIVE", "name": "Five", "type": "personal"},
+            {"id": "200000", "key": "ARC", "name": "Old", "status": "archived"},
+            {"id": "7", "key": "SEVEN", "homepageId": None}])
+        self.assertEqual(got, {"created": 3, "ids": ["5", "200000", "7"]})
+
+        def keys(path):
+            return [s["key"] for s in self.follow(path)[0]]
+        self.assertEqual(keys("/wiki/api/v2/spaces"), ["FIVE", "SEVEN", "SP", "ARC"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?limit=1"), ["FIVE", "SEVEN", "SP", "ARC"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?ids=98306,5"), ["FIVE", "SP"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?ids=7&ids=200000"), ["SEVEN", "ARC"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?keys=SP,ARC&keys=NONE"), ["SP", "ARC"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?keys=sp"), [])
+        self.assertEqual(keys("/wiki/api/v2/spaces?type=personal"), ["FIVE"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?type=global&status=current"), ["SEVEN", "SP"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?status=archived"), ["ARC"])
+        self.assertEqual(keys("/wiki/api/v2/spaces?sort=-id&limit=3"), ["ARC", "SP", "SEVEN", "FIVE"])
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces?ids=SP")[0], 400)
+        _, one = self.get("/wiki/api/v2/spaces/5")
+        self.assertEqual((one["name"], one["_links"]), ("Five", {"webui": "/spaces/FIVE", "base": base}))
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces/6")[0], 404)
+        self.assertEqual(self.stats()["spaces"], 4)
+        for bad in ([{"id": "8", "key": "SP"}], [{"id": "x", "key": "X"}], [{"id": "9"}],
+                    [{"id": "9", "key": "K", "type": "nope"}], [{"id": "9", "key": "K", "colour": 1}], {}):
+            st, _, _ = self.req("POST", "/_standin/seed", {"collection": "spaces", "spaces": bad})
+            self.assertEqual(st, 400, bad)
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(keys("/wiki/api/v2/spaces"), ["SP"])
+
+    def test_comment_lists(self):
+        p1 = json.loads(self.page("P1")[2])["id"]
+        p2 = json.loads(self.page("P2")[2])["id"]
+        bp = json.loads(self.req("POST", "/wiki/api/v2/blogposts", {"spaceId": "98306", "title": "B"})[2])["id"]
+        body = {"representation": "storage", "value": "<p>c</p>"}
+
+        def comment(key, cid, coll="footer-comments", **kw):
+            st, _, data = self.req("POST", "/wiki/api/v2/" + coll, dict({key: cid, "body": body}, **kw))
+            self.assertEqual(st, 201, data)
+            return json.loads(data)["id"]
+        c1, c2, c3 = comment("pageId", p1), comment("pageId", p2), comment("pageId", p1)
+        cb = comment("blogPostId", bp)
+        seeded = self.seed(collection="footer-comments", count=30, pageId=p2)
+        s_ids = [str(int(seeded["first_id"]) + i) for i in range(30)]
+
+        def ids(path):
+            return [c["id"] for c in self.follow(path)[0]]
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments" % p1), [c1, c3])
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments?limit=4" % p2), [c2] + s_ids)
+        self.assertEqual(ids("/wiki/api/v2/blogposts/%s/footer-comments" % bp), [cb])
+        self.assertEqual(ids("/wiki/api/v2/footer-comments?limit=10"), [c1, c2, c3, cb] + s_ids)
+        _, out = self.get("/wiki/api/v2/pages/%s/footer-comments?body-format=storage" % p1)
+        c = out["results"][0]
+        self.assertEqual((c["pageId"], c["title"], c["status"], c["version"]["number"], c["body"]),
+                         (p1, "Re: P1", "current", 1, {"storage": body}))
+        _, out = self.get("/wiki/api/v2/pages/%s/footer-comments" % p2)
+        self.assertEqual((out["results"][1]["title"], out["results"][1]["body"]), ("Re: P2", {}))
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments?status=trashed" % p1), [])
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments?status=current&sort=created-date" % p1),
+                         [c1, c3])
+        for path in ("/wiki/api/v2/pages/999/footer-comments", "/wiki/api/v2/blogposts/%s/footer-comments" % p1,
+                     "/wiki/api/v2/pages/%s/footer-comments" % bp):
+            st, _, data = self.req("GET", path)
+            self.assertEqual((st, self.errors(data)["code"]), (404, "NOT_FOUND"), path)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages/x/footer-comments")[0], 400)
+        # a deleted comment is gone from the lists
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/footer-comments/" + c1)[0], 204)
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments" % p1), [c3])
+        # a trashed page still has its comments
+        self.assertEqual(self.req("DELETE", "/wiki/api/v2/pages/" + p1)[0], 204)
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/footer-comments" % p1), [c3])
+        # inline comments
+        props = {"textSelection": "x", "textSelectionMatchCount": 1, "textSelectionMatchIndex": 0}
+        i1 = comment("pageId", p2, "inline-comments", inlineCommentProperties=props)
+        i2 = comment("blogPostId", bp, "inline-comments", inlineCommentProperties=props)
+        self.assertEqual(ids("/wiki/api/v2/inline-comments"), [i1, i2])
+        self.assertEqual(ids("/wiki/api/v2/pages/%s/inline-comments" % p2), [i1])
+        self.assertEqual(ids("/wiki/api/v2/blogposts/%s/inline-comments" % bp), [i2])
+        self.assertEqual(self.get("/wiki/api/v2/inline-comments?body-format=storage")[1]["results"][0]
+                         ["resolutionStatus"], "open")
+
+    def test_trash(self):
+        upd_body = {"representation": "storage", "value": "<p>y</p>"}
+        for coll in ("pages", "blogposts"):
+            url = "/wiki/api/v2/" + coll
+            st, _, data = self.req("POST", url, {"spaceId": "98306", "title": "Gone",
+                                                 "body": {"representation": "storage", "value": "<p>x</p>"}})
+            oid = json.loads(data)["id"]
+            st, h, data = self.req("DELETE", "%s/%s" % (url, oid))
+            self.assertEqual((st, data, "content-type" in h, "content-length" in h), (204, b"", False, False))
+            _, one = self.get("%s/%s" % (url, oid))
+            self.assertEqual((one["status"], one["title"], one["version"]["number"]), ("trashed", "Gone", 1))
+            self.assertEqual(self.req("GET", "%s/%s?status=current" % (url, oid))[0], 404)
+            self.assertEqual(self.get("%s/%s?status=trashed" % (url, oid))[1]["id"], oid)
+            self.assertEqual(self.get(url)[1]["results"], [])
+            self.assertEqual([p["id"] for p in self.get(url + "?status=trashed")[1]["results"]], [oid])
+            self.assertEqual(self.get(url + "?title=Gone&status=trashed")[1]["results"][0]["status"], "trashed")
+            # the title is free again
+            st, _, data = self.req("POST", url, {"spaceId": "98306", "title": "Gone"})
+            self.assertEqual(st, 200, data)
+            again = json.loads(data)["id"]
+            # a trashed one: DELETE is 404 without purge
+            self.assertEqual(self.errors(self.req("DELETE", "%s/%s" % (url, oid))[2])["code"], "NOT_FOUND")
+            # restore: PUT with status current and version + 1; refused while the title is taken
+            restore = {"id": oid, "status": "current", "title": "Gone", "body": upd_body, "version": {"number": 2}}
+            self.assertEqual(self.req("PUT", "%s/%s" % (url, oid), restore)[0], 400)
+            self.assertEqual(self.req("DELETE", "%s/%s" % (url, again))[0], 204)
+            self.assertEqual(self.req("PUT", "%s/%s" % (url, oid), dict(restore, version={"number": 1}))[0], 409)
+            self.assertEqual(self.req("PUT", "%s/%s" % (url, oid), dict(restore, status="draft"))[0], 400)
+            st, _, data = self.req("PUT", "%s/%s" % (url, oid), restore)
+            self.assertEqual(st, 200, data)
+            self.assertEqual((json.loads(data)["status"], json.loads(data)["version"]["number"]), ("current", 2))
+            self.assertEqual([p["id"] for p in self.get(url + "?title=Gone")[1]["results"]], [oid])
+            self.assertEqual(self.get("%s/%s?body-format=storage" % (url, oid))[1]["body"]["storage"]["value"],
+                             "<p>x</p>")                                      # only the status changed
+            self.assertEqual(self.req("POST", url, {"spaceId": "98306", "title": "Gone"})[0], 400)
+            # purge: only from the trash, then gone for good
+            self.assertEqual(self.req("DELETE", "%s/%s?purge=true" % (url, again))[::2], (204, b""))
+            self.assertEqual(self.req("GET", "%s/%s" % (url, again))[0], 404)
+            self.assertEqual(self.req("DELETE", "%s/%s?purge=true" % (url, again))[0], 404)
+            self.assertEqual(self.get(url + "?status=trashed")[1]["results"], [])
+            # drafts: removed for good, and only with draft=true
+            st, _, data = self.req("POST", url, {"spaceId": "98306", "status": "draft"})
+            draft = json.loads(data)["id"]
+            self.assertEqual(self.req("DELETE", "%s/%s" % (url, draft))[0], 404)
+            self.assertEqual(self.req("DELETE", "%s/%s?draft=true" % (url, oid))[0], 404)
+            self.assertEqual(self.req("DELETE", "%s/%s?draft=true" % (url, draft))[0], 204)
+            self.assertEqual(self.req("GET", "%s/%s" % (url, draft))[0], 404)
+        self.assertEqual((self.stats()["pages"], self.stats()["blogposts"]), (1, 1))
+
+    def test_seed(self):
+        t0 = time.monotonic()
+        got = self.seed(collection="pages", count=100000, body="<p>%s</p>" % ("b" * 400))
+        took = time.monotonic() - t0
+        print("\n  seed of 100000 pages: %.2f s" % took, file=sys.stderr)
+        self.assertLess(took, 10)
+        first = int(got["first_id"])
+        self.assertEqual((got["created"], int(got["last_id"])), (100000, first + 99999))
+        self.assertEqual((self.stats()["pages"], int(self.stats()["next_id"])), (100000, first + 100000))
+        _, p = self.get("/wiki/api/v2/pages/%d?body-format=storage" % (first + 41))
+        self.assertEqual((p["title"], p["spaceId"], p["status"], p["version"]["number"], p["parentId"]),
+                         ("Seed 42", "98306", "current", 1, "65537"))
+        self.assertEqual(p["body"]["storage"]["value"], "<p>%s</p>" % ("b" * 400))
+        self.assertTrue(p["_links"]["webui"].endswith("/pages/%d/Seed-42" % (first + 41)))
+        # pages of 250 with bodies, anywhere in the list, quickly
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        path, times, n = "/wiki/api/v2/pages?limit=250&body-format=storage", [], 0
+        while path:
+            t = time.monotonic()
+            _, h, data = self.req("GET", path, conn=c)
+            times.append(time.monotonic() - t)
+            out = json.loads(data)
+            n += len(out["results"])
+            path = out["_links"].get("next")
+        c.close()
+        times.sort()
+        print("  400 pages of 250: median %.1f ms, max %.1f ms" % (1000 * times[200], 1000 * times[-1]),
+              file=sys.stderr)
+        self.assertEqual((n, len(times)), (100000, 400))
+        self.assertLess(times[200], 0.05)
+        # a title filter over the whole store is quick too
+        t = time.monotonic()
+        _, out = self.get("/wiki/api/v2/pages?title=Seed%2099999")
+        self.assertEqual([x["id"] for x in out["results"]], [str(first + 99998)])
+        self.assertLess(time.monotonic() - t, 0.05)
+        # titles are taken: the same prefix again is refused, another space is fine
+        st, _, data = self.req("POST", "/_standin/seed", {"collection": "pages", "count": 2})
+        self.assertEqual(st, 400, data)
+        self.assertEqual(self.page("Seed 7")[0], 400)
+        self.assertEqual(self.seed(collection="pages", count=2, spaceId="5")["created"], 2)
+        self.assertEqual(self.seed(collection="pages", count=0), {"created": 0, "first_id": None, "last_id": None})
+        # blog posts, drafts, comments
+        b = self.seed(collection="blogposts", count=3, title_prefix="Post ", body=None, status="draft")
+        _, bp = self.get("/wiki/api/v2/blogposts/%s?body-format=storage" % b["last_id"])
+        self.assertEqual((bp["title"], bp["status"], bp["body"]["storage"]["value"]), ("Post 3", "draft", ""))
+        cm = self.seed(collection="footer-comments", count=5, pageId=str(first), body="<p>hi</p>")
+        _, out = self.get("/wiki/api/v2/pages/%d/footer-comments?body-format=storage" % first)
+        self.assertEqual([x["id"] for x in out["results"]],
+                         [str(int(cm["first_id"]) + i) for i in range(5)])
+        self.assertEqual((out["results"][0]["title"], out["results"][0]["body"]["storage"]["value"]),
+                         ("Re: Seed 1", "<p>hi</p>"))
+        self.assertEqual(self.stats()["comments"], 5)
+        # an update of a seeded page leaves the others alone (shared parts are not mutated)
+        upd = {"id": str(first), "status": "current", "title": "Seed 1", "version": {"number": 2},
+               "body": {"representation": "storage", "value": "<p>new</p>"}}
+        self.assertEqual(self.req("PUT", "/wiki/api/v2/pages/%d" % first, upd)[0], 200)
+        _, p2 = self.get("/wiki/api/v2/pages/%d?body-format=storage" % (first + 1))
+        self.assertEqual((p2["version"]["number"], p2["body"]["storage"]["value"]), (1, "<p>%s</p>" % ("b" * 400)))
+        for bad in ({"collection": "nope", "count": 1}, {"collection": "pages", "count": -1},
+                    {"collection": "pages", "count": "3"}, {"collection": "pages", "count": 1, "colour": 1},
+                    {"collection": "pages", "count": 1, "spaceId": 5, "title_prefix": "Z"},
+                    {"collection": "pages", "count": 1, "status": "archived", "title_prefix": "Z"},
+                    {"collection": "footer-comments", "count": 1},
+                    {"collection": "footer-comments", "count": 1, "pageId": "1", "blogPostId": "2"},
+                    [1]):
+            st, _, _ = self.req("POST", "/_standin/seed", bad)
+            self.assertEqual(st, 400, bad)
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.stats()["pages"], 0)
+        self.assertEqual(self.get("/wiki/api/v2/pages")[1]["results"], [])
 
     # --- connections and the log -------------------------------------------------------
 
