@@ -4,11 +4,14 @@ OBJS = \
 	src/confluence_fdw.o \
 	src/delivery.o \
 	src/insert.o \
+	src/modify.o \
 	src/options.o \
 	src/pure.o \
+	src/pushdown.o \
 	src/queue.o \
 	src/request.o \
 	src/response.o \
+	src/scan.o \
 	src/templates.o \
 	src/transport.o \
 	src/worker.o
@@ -21,7 +24,7 @@ SHLIB_LINK += -lcurl -lcjson -lxml2
 PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS = setup options insert returning manual http errors explain import contract test_connection triggers faults badinput security front queue cron
+REGRESS = setup options insert returning manual http errors explain import read change contract test_connection triggers faults badinput security front queue cron
 REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config

@@ -195,6 +195,30 @@ INSERT INTO page_deletes VALUES ('release-1.2') RETURNING http_status;
 SELECT n, method, operation, status, violations FROM contract_fetch();
 
 --
+-- 3b. Reads, UPDATE and DELETE: every GET a scan sends (pushed filters as
+-- query parameters, body-format, limit), and the PUT and DELETE of a row.
+-- Prism's example answers are made consistent with the query by the
+-- recorder (test/contract/README.md): items take the filtered values, and
+-- Prism's made-up next link ("string") is left out.
+--
+SELECT id IS NOT NULL AS has_id FROM pages LIMIT 1;
+SELECT title IS NOT NULL AS has_title FROM pages
+ WHERE space_id IN ('98306', '98307') AND title = 'Release notes' AND status IN ('current', 'archived') LIMIT 1;
+SELECT body IS NOT NULL AS has_body FROM pages WHERE id IN ('1234567', '1234568') LIMIT 1;
+SELECT count(*) >= 0 AS read FROM (SELECT key FROM spaces WHERE key IN ('SP', 'ENG') LIMIT 1) s;
+SELECT count(*) >= 0 AS read FROM (SELECT id FROM spaces WHERE id = '98306' LIMIT 1) s;
+SELECT count(*) >= 0 AS read FROM (SELECT body FROM footer_comments WHERE page_id = '1234567' LIMIT 1) s;
+SELECT count(*) >= 0 AS read FROM (SELECT body FROM footer_comments WHERE id = '7654321') s;
+SELECT count(*) >= 0 AS read FROM (SELECT title FROM blogposts WHERE space_id = '98306' LIMIT 1) s;
+SELECT id, version, title FROM pages WHERE id = '1234567';
+UPDATE pages SET body = '<p>Updated.</p>' WHERE id = '1234567' RETURNING version, http_status;
+DELETE FROM pages WHERE id = '1234567' RETURNING http_status;
+SELECT n, method, rec->>'path' AS path, operation, status, violations = '' AS accepted
+  FROM contract_fetch();
+-- the PUT: the row as read, the body set, version.number the one read + 1
+SELECT rec->'body' AS put_body FROM contract_log WHERE rec->>'method' = 'PUT' ORDER BY n DESC LIMIT 1;
+
+--
 -- 4. Report: the spec operations exercised, and how Prism answered.
 --
 SELECT rec->>'operation' AS operation, rec->>'method' AS method,

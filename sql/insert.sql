@@ -119,7 +119,6 @@ INSERT INTO pages (space_id, title) VALUES ('98306', 'Stays after rollback');
 ROLLBACK;
 SELECT count(*) AS pages_created FROM standin_requests() r WHERE (r->>'status')::int = 200;
 
--- UPDATE and DELETE are not supported; SELECT finds no rows.
-UPDATE pages SET title = 'x';
-DELETE FROM pages;
-SELECT count(*) FROM pages;
+-- A SELECT reads what was created (sql/read.sql and sql/change.sql test
+-- reading, UPDATE and DELETE).
+SELECT count(*) AS readable FROM pages WHERE title = 'Stays after rollback';

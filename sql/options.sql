@@ -225,7 +225,7 @@ ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/api/v2/pages/{a}?status=d
 ALTER FOREIGN TABLE opt_t OPTIONS (SET endpoint '/wiki/echo/opt');
 
 -- method and representation
-ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'GET');
+ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'HEAD');
 ALTER FOREIGN TABLE opt_t OPTIONS (ADD method 'POST;');
 ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'html');
 ALTER FOREIGN TABLE opt_t OPTIONS (ADD representation 'Storage');

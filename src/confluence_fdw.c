@@ -2,8 +2,9 @@
  *
  * confluence_fdw.c
  *		  The handler of confluence_fdw: the FdwRoutine, the SQL functions
- *		  and _PG_init.  The callbacks live with their concerns (insert.c
- *		  for INSERT, templates.c for IMPORT FOREIGN SCHEMA).
+ *		  and _PG_init.  The callbacks live with their concerns (scan.c for
+ *		  SELECT, insert.c for INSERT, modify.c for UPDATE and DELETE,
+ *		  templates.c for IMPORT FOREIGN SCHEMA).
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.c
@@ -71,58 +72,6 @@ _PG_init(void)
 		cfdw_worker_register();
 }
 
-/* ---------------------------------------------------------------------
- * Scans.  A foreign table here is a destination, so reading it returns no
- * rows rather than an error: tools that SELECT to inspect a table work.
- * ---------------------------------------------------------------------
- */
-
-static void
-confluenceGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
-							Oid foreigntableid)
-{
-	baserel->rows = 0;
-}
-
-static void
-confluenceGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
-						  Oid foreigntableid)
-{
-	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
-													   0, 0, 0, NIL, NULL, NULL, NIL));
-}
-
-static ForeignScan *
-confluenceGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
-						 Oid foreigntableid, ForeignPath *best_path,
-						 List *tlist, List *scan_clauses, Plan *outer_plan)
-{
-	scan_clauses = extract_actual_clauses(scan_clauses, false);
-	return make_foreignscan(tlist, scan_clauses, baserel->relid, NIL, NIL,
-							NIL, NIL, outer_plan);
-}
-
-static void
-confluenceBeginForeignScan(ForeignScanState *node, int eflags)
-{
-}
-
-static TupleTableSlot *
-confluenceIterateForeignScan(ForeignScanState *node)
-{
-	return ExecClearTuple(node->ss.ss_ScanTupleSlot);
-}
-
-static void
-confluenceReScanForeignScan(ForeignScanState *node)
-{
-}
-
-static void
-confluenceEndForeignScan(ForeignScanState *node)
-{
-}
-
 PG_FUNCTION_INFO_V1(confluence_fdw_handler);
 
 static List *
@@ -136,17 +85,10 @@ confluence_fdw_handler(PG_FUNCTION_ARGS)
 {
 	FdwRoutine *routine = makeNode(FdwRoutine);
 
-	/* Scans: Confluence is a write destination; a SELECT finds no rows. */
-	routine->GetForeignRelSize = confluenceGetForeignRelSize;
-	routine->GetForeignPaths = confluenceGetForeignPaths;
-	routine->GetForeignPlan = confluenceGetForeignPlan;
-	routine->BeginForeignScan = confluenceBeginForeignScan;
-	routine->IterateForeignScan = confluenceIterateForeignScan;
-	routine->ReScanForeignScan = confluenceReScanForeignScan;
-	routine->EndForeignScan = confluenceEndForeignScan;
-
-	/* INSERT and COPY FROM; UPDATE and DELETE are refused by the core. */
+	/* SELECT (scan.c), INSERT and COPY FROM (insert.c), UPDATE and DELETE */
+	cfdw_scan_routine(routine);
 	cfdw_insert_routine(routine);
+	cfdw_modify_routine(routine);
 
 	routine->ImportForeignSchema = confluenceImportForeignSchema;
 

@@ -16,6 +16,11 @@
  *	transport.c	libcurl: a connection pool per user mapping, transfers
  *				that wait on the latch; knows no tables
  *	delivery.c	policy over the transport: retries, on_error, pipelines
+ *	queue.c, worker.c	delivery 'queue': the outbox and its worker
+ *	pushdown.c	which WHERE clauses a SELECT sends as query parameters,
+ *				and what a scan costs
+ *	scan.c		SELECT: the GET requests of a scan, page by page
+ *	modify.c	UPDATE and DELETE: PUT and DELETE of one object per row
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *
  * IDENTIFICATION
@@ -35,6 +40,7 @@
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
+#include "nodes/pathnodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 #include "storage/spin.h"
@@ -76,7 +82,7 @@ typedef enum CfdwMethod
 	CFDW_PUT,
 	CFDW_PATCH,
 	CFDW_DELETE,
-	CFDW_GET					/* only for confluence_fdw_test_connection */
+	CFDW_GET					/* reads: SELECT, test_connection, lookups */
 } CfdwMethod;
 
 /* How a column's value is written into a JSON body. */
@@ -124,6 +130,15 @@ typedef struct CfdwColumn
 	FmgrInfo	infunc;			/* the column type's input function */
 	bool		is_json;		/* json or jsonb (or a domain over one) */
 	Oid			typioparam;
+
+	/*
+	 * read side (SELECT): where an item of a list holds the value.  A
+	 * request column reads its field (a template may translate it: body.value
+	 * is read from body.storage.value), a response column its response path.
+	 */
+	CfdwResponseKind read;		/* CFDW_RESP_PATH, _WHOLE, _STATUS or _NONE */
+	List	   *read_path;		/* dotted read path split, for CFDW_RESP_PATH */
+	char	   *read_field;		/* the same, as text */
 } CfdwColumn;
 
 struct CfdwTemplate;
@@ -186,6 +201,7 @@ typedef struct CfdwTable
 	List	   *url_parts;		/* base + path compiled: String literals and
 								 * Integer column indexes (placeholders) */
 	char	   *fixed_url;		/* the URL when there are no placeholders */
+	char	   *read_path;		/* path a SELECT reads, or NULL: not readable */
 
 	/* columns, in attribute order, dropped ones left out */
 	int			ncolumns;
@@ -237,6 +253,7 @@ typedef struct CfdwResponse
 	char		location[512];
 	char		retry_after[64];
 	char		request_id[128];	/* atl-request-id / atl-traceid */
+	char		link[2048];		/* Link: <...>; rel="next", for pagination */
 } CfdwResponse;
 
 /* A request, as request.c builds it for the transport. */
@@ -261,10 +278,21 @@ extern bool cfdw_preloaded;		/* loaded by shared_preload_libraries */
 struct FdwRoutine;
 extern void cfdw_insert_routine(struct FdwRoutine *routine);
 
+/*
+ * What an ri_FdwState starts with: INSERT (insert.c) and UPDATE or DELETE
+ * (modify.c) share the Begin and End callbacks, which tell them apart.
+ */
+typedef enum CfdwStateKind
+{
+	CFDW_STATE_INSERT = 1,
+	CFDW_STATE_CHANGE
+} CfdwStateKind;
+
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
+extern CfdwTable *cfdw_resolve_shape(Relation rel);
 extern int	cfdw_table_batch_size(Oid relid);
-extern char *cfdw_describe_request(Oid relid);
+extern char *cfdw_describe_request(Oid relid, CmdType operation);
 extern void cfdw_resolve_server(CfdwTable *t, ForeignServer *server,
 								UserMapping *um);
 extern char *cfdw_server_problem(ForeignServer *server, UserMapping *um,
@@ -281,7 +309,29 @@ typedef struct CfdwTemplateColumn
 	const char *type;			/* SQL type name for IMPORT */
 	const char *field;			/* request field, or NULL */
 	const char *response_field; /* response path, or NULL */
+	const char *read_field;		/* where a read item has it, if not field */
 } CfdwTemplateColumn;
+
+/*
+ * How a WHERE clause on a column reaches Confluence (pushdown.c): as a query
+ * parameter of the list, or as the value in a path ("/pages/{pageId}/...").
+ */
+typedef enum CfdwPushKind
+{
+	CFDW_PUSH_QUERY,			/* ?target=value (repeated for IN) */
+	CFDW_PUSH_PATH				/* the path target, its {field} filled */
+} CfdwPushKind;
+
+typedef struct CfdwPushable
+{
+	const char *field;			/* the column's read field, e.g. "spaceId" */
+	CfdwPushKind kind;
+	const char *target;			/* parameter name, or path with {field} */
+	int			max_values;		/* 1: "=" only; more: IN with up to this */
+	double		rows;			/* expected rows for one value */
+	const char *const *values;	/* the values the endpoint takes, or NULL
+								 * for any; others are checked locally only */
+} CfdwPushable;
 
 /* One endpoint template: everything confluence_fdw knows of it. */
 typedef struct CfdwTemplate
@@ -298,6 +348,10 @@ typedef struct CfdwTemplate
 	const CfdwTemplateColumn *columns;	/* terminated by a NULL name */
 	/* refuse a row the endpoint would refuse; json_root is a cJSON object */
 	void		(*check_row) (const CfdwTable *t, void *json_root);
+	int			commands;		/* (1 << CMD_INSERT) | ...: what it can do */
+	const CfdwPushable *pushables;	/* WHERE clauses a SELECT can send */
+	double		rows;			/* expected rows of an unfiltered list */
+	const char *update_drops;	/* a request field PUT does not take, or NULL */
 } CfdwTemplate;
 
 extern const CfdwTemplate *cfdw_find_template(const char *name);
@@ -309,11 +363,16 @@ extern bool cfdw_valid_representation(const char *value);
 extern char *cfdw_representation_hint(void);
 extern const char *cfdw_default_representation(void);
 extern List *cfdw_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+extern const char *cfdw_template_read_field(const CfdwTemplate *tmpl,
+											const char *field);
+extern const CfdwPushable *cfdw_find_pushable(const CfdwTemplate *tmpl,
+											  const char *field);
 
 /* in request.c */
 extern const char *cfdw_method_name(CfdwMethod method);
 extern void cfdw_compile_url(CfdwTable *t);
 extern char *cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull);
+extern char *cfdw_url_encode(const char *text);
 extern void *cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull,
 								 void *batch);
 extern void cfdw_serialize_body(const CfdwTable *t, void *tree, bool batch,
@@ -340,6 +399,10 @@ extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
 extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
 extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
+extern void *cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req,
+							 const CfdwResponse *resp);
+extern void cfdw_fill_item(const CfdwTable *t, void *item, long status,
+						   const bool *needed, Datum *values, bool *isnull);
 
 /* in transport.c */
 typedef struct CfdwConnection CfdwConnection;
@@ -407,6 +470,52 @@ extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
 						  const CfdwRequest *reqs, int n,
 						  CfdwOutcomeCallback done, void *arg);
 extern TimestampTz cfdw_rate_paused_until(Oid serverid);
+
+/* in pushdown.c */
+
+/* A WHERE clause a scan sends to Confluence. */
+typedef struct CfdwPushed
+{
+	const CfdwColumn *column;
+	CfdwPushKind kind;
+	const char *target;			/* query parameter, or path with {name} */
+	const char *name;			/* what the path's {name} is (field, column) */
+	int			max_values;
+	double		rows;			/* expected rows per value */
+	const char *const *values;	/* the values the endpoint takes, or NULL */
+	Expr	   *value;			/* the value compared with: sent */
+	bool		is_array;		/* column = ANY (value) */
+	int			nvalues;		/* of a constant array; estimated otherwise */
+	RestrictInfo *rinfo;		/* the clause, still checked locally */
+} CfdwPushed;
+
+extern List *cfdw_pushdown_choose(PlannerInfo *root, RelOptInfo *baserel,
+								  const CfdwTable *t, List *clauses);
+extern bool cfdw_pushdown_reads_item(const CfdwTable *t, List *pushed);
+extern bool cfdw_pushdown_complete(const CfdwTable *t, List *pushed);
+extern double cfdw_pushdown_rows(const CfdwTable *t, List *pushed);
+extern void cfdw_pushdown_costs(double rows, int page_size, Cost *startup,
+								Cost *total);
+extern List *cfdw_pushdown_private(List *pushed, List **fdw_exprs);
+extern bool cfdw_pushdown_has(List *pushed, RestrictInfo *ri);
+extern void cfdw_pushdown_param_paths(PlannerInfo *root, RelOptInfo *baserel,
+									  const CfdwTable *t, int page_size);
+
+/* in scan.c */
+extern void cfdw_scan_routine(struct FdwRoutine *routine);
+extern void cfdw_check_command(const CfdwTable *t, CmdType command);
+
+/* in modify.c */
+struct ModifyTable;
+struct ModifyTableState;
+struct ResultRelInfo;
+extern void cfdw_modify_routine(struct FdwRoutine *routine);
+extern List *cfdw_plan_change(PlannerInfo *root, struct ModifyTable *plan,
+							  Index resultRelation);
+extern void cfdw_begin_change(struct ModifyTableState *mtstate,
+							  struct ResultRelInfo *rinfo, List *fdw_private,
+							  Oid userid);
+extern void cfdw_end_change(struct ResultRelInfo *rinfo);
 
 /* in queue.c */
 extern void cfdw_queue_check(const CfdwTable *t);

@@ -12,7 +12,8 @@
  * stall the others.  A retry is decided by the transfer's outcome alone:
  * what certainly did not reach Confluence may be sent again; what may have
  * been processed is resent only when the method is idempotent and the
- * answer says the server did not act (502, 503, 504).
+ * answer says the server did not act (502, 503, 504).  A GET changes
+ * nothing, so any 5xx and a dropped connection are retried too.
  *
  * IDENTIFICATION
  *		  src/delivery.c
@@ -130,10 +131,15 @@ is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
 	bool		idempotent = req->method == CFDW_PUT || req->method == CFDW_DELETE ||
 		req->method == CFDW_GET;
 
+	/* a read changes nothing: whatever failed may be asked again */
+	bool		read = req->method == CFDW_GET;
+
 	if (resp->outcome != CFDW_ANSWERED)
 	{
-		/* refused addresses would be refused again */
-		return resp->outcome == CFDW_NOT_SENT && resp->failure != CFDW_FAIL_EGRESS;
+		/* refused addresses would be refused again, too large stays so */
+		if (resp->failure == CFDW_FAIL_EGRESS || resp->failure == CFDW_FAIL_TOO_LARGE)
+			return false;
+		return resp->outcome == CFDW_NOT_SENT || read;
 	}
 	if (resp->status == 429)
 		return true;
@@ -141,7 +147,7 @@ is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
 		return true;
 	if (idempotent && (resp->status == 502 || resp->status == 503 || resp->status == 504))
 		return true;
-	return false;
+	return read && resp->status >= 500;
 }
 
 /*

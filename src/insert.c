@@ -14,6 +14,9 @@
  * (response.c).  Nothing here is transactional: a request that was sent
  * stays sent when the transaction rolls back.
  *
+ * UPDATE and DELETE share PlanForeignModify, BeginForeignModify and
+ * EndForeignModify with INSERT; those hand them to modify.c.
+ *
  * IDENTIFICATION
  *		  src/insert.c
  *
@@ -52,6 +55,7 @@ enum FdwModifyPrivateIndex
  */
 typedef struct CfdwModifyState
 {
+	CfdwStateKind kind;			/* CFDW_STATE_INSERT */
 	Relation	rel;
 	CfdwTable  *table;			/* resolved options, columns, credentials */
 	CfdwConnection *conn;		/* the user mapping's cached connection */
@@ -111,10 +115,12 @@ confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
 	Relation	rel;
 	bool		need;
 
+	if (plan->operation == CMD_UPDATE || plan->operation == CMD_DELETE)
+		return cfdw_plan_change(root, plan, resultRelation);
 	if (plan->operation != CMD_INSERT)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("confluence_fdw supports only INSERT")));
+				 errmsg("confluence_fdw supports INSERT, UPDATE and DELETE only")));
 	if (plan->onConflictAction != ONCONFLICT_NONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -122,6 +128,7 @@ confluencePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
 
 	/* the core already holds a lock on the relation */
 	rel = table_open(rte->relid, NoLock);
+	cfdw_check_command(cfdw_resolve_shape(rel), CMD_INSERT);
 	need = needs_response(rel,
 						  plan->returningLists != NIL,
 						  plan->withCheckOptionLists != NIL);
@@ -166,6 +173,7 @@ create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
 {
 	CfdwModifyState *state = palloc0(sizeof(CfdwModifyState));
 
+	state->kind = CFDW_STATE_INSERT;
 	state->rel = rinfo->ri_RelationDesc;
 	state->table = cfdw_resolve_table(state->rel, userid);
 	state->need_response = need_response;
@@ -244,6 +252,11 @@ confluenceBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
+	if (mtstate->operation != CMD_INSERT)
+	{
+		cfdw_begin_change(mtstate, rinfo, fdw_private, modify_userid(estate, rinfo));
+		return;
+	}
 	need = intVal(list_nth(fdw_private, FdwModifyPrivateNeedResponse)) != 0;
 	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
 											 modify_userid(estate, rinfo), need);
@@ -258,6 +271,7 @@ confluenceBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	EState	   *estate = mtstate->ps.state;
 	bool		need;
 
+	cfdw_check_command(cfdw_resolve_shape(rinfo->ri_RelationDesc), CMD_INSERT);
 	need = needs_response(rinfo->ri_RelationDesc,
 						  rinfo->ri_returningList != NIL,
 						  rinfo->ri_WithCheckOptions != NIL);
@@ -746,6 +760,11 @@ confluenceEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	/* NULL after a plain EXPLAIN */
 	if (state == NULL)
 		return;
+	if (state->kind == CFDW_STATE_CHANGE)
+	{
+		cfdw_end_change(rinfo);
+		return;
+	}
 	if (state->pipelined)
 		finish_pipeline(state);
 	if (state->npending > 0)
@@ -773,10 +792,16 @@ confluenceEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
 	confluenceEndForeignModify(estate, rinfo);
 }
 
+/* What the table can do, as information_schema and the core see it. */
 static int
 confluenceIsForeignRelUpdatable(Relation rel)
 {
-	return (1 << CMD_INSERT);
+	CfdwTable  *t = cfdw_resolve_shape(rel);
+
+	if (t->template)
+		return t->template->commands & ((1 << CMD_INSERT) | (1 << CMD_UPDATE) |
+										(1 << CMD_DELETE));
+	return t->method == CFDW_GET ? 0 : (1 << CMD_INSERT);
 }
 
 /* ---------------------------------------------------------------------
@@ -792,7 +817,8 @@ confluenceExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	if (!es->verbose)
 		return;
 	ExplainPropertyText("Confluence Request",
-						cfdw_describe_request(RelationGetRelid(rinfo->ri_RelationDesc)), es);
+						cfdw_describe_request(RelationGetRelid(rinfo->ri_RelationDesc),
+													  mtstate->operation), es);
 	if (rinfo->ri_BatchSize > 1)
 		ExplainPropertyInteger("Batch Size", NULL, rinfo->ri_BatchSize, es);
 }

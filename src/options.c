@@ -67,7 +67,8 @@ typedef enum CfdwOptType
 	OPT_DELIVERY,
 	OPT_CONCURRENCY,
 	OPT_CA_FILE,
-	OPT_PROXY
+	OPT_PROXY,
+	OPT_READ_ENDPOINT			/* a manual path only */
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -111,6 +112,7 @@ static const CfdwOption cfdw_options[] = {
 	{"on_error", ForeignTableRelationId, OPT_ON_ERROR},
 	{"max_concurrency", ForeignTableRelationId, OPT_CONCURRENCY},
 	{"delivery", ForeignTableRelationId, OPT_DELIVERY},
+	{"read_endpoint", ForeignTableRelationId, OPT_READ_ENDPOINT},
 
 	/* column */
 	{"field", AttributeRelationId, OPT_FIELD},
@@ -204,6 +206,8 @@ cfdw_parse_method(const char *s, CfdwMethod *method)
 		*method = CFDW_PATCH;
 	else if (pg_strcasecmp(s, "DELETE") == 0)
 		*method = CFDW_DELETE;
+	else if (pg_strcasecmp(s, "GET") == 0)
+		*method = CFDW_GET;		/* a manual table that is read by SELECT */
 	else
 		return false;
 	return true;
@@ -583,7 +587,7 @@ check_word(const CfdwOption *opt, const char *value)
 			break;
 		case OPT_METHOD:
 			ok = cfdw_parse_method(value, &m);
-			hint = "Use POST, PUT, PATCH or DELETE.";
+			hint = "Use POST, PUT, PATCH or DELETE, or GET for a table read by SELECT.";
 			break;
 		case OPT_FORMAT:
 			ok = parse_format(value, &f);
@@ -662,6 +666,12 @@ check_value(const CfdwOption *opt, DefElem *def)
 			break;
 		case OPT_ENDPOINT:
 			check_endpoint(opt->name, value);
+			break;
+		case OPT_READ_ENDPOINT:
+			if (value[0] != '/')
+				invalid_value(opt->name, value,
+							  "Give the path a SELECT reads, such as /wiki/api/v2/pages/{page_id}/labels.");
+			check_manual_path(opt->name, value);
 			break;
 		case OPT_HEADERS:
 			check_headers_option(opt->name, value);
@@ -802,6 +812,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	const char *format = NULL;
 	const char *endpoint = NULL;
 	const char *method = NULL;
+	bool		has_read_endpoint = false;
 	bool		has_domain = false,
 				has_base_url = false,
 				has_username = false,
@@ -832,7 +843,20 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 			method = defGetString(def);
 		else if (strcmp(opt->name, "delivery") == 0)
 			queued = strcmp(defGetString(def), "queue") == 0;
+		else if (strcmp(opt->name, "read_endpoint") == 0)
+			has_read_endpoint = true;
 	}
+	if (has_read_endpoint && endpoint && endpoint[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"read_endpoint\" cannot be used with option \"endpoint\" '%s'",
+						endpoint),
+				 errdetail("The %s template reads its own list endpoint.", endpoint)));
+	if (queued && method && pg_strcasecmp(method, "GET") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("delivery 'queue' cannot be used with method 'GET'"),
+				 errdetail("A table with method 'GET' is read by SELECT; nothing is queued.")));
 	if (batch && queued)
 		refuse_queued_batch();
 
@@ -1274,6 +1298,34 @@ resolve_request_column(const CfdwTable *t, CfdwColumn *col, const char *field,
 }
 
 /*
+ * Where SELECT finds a column's value in a listed item: a response column
+ * where the answer has it, a request column at its field (as the template
+ * reads it back); field '.' is the whole item.  Every column is filled by
+ * its type's input function then.
+ */
+static void
+resolve_read_mapping(const CfdwTable *t, CfdwColumn *col, Oid basetype)
+{
+	if (col->resp == CFDW_RESP_NONE)
+	{
+		Oid			infunc;
+
+		col->read = col->field_path == NIL ? CFDW_RESP_WHOLE : CFDW_RESP_PATH;
+		col->read_field = pstrdup(cfdw_template_read_field(t->template, col->field));
+		getTypeInputInfo(col->typid, &infunc, &col->typioparam);
+		fmgr_info(infunc, &col->infunc);
+		col->is_json = (basetype == JSONOID || basetype == JSONBOID);
+	}
+	else
+	{
+		/* $queue_id is no part of an item: NULL on read */
+		col->read = col->resp == CFDW_RESP_QUEUE_ID ? CFDW_RESP_NONE : col->resp;
+		col->read_field = col->response_field;
+	}
+	col->read_path = col->read == CFDW_RESP_PATH ? cfdw_split_path(col->read_field) : NIL;
+}
+
+/*
  * Resolve one column: its request field or response path, and the functions
  * that convert its values.
  */
@@ -1299,6 +1351,7 @@ resolve_column(CfdwTable *t, CfdwColumn *col, Form_pg_attribute attr)
 		resolve_response_column(col, response_field, basetype);
 	else
 		resolve_request_column(t, col, field, send, basetype);
+	resolve_read_mapping(t, col, basetype);
 }
 
 /*
@@ -1439,6 +1492,8 @@ read_table_options(CfdwTable *t, List *options, const char **headers,
 			*table_concurrency = option_ms(def->defname, defGetString(def));
 		else if (strcmp(def->defname, "delivery") == 0)
 			*table_delivery = strcmp(defGetString(def), "queue") == 0;
+		else if (strcmp(def->defname, "read_endpoint") == 0)
+			t->read_path = defGetString(def);
 	}
 }
 
@@ -1470,6 +1525,16 @@ resolve_endpoint(CfdwTable *t, List *options)
 						 cfdw_template_names())));
 	t->template = request_target(t->endpoint, has_method, &t->method, &path);
 	t->path = pstrdup(path);
+
+	/*
+	 * What SELECT reads: a template's list, a manual table's read_endpoint,
+	 * or the path of a manual table whose method is GET.
+	 */
+	if (t->template)
+		t->read_path = (t->template->commands & (1 << CMD_SELECT)) ?
+			pstrdup(t->template->list_path) : NULL;
+	else if (t->read_path == NULL && t->method == CFDW_GET)
+		t->read_path = t->path;
 }
 
 /* Every column that is not dropped, in attribute order. */
@@ -1490,6 +1555,40 @@ resolve_columns(CfdwTable *t, TupleDesc tupdesc)
 	check_field_conflicts(t);
 }
 
+/* The table's own options and its columns: all that needs no server. */
+static void
+resolve_shape(CfdwTable *t, Relation rel, ForeignTable *table, const char **headers,
+			  int *table_delivery, int *table_concurrency)
+{
+	t->relid = RelationGetRelid(rel);
+	t->relname = pstrdup(RelationGetRelationName(rel));
+	read_table_options(t, table->options, headers, table_delivery, table_concurrency);
+	resolve_endpoint(t, table->options);
+	resolve_columns(t, RelationGetDescr(rel));
+}
+
+/*
+ * cfdw_resolve_shape
+ *		What the planner needs of a foreign table: its endpoint, what it can
+ *		read and its columns, with the server's base URL for EXPLAIN.  No
+ *		user mapping is read: planning needs no credential.
+ */
+CfdwTable *
+cfdw_resolve_shape(Relation rel)
+{
+	CfdwTable  *t = palloc0(sizeof(CfdwTable));
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	const char *headers = NULL;
+	int			table_concurrency = 0;
+	int			table_delivery = -1;
+
+	resolve_shape(t, rel, table, &headers, &table_delivery, &table_concurrency);
+	t->base = server_base(GetForeignServer(table->serverid)->options);
+	if (t->base == NULL)
+		t->base = "";
+	return t;
+}
+
 /*
  * cfdw_resolve_table
  *		Resolve everything needed to send rows of a foreign table, for the
@@ -1506,13 +1605,9 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	int			table_concurrency = 0;
 	int			table_delivery = -1;
 
-	t->relid = RelationGetRelid(rel);
-	t->relname = pstrdup(RelationGetRelationName(rel));
-	read_table_options(t, table->options, &headers, &table_delivery, &table_concurrency);
+	resolve_shape(t, rel, table, &headers, &table_delivery, &table_concurrency);
 	if (headers)
 		resolve_headers(t, headers);
-	resolve_endpoint(t, table->options);
-	resolve_columns(t, RelationGetDescr(rel));
 
 	/*
 	 * GetUserMapping falls back to the PUBLIC mapping and raises the standard
@@ -1538,7 +1633,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
  *		the user mapping: EXPLAIN needs no credential.
  */
 char *
-cfdw_describe_request(Oid relid)
+cfdw_describe_request(Oid relid, CmdType operation)
 {
 	ForeignTable *table = GetForeignTable(relid);
 	const char *base = server_base(GetForeignServer(table->serverid)->options);
@@ -1546,12 +1641,18 @@ cfdw_describe_request(Oid relid)
 	CfdwMethod	method = CFDW_POST;
 	bool		has_method = read_table_target(table->options, &endpoint, &method);
 	const char *path;
+	const CfdwTemplate *tmpl;
 
 	if (base == NULL)
 		base = "";
 	if (endpoint == NULL)
 		return psprintf("%s %s (no endpoint)", cfdw_method_name(method), base);
-	request_target(endpoint, has_method, &method, &path);
+	tmpl = request_target(endpoint, has_method, &method, &path);
+	/* UPDATE and DELETE go to the object the row was read from */
+	if (tmpl && operation == CMD_UPDATE)
+		return psprintf("PUT %s%s", base, tmpl->item_path);
+	if (tmpl && operation == CMD_DELETE)
+		return psprintf("DELETE %s%s", base, tmpl->item_path);
 	return psprintf("%s %s%s", cfdw_method_name(method), base, path);
 }
 

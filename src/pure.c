@@ -837,3 +837,125 @@ cfdw_address_internal(const struct sockaddr *sa)
 	}
 	return true;				/* not an internet address at all */
 }
+
+/* ---------------------------------------------------------------------
+ * Link headers (RFC 8288), for cursor pagination
+ * ---------------------------------------------------------------------
+ */
+
+/* Does a rel value (a space-separated list of relation types) say next? */
+static bool
+rel_says_next(const char *v, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		size_t		start;
+
+		while (i < len && v[i] == ' ')
+			i++;
+		start = i;
+		while (i < len && v[i] != ' ')
+			i++;
+		if (i - start == 4 && strncasecmp(v + start, "next", 4) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The parameters of one link-value, from p (just after its '>') to the ','
+ * that ends it or the end: sets *next when one is rel="next".  Returns where
+ * the next link-value starts, or NULL when the parameters are malformed.
+ */
+static const char *
+link_params(const char *p, bool *next)
+{
+	*next = false;
+	for (;;)
+	{
+		const char *name;
+		size_t		namelen;
+		const char *val = "";
+		size_t		vallen = 0;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0' || *p == ',')
+			return *p ? p + 1 : p;
+		if (*p != ';')
+			return NULL;
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		name = p;
+		while (*p && *p != '=' && *p != ';' && *p != ',' && *p != ' ')
+			p++;
+		namelen = p - name;
+		while (*p == ' ')
+			p++;
+		if (*p == '=')
+		{
+			p++;
+			while (*p == ' ')
+				p++;
+			if (*p == '"')
+			{
+				val = ++p;
+				while (*p && *p != '"')
+					p++;
+				if (*p != '"')
+					return NULL;
+				vallen = p - val;
+				p++;
+			}
+			else
+			{
+				val = p;
+				while (*p && *p != ';' && *p != ',' && *p != ' ')
+					p++;
+				vallen = p - val;
+			}
+		}
+		if (namelen == 3 && strncasecmp(name, "rel", 3) == 0 && rel_says_next(val, vallen))
+			*next = true;
+	}
+}
+
+bool
+cfdw_link_next(const char *header, char *out, size_t outsize)
+{
+	const char *p = header;
+
+	if (header == NULL || outsize == 0)
+		return false;
+	while (*p)
+	{
+		const char *target;
+		const char *close;
+		bool		next;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		if (*p != '<' || (close = strchr(p, '>')) == NULL)
+			return false;
+		target = p + 1;
+		p = link_params(close + 1, &next);
+		if (p == NULL)
+			return false;
+		if (next)
+		{
+			size_t		len = close - target;
+
+			if (len == 0 || len >= outsize)
+				return false;
+			memcpy(out, target, len);
+			out[len] = '\0';
+			return true;
+		}
+	}
+	return false;
+}

@@ -103,6 +103,14 @@ extern char *cfdw_json_to_xml(const cJSON *root, bool batch, char *err, size_t e
 extern char *cfdw_json_to_form(const cJSON *root, char *err, size_t errlen);
 
 /*
+ * The target of the rel="next" link of a Link header (RFC 8288), as in
+ * Confluence's `</wiki/api/v2/pages?cursor=X>; rel="next", <https://...>;
+ * rel="base"`, copied into out.  false when there is none, when it is
+ * malformed, or when it does not fit in outsize.
+ */
+extern bool cfdw_link_next(const char *header, char *out, size_t outsize);
+
+/*
  * Egress control.  cfdw_host_allowed: does host match one of the
  * comma-separated patterns ("name" exactly, "*.domain" for any name under
  * domain), case-insensitively?  cfdw_address_internal: is the address

@@ -157,6 +157,32 @@ value_text(const CfdwColumn *col, Datum value)
 }
 
 /*
+ * cfdw_url_encode
+ *		A value (in the database encoding) percent-encoded as UTF-8 for a
+ *		path segment or a query parameter, palloc'd.
+ */
+char *
+cfdw_url_encode(const char *text)
+{
+	char	   *utf8 = GetDatabaseEncoding() == PG_UTF8 ? unconstify(char *, text) :
+		pg_server_to_any(text, strlen(text), PG_UTF8);
+	char	   *escaped = check_alloc(cfdw_percent_encode(utf8, strlen(utf8)));
+	char	   *result = NULL;
+
+	/* only the copy can raise an error; libcurl's string is freed anyway */
+	PG_TRY();
+	{
+		result = pstrdup(escaped);
+	}
+	PG_FINALLY();
+	{
+		curl_free(escaped);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
  * cfdw_build_url
  *		The URL of one row: placeholders filled with the row's values,
  *		percent-encoded by libcurl so that a value can never add a path
@@ -177,7 +203,6 @@ cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull)
 		Node	   *part = lfirst(lc);
 		const CfdwColumn *col;
 		char	   *text;
-		char	   *escaped;
 
 		if (IsA(part, String))
 		{
@@ -200,14 +225,7 @@ cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull)
 							text, col->name, t->relname),
 					 errdetail("An empty value, \".\" or \"..\" (also with \";parameters\") would change which path the request goes to."),
 					 errhint("Nothing was sent for this row.")));
-		if (GetDatabaseEncoding() != PG_UTF8)
-			text = pg_server_to_any(text, strlen(text), PG_UTF8);
-
-		/* Only the copy can raise an error; free libcurl's string first. */
-		escaped = check_alloc(cfdw_percent_encode(text, strlen(text)));
-		text = pstrdup(escaped);
-		curl_free(escaped);
-		appendStringInfoString(&url, text);
+		appendStringInfoString(&url, cfdw_url_encode(text));
 	}
 	return url.data;
 }

@@ -712,3 +712,115 @@ cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 	return psprintf("Confluence returned HTTP %ld: %s", resp->status,
 					summary ? summary : reason_phrase(resp->status));
 }
+
+/* ---------------------------------------------------------------------
+ * Reads: a page of results, and each listed item to a row
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * cfdw_parse_page
+ *		The answer to a GET of a scan as jsonb.  An answer that is empty, not
+ *		JSON or not in the database encoding is an error naming the URL: a
+ *		read changed nothing, so failing is safe, and a silent short result
+ *		would not be.
+ */
+void *
+cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req, const CfdwResponse *resp)
+{
+	char	   *body = resp->body_len > 0 ? from_utf8(resp->body, resp->body_len) : NULL;
+	Jsonb	   *jb = body ? parse_answer(body, strlen(body)) : NULL;
+
+	if (jb == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Confluence answered GET %s with %s", req->url,
+						resp->body_len == 0 ? "an empty body" :
+						body == NULL ? "text that is not valid UTF-8 or not in the database encoding" :
+						"a page of results that is not JSON"),
+				 errdetail("HTTP %ld, Content-Type %s, %zu bytes: %s", resp->status,
+						   resp->content_type[0] ? resp->content_type : "none",
+						   resp->body_len,
+						   printable_excerpt(resp->body, resp->body_len, 200)),
+				 errcontext("scan of foreign table \"%s\"", t->relname)));
+	return jb;
+}
+
+/* Names the column being read when its input function fails. */
+static void
+read_error_callback(void *arg)
+{
+	ConversionContext *cc = (ConversionContext *) arg;
+
+	errcontext("column \"%s\" of foreign table \"%s\", read from field \"%s\"",
+			   cc->column->name, cc->table->relname,
+			   cc->column->read_field ? cc->column->read_field : ".");
+}
+
+/* The value of one column from an item, as text for its input function. */
+static char *
+item_text(const CfdwColumn *col, Jsonb *item, long status, Datum *json_value)
+{
+	switch (col->read)
+	{
+		case CFDW_RESP_PATH:
+			return text_at_path(item, col->read_path);
+		case CFDW_RESP_STATUS:
+			return psprintf("%ld", status);
+		case CFDW_RESP_WHOLE:
+			if (col->typid == JSONBOID)
+			{
+				*json_value = JsonbPGetDatum(item);
+				return NULL;
+			}
+			return JsonbToCString(NULL, &item->root, VARSIZE(item));
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * cfdw_fill_item
+ *		One row from a listed item (a jsonb object): the columns needed[i]
+ *		asks for, the others NULL.  Input functions run for NULL too, so that
+ *		domains are enforced.
+ */
+void
+cfdw_fill_item(const CfdwTable *t, void *item, long status, const bool *needed,
+			   Datum *values, bool *isnull)
+{
+	ConversionContext cc;
+	ErrorContextCallback errcb;
+	int			i;
+
+	cc.table = t;
+	errcb.callback = read_error_callback;
+	errcb.arg = &cc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *col = &t->columns[i];
+		int			att = col->attnum - 1;
+		Datum		json_value = (Datum) 0;
+		char	   *text;
+
+		values[att] = (Datum) 0;
+		isnull[att] = true;
+		if (!needed[i])
+			continue;
+		cc.column = col;
+		text = item_text(col, (Jsonb *) item, status, &json_value);
+		if (json_value != (Datum) 0)
+		{
+			values[att] = json_value;
+			isnull[att] = false;
+			continue;
+		}
+		values[att] = InputFunctionCall(unconstify(FmgrInfo *, &col->infunc), text,
+										col->typioparam, col->typmod);
+		isnull[att] = (text == NULL);
+	}
+	error_context_stack = errcb.previous;
+}

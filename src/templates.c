@@ -11,6 +11,12 @@
  * column options, so what is sent is visible in \d+; a table created by hand
  * with endpoint 'pages' gets the same mapping by column name.
  *
+ * SELECT reads the same columns from the list endpoint's items: a request
+ * column from its field (a body from body.storage, where Confluence puts
+ * it), a response column from its response path.  A template also says
+ * which WHERE clauses its list endpoint can filter by (pushables) and what
+ * it can do: spaces are read-only, comments cannot be updated here.
+ *
  * IDENTIFICATION
  *		  src/templates.c
  *
@@ -21,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "foreign/fdwapi.h"
+#include "nodes/nodes.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 
@@ -39,13 +46,17 @@
 	{"response", "jsonb", NULL, "."}, \
 	{"http_status", "integer", NULL, "$status"}
 #define RESPONSE_COLUMNS RESPONSE_COLUMNS_WITH("createdAt")
+
+/* A body is sent flat and read from the representation it was asked for. */
+#define BODY_COLUMNS \
+	{"body", "text", "body.value", NULL, "body.storage.value"}, \
+	{"representation", "text", "body.representation", NULL, "body.storage.representation"}
 #define COMMENT_RESPONSE_COLUMNS RESPONSE_COLUMNS_WITH("version.createdAt")
 
 static const CfdwTemplateColumn pages_columns[] = {
 	{"space_id", "text", "spaceId", NULL},
 	{"title", "text", "title", NULL},
-	{"body", "text", "body.value", NULL},
-	{"representation", "text", "body.representation", NULL},
+	BODY_COLUMNS,
 	{"status", "text", "status", NULL},
 	{"parent_id", "text", "parentId", NULL},
 	{"subtype", "text", "subtype", NULL},
@@ -59,8 +70,7 @@ static const CfdwTemplateColumn footer_comments_columns[] = {
 	{"parent_comment_id", "text", "parentCommentId", NULL},
 	{"attachment_id", "text", "attachmentId", NULL},
 	{"custom_content_id", "text", "customContentId", NULL},
-	{"body", "text", "body.value", NULL},
-	{"representation", "text", "body.representation", NULL},
+	BODY_COLUMNS,
 	COMMENT_RESPONSE_COLUMNS,
 	{NULL}
 };
@@ -68,10 +78,23 @@ static const CfdwTemplateColumn footer_comments_columns[] = {
 static const CfdwTemplateColumn blogposts_columns[] = {
 	{"space_id", "text", "spaceId", NULL},
 	{"title", "text", "title", NULL},
-	{"body", "text", "body.value", NULL},
-	{"representation", "text", "body.representation", NULL},
+	BODY_COLUMNS,
 	{"status", "text", "status", NULL},
 	RESPONSE_COLUMNS,
+	{NULL}
+};
+
+/* Spaces are read-only: every column comes from the listed item. */
+static const CfdwTemplateColumn spaces_columns[] = {
+	{"id", "text", NULL, "id"},
+	{"key", "text", NULL, "key"},
+	{"name", "text", NULL, "name"},
+	{"type", "text", NULL, "type"},
+	{"status", "text", NULL, "status"},
+	{"homepage_id", "text", NULL, "homepageId"},
+	{"created_at", "timestamptz", NULL, "createdAt"},
+	{"webui", "text", NULL, "_links.webui"},
+	{"response", "jsonb", NULL, "."},
 	{NULL}
 };
 
@@ -79,8 +102,7 @@ static const CfdwTemplateColumn inline_comments_columns[] = {
 	{"page_id", "text", "pageId", NULL},
 	{"blog_post_id", "text", "blogPostId", NULL},
 	{"parent_comment_id", "text", "parentCommentId", NULL},
-	{"body", "text", "body.value", NULL},
-	{"representation", "text", "body.representation", NULL},
+	BODY_COLUMNS,
 	{"text_selection", "text", "inlineCommentProperties.textSelection", NULL},
 	{"text_selection_match_count", "integer", "inlineCommentProperties.textSelectionMatchCount", NULL},
 	{"text_selection_match_index", "integer", "inlineCommentProperties.textSelectionMatchIndex", NULL},
@@ -97,6 +119,57 @@ static const char *const representations[] = {
 	"storage", "atlas_doc_format", "wiki", NULL
 };
 
+/*
+ * The WHERE clauses each list endpoint can filter by (Atlassian's spec:
+ * GET /pages takes up to 250 ids and 100 space ids), and how many rows one
+ * value is expected to match, for the planner.  A PATH pushable replaces
+ * the list with another endpoint: one object, or a container's comments.
+ */
+/*
+ * The statuses a list can filter by: a draft, for one, is never listed, and
+ * asking for it is a 400.  A clause on another status is checked locally.
+ */
+static const char *const page_statuses[] = {"current", "archived", "deleted", "trashed", NULL};
+static const char *const blogpost_statuses[] = {"current", "deleted", "trashed", NULL};
+static const char *const space_statuses[] = {"current", "archived", NULL};
+
+#define CONTENT_PUSHABLES(statuses_) \
+	{"id", CFDW_PUSH_QUERY, "id", 250, 1}, \
+	{"title", CFDW_PUSH_QUERY, "title", 1, 1}, \
+	{"spaceId", CFDW_PUSH_QUERY, "space-id", 100, 500}, \
+	{"status", CFDW_PUSH_QUERY, "status", 8, 5000, statuses_}, \
+	{NULL}
+
+static const CfdwPushable page_pushables[] = {
+	CONTENT_PUSHABLES(page_statuses)
+};
+
+static const CfdwPushable blogpost_pushables[] = {
+	CONTENT_PUSHABLES(blogpost_statuses)
+};
+
+static const CfdwPushable spaces_pushables[] = {
+	{"id", CFDW_PUSH_QUERY, "ids", 250, 1},
+	{"key", CFDW_PUSH_QUERY, "keys", 250, 1},
+	{"type", CFDW_PUSH_QUERY, "type", 1, 50},
+	{"status", CFDW_PUSH_QUERY, "status", 1, 50, space_statuses},
+	{NULL}
+};
+
+#define COMMENT_PUSHABLES(segment_) \
+	{"id", CFDW_PUSH_PATH, "/wiki/api/v2/" segment_ "/{id}", 1, 1}, \
+	{"pageId", CFDW_PUSH_PATH, "/wiki/api/v2/pages/{pageId}/" segment_, 1, 10}, \
+	{"blogPostId", CFDW_PUSH_PATH, "/wiki/api/v2/blogposts/{blogPostId}/" segment_, 1, 10}, \
+	{NULL}
+
+static const CfdwPushable footer_comment_pushables[] = {
+	COMMENT_PUSHABLES("footer-comments")
+};
+
+static const CfdwPushable inline_comment_pushables[] = {
+	COMMENT_PUSHABLES("inline-comments")
+};
+
 /* What a row of each template must have; see cfdw_check_required. */
 static void check_page_row(const CfdwTable *t, void *json_root);
 static void check_footer_comment_row(const CfdwTable *t, void *json_root);
@@ -109,7 +182,9 @@ static void check_inline_comment_row(const CfdwTable *t, void *json_root);
  * deleted at its item path, /wiki/api/v2/<segment>/{id}, where {id} is the
  * id column.  IMPORT names each table after its template.
  */
-#define V2_TEMPLATE(name_, segment_, columns_, check_row_) \
+#define CAN(cmd) (1 << (cmd))
+#define V2_TEMPLATE(name_, segment_, columns_, check_row_, commands_, \
+					pushables_, rows_, update_drops_) \
 	{ \
 		.name = name_, \
 		.table_name = name_, \
@@ -120,16 +195,34 @@ static void check_inline_comment_row(const CfdwTable *t, void *json_root);
 		.format = CFDW_FORMAT_JSON, \
 		.representations = representations, \
 		.columns = columns_, \
-		.check_row = check_row_ \
+		.check_row = check_row_, \
+		.commands = commands_, \
+		.pushables = pushables_, \
+		.rows = rows_, \
+		.update_drops = update_drops_ \
 	}
 
+/*
+ * Comments are versioned too, but an UPDATE of one would need the body only;
+ * they are created and deleted here.  A PUT of a page takes no subtype.
+ */
 static const CfdwTemplate templates[] = {
-	V2_TEMPLATE("pages", "pages", pages_columns, check_page_row),
+	V2_TEMPLATE("pages", "pages", pages_columns, check_page_row,
+				CAN(CMD_INSERT) | CAN(CMD_SELECT) | CAN(CMD_UPDATE) | CAN(CMD_DELETE),
+				page_pushables, 10000, "subtype"),
 	V2_TEMPLATE("footer_comments", "footer-comments", footer_comments_columns,
-				check_footer_comment_row),
-	V2_TEMPLATE("blogposts", "blogposts", blogposts_columns, check_page_row),
+				check_footer_comment_row,
+				CAN(CMD_INSERT) | CAN(CMD_SELECT) | CAN(CMD_DELETE),
+				footer_comment_pushables, 10000, NULL),
+	V2_TEMPLATE("blogposts", "blogposts", blogposts_columns, check_page_row,
+				CAN(CMD_INSERT) | CAN(CMD_SELECT) | CAN(CMD_UPDATE) | CAN(CMD_DELETE),
+				blogpost_pushables, 10000, NULL),
 	V2_TEMPLATE("inline_comments", "inline-comments", inline_comments_columns,
-				check_inline_comment_row),
+				check_inline_comment_row,
+				CAN(CMD_INSERT) | CAN(CMD_SELECT) | CAN(CMD_DELETE),
+				inline_comment_pushables, 10000, NULL),
+	V2_TEMPLATE("spaces", "spaces", spaces_columns, NULL,
+				CAN(CMD_SELECT), spaces_pushables, 100, NULL),
 	{NULL}
 };
 
@@ -206,6 +299,38 @@ const char *
 cfdw_default_representation(void)
 {
 	return representations[0];
+}
+
+/*
+ * Where a read item holds the value of a request field: the template
+ * column's read_field when it has one (body.value is read from
+ * body.storage.value), else the field itself.
+ */
+const char *
+cfdw_template_read_field(const CfdwTemplate *tmpl, const char *field)
+{
+	const CfdwTemplateColumn *c;
+
+	if (tmpl == NULL)
+		return field;
+	for (c = tmpl->columns; c->name; c++)
+		if (c->field && c->read_field && strcmp(c->field, field) == 0)
+			return c->read_field;
+	return field;
+}
+
+/* The pushable of a read field, or NULL: that column is filtered locally. */
+const CfdwPushable *
+cfdw_find_pushable(const CfdwTemplate *tmpl, const char *field)
+{
+	const CfdwPushable *p;
+
+	if (tmpl == NULL || field == NULL)
+		return NULL;
+	for (p = tmpl->pushables; p->field; p++)
+		if (strcmp(p->field, field) == 0)
+			return p;
+	return NULL;
 }
 
 const CfdwTemplateColumn *
@@ -372,7 +497,7 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 	cJSON	   *root = (cJSON *) json_root;
 	cJSON	   *body;
 
-	if (tmpl == NULL || !cJSON_IsObject(root))
+	if (tmpl == NULL || tmpl->check_row == NULL || !cJSON_IsObject(root))
 		return;
 	body = cJSON_GetObjectItemCaseSensitive(root, "body");
 	if (cJSON_IsObject(body))

@@ -1065,6 +1065,7 @@ read_headers(CURL *easy, CfdwResponse *resp)
 		copy_header(easy, "Beta-Retry-After", resp->retry_after, sizeof(resp->retry_after));
 	copy_header(easy, "Content-Type", resp->content_type, sizeof(resp->content_type));
 	copy_header(easy, "Location", resp->location, sizeof(resp->location));
+	copy_header(easy, "Link", resp->link, sizeof(resp->link));
 	copy_header(easy, "atl-request-id", resp->request_id, sizeof(resp->request_id));
 	if (resp->request_id[0] == '\0')
 		copy_header(easy, "atl-traceid", resp->request_id, sizeof(resp->request_id));

@@ -215,9 +215,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
               f"{len(violations)} violation(s)" +
               "".join(f"\n    {v.get('code')}: {v.get('message')}" for v in violations
                       if isinstance(v, dict)), flush=True)
+        if self.command == "GET" and status == 200:
+            rbody, rheaders = fit_list_answer(self.path, rbody, rheaders)
         self.reply(status, rbody, None, rheaders)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = forward
+
+
+# Query parameters of the list endpoints and the item field each filters by.
+FILTERS = {"id": "id", "ids": "id", "title": "title", "space-id": "spaceId",
+           "status": "status", "keys": "key"}
+
+
+def fit_list_answer(target, rbody, rheaders):
+    """Prism's answer to a list GET, made consistent with the request the way
+    Confluence's would be, so that a scan can read it: each item takes the
+    values the query filters by (Prism's example says "id": "string", which a
+    client's own check of WHERE id = '123' rightly drops), a body read as
+    storage says so, and Prism's made-up next link ("string", not a link) is
+    left out.  The request was validated before, unchanged; only the values
+    of the example answer change, never its shape."""
+    try:
+        doc = json.loads(rbody)
+    except ValueError:
+        return rbody, rheaders
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        return rbody, rheaders
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+    for item in doc["results"]:
+        if not isinstance(item, dict):
+            continue
+        for param, field in FILTERS.items():
+            if param in query and field in item:
+                item[field] = query[param][0]
+        storage = item.get("body", {}).get("storage") if isinstance(item.get("body"), dict) else None
+        if isinstance(storage, dict):
+            storage["representation"] = "storage"
+    links = doc.get("_links")
+    if isinstance(links, dict) and not str(links.get("next", "/")).startswith("/"):
+        del links["next"]
+    rheaders = [(k, v) for k, v in rheaders
+                if not (k.lower() == "link" and not v.lstrip().startswith("</"))]
+    return json.dumps(doc).encode(), rheaders
 
 
 class Server(http.server.ThreadingHTTPServer):

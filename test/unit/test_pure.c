@@ -1219,6 +1219,50 @@ test_egress(void)
 		CHECK(!cfdw_address_internal(addr(external[i])), "%s is not internal", external[i]);
 }
 
+/* The rel="next" target of a Link header, or "(none)". */
+static size_t
+Min_size(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+static const char *
+link_next(const char *header, size_t outsize)
+{
+	static char out[512];
+
+	if (!cfdw_link_next(header, out, Min_size(outsize, sizeof(out))))
+		return "(none)";
+	return out;
+}
+
+static void
+test_link_next(void)
+{
+	current_group = "link";
+
+	CHECK_STR(link_next("</wiki/api/v2/pages?cursor=abc&limit=250>; rel=\"next\", "
+						"<https://acme.atlassian.net/wiki>; rel=\"base\"", 512),
+			  "/wiki/api/v2/pages?cursor=abc&limit=250", "Confluence's form");
+	CHECK_STR(link_next("<https://acme.atlassian.net/wiki>; rel=\"base\", </n?c=1>; rel=\"next\"", 512),
+			  "/n?c=1", "next after base");
+	CHECK_STR(link_next("</n?c=1>;rel=next", 512), "/n?c=1", "an unquoted rel");
+	CHECK_STR(link_next("</n?c=1>; title=\"a, b; c\"; rel=\"prev next\"", 512), "/n?c=1",
+			  "a quoted parameter with ',' and ';', and a rel list");
+	CHECK_STR(link_next("</n>; REL=\"NEXT\"", 512), "/n", "names and values are case-insensitive");
+	CHECK_STR(link_next("<https://acme.atlassian.net/wiki>; rel=\"base\"", 512), "(none)",
+			  "no next link on the last page");
+	CHECK_STR(link_next("</n>; rel=\"nextpage\"", 512), "(none)", "a longer rel is not next");
+	CHECK_STR(link_next("", 512), "(none)", "an empty header");
+	CHECK_STR(link_next("/n; rel=next", 512), "(none)", "a target without <>");
+	CHECK_STR(link_next("</n; rel=next", 512), "(none)", "an unclosed <");
+	CHECK_STR(link_next("</n>; rel=\"next", 512), "(none)", "an unclosed quote");
+	CHECK_STR(link_next("</n>; rel=next", 512), "/n", "fits exactly");
+	CHECK_STR(link_next("</n>; rel=next", 2), "(none)", "too long for the buffer is no link");
+	CHECK_STR(link_next("<>; rel=next", 512), "(none)", "an empty target");
+	CHECK(!cfdw_link_next(NULL, NULL, 0), "NULL header");
+}
+
 int
 main(void)
 {
@@ -1239,6 +1283,7 @@ main(void)
 	test_xml();
 	test_form();
 	test_egress();
+	test_link_next();
 	test_oom();
 
 	xmlCleanupParser();
