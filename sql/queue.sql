@@ -18,9 +18,11 @@ ALTER FOREIGN TABLE q.pages OPTIONS (ADD delivery 'queue');
 ALTER FOREIGN TABLE q.pages ADD COLUMN queue_id bigint OPTIONS (response_field '$queue_id');
 ALTER FOREIGN TABLE q.pages ADD COLUMN source_id int OPTIONS (send 'false');
 
+-- by title: the worker sends up to max_concurrency rows at once, so the
+-- order they arrive in is not theirs
 CREATE FUNCTION q_titles() RETURNS SETOF text LANGUAGE sql AS $$
   SELECT r->'body_json'->>'title' FROM standin_requests() r
-   WHERE r->>'method' = 'POST' ORDER BY (r->>'seq')::int $$;
+   WHERE r->>'method' = 'POST' ORDER BY 1 $$;
 CREATE FUNCTION q_rows(OUT title text, OUT state text, OUT http_status int,
                        OUT has_remote_id boolean, OUT context jsonb, OUT error text)
 RETURNS SETOF record LANGUAGE sql AS $$

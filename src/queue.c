@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -39,38 +40,37 @@
 
 /* Set by enqueueing, cleared at the end of every transaction. */
 static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
+static bool release_callback_registered = false;
 
 static SPIPlanPtr insert_plan = NULL;
 
+/*
+ * Wake the worker once the transaction that queued rows has committed and
+ * let go of everything: after its locks are released, which is also after
+ * its catalog invalidations went out.  Woken earlier (at XACT_EVENT_COMMIT,
+ * when the rows are already visible), the worker could read a user mapping
+ * that the same transaction changed from its stale cache, and send with
+ * the old token.
+ */
 static void
-queue_xact_callback(XactEvent event, void *arg)
+queue_release_callback(ResourceReleasePhase phase, bool isCommit, bool isTopLevel,
+					   void *arg)
 {
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				cfdw_wake_worker();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
+	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !isTopLevel)
+		return;
+	if (isCommit && wake_at_commit)
+		cfdw_wake_worker();
+	wake_at_commit = false;
 }
 
 /* The worker is to look at the queue when this transaction commits. */
 static void
 wake_worker_at_commit(void)
 {
-	if (!xact_callback_registered)
+	if (!release_callback_registered)
 	{
-		RegisterXactCallback(queue_xact_callback, NULL);
-		xact_callback_registered = true;
+		RegisterResourceReleaseCallback(queue_release_callback, NULL);
+		release_callback_registered = true;
 	}
 	wake_at_commit = true;
 }
