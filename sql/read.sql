@@ -176,6 +176,8 @@ DELETE FROM write_only;
 CREATE FOREIGN TABLE bad_read (title text) SERVER standin
   OPTIONS (endpoint '/wiki/echo/w', read_endpoint 'wiki/api/v2/pages');
 ALTER FOREIGN TABLE pages OPTIONS (ADD read_endpoint '/wiki/api/v2/pages');
+CREATE FOREIGN TABLE queued_read (title text) SERVER standin
+  OPTIONS (endpoint '/wiki/api/v2/spaces', method 'GET', delivery 'queue');
 \set VERBOSITY terse
 
 -- Faults.  A 429 in the middle of a scan is waited out and the scan goes

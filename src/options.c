@@ -782,6 +782,27 @@ check_template_combination(const char *endpoint, const char *method,
 				 errhint("Drop the format option, or give a manual endpoint path.")));
 }
 
+/*
+ * What a table reads: a template its own list, a manual table its GET path
+ * or read_endpoint.  A GET table sends nothing, so it queues nothing.
+ */
+static void
+check_read_combination(const char *endpoint, const char *method,
+					   bool has_read_endpoint, bool queued)
+{
+	if (has_read_endpoint && endpoint && endpoint[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"read_endpoint\" cannot be used with option \"endpoint\" '%s'",
+						endpoint),
+				 errdetail("The %s template reads its own list endpoint.", endpoint)));
+	if (queued && method && pg_strcasecmp(method, "GET") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("delivery 'queue' cannot be used with method 'GET'"),
+				 errdetail("A table with method 'GET' is read by SELECT; nothing is queued.")));
+}
+
 /* A queued row is one request: it cannot be part of a batch. */
 static void
 refuse_queued_batch(void)
@@ -846,17 +867,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		else if (strcmp(opt->name, "read_endpoint") == 0)
 			has_read_endpoint = true;
 	}
-	if (has_read_endpoint && endpoint && endpoint[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-				 errmsg("option \"read_endpoint\" cannot be used with option \"endpoint\" '%s'",
-						endpoint),
-				 errdetail("The %s template reads its own list endpoint.", endpoint)));
-	if (queued && method && pg_strcasecmp(method, "GET") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-				 errmsg("delivery 'queue' cannot be used with method 'GET'"),
-				 errdetail("A table with method 'GET' is read by SELECT; nothing is queued.")));
+	check_read_combination(endpoint, method, has_read_endpoint, queued);
 	if (batch && queued)
 		refuse_queued_batch();
 

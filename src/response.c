@@ -102,16 +102,15 @@ parse_answer(const char *text, size_t len)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
-/* The value at a dotted path, as text for the column's input function. */
+/* The value at a dotted path of a container, as text for an input function. */
 static char *
-text_at_path(Jsonb *jb, List *path)
+text_at_container(JsonbContainer *container, List *path)
 {
-	JsonbContainer *container = &jb->root;
 	JsonbValue	v;
 	JsonbValue *found = NULL;
 	ListCell   *lc;
 
-	if (JB_ROOT_IS_SCALAR(jb))
+	if (JsonContainerIsScalar(container))
 		return NULL;
 	foreach(lc, path)
 	{
@@ -154,6 +153,13 @@ text_at_path(Jsonb *jb, List *path)
 		default:
 			return NULL;
 	}
+}
+
+/* The value at a dotted path of a jsonb document. */
+static char *
+text_at_path(Jsonb *jb, List *path)
+{
+	return text_at_container(&jb->root, path);
 }
 
 /*
@@ -759,21 +765,22 @@ read_error_callback(void *arg)
 
 /* The value of one column from an item, as text for its input function. */
 static char *
-item_text(const CfdwColumn *col, Jsonb *item, long status, Datum *json_value)
+item_text(const CfdwColumn *col, JsonbValue *item, long status, Datum *json_value)
 {
 	switch (col->read)
 	{
 		case CFDW_RESP_PATH:
-			return text_at_path(item, col->read_path);
+			return text_at_container(item->val.binary.data, col->read_path);
 		case CFDW_RESP_STATUS:
 			return psprintf("%ld", status);
 		case CFDW_RESP_WHOLE:
 			if (col->typid == JSONBOID)
 			{
-				*json_value = JsonbPGetDatum(item);
+				/* the item's own document, made only when it is read */
+				*json_value = JsonbPGetDatum(JsonbValueToJsonb(item));
 				return NULL;
 			}
-			return JsonbToCString(NULL, &item->root, VARSIZE(item));
+			return JsonbToCString(NULL, item->val.binary.data, item->val.binary.len);
 		default:
 			return NULL;
 	}
@@ -781,7 +788,8 @@ item_text(const CfdwColumn *col, Jsonb *item, long status, Datum *json_value)
 
 /*
  * cfdw_fill_item
- *		One row from a listed item (a jsonb object): the columns needed[i]
+ *		One row from a listed item (a JsonbValue of type jbvBinary holding
+ *		an object): the columns needed[i]
  *		asks for, the others NULL.  Input functions run for NULL too, so that
  *		domains are enforced.
  */
@@ -811,7 +819,7 @@ cfdw_fill_item(const CfdwTable *t, void *item, long status, const bool *needed,
 		if (!needed[i])
 			continue;
 		cc.column = col;
-		text = item_text(col, (Jsonb *) item, status, &json_value);
+		text = item_text(col, (JsonbValue *) item, status, &json_value);
 		if (json_value != (Datum) 0)
 		{
 			values[att] = json_value;

@@ -807,16 +807,24 @@ fetch_page(CfdwScanState *st)
 	MemoryContextSwitchTo(old);
 }
 
-/* The next item as its own jsonb, in the current (per-tuple) context. */
-static Jsonb *
+/*
+ * The next item, as a JsonbValue pointing into the page (no copy), in the
+ * current (per-tuple) context.
+ */
+static JsonbValue *
 next_item(CfdwScanState *st)
 {
 	JsonbValue *v;
 
 	if (st->results == NULL)
 	{
+		/* the page is the one object */
 		st->next_item++;
-		return st->page;
+		v = palloc(sizeof(JsonbValue));
+		v->type = jbvBinary;
+		v->val.binary.data = &st->page->root;
+		v->val.binary.len = VARSIZE(st->page) - VARHDRSZ;
+		return v;
 	}
 	v = getIthJsonbValueFromContainer(st->results, st->next_item++);
 	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
@@ -824,12 +832,12 @@ next_item(CfdwScanState *st)
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("item %d of a page of results for foreign table \"%s\" is not a JSON object",
 						st->next_item, st->table->relname)));
-	return JsonbValueToJsonb(v);
+	return v;
 }
 
 /* Fill a row; a manual placeholder column takes the value it was asked by. */
 static void
-fill_row(CfdwScanState *st, Jsonb *item, TupleTableSlot *slot)
+fill_row(CfdwScanState *st, JsonbValue *item, TupleTableSlot *slot)
 {
 	const CfdwTable *t = st->table;
 	int			i;
