@@ -72,6 +72,8 @@ EXTRA_AFTER=(
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/soak.sh 5000"
   # 21,500 rows answered 400 with on_error 'return': memory stays flat (~10 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/memory-failures.sh"
+  # a scan of 100,000 pages: streamed page by page, memory flat (~10 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/read-memory.sh"
   "python3 test/contract/prepare-spec.py --selftest"
   # delivery 'queue': kill -9 of the worker and an immediate shutdown in
   # the middle of 500-row deliveries (~25 s), and a failover to a
@@ -113,7 +115,7 @@ run_extras() {  # run_extras LABEL CMD...
 }
 
 # The suites that send requests, run again through the front (4b).
-FRONT_REGRESS="setup options insert returning manual http errors explain import test_connection triggers faults badinput cron"
+FRONT_REGRESS="setup options insert returning manual http errors explain import read change test_connection triggers faults badinput queue cron"
 
 # ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
 # in_cluster RUN: RUN is "direct" (step 4) or "front-h2" / "front-h1" (4b).
