@@ -34,6 +34,9 @@
 # against curl (bench/results/front.txt).  Then bench/queue.sh: delivery
 # 'queue' from COMMIT to done against the immediate pipeline and curl, the
 # cost of enqueueing, and the worker's memory (bench/results/queue.txt).
+# Then bench/read.sh: a SELECT of 10,000 pages against curl following the
+# same cursor links, and a pushed id lookup against a full scan
+# (bench/results/read.txt).
 #
 # Prints the throughput table (with a diagnostics part: CPU and run-queue
 # time per row of the backend, curl and nginx), the memory table and
@@ -768,6 +771,9 @@ main() {
   # delivery 'queue' against the immediate pipeline, enqueueing, the worker's memory
   echo
   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/queue.sh
+  # reading: a scan of 10,000 pages against curl following the same links
+  echo
+  CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/read.sh
 }
 
 if [ "${1:-}" = --inside ]; then
