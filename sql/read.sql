@@ -129,6 +129,19 @@ SELECT s.id, p.id, 'Release 1.3', '<p>Shipped.</p>'
 RETURNING space_id, parent_id = (SELECT id FROM seed_ids WHERE title = 'Eng 2') AS parent_ok, version;
 SELECT request, status FROM read_requests();
 
+-- Costs count requests: a pushed id or title is one, an unfiltered scan of
+-- the site many; so a join scans the filtered side and looks the other up.
+CREATE FUNCTION plan_cost(query text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+  plan json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || query INTO plan;
+  RETURN (plan->0->'Plan'->>'Total Cost')::float8;
+END $$;
+SELECT plan_cost($$SELECT * FROM pages WHERE id = '1'$$) < 2000 AS id_is_one_request,
+       plan_cost($$SELECT * FROM pages WHERE title = 'x'$$) < 2000 AS title_is_one_request,
+       plan_cost($$SELECT * FROM pages$$) > 20 * plan_cost($$SELECT * FROM pages WHERE id = '1'$$)
+         AS full_scan_costs_more;
 -- A join on an id column can be a nested loop that asks for each row.
 SELECT * FROM read_explain($$SELECT p.title FROM seed_ids s JOIN pages p ON p.id = s.id WHERE s.title = 'Eng 3' $$);
 
@@ -191,6 +204,15 @@ SELECT count(*) AS after_500 FROM pages;
 SELECT standin_fault('{"kind": "drop_before_body", "method": "GET", "match": "/wiki/api/v2/pages", "skip": 1}');
 SELECT count(*) AS after_drop FROM pages;
 SELECT request, status FROM read_requests();
+-- a 429 on the fifth of ten pages (a manual read, 61 to a page)
+SELECT standin_clear_log();
+CREATE FOREIGN TABLE paged (id text, title text)
+  SERVER standin OPTIONS (endpoint '/wiki/api/v2/pages?space-id=98306&limit=61', method 'GET');
+SELECT standin_fault('{"kind": "status", "status": 429, "method": "GET", "match": "/wiki/api/v2/pages",
+  "skip": 4, "headers": {"Retry-After": "1"}}');
+SELECT count(*) AS rows, count(DISTINCT id) AS ids FROM paged;
+SELECT count(*) AS requests, count(*) FILTER (WHERE status = 429) AS answered_429,
+       count(*) FILTER (WHERE status = 200) AS pages FROM read_requests();
 
 -- A page that is not JSON is an error naming the URL; so is one without
 -- results; a next link to another host is never followed.
