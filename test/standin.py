@@ -67,6 +67,7 @@ Control API (plain HTTP, no auth) on every listener:
     GET  /_standin/faults                     the queued faults, as JSON
     POST /_standin/reset                      forget requests, objects, spaces
                                               (but SP), faults
+    POST /_standin/reset?keep=objects         forget requests and faults only
     POST /_standin/fault                      queue one fault object or a list; the
                                               reply has the stats from just before
                                               ("rate": p applies it to each matching
@@ -353,12 +354,14 @@ class State:
         self.space_order = []                           # int ids, ascending
         self.add_space(make_space(DEFAULT_SPACE))
 
-    def reset(self):
+    def reset(self, keep_objects=False):
         with self.lock:
             for c in self.counters.values():
                 c.clear()
             self.epoch += 1
             self.faults.clear()
+            if keep_objects:
+                return
             for index in (self.store, self.order, self.by_title, self.by_container):
                 for d in index.values():
                     d.clear()
@@ -1504,7 +1507,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with st.lock:
                     reply([dict(f, headers=dict(f["headers"])) for f in st.faults])
             elif m == "POST" and path == "/_standin/reset":
-                st.reset()
+                keep = qs.get("keep", [None])[-1]
+                if keep not in (None, "objects"):
+                    raise ValueError("keep must be objects")
+                st.reset(keep_objects=keep == "objects")
                 reply({"ok": True})
             elif m == "POST" and path == "/_standin/fault":
                 obj = json.loads(body or b"null")

@@ -645,8 +645,19 @@ class StandinTest(unittest.TestCase):
                     [1]):
             st, _, _ = self.req("POST", "/_standin/seed", bad)
             self.assertEqual(st, 400, bad)
+        # reset?keep=objects forgets requests and faults, and keeps objects and spaces
+        self.seed(collection="spaces", spaces=[{"id": "5", "key": "FIVE"}])
+        self.fault(kind="status", status=500)
+        self.ctl("POST", "/_standin/reset?keep=objects")
+        s = self.stats()
+        self.assertEqual((s["pages"], s["spaces"], s["requests"], s["faults_pending"], s["comments"]),
+                         (100002, 2, 0, 0, 5))
+        self.assertEqual(self.log(), [])
+        self.assertEqual(self.get("/wiki/api/v2/pages?title=Seed%203")[1]["results"][0]["id"], str(first + 2))
+        self.assertEqual(self.page("Seed 3")[0], 400)                # titles still taken
+        self.assertEqual(self.req("POST", "/_standin/reset?keep=nothing")[0], 400)
         self.ctl("POST", "/_standin/reset")
-        self.assertEqual(self.stats()["pages"], 0)
+        self.assertEqual((self.stats()["pages"], self.stats()["spaces"]), (0, 1))
         self.assertEqual(self.get("/wiki/api/v2/pages")[1]["results"], [])
 
     # --- connections and the log -------------------------------------------------------
