@@ -952,8 +952,9 @@ class StandinTest(unittest.TestCase):
         rate = n / (time.monotonic() - t0)
         c.close()
         print("\n  keep-alive throughput: %.0f requests/s (one client)" % rate, file=sys.stderr)
+        # one kept-alive connection for all; the rate is printed, not
+        # asserted (a shared machine's load decides it: bench/ measures speed)
         self.assertEqual(self.stats()["connections"], 1)
-        self.assertGreater(rate, 1000)
 
 
 def make_cert(tmp, *extra):
