@@ -41,6 +41,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "access/xact.h"
@@ -1221,6 +1222,29 @@ socket_events(int what)
  * lives as long as the connection (TopMemoryContext), and close_connection
  * frees it.
  */
+/*
+ * Drop sockets of libcurl's own (not opened by opensocket_cb) whose number
+ * no longer names a socket: libcurl closed them without saying so, and the
+ * number may already be a file the backend opened, which epoll refuses
+ * (EPERM, an ERROR from AddWaitEventToSet).
+ */
+static void
+drop_closed_sockets(CfdwConnection *c)
+{
+	int			i = 0;
+
+	while (i < c->nsocks)
+	{
+		struct stat st;
+		curl_socket_t fd = c->socks[i].fd;
+
+		if (!is_owned(c, fd) && (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)))
+			forget_socket(c, fd);
+		else
+			i++;
+	}
+}
+
 static void
 prepare_wait_set(CfdwConnection *c)
 {
@@ -1228,6 +1252,7 @@ prepare_wait_set(CfdwConnection *c)
 
 	if (c->wes == NULL || c->wes_stale)
 	{
+		drop_closed_sockets(c);
 		if (c->wes)
 			FreeWaitEventSet(c->wes);
 		c->wes = NULL;
