@@ -1223,10 +1223,11 @@ socket_events(int what)
  * frees it.
  */
 /*
- * Drop sockets of libcurl's own (not opened by opensocket_cb) whose number
- * no longer names a socket: libcurl closed them without saying so, and the
- * number may already be a file the backend opened, which epoll refuses
- * (EPERM, an ERROR from AddWaitEventToSet).
+ * Drop sockets whose number no longer names a socket: closed without our
+ * hearing of it, the number may already be a file the backend opened,
+ * which epoll refuses (EPERM, an ERROR from AddWaitEventToSet or
+ * ModifyWaitEvent).  Nothing can be waited for on them; dropping one makes
+ * the set be rebuilt.
  */
 static void
 drop_closed_sockets(CfdwConnection *c)
@@ -1238,7 +1239,7 @@ drop_closed_sockets(CfdwConnection *c)
 		struct stat st;
 		curl_socket_t fd = c->socks[i].fd;
 
-		if (!is_owned(c, fd) && (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)))
+		if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
 			forget_socket(c, fd);
 		else
 			i++;
@@ -1250,9 +1251,9 @@ prepare_wait_set(CfdwConnection *c)
 {
 	int			i;
 
+	drop_closed_sockets(c);
 	if (c->wes == NULL || c->wes_stale)
 	{
-		drop_closed_sockets(c);
 		if (c->wes)
 			FreeWaitEventSet(c->wes);
 		c->wes = NULL;
