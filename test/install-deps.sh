@@ -12,6 +12,8 @@ pkgs=(
   libcurl4-openssl-dev
   libcjson-dev
   libxml2-dev
+  libcmark-gfm-dev
+  libcmark-gfm-extensions-dev
   python3
   curl
   ca-certificates
