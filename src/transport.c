@@ -93,6 +93,8 @@ typedef struct CfdwTransfer
 	CURL	   *easy;			/* NULL until first used */
 	bool		fd_reserved;	/* counted with AcquireExternalFD */
 	uint64		config_id;		/* CfdwSite whose options are set */
+	CfdwMethod	config_method;	/* and the method and Content-Type set */
+	char		config_ctype[128];	/* with them (an upsert mixes methods) */
 	struct curl_slist *headers; /* request headers of that configuration */
 	char		errbuf[CURL_ERROR_SIZE];
 	CfdwSlotState state;
@@ -1002,7 +1004,21 @@ configure(CfdwTransfer *x, const CfdwSite *site, const CfdwRequest *req)
 	set_auth_and_method(x, site, req->method);
 	x->limit = (size_t) site->max_response_bytes;
 	x->restrict_egress = site->restricted;
+	x->config_method = req->method;
+	strlcpy(x->config_ctype, req->content_type ? req->content_type : "", sizeof(x->config_ctype));
 	x->config_id = site->config_id;
+}
+
+/*
+ * Whether the slot is set up for this site's request as it is: the method
+ * and the Content-Type are part of the configuration too.
+ */
+static bool
+configured_for(const CfdwTransfer *x, const CfdwSite *site, const CfdwRequest *req)
+{
+	return x->easy != NULL && x->config_id == site->config_id &&
+		x->config_method == req->method &&
+		strcmp(x->config_ctype, req->content_type ? req->content_type : "") == 0;
 }
 
 /* Hand a configured slot's request to the multi handle. */
@@ -1463,7 +1479,7 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 
 	if (c->multi == NULL)
 		open_multi(c, site);
-	if (x->config_id != site->config_id || x->easy == NULL)
+	if (!configured_for(x, site, req))
 		configure(x, site, req);
 	if (req != &x->req)
 		x->req = *req;
