@@ -2,6 +2,7 @@
 MODULE_big = confluence_fdw
 OBJS = \
 	src/confluence_fdw.o \
+	src/content.o \
 	src/delivery.o \
 	src/insert.o \
 	src/modify.o \
@@ -12,19 +13,21 @@ OBJS = \
 	src/request.o \
 	src/response.o \
 	src/scan.o \
+	src/storage.o \
 	src/templates.o \
 	src/transport.o \
+	src/upsert.o \
 	src/worker.o
 
 EXTENSION = confluence_fdw
 DATA = sql/confluence_fdw--1.0.sql
 PGFILEDESC = "confluence_fdw - send rows to Confluence Cloud"
 
-SHLIB_LINK += -lcurl -lcjson -lxml2
+SHLIB_LINK += -lcurl -lcjson -lxml2 -lcmark-gfm -lcmark-gfm-extensions
 PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS = setup options insert returning manual http errors explain import read change contract test_connection triggers faults badinput security front queue cron
+REGRESS = setup options insert returning manual http errors explain import read change content contract test_connection triggers faults badinput security front queue cron
 REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config
@@ -32,5 +35,5 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS tracks no header dependencies; every object includes these.
-$(OBJS): src/confluence_fdw.h src/pure.h
+$(OBJS): src/confluence_fdw.h src/pure.h src/storage.h
 include $(srcdir)/test/unit/unit.mk

@@ -40,6 +40,25 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'confluence_fdw_disconnect_all'
 LANGUAGE C STRICT VOLATILE;
 
+-- Content helpers (DESIGN §10): what a foreign table with representation
+-- 'markdown' or 'plain' sends, for previews, and the check every storage
+-- body passes before it is sent, for CHECK constraints.  IMMUTABLE: the
+-- same text always gives the same result.
+CREATE FUNCTION markdown_to_storage(markdown text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'confluence_fdw_markdown_to_storage'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION text_to_storage(plain text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'confluence_fdw_text_to_storage'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION storage_is_well_formed(body text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'confluence_fdw_storage_is_well_formed'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
 -- The queue of delivery 'queue' tables (DESIGN §8).  A row is written by
 -- an INSERT into such a table, in the user's transaction, and sent by the
 -- background worker after COMMIT.  It never holds a credential: the worker
@@ -65,6 +84,7 @@ CREATE TABLE queue (
     claimed_at      timestamptz,
     http_status     integer,
     remote_id       text,
+    action          text CHECK (action IN ('created', 'updated', 'unchanged', 'skipped')),
     response        jsonb,
     error           text,
     sent_at         timestamptz,

@@ -21,6 +21,10 @@
  *				and what a scan costs
  *	scan.c		SELECT: the GET requests of a scan, page by page
  *	modify.c	UPDATE and DELETE: PUT and DELETE of one object per row
+ *	content.c	Markdown and plain text to storage format, the check of
+ *				every storage body, the SQL helpers (storage.c does the
+ *				work, without PostgreSQL: storage.h)
+ *	upsert.c	on_conflict: a page found by its title is updated or kept
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *
  * IDENTIFICATION
@@ -102,8 +106,17 @@ typedef enum CfdwResponseKind
 	CFDW_RESP_PATH,				/* a dotted path into the JSON body */
 	CFDW_RESP_WHOLE,			/* '.': the whole body */
 	CFDW_RESP_STATUS,			/* '$status': the HTTP status code */
-	CFDW_RESP_QUEUE_ID			/* '$queue_id': the queue row (delivery 'queue') */
+	CFDW_RESP_QUEUE_ID,			/* '$queue_id': the queue row (delivery 'queue') */
+	CFDW_RESP_ACTION			/* '$action': created, updated, unchanged, skipped */
 } CfdwResponseKind;
+
+/* What on_conflict does when a page's title is taken in its space. */
+typedef enum CfdwConflict
+{
+	CFDW_CONFLICT_ERROR,		/* Confluence's 400 is the row's answer */
+	CFDW_CONFLICT_UPDATE,		/* PUT the row over that page (if it differs) */
+	CFDW_CONFLICT_SKIP			/* leave the page alone, return its id */
+} CfdwConflict;
 
 /*
  * One column of the foreign table, resolved from its options, its name and
@@ -118,6 +131,8 @@ typedef struct CfdwColumn
 
 	/* request side */
 	bool		send;			/* written into the request body? */
+	const char *representation; /* column option: "markdown", "plain",
+								 * "storage" (checked), or NULL */
 	char	   *field;			/* dotted path in the body; "." = merge */
 	List	   *field_path;		/* field split on '.', as String nodes */
 	CfdwValueKind kind;
@@ -198,6 +213,7 @@ typedef struct CfdwTable
 	int			batch_size;
 	bool		on_error_return;	/* HTTP errors come back as rows */
 	bool		queued;			/* delivery 'queue': sent by the worker */
+	CfdwConflict on_conflict;	/* pages and blogposts only */
 	List	   *url_parts;		/* base + path compiled: String literals and
 								 * Integer column indexes (placeholders) */
 	char	   *fixed_url;		/* the URL when there are no placeholders */
@@ -254,6 +270,7 @@ typedef struct CfdwResponse
 	char		retry_after[64];
 	char		request_id[128];	/* atl-request-id / atl-traceid */
 	char		link[2048];		/* Link: <...>; rel="next", for pagination */
+	const char *action;			/* what an upsert did ($action), or NULL */
 } CfdwResponse;
 
 /* A request, as request.c builds it for the transport. */
@@ -368,6 +385,10 @@ extern const char *cfdw_template_read_field(const CfdwTemplate *tmpl,
 extern const CfdwPushable *cfdw_find_pushable(const CfdwTemplate *tmpl,
 											  const char *field);
 
+/* in content.c */
+extern void cfdw_prepare_content(const CfdwTable *t, void *json_root);
+extern bool cfdw_same_storage(const char *current, const char *wanted);
+
 /* in request.c */
 extern const char *cfdw_method_name(CfdwMethod method);
 extern void cfdw_compile_url(CfdwTable *t);
@@ -470,6 +491,16 @@ extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
 						  const CfdwRequest *reqs, int n,
 						  CfdwOutcomeCallback done, void *arg);
 extern TimestampTz cfdw_rate_paused_until(Oid serverid);
+
+/* in upsert.c */
+
+/* Called with each row's last request and final answer, by its index. */
+typedef void (*CfdwUpsertDone) (void *arg, int index, const CfdwRequest *req,
+								const CfdwResponse *resp);
+
+extern void cfdw_upsert_all(CfdwConnection *c, const CfdwTable *t,
+							const CfdwRequest *posts, int n,
+							CfdwUpsertDone done, void *arg);
 
 /* in pushdown.c */
 

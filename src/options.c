@@ -68,7 +68,9 @@ typedef enum CfdwOptType
 	OPT_CONCURRENCY,
 	OPT_CA_FILE,
 	OPT_PROXY,
-	OPT_READ_ENDPOINT			/* a manual path only */
+	OPT_READ_ENDPOINT,			/* a manual path only */
+	OPT_ON_CONFLICT,
+	OPT_COLUMN_REPRESENTATION
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -113,11 +115,13 @@ static const CfdwOption cfdw_options[] = {
 	{"max_concurrency", ForeignTableRelationId, OPT_CONCURRENCY},
 	{"delivery", ForeignTableRelationId, OPT_DELIVERY},
 	{"read_endpoint", ForeignTableRelationId, OPT_READ_ENDPOINT},
+	{"on_conflict", ForeignTableRelationId, OPT_ON_CONFLICT},
 
 	/* column */
 	{"field", AttributeRelationId, OPT_FIELD},
 	{"response_field", AttributeRelationId, OPT_RESPONSE_FIELD},
 	{"send", AttributeRelationId, OPT_BOOL},
+	{"representation", AttributeRelationId, OPT_COLUMN_REPRESENTATION},
 
 	{NULL, InvalidOid, OPT_TEXT}
 };
@@ -605,6 +609,16 @@ check_word(const CfdwOption *opt, const char *value)
 			ok = cfdw_valid_representation(value);
 			hint = ok ? NULL : cfdw_representation_hint();
 			break;
+		case OPT_COLUMN_REPRESENTATION:
+			ok = strcmp(value, "storage") == 0 || strcmp(value, "markdown") == 0 ||
+				strcmp(value, "plain") == 0;
+			hint = "Use markdown or plain (converted to storage format and checked), or storage (checked).";
+			break;
+		case OPT_ON_CONFLICT:
+			ok = strcmp(value, "error") == 0 || strcmp(value, "update") == 0 ||
+				strcmp(value, "skip") == 0;
+			hint = "Use error, update (the page with the same title is updated) or skip (it is left alone).";
+			break;
 		default:
 			elog(ERROR, "option \"%s\" takes no word", opt->name);
 	}
@@ -683,9 +697,9 @@ check_value(const CfdwOption *opt, DefElem *def)
 			break;
 		case OPT_RESPONSE_FIELD:
 			if (strcmp(value, "$status") != 0 && strcmp(value, "$queue_id") != 0 &&
-				!valid_dotted(value))
+				strcmp(value, "$action") != 0 && !valid_dotted(value))
 				invalid_value(opt->name, value,
-							  "Give a dotted path such as version.number, \".\" for the whole response, \"$status\" for the HTTP status, or \"$queue_id\" for the queue row of delivery 'queue'.");
+							  "Give a dotted path such as version.number, \".\" for the whole response, \"$status\" for the HTTP status, \"$action\" for what an upsert did, or \"$queue_id\" for the queue row of delivery 'queue'.");
 			break;
 		case OPT_BOOL:
 		case OPT_METHOD:
@@ -693,6 +707,8 @@ check_value(const CfdwOption *opt, DefElem *def)
 		case OPT_ON_ERROR:
 		case OPT_DELIVERY:
 		case OPT_REPRESENTATION:
+		case OPT_COLUMN_REPRESENTATION:
+		case OPT_ON_CONFLICT:
 			check_word(opt, value);
 			break;
 		case OPT_MS:
@@ -814,6 +830,28 @@ refuse_queued_batch(void)
 			 errhint("Turn batch_mode off, or use delivery 'immediate'.")));
 }
 
+/*
+ * on_conflict 'update' and 'skip' find a page or blog post by its title in
+ * its space: only those templates have titles unique per space, and each
+ * row needs answers of its own, which a batch does not get.
+ */
+static void
+check_on_conflict(const char *endpoint, bool upsert, bool batch)
+{
+	if (!upsert)
+		return;
+	if (endpoint == NULL || (strcmp(endpoint, "pages") != 0 && strcmp(endpoint, "blogposts") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"on_conflict\" needs endpoint 'pages' or 'blogposts'"),
+				 errdetail("Only pages and blog posts have a title that is unique in their space.")));
+	if (batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"on_conflict\" cannot be used with batch_mode"),
+				 errdetail("Each row of an upsert needs answers of its own.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -834,6 +872,7 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	const char *endpoint = NULL;
 	const char *method = NULL;
 	bool		has_read_endpoint = false;
+	bool		upsert = false;
 	bool		has_domain = false,
 				has_base_url = false,
 				has_username = false,
@@ -866,7 +905,11 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 			queued = strcmp(defGetString(def), "queue") == 0;
 		else if (strcmp(opt->name, "read_endpoint") == 0)
 			has_read_endpoint = true;
+		else if (strcmp(opt->name, "on_conflict") == 0)
+			upsert = strcmp(defGetString(def), "error") != 0;
 	}
+	if (catalog == ForeignTableRelationId)
+		check_on_conflict(endpoint, upsert, batch);
 	check_read_combination(endpoint, method, has_read_endpoint, queued);
 	if (batch && queued)
 		refuse_queued_batch();
@@ -1146,7 +1189,7 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
  * never both, so field and response_field together are refused.
  */
 static void
-read_column_options(const CfdwTable *t, const CfdwColumn *col,
+read_column_options(const CfdwTable *t, CfdwColumn *col,
 					char **field, char **response_field, bool *send)
 {
 	ListCell   *lc;
@@ -1161,6 +1204,8 @@ read_column_options(const CfdwTable *t, const CfdwColumn *col,
 			*response_field = defGetString(def);
 		else if (strcmp(def->defname, "send") == 0)
 			*send = cfdw_option_bool(def);
+		else if (strcmp(def->defname, "representation") == 0)
+			col->representation = defGetString(def);
 	}
 
 	if (*field && *response_field)
@@ -1213,6 +1258,8 @@ resolve_response_column(CfdwColumn *col, const char *response_field,
 		col->resp = CFDW_RESP_STATUS;
 	else if (strcmp(response_field, "$queue_id") == 0)
 		col->resp = CFDW_RESP_QUEUE_ID;
+	else if (strcmp(response_field, "$action") == 0)
+		col->resp = CFDW_RESP_ACTION;
 	else if (strcmp(response_field, ".") == 0)
 		col->resp = CFDW_RESP_WHOLE;
 	else
@@ -1329,8 +1376,9 @@ resolve_read_mapping(const CfdwTable *t, CfdwColumn *col, Oid basetype)
 	}
 	else
 	{
-		/* $queue_id is no part of an item: NULL on read */
-		col->read = col->resp == CFDW_RESP_QUEUE_ID ? CFDW_RESP_NONE : col->resp;
+		/* $queue_id and $action are no part of an item: NULL on read */
+		col->read = (col->resp == CFDW_RESP_QUEUE_ID || col->resp == CFDW_RESP_ACTION) ?
+			CFDW_RESP_NONE : col->resp;
 		col->read_field = col->response_field;
 	}
 	col->read_path = col->read == CFDW_RESP_PATH ? cfdw_split_path(col->read_field) : NIL;
@@ -1505,6 +1553,9 @@ read_table_options(CfdwTable *t, List *options, const char **headers,
 			*table_delivery = strcmp(defGetString(def), "queue") == 0;
 		else if (strcmp(def->defname, "read_endpoint") == 0)
 			t->read_path = defGetString(def);
+		else if (strcmp(def->defname, "on_conflict") == 0)
+			t->on_conflict = strcmp(defGetString(def), "update") == 0 ? CFDW_CONFLICT_UPDATE :
+				strcmp(defGetString(def), "skip") == 0 ? CFDW_CONFLICT_SKIP : CFDW_CONFLICT_ERROR;
 	}
 }
 
@@ -1566,6 +1617,25 @@ resolve_columns(CfdwTable *t, TupleDesc tupdesc)
 	check_field_conflicts(t);
 }
 
+/*
+ * On a template, the body column's representation option is what the
+ * table's says: the representation of rows that name none themselves.
+ */
+static void
+apply_body_representation(CfdwTable *t)
+{
+	if (t->template == NULL)
+		return;
+	for (int i = 0; i < t->ncolumns; i++)
+	{
+		const CfdwColumn *col = &t->columns[i];
+
+		if (col->representation && col->send && col->field &&
+			strcmp(col->field, "body.value") == 0)
+			t->representation = pstrdup(col->representation);
+	}
+}
+
 /* The table's own options and its columns: all that needs no server. */
 static void
 resolve_shape(CfdwTable *t, Relation rel, ForeignTable *table, const char **headers,
@@ -1576,6 +1646,7 @@ resolve_shape(CfdwTable *t, Relation rel, ForeignTable *table, const char **head
 	read_table_options(t, table->options, headers, table_delivery, table_concurrency);
 	resolve_endpoint(t, table->options);
 	resolve_columns(t, RelationGetDescr(rel));
+	apply_body_representation(t);
 }
 
 /*

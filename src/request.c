@@ -375,8 +375,11 @@ cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull, void *batch
 			cJSON_GetObjectItemCaseSensitive(body, "value") &&
 			!cJSON_GetObjectItemCaseSensitive(body, "representation"))
 			check_alloc(cJSON_AddStringToObject(body, "representation", t->representation));
-		cfdw_check_required(t, root);
 	}
+	/* Markdown and plain text become storage, and storage is checked */
+	cfdw_prepare_content(t, root);
+	if (t->template)
+		cfdw_check_required(t, root);
 	return root;
 }
 

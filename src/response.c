@@ -196,7 +196,8 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 			continue;
 		cc.column = col;
 
-		if (col->resp != CFDW_RESP_STATUS && !converted && resp->body_len > 0)
+		if (col->resp != CFDW_RESP_STATUS && col->resp != CFDW_RESP_ACTION &&
+			!converted && resp->body_len > 0)
 		{
 			body = from_utf8(resp->body, resp->body_len);
 			converted = true;
@@ -255,6 +256,13 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 				/* a non-JSON answer leaves path columns NULL */
 				if (jb != NULL)
 					text = text_at_path(jb, col->response_path);
+				break;
+			case CFDW_RESP_ACTION:
+				text = (char *) resp->action;
+				/* a page or comment a template's POST made */
+				if (text == NULL && t->template && t->method == CFDW_POST &&
+					resp->status >= 200 && resp->status < 300)
+					text = "created";
 				break;
 			case CFDW_RESP_NONE:
 			case CFDW_RESP_QUEUE_ID:

@@ -119,6 +119,11 @@ static const char *const representations[] = {
 	"storage", "atlas_doc_format", "wiki", NULL
 };
 
+/* What a table or row may say: Confluence's, and what content.c converts. */
+static const char *const written_representations[] = {
+	"storage", "atlas_doc_format", "wiki", "markdown", "plain", NULL
+};
+
 /*
  * The WHERE clauses each list endpoint can filter by (Atlassian's spec:
  * GET /pages takes up to 250 ids and 100 space ids), and how many rows one
@@ -280,18 +285,18 @@ join_words(const char *const *words, const char *conjunction)
 	return buf.data;
 }
 
-/* Whether Confluence accepts this representation (option representation). */
+/* Whether a table may say this representation (option representation). */
 bool
 cfdw_valid_representation(const char *value)
 {
-	return word_in(representations, value);
+	return word_in(written_representations, value);
 }
 
-/* The hint for an invalid representation: "Use storage, ... or wiki." */
+/* The hint for an invalid representation: "Use storage, ... or plain." */
 char *
 cfdw_representation_hint(void)
 {
-	return psprintf("Use %s.", join_words(representations, "or"));
+	return psprintf("Use %s.", join_words(written_representations, "or"));
 }
 
 /* What a table sends when it has no representation option. */
@@ -511,7 +516,7 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
 							repr->valuestring, column_for_field(t, "body.representation"),
 							t->relname),
-					 errdetail("Confluence accepts the representations %s.",
+					 errdetail("Confluence accepts the representations %s; markdown and plain are converted to storage.",
 							   join_words(tmpl->representations, "and")),
 					 errhint("Nothing was sent for this row.")));
 	}
