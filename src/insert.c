@@ -302,16 +302,14 @@ row_error_callback(void *arg)
 }
 
 /*
- * Send a prepared request and check the answer: an HTTP error that
- * on_error 'return' lets through comes back in resp (with a WARNING when
- * nobody reads the row); any other failure raises an error.
+ * Check the answer to a row's request: an HTTP error that on_error
+ * 'return' lets through stays in resp (with a WARNING when nobody reads
+ * the row); any other failure raises an error.
  */
 static void
-send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
+check_answer(CfdwModifyState *state, const CfdwRequest *req, const CfdwResponse *resp)
 {
 	const CfdwTable *t = state->table;
-
-	cfdw_send(state->conn, t, req, resp);
 
 	if (resp->outcome != CFDW_ANSWERED)
 		cfdw_report_transport_error(t, req, resp);
@@ -331,6 +329,45 @@ send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
 						resp->status, summary ? ": " : "", summary ? summary : ""),
 				 errhint("Add RETURNING http_status, response to see each row's answer.")));
 	}
+}
+
+/* Send a prepared request and check the answer. */
+static void
+send_request(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
+{
+	cfdw_send(state->conn, state->table, req, resp);
+	check_answer(state, req, resp);
+}
+
+/* A row's last request and final answer, as an upsert hands them back. */
+typedef struct CfdwAnswer
+{
+	CfdwRequest req;
+	CfdwResponse resp;
+} CfdwAnswer;
+
+static void
+keep_answer(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
+{
+	CfdwAnswer *answers = (CfdwAnswer *) arg;
+
+	answers[index].req = *req;
+	answers[index].resp = *resp;
+}
+
+/*
+ * Send a row of an on_conflict table: looked up, then created, updated or
+ * left alone (upsert.c).  The answer is the last request's, or the page
+ * found's.
+ */
+static void
+send_upsert(CfdwModifyState *state, CfdwRequest *req, CfdwResponse *resp)
+{
+	CfdwAnswer	answer;
+
+	cfdw_upsert_all(state->conn, state->table, req, 1, keep_answer, &answer);
+	check_answer(state, &answer.req, &answer.resp);
+	*resp = answer.resp;
 }
 
 static void
@@ -416,7 +453,10 @@ send_row(CfdwModifyState *state, TupleTableSlot *slot)
 	slot_getallattrs(slot);
 	oldcxt = MemoryContextSwitchTo(state->temp_cxt);
 	build_request(t, slot, &req);
-	send_request(state, &req, &resp);
+	if (t->on_conflict != CFDW_CONFLICT_ERROR)
+		send_upsert(state, &req, &resp);
+	else
+		send_request(state, &req, &resp);
 	if (state->need_response)
 		store_returned(t, slot, &resp, 0, oldcxt);
 	MemoryContextSwitchTo(oldcxt);
@@ -552,6 +592,51 @@ send_in_pipeline(CfdwModifyState *state, TupleTableSlot *slot)
 }
 
 /*
+ * Rows of an on_conflict table that need no answer: their lookups, then
+ * their writes, go out together, up to max_concurrency at a time
+ * (upsert.c).  The first row that failed is raised after all of them
+ * finished, as a pipeline's is.
+ */
+static void
+upsert_rows(CfdwModifyState *state, TupleTableSlot **slots, int n)
+{
+	const CfdwTable *t = state->table;
+	MemoryContext oldcxt = MemoryContextSwitchTo(state->temp_cxt);
+	CfdwRequest *reqs = palloc(sizeof(CfdwRequest) * n);
+	CfdwAnswer *answers = palloc0(sizeof(CfdwAnswer) * n);
+	int64		first = state->row_no + 1;
+	ErrorContextCallback errcb;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		push_row_context(state, &errcb);
+		slot_getallattrs(slots[i]);
+		build_request(t, slots[i], &reqs[i]);
+		error_context_stack = errcb.previous;
+	}
+	cfdw_upsert_all(state->conn, t, reqs, n, keep_answer, answers);
+	state->submitted = first + n - 1;
+	for (i = 0; i < n; i++)
+		if (answers[i].resp.outcome == CFDW_ANSWERED && answers[i].resp.status < 300)
+			state->pipe.nsent++;
+
+	for (i = 0; i < n; i++)
+	{
+		state->row_no = first + i - 1;
+		push_row_context(state, &errcb);
+		state->pipeline_failed = state->submitted > 1 &&
+			(answers[i].resp.outcome != CFDW_ANSWERED || answers[i].resp.status >= 300);
+		check_answer(state, &answers[i].req, &answers[i].resp);
+		state->pipeline_failed = false;
+		error_context_stack = errcb.previous;
+	}
+	state->row_no = first + n - 1;
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(state->temp_cxt);
+}
+
+/*
  * The WARNING of a pipelined statement ended by an error or a cancel
  * before EndForeignModify: the rows sent so far stay sent, and nothing else
  * tells the user how many.  Once per statement; not when the error itself
@@ -670,7 +755,10 @@ confluenceExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	if (state->pipelined)
 	{
 		/* rows arriving one at a time (COPY before PostgreSQL 16) */
-		pipeline_row(state, slot);
+		if (state->table->on_conflict != CFDW_CONFLICT_ERROR)
+			upsert_rows(state, &slot, 1);
+		else
+			pipeline_row(state, slot);
 		return slot;
 	}
 	if (state->table->queued)
@@ -744,6 +832,11 @@ confluenceExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 	{
 		if (*numSlots > 0)
 			send_batch(state, slots, *numSlots);
+		return slots;
+	}
+	if (state->table->on_conflict != CFDW_CONFLICT_ERROR)
+	{
+		upsert_rows(state, slots, *numSlots);
 		return slots;
 	}
 	/* the rows were built into requests; their answers come later */

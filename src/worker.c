@@ -303,6 +303,7 @@ typedef struct RowResult
 	const char *state;
 	int			http_status;	/* 0: none */
 	char	   *remote_id;
+	const char *action;			/* created, updated, unchanged, skipped */
 	char	   *response;		/* jsonb text */
 	char	   *error;
 	long		retry_in_ms;	/* retry_wait: when to try again */
@@ -313,9 +314,10 @@ typedef struct RowResult
 static void
 record(int64 id, const RowResult *r)
 {
-	Oid			types[8] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BOOLOID};
-	Datum		v[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BOOLOID,
+	TEXTOID};
+	Datum		v[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	v[0] = Int64GetDatum(id);
 	v[1] = CStringGetTextDatum(r->state);
@@ -329,18 +331,20 @@ record(int64 id, const RowResult *r)
 	nulls[5] = r->error ? ' ' : 'n';
 	v[6] = Int64GetDatum(r->retry_in_ms);
 	v[7] = BoolGetDatum(r->sent);
+	v[8] = r->action ? CStringGetTextDatum(r->action) : (Datum) 0;
+	nulls[8] = r->action ? ' ' : 'n';
 
 	begin_work();
 	/* a lost outcome leaves the row 'sending', which start-up settles */
 	if (SPI_execute("SET LOCAL synchronous_commit = off", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "confluence_fdw worker: could not set synchronous_commit");
 	if (SPI_execute_with_args("UPDATE confluence_fdw.queue SET state = $2, http_status = $3,"
-							  " remote_id = coalesce($4, remote_id), response = $5::jsonb, error = $6,"
+							  " remote_id = coalesce($4, remote_id), action = $9, response = $5::jsonb, error = $6,"
 							  " next_attempt_at = now() + make_interval(secs => $7 / 1000.0),"
 							  " sent_at = CASE WHEN $8 THEN now() ELSE sent_at END,"
 							  " done_at = CASE WHEN $2 IN ('done', 'dead') THEN now() END"
 							  " WHERE id = $1 AND state = 'sending'",
-							  8, types, v, nulls, false, 0) != SPI_OK_UPDATE)
+							  9, types, v, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "confluence_fdw worker: could not record queue row %lld", (long long) id);
 	end_work();
 }
@@ -349,7 +353,7 @@ record(int64 id, const RowResult *r)
 static void
 record_dead(int64 id, const char *error)
 {
-	RowResult	r = {"dead", 0, NULL, NULL, unconstify(char *, error), 0, false};
+	RowResult	r = {"dead", 0, NULL, NULL, NULL, unconstify(char *, error), 0, false};
 
 	record(id, &r);
 }
@@ -377,14 +381,20 @@ judge(const CfdwTable *t, const CfdwRequest *req, const CfdwResponse *resp,
 
 		r->state = "done";
 		r->remote_id = cfdw_jsonb_text_at(jb, "id");
+		r->action = resp->action;
+		if (r->action == NULL && t->template && req->method == CFDW_POST)
+			r->action = "created";
 		if (jb)
 			r->response = JsonbToCString(NULL, &((Jsonb *) jb)->root, VARSIZE(jb));
 		return;
 	}
 	r->error = cfdw_outcome_message(t, req, resp);
+	/* an upsert's lookup that failed changed nothing either */
 	if ((resp->outcome == CFDW_NOT_SENT && resp->failure != CFDW_FAIL_EGRESS) ||
 		(resp->outcome == CFDW_ANSWERED &&
-		 (resp->status == 429 || (resp->status == 503 && resp->retry_after[0]))))
+		 (resp->status == 429 || (resp->status == 503 && resp->retry_after[0]))) ||
+		(req->method == CFDW_GET && resp->failure != CFDW_FAIL_EGRESS &&
+		 (resp->outcome != CFDW_ANSWERED || resp->status >= 500)))
 	{
 		/* certainly not processed: later, unless it has been tried enough */
 		r->state = row->attempts >= MAX_ATTEMPTS ? "dead" : "retry_wait";
@@ -539,6 +549,17 @@ row_done(void *arg, int index, const CfdwResponse *resp)
 	record(row->id, &r);
 }
 
+/* cfdw_upsert_all's callback: the same, with the row's last request. */
+static void
+upsert_row_done(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
+{
+	SendGroup  *g = (SendGroup *) arg;
+	RowResult	r;
+
+	judge(g->table, req, resp, &g->rows[index], &r);
+	record(g->rows[index].id, &r);
+}
+
 /* Send a group of rows: same table, same role. */
 static void
 send_group(QueuedRow *rows, int n)
@@ -571,7 +592,11 @@ send_group(QueuedRow *rows, int n)
 	g.conn = connect_group(g.table);
 	PG_TRY();
 	{
-		cfdw_send_all(g.conn, g.table, g.reqs, g.n, row_done, &g);
+		/* an upsert finds duplicates itself: no reconciling by title */
+		if (g.table->on_conflict != CFDW_CONFLICT_ERROR)
+			cfdw_upsert_all(g.conn, g.table, g.reqs, g.n, upsert_row_done, &g);
+		else
+			cfdw_send_all(g.conn, g.table, g.reqs, g.n, row_done, &g);
 	}
 	PG_FINALLY();
 	{
