@@ -195,6 +195,32 @@ SELECT title, state, http_status FROM q_rows();
 -- No credential anywhere in the queue.
 SELECT shows_no_secret(q::text) AS queue_has_no_secret FROM confluence_fdw.queue q;
 
+--
+-- Content in queue mode: Markdown is converted and a malformed storage body
+-- refused at INSERT time (nothing is queued); an upsert is looked up by the
+-- worker, and a second run of an unchanged report makes no new version.
+--
+SELECT standin_reset();
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q malformed', '<p>open');
+SELECT count(*) AS queued_malformed FROM confluence_fdw.queue WHERE body LIKE '%Q malformed%';
+CREATE FOREIGN TABLE q.reports (space_id text, title text, body text,
+    action text OPTIONS (response_field '$action'))
+  SERVER q_srv OPTIONS (endpoint 'pages', delivery 'queue', representation 'markdown',
+                        on_conflict 'update');
+INSERT INTO q.reports (space_id, title, body) VALUES ('98306', 'Q report', E'# Daily\n\n```sql\nSELECT 1;\n```');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+INSERT INTO q.reports (space_id, title, body) VALUES ('98306', 'Q report', E'# Daily\n\n```sql\nSELECT 1;\n```');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+INSERT INTO q.reports (space_id, title, body) VALUES ('98306', 'Q report', E'# Daily\n\nChanged.');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT body::jsonb->'body'->>'value' AS queued_body, state, http_status, action,
+       remote_id IS NOT NULL AS has_remote_id
+  FROM confluence_fdw.queue WHERE body::jsonb->>'title' = 'Q report' ORDER BY id;
+SELECT r->>'method' AS method, r->>'status' AS status,
+       r->'body_json'->'version'->>'number' AS put_version
+  FROM standin_requests() r ORDER BY (r->>'seq')::int;
+DROP FOREIGN TABLE q.reports;
+
 REVOKE ALL ON SCHEMA q FROM q_user;
 REVOKE ALL ON FOREIGN SERVER q_srv FROM q_user;
 DROP TABLE incidents;

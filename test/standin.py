@@ -101,6 +101,7 @@ import http.server
 import json
 import os
 import random
+import re
 import signal
 import socket
 import socketserver
@@ -109,6 +110,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from datetime import datetime, timezone
 from http import HTTPStatus
 
@@ -1145,7 +1147,19 @@ def want_body(v, required):
         raise bad("Invalid representation: %s" % dumps(rep))
     if not isinstance(inner.get("value"), str):
         raise bad("'body.value' is required and must be a string")
-    return {rep: {"representation": rep, "value": inner["value"]}}
+    value = inner["value"]
+    if rep == "storage":
+        value = saved_storage(value)
+    return {rep: {"representation": rep, "value": value}}
+
+
+MACRO_WITHOUT_ID = re.compile(r'<ac:structured-macro(?![^>]*\bac:macro-id=)')
+
+
+def saved_storage(value):
+    """As Confluence does when it saves a page: every macro gets an ac:macro-id,
+    so what a client reads back is not byte for byte what it sent."""
+    return MACRO_WITHOUT_ID.sub(lambda m: '<ac:structured-macro ac:macro-id="%s"' % uuid.uuid4(), value)
 
 
 def want_version(data):
