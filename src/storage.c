@@ -173,8 +173,18 @@ put_escaped(CfdwBuf *buf, const char *s, size_t n, EscapeMode mode)
 
 			if (len == 0)
 			{
+				/*
+				 * One U+FFFD for the sequence, not one per byte: a lead
+				 * byte takes the continuation bytes it announces along
+				 * (U+FFFF is one character, a truncated sequence one
+				 * fault).
+				 */
+				size_t		want = p[i] >= 0xF0 ? 4 : p[i] >= 0xE0 ? 3 : p[i] >= 0xC0 ? 2 : 1;
+
 				buf_puts(buf, "\xEF\xBF\xBD");
 				i++;
+				while (--want > 0 && i < n && (p[i] & 0xC0) == 0x80)
+					i++;
 				continue;
 			}
 			buf_put(buf, s + i, len);
@@ -224,8 +234,9 @@ cfdw_text_to_storage(const char *text, size_t len, CfdwBuf *out)
 
 		if (blank_line(text + pos, end - pos))
 		{
+			/* a line per paragraph, as the Markdown converter writes */
 			if (in_para)
-				buf_puts(out, "</p>");
+				buf_puts(out, "</p>\n");
 			in_para = false;
 		}
 		else
@@ -237,7 +248,7 @@ cfdw_text_to_storage(const char *text, size_t len, CfdwBuf *out)
 		pos = next;
 	}
 	if (in_para)
-		buf_puts(out, "</p>");
+		buf_puts(out, "</p>\n");
 }
 
 /* ---------------------------------------------------------------- Markdown */
@@ -409,7 +420,12 @@ tight_paragraph(cmark_node *para)
 		cmark_node_get_type(list) == CMARK_NODE_LIST && cmark_node_get_list_tight(list);
 }
 
-/* Schemes a link may not have: they run code in the reader's browser. */
+/*
+ * Schemes a link may not have: they run code in the reader's browser.
+ * Browsers drop leading controls and spaces from a URL and tabs and line
+ * breaks anywhere in it, so " javascript:" (a destination may begin with
+ * "&#32;") and "java&#9;script:" are read the same way here.
+ */
 static bool
 dangerous_url(const char *url)
 {
@@ -417,10 +433,13 @@ dangerous_url(const char *url)
 	char		lower[16];
 	size_t		n = 0;
 
-	while (url[n] && n < sizeof(lower) - 1)
+	for (; *url && n < sizeof(lower) - 1; url++)
 	{
-		lower[n] = (url[n] >= 'A' && url[n] <= 'Z') ? url[n] + 32 : url[n];
-		n++;
+		unsigned char c = (unsigned char) *url;
+
+		if ((n == 0 && c <= ' ') || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		lower[n++] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
 	}
 	lower[n] = '\0';
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
@@ -429,11 +448,17 @@ dangerous_url(const char *url)
 	return false;
 }
 
-/* Whether url names a scheme ("https:", "mailto:"), not a file name. */
+/*
+ * Whether url names a scheme ("https:", "mailto:") or a host
+ * ("//cdn.example.com/logo.png", scheme-relative), not a file name.
+ */
 static bool
-has_scheme(const char *url)
+is_url(const char *url)
 {
 	size_t		i = 0;
+
+	if (url[0] == '/' && url[1] == '/')
+		return true;
 
 	while ((url[i] >= 'a' && url[i] <= 'z') || (url[i] >= 'A' && url[i] <= 'Z') ||
 		   (i > 0 && ((url[i] >= '0' && url[i] <= '9') || url[i] == '+' ||
@@ -490,7 +515,7 @@ render_image(Render *r, cmark_node *node)
 	buf_puts(r->out, "\"");
 	if (title && *title)
 		put_attr(r->out, "ac:title", title);
-	if (url == NULL || has_scheme(url))
+	if (url == NULL || is_url(url))
 	{
 		buf_puts(r->out, "><ri:url");
 		put_attr(r->out, "ri:value", url ? url : "");
@@ -737,6 +762,35 @@ container_levels(cmark_node *node)
 }
 
 /*
+ * A task item in a list whose items are not all tasks is written as an
+ * <li>, since an ac:task-list holds only tasks.  cmark took its "[ ]" or
+ * "[x]" out of the text; put it back at the start of the item's first
+ * paragraph (or of the item, when that starts with something else) so
+ * the state is not lost.  Called on entering each container.
+ */
+static void
+put_lone_task_marker(Render *r, cmark_node *node)
+{
+	cmark_node *item = node;
+	cmark_node *list;
+
+	if (cmark_node_get_type(node) == CMARK_NODE_PARAGRAPH)
+	{
+		item = cmark_node_parent(node);
+		if (item == NULL || cmark_node_first_child(item) != node)
+			return;
+	}
+	else if (cmark_node_get_type(node) != CMARK_NODE_ITEM ||
+			 cmark_node_get_type(cmark_node_first_child(node)) == CMARK_NODE_PARAGRAPH)
+		return;
+	list = cmark_node_parent(item);
+	if (cmark_node_get_type(item) != CMARK_NODE_ITEM || !node_is(item, "tasklist") ||
+		list == NULL || (node_flags(list) & NODE_TASKS))
+		return;
+	buf_puts(r->out, cmark_gfm_extensions_get_tasklist_item_checked(item) ? "[x] " : "[ ] ");
+}
+
+/*
  * A node with children: its tags, unless nested too deep (then it is
  * marked flat on the way in, and its end tag is left out on the way out).
  */
@@ -757,14 +811,29 @@ render_container(Render *r, cmark_node *node, bool enter)
 			set_node_flags(node, flags | NODE_FLAT);
 	}
 	flags = node_flags(node);
-	if (flags & NODE_FLAT)
-		return;
-	if (!enter)
-		r->depth -= container_levels(node);
-	if (container_levels(node) > 0)
-		container_tags(r, node, enter);
+	if ((flags & NODE_FLAT) == 0)
+	{
+		if (!enter)
+			r->depth -= container_levels(node);
+		if (container_levels(node) > 0)
+			container_tags(r, node, enter);
+		if (enter)
+			r->depth += container_levels(node);
+	}
+	else if (enter &&
+			 (cmark_node_get_type(node) & CMARK_NODE_TYPE_MASK) == CMARK_NODE_TYPE_BLOCK &&
+			 r->out->len > 0 && r->out->data[r->out->len - 1] != '>' &&
+			 r->out->data[r->out->len - 1] != '\n')
+	{
+		/*
+		 * A block without its tags: a line break keeps its text from
+		 * running into the text before it ("level 64level 65").  Text
+		 * never ends in a raw '>', so after one there is a tag.
+		 */
+		buf_puts(r->out, "\n");
+	}
 	if (enter)
-		r->depth += container_levels(node);
+		put_lone_task_marker(r, node);
 }
 
 /* Whether cmark's iterator gives this node an exit event too. */
@@ -881,7 +950,23 @@ cfdw_markdown_to_storage(const char *md, size_t len, CfdwBuf *out)
 		else if (is_leaf(node))
 			render_leaf(&r, node);
 		else
+		{
 			render_container(&r, node, ev == CMARK_EVENT_ENTER);
+
+			/*
+			 * take_alert() may have freed the quote's first paragraph, the
+			 * node the iterator had already chosen to visit next: step on
+			 * from the quote as it is now.
+			 */
+			if (ev == CMARK_EVENT_ENTER &&
+				cmark_node_get_type(node) == CMARK_NODE_BLOCK_QUOTE)
+				cmark_iter_reset(iter, node, CMARK_EVENT_ENTER);
+		}
+
+		/* a line per top-level block, for whoever reads or diffs the body */
+		if (cmark_node_parent(node) == doc &&
+			(ev == CMARK_EVENT_EXIT || is_leaf(node)))
+			buf_puts(out, "\n");
 	}
 	cmark_iter_free(iter);
 	cmark_node_free(doc);
@@ -957,6 +1042,7 @@ typedef struct CheckState
 	char		message[200];
 	char		opened[64];		/* a tag the root's end found still open */
 	int			opened_line;
+	char		stray[64];		/* an end tag that met only the root open */
 } CheckState;
 
 static void
@@ -982,6 +1068,10 @@ check_error(void *ctx, xmlErrorPtr error)
 		snprintf(st->opened, sizeof(st->opened), "%s", error->str1);
 		st->opened_line = error->int1;
 	}
+	/* libxml2 would name our root, which is not in the body */
+	if (error->code == XML_ERR_TAG_NAME_MISMATCH && error->str1 &&
+		strcmp(error->str1, ROOT_NAME) == 0 && error->str2)
+		snprintf(st->stray, sizeof(st->stray), "%s", error->str2);
 }
 
 /* Feed a parser len bytes, in pieces an int can count. */
@@ -1025,6 +1115,9 @@ describe_fault(const CheckState *st, const char *body, size_t len, size_t prolog
 	if (st->opened[0])
 		snprintf(fault->message, sizeof(fault->message),
 				 "element <%s> opened on line %d is not closed", st->opened, st->opened_line);
+	else if (st->stray[0])
+		snprintf(fault->message, sizeof(fault->message),
+				 "end tag </%s> closes no open element", st->stray);
 	else if (st->code == XML_ERR_NOT_WELL_BALANCED || st->code == XML_ERR_TAG_NOT_FINISHED)
 		snprintf(fault->message, sizeof(fault->message), "the body ends inside an element or tag");
 	else if (st->code == XML_ERR_NAME_REQUIRED || st->code == XML_ERR_ENTITYREF_SEMICOL_MISSING)
