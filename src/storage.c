@@ -510,6 +510,12 @@ render_image(Render *r, cmark_node *node)
 	const char *url = cmark_node_get_url(node);
 	const char *title = cmark_node_get_title(node);
 
+	/* as for links: a script URL is no image, its alt text is what stays */
+	if (url && dangerous_url(url))
+	{
+		put_plain_attr(r->out, node);
+		return;
+	}
 	buf_puts(r->out, "<ac:image ac:alt=\"");
 	put_plain_attr(r->out, node);
 	buf_puts(r->out, "\"");

@@ -68,8 +68,9 @@ extern bool cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault
  * Whether two storage bodies say the same: equal XML trees once what
  * Confluence adds on save (macro and local ids, schema versions, data-*
  * layout attributes, task ids, colgroups) is left out and white space is
- * collapsed.  Returns 1 equal, 0 different, -1 when either is not well
- * formed (then only byte equality could tell).
+ * collapsed.  Returns 1 equal (byte-identical bodies always are), 0
+ * different, -1 when either is not well formed (then only byte equality
+ * could tell, and they are not byte-identical).
  */
 extern int	cfdw_storage_equal(const char *a, size_t alen, const char *b, size_t blen);
 
