@@ -103,6 +103,17 @@ CREATE FOREIGN TABLE report_pages (
 ) SERVER standin OPTIONS (endpoint 'pages', representation 'markdown',
                           on_conflict 'update');
 
+-- EXPLAIN says what a row may send.
+CREATE FUNCTION content_explain(query text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+  line text;
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || query LOOP
+    RETURN NEXT standin_masked(line);
+  END LOOP;
+END $$;
+SELECT * FROM content_explain($$INSERT INTO report_pages (space_id, title, body) VALUES ('98306', 'x', 'y')$$);
+DROP FUNCTION content_explain(text);
 -- The first run creates the page; $action says so.
 INSERT INTO report_pages (space_id, title, body)
   VALUES ('98306', 'Nightly report', E'# Nightly\n\n```sql\nSELECT 42;\n```\n\n- [ ] check')
@@ -189,10 +200,11 @@ SELECT r->>'method' AS method, r->'body_json'->'body'->>'value' AS body
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
 SELECT version, body FROM pages WHERE title = 'Twice' AND space_id = '98306';
 -- a failing row of a pipelined upsert names itself, and what was sent
+-- (the lookups go out together; the one write is the failing POST)
 SELECT standin_clear_log();
 SELECT standin_fault('{"kind": "status", "status": 500, "method": "POST", "match": "/wiki/api/v2/pages", "times": 1}');
 INSERT INTO report_pages (space_id, title, body)
-  VALUES ('98306', 'Team 1', 'changed'), ('98306', 'Nowhere', 'x'), ('98306', 'Team 3', 'Report of team 3');
+  VALUES ('98306', 'Team 1', 'Report of team 1'), ('98306', 'Nowhere', 'x'), ('98306', 'Team 3', 'Report of team 3');
 SELECT r->>'method' AS method, r->>'status' AS status
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
 

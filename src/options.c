@@ -1708,6 +1708,23 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	return t;
 }
 
+/* A table's on_conflict when it upserts ('update' or 'skip'), else NULL. */
+static const char *
+upsert_option(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "on_conflict") == 0 &&
+			strcmp(defGetString(def), "error") != 0)
+			return defGetString(def);
+	}
+	return NULL;
+}
+
 /*
  * cfdw_describe_request
  *		"METHOD URL-template" of a foreign table for EXPLAIN, from its options
@@ -1735,6 +1752,10 @@ cfdw_describe_request(Oid relid, CmdType operation)
 		return psprintf("PUT %s%s", base, tmpl->item_path);
 	if (tmpl && operation == CMD_DELETE)
 		return psprintf("DELETE %s%s", base, tmpl->item_path);
+	if (tmpl && upsert_option(table->options))
+		return psprintf("GET %s%s?space-id=?&title=?, then POST %s%s or PUT %s%s (on_conflict '%s')",
+						base, tmpl->list_path, base, path, base, tmpl->item_path,
+						upsert_option(table->options));
 	return psprintf("%s %s%s", cfdw_method_name(method), base, path);
 }
 
