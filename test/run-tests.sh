@@ -93,6 +93,8 @@ EXTRA_AFTER=(
 CFDW_COPT=${CFDW_COPT:--Wextra -Werror -Wno-unused-parameter}
 RESULTS_DIR=$PWD/test/results
 export CFDW_RESULTS_DIR=$RESULTS_DIR
+# the Markdown corpus (test/corpus) is read from here by the contract test
+export CFDW_SOURCE_DIR=$PWD
 # Deterministic locale: the cluster is initdb'ed with the caller's locale,
 # and this gives UTF8 databases whatever the caller has.
 export LC_ALL=C.UTF-8 LANG=C.UTF-8

@@ -232,8 +232,8 @@ def fit_list_answer(target, rbody, rheaders):
     Confluence's would be, so that a scan can read it: each item takes the
     values the query filters by (Prism's example says "id": "string", which a
     client's own check of WHERE id = '123' rightly drops), a body read as
-    storage says so, and Prism's made-up next link ("string", not a link) is
-    left out.  The request was validated before, unchanged; only the values
+    storage says so, an id that is no number becomes one (as Confluence's
+    are), and Prism's made-up next link ("string", not a link) is left out.  The request was validated before, unchanged; only the values
     of the example answer change, never its shape."""
     try:
         doc = json.loads(rbody)
@@ -242,9 +242,14 @@ def fit_list_answer(target, rbody, rheaders):
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         return rbody, rheaders
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
-    for item in doc["results"]:
+    for index, item in enumerate(doc["results"]):
         if not isinstance(item, dict):
             continue
+        # Confluence's ids are numeric strings, and its item paths take
+        # only those: a client that acts on a listed item (an upsert's PUT)
+        # needs one
+        if "id" in item and not str(item["id"]).isdigit():
+            item["id"] = str(7000001 + index)
         for param, field in FILTERS.items():
             if param in query and field in item:
                 item[field] = query[param][0]
