@@ -697,6 +697,19 @@ reconcile_row(SendGroup *g, const QueuedRow *row)
 {
 	RowResult	r;
 
+	/*
+	 * An upsert can always be sent again: its lookup sees whatever the
+	 * interrupted attempt did (a page made, a version written) and acts
+	 * on that, so a page found by its title proves nothing here.
+	 */
+	if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
+	{
+		memset(&r, 0, sizeof(r));
+		r.state = "pending";
+		r.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
+		record(row->id, &r);
+		return;
+	}
 	if (reconcilable(row) && lookup_by_title(g, row, &r))
 	{
 		record(row->id, &r);

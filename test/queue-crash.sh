@@ -9,8 +9,11 @@
 #      restarts every process, as after any crash);
 #   2. as many again; once about a fifth are created, the whole server is
 #      stopped with pg_ctl stop -m immediate and started again.
+#   3. QCRASH_ROWS rows of an upsert table (on_conflict 'update'); the
+#      worker is killed once about a fifth of them are created.
 # Then every queue row must be done (or in_doubt, where the stand-in got it
-# but the worker could not know), and the stand-in must have created every
+# but the worker could not know; never for an upsert, which is sent again
+# and looks its page up first), and the stand-in must have created every
 # title exactly once: a page the worker had sent but not recorded is found
 # again by its title, never posted blindly.
 #
@@ -75,6 +78,9 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER s
 CREATE SCHEMA q;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER s INTO q;
 ALTER FOREIGN TABLE q.pages OPTIONS (ADD delivery 'queue');
+CREATE FOREIGN TABLE q.reports (space_id text, title text, body text)
+  SERVER s OPTIONS (endpoint 'pages', delivery 'queue', representation 'markdown',
+                    on_conflict 'update');
 SQL
 
 # 1. kill -9 of the worker mid-delivery
@@ -98,6 +104,20 @@ pg_ctlcluster "$CFDW_PG_VERSION" regress start
 wait_up
 left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
 echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
+
+# 3. kill -9 of the worker in the middle of upserts
+psql_q -c "INSERT INTO q.reports (space_id, title, body)
+           SELECT '98306', 'upsert ' || g, '**' || g || '**' FROM generate_series(1, $QCRASH_ROWS) g"
+wait_created $((2 * QCRASH_ROWS + QCRASH_ROWS / 5))
+pid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker'")
+echo "queue-crash: killing the worker (pid $pid) in the middle of upserts, with $(created) pages"
+kill -9 "$pid"
+sleep 1
+wait_up
+left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
+echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
+psql_q -c "SELECT state || ' ' || coalesce(action, '-'), count(*) FROM confluence_fdw.queue
+           WHERE table_name = 'q.reports' GROUP BY 1 ORDER BY 1" >"$QCRASH_WORK/upsert_states.txt"
 psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QCRASH_WORK/states.txt"
 psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done' AND remote_id IS NULL" >"$QCRASH_WORK/done_without_id.txt"
 INSIDE
@@ -122,7 +142,7 @@ for line in open(sys.argv[1]):
     posts[title] += 1
     if 200 <= (r.get("status") or 0) < 300:
         created[title] += 1
-want = {f"{p} {i}" for p in ("kill", "stop") for i in range(1, rows + 1)}
+want = {f"{p} {i}" for p in ("kill", "stop", "upsert") for i in range(1, rows + 1)}
 twice = sorted(t for t, n in created.items() if n > 1)
 missing = sorted(want - set(created))
 resent = sum(1 for t, n in posts.items() if n > 1)
@@ -133,6 +153,9 @@ if missing:
     print(f"  FAILED: never created: {len(missing)}, e.g. {missing[:5]}")
 sys.exit(1 if twice or missing else 0)
 PY
+echo "queue-crash: upsert rows: $(tr '\n' ' ' <"$work/upsert_states.txt")"
+bad=$(grep -Ev '^done (created|unchanged)\|' "$work/upsert_states.txt" || true)
+[ -z "$bad" ] || { echo "  FAILED: upsert rows not done: $bad"; rc=1; }
 bad=$(grep -Ev '^(done|in_doubt)\|' "$work/states.txt" || true)
 [ -z "$bad" ] || { echo "  FAILED: rows not settled: $bad"; rc=1; }
 [ "$(cat "$work/done_without_id.txt")" = 0 ] || { echo "  FAILED: done rows without a remote id"; rc=1; }
