@@ -45,6 +45,8 @@ cmark_pg_calloc(size_t count, size_t size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("Markdown document too large to convert")));
+	if (count * size <= MaxAllocSize)
+		return MemoryContextAllocZero(cmark_cxt, count * size);
 	return MemoryContextAllocExtended(cmark_cxt, count * size,
 									  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 }
@@ -57,6 +59,11 @@ cmark_pg_realloc(void *ptr, size_t size)
 	return repalloc_huge(ptr, size);
 }
 
+/*
+ * cmark frees and allocates many short-lived buffers while it parses:
+ * giving each back keeps them reused (the context, deleted after each
+ * conversion, frees the rest).
+ */
 static void
 cmark_pg_free(void *ptr)
 {

@@ -326,6 +326,7 @@ static const struct
 #define NODE_FLAT	0x100		/* too deep: its tags were not written */
 #define NODE_ALERT	0x0FF		/* 1 + index in alerts[], or 0 */
 #define NODE_TASKS	0x200		/* a list written as ac:task-list */
+#define NODE_LEVELS_SHIFT 12	/* bits 12-13: the levels its tags open */
 
 typedef struct Render
 {
@@ -363,29 +364,42 @@ static int
 take_alert(cmark_node *quote)
 {
 	cmark_node *para = cmark_node_first_child(quote);
-	cmark_node *text = para ? cmark_node_first_child(para) : NULL;
-	const char *literal;
-	size_t		len;
+	cmark_node *first = para ? cmark_node_first_child(para) : NULL;
+	cmark_node *after = first;
+	char		marker[16];
+	size_t		len = 0;
 
-	if (text == NULL || cmark_node_get_type(para) != CMARK_NODE_PARAGRAPH ||
-		cmark_node_get_type(text) != CMARK_NODE_TEXT)
+	if (first == NULL || cmark_node_get_type(para) != CMARK_NODE_PARAGRAPH)
 		return 0;
-	literal = cmark_node_get_literal(text);
-	len = literal ? strlen(literal) : 0;
-	while (len > 0 && (literal[len - 1] == ' ' || literal[len - 1] == '\t'))
+
+	/*
+	 * The first line's text: cmark splits "[!NOTE]" into several text
+	 * nodes ("[", "!NOTE", "]"), so read them together.
+	 */
+	while (after && cmark_node_get_type(after) == CMARK_NODE_TEXT)
+	{
+		const char *lit = cmark_node_get_literal(after);
+		size_t		n = lit ? strlen(lit) : 0;
+
+		if (len + n >= sizeof(marker))
+			return 0;
+		memcpy(marker + len, lit, n);
+		len += n;
+		after = cmark_node_next(after);
+	}
+	while (len > 0 && (marker[len - 1] == ' ' || marker[len - 1] == '\t'))
 		len--;
+	marker[len] = '\0';
+	/* the marker must be alone on its line */
+	if (after && cmark_node_get_type(after) != CMARK_NODE_SOFTBREAK &&
+		cmark_node_get_type(after) != CMARK_NODE_LINEBREAK)
+		return 0;
 	for (size_t i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++)
 	{
-		cmark_node *after = cmark_node_next(text);
-
-		if (len != strlen(alerts[i].marker) ||
-			strncasecmp(literal, alerts[i].marker, len) != 0)
+		if (strcasecmp(marker, alerts[i].marker) != 0)
 			continue;
-		/* the marker must be alone on its line */
-		if (after && cmark_node_get_type(after) != CMARK_NODE_SOFTBREAK &&
-			cmark_node_get_type(after) != CMARK_NODE_LINEBREAK)
-			return 0;
-		cmark_node_free(text);
+		while (cmark_node_first_child(para) != after)
+			cmark_node_free(cmark_node_first_child(para));
 		if (after)
 			cmark_node_free(after);
 		if (cmark_node_first_child(para) == NULL)
@@ -804,6 +818,7 @@ static void
 render_container(Render *r, cmark_node *node, bool enter)
 {
 	int			flags;
+	int			levels;
 
 	if (enter)
 	{
@@ -813,18 +828,23 @@ render_container(Render *r, cmark_node *node, bool enter)
 		else if (cmark_node_get_type(node) == CMARK_NODE_LIST && all_tasks(node))
 			flags = NODE_TASKS;
 		set_node_flags(node, flags);
-		if (r->depth + container_levels(node) > MAX_NEST)
-			set_node_flags(node, flags | NODE_FLAT);
+		/* worked out once: the exit event reads it back */
+		levels = container_levels(node);
+		flags |= levels << NODE_LEVELS_SHIFT;
+		if (r->depth + levels > MAX_NEST)
+			flags |= NODE_FLAT;
+		set_node_flags(node, flags);
 	}
 	flags = node_flags(node);
+	levels = (flags >> NODE_LEVELS_SHIFT) & 3;
 	if ((flags & NODE_FLAT) == 0)
 	{
 		if (!enter)
-			r->depth -= container_levels(node);
-		if (container_levels(node) > 0)
+			r->depth -= levels;
+		if (levels > 0)
 			container_tags(r, node, enter);
 		if (enter)
-			r->depth += container_levels(node);
+			r->depth += levels;
 	}
 	else if (enter &&
 			 (cmark_node_get_type(node) & CMARK_NODE_TYPE_MASK) == CMARK_NODE_TYPE_BLOCK &&
@@ -936,7 +956,6 @@ cfdw_markdown_to_storage(const char *md, size_t len, CfdwBuf *out)
 
 	cmark_parser_feed(parser, md, len);
 	doc = cmark_parser_finish(parser);
-	cmark_consolidate_text_nodes(doc);
 	iter = cmark_iter_new(doc);
 	while ((ev = cmark_iter_next(iter)) != CMARK_EVENT_DONE)
 	{
