@@ -36,7 +36,9 @@
 # cost of enqueueing, and the worker's memory (bench/results/queue.txt).
 # Then bench/read.sh: a SELECT of 10,000 pages against curl following the
 # same cursor links, and a pushed id lookup against a full scan
-# (bench/results/read.txt).
+# (bench/results/read.txt).  Then bench/content.sh: converting and checking
+# a 100 kB Markdown document against sending it to the loopback stand-in
+# with curl (bench/results/content.txt).
 #
 # Prints the throughput table (with a diagnostics part: CPU and run-queue
 # time per row of the backend, curl and nginx), the memory table and
@@ -774,6 +776,9 @@ main() {
   # reading: a scan of 10,000 pages against curl following the same links
   echo
   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/read.sh
+  # content: converting and checking 100 kB of Markdown against sending it
+  echo
+  CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash bench/content.sh
 }
 
 if [ "${1:-}" = --inside ]; then
