@@ -103,6 +103,10 @@ ALTER TABLE queue ENABLE ROW LEVEL SECURITY;
 CREATE POLICY queue_own_rows ON queue FOR SELECT
   USING (enqueued_by = current_user::text::regrole);
 GRANT SELECT ON queue TO PUBLIC;
+-- pg_dump keeps the queue's rows (and where its ids stand): restoring a
+-- dump must not lose rows that were waiting to be sent.
+SELECT pg_catalog.pg_extension_config_dump('queue', '');
+SELECT pg_catalog.pg_extension_config_dump('queue_id_seq', '');
 
 -- Wait until the caller's queued rows are sent (no longer pending, sending
 -- or retry_wait), at most timeout_ms; returns how many are still waiting.
