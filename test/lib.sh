@@ -465,3 +465,25 @@ cfdw_stop_prism() {
   done
   PRISM_PID='' PRISM_RECORDER_PID=''
 }
+
+# cfdw_installed_report PG_CONFIG: say which confluence_fdw is installed
+# for that PostgreSQL (files, versions, the Debian package that owns them),
+# or fail when it is not.
+cfdw_installed_report() {
+  local pgc=$1 share lib f
+  share=$("$pgc" --sharedir)/extension
+  lib=$("$pgc" --pkglibdir)
+  for f in "$share/confluence_fdw.control" "$lib/confluence_fdw.so"; do
+    if [ ! -f "$f" ]; then
+      echo "confluence_fdw is not installed for $("$pgc" --version): $f is missing" >&2
+      return 1
+    fi
+  done
+  echo "installed: $lib/confluence_fdw.so; scripts: $(cd "$share" && ls confluence_fdw--*.sql | tr '\n' ' ')"
+  echo "default_version: $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$share/confluence_fdw.control")"
+  if command -v dpkg-query >/dev/null && dpkg-query -S "$lib/confluence_fdw.so" >/dev/null 2>&1; then
+    echo "package: $(dpkg-query -S "$lib/confluence_fdw.so" | cut -d: -f1) $(dpkg-query -W -f='${Version}' "$(dpkg-query -S "$lib/confluence_fdw.so" | cut -d: -f1)")"
+  else
+    echo "package: none (installed by make install)"
+  fi
+}

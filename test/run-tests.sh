@@ -30,6 +30,11 @@
 # Knobs (environment):
 #   CFDW_SKIP_DEPS=1         skip step 1
 #   CFDW_SKIP_BUILD=1        skip step 2 (the extension must be installed)
+#   CFDW_INSTALLED=1         installcheck of the extension as installed (a
+#                            package, or a DBA's own `make install`): no
+#                            build, no install, the installed files are
+#                            checked to be there and named; the C unit
+#                            tests (which test the source tree) are left out
 #   CFDW_FRONT_RUNS="h2 h1"  front runs of step 4b ("" for none)
 #   CFDW_REGRESS="a b"       run only these pg_regress tests (default: the Makefile's REGRESS)
 #   CFDW_SKIP_EXTRAS=1       skip step 6 (for a quick run of a few tests)
@@ -81,6 +86,11 @@ EXTRA_AFTER=(
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-crash.sh"
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-failover.sh"
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/rate-limit.sh"
+  # pg_dump / pg_restore into a fresh cluster: servers, mappings, tables and
+  # queued rows kept, the same requests sent (~15 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/dump-restore.sh"
+  # released scripts frozen, every upgrade path equal to a fresh install (~5 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh"
 )
 # ------------------------------------------------------------------------
 
@@ -206,6 +216,17 @@ fi
 
 PGC=$(cfdw_pg_config)
 export PG_CONFIG=$PGC
+if [ "${CFDW_INSTALLED:-0}" = 1 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
+  step "the installed extension"
+  cfdw_installed_report "$PGC" || exit 1
+  export CFDW_SKIP_BUILD=1
+  # the unit tests compile src/ themselves: they test the tree, not the package
+  kept=()
+  for cmd in "${EXTRA_AFTER[@]}"; do
+    [[ $cmd == make\ * ]] || kept+=("$cmd")
+  done
+  EXTRA_AFTER=("${kept[@]}")
+fi
 if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
   step "build (COPT=$CFDW_COPT)"
   make clean PG_CONFIG="$PGC" >/dev/null
