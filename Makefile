@@ -20,7 +20,9 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = confluence_fdw
-DATA = sql/confluence_fdw--1.0.sql
+# Every released script and every upgrade script: released ones are frozen
+# (test/released-scripts.sha256, checked by test/versions.sh).
+DATA = $(patsubst $(srcdir)/%,%,$(wildcard $(srcdir)/sql/confluence_fdw--*.sql))
 PGFILEDESC = "confluence_fdw - send rows to Confluence Cloud"
 
 SHLIB_LINK += -lcurl -lcjson -lxml2 -lcmark-gfm -lcmark-gfm-extensions
