@@ -37,6 +37,15 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested with PostgreSQL 15 only; the guards for 16 and 17 in the
+ * code are untested.  Older majors lack pg_prng and the executor and
+ * planner APIs used here.
+ */
+#if PG_VERSION_NUM < 150000
+#error "confluence_fdw needs PostgreSQL 15 or later"
+#endif
+
 #include <time.h>
 
 #include "access/attnum.h"

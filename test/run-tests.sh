@@ -91,6 +91,9 @@ EXTRA_AFTER=(
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/dump-restore.sh"
   # released scripts frozen, every upgrade path equal to a fresh install (~5 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh"
+  # the Debian package: dpkg-buildpackage, lintian, and autopkgtest, which
+  # runs this whole suite again against the installed package (~10 min)
+  "CFDW_SKIP_DEPS=1 bash test/package.sh --autopkgtest"
 )
 # ------------------------------------------------------------------------
 
@@ -223,7 +226,8 @@ if [ "${CFDW_INSTALLED:-0}" = 1 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
   # the unit tests compile src/ themselves: they test the tree, not the package
   kept=()
   for cmd in "${EXTRA_AFTER[@]}"; do
-    [[ $cmd == make\ * ]] || kept+=("$cmd")
+    # ...and the package test would run this suite again inside itself
+    [[ $cmd == make\ * || $cmd == *test/package.sh* ]] || kept+=("$cmd")
   done
   EXTRA_AFTER=("${kept[@]}")
 fi
