@@ -25,6 +25,12 @@ pkgs=(
   nginx-light
   tinyproxy
   util-linux
+  # the Debian package (test/package.sh)
+  debhelper
+  postgresql-server-dev-all
+  lintian
+  autopkgtest
+  fakeroot
 )
 
 missing=()
