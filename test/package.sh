@@ -17,6 +17,11 @@ source test/lib.sh
 
 autopkgtest=0
 [ "${1:-}" = --autopkgtest ] && autopkgtest=1
+if [ "$autopkgtest" = 1 ] && [ "${CFDW_INSTALLED:-0}" = 1 ]; then
+  # an installcheck run would start itself again here
+  echo "package: --autopkgtest is not run from an installcheck run (CFDW_INSTALLED=1)"
+  exit 1
+fi
 [ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
 
 out=$PWD/test/results/package

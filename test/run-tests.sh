@@ -219,9 +219,12 @@ fi
 
 PGC=$(cfdw_pg_config)
 export PG_CONFIG=$PGC
-if [ "${CFDW_INSTALLED:-0}" = 1 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
-  step "the installed extension"
-  cfdw_installed_report "$PGC" || exit 1
+if [ "${CFDW_INSTALLED:-0}" = 1 ]; then
+  # (again in the private namespace, which runs this script afresh)
+  if [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
+    step "the installed extension"
+    cfdw_installed_report "$PGC" || exit 1
+  fi
   export CFDW_SKIP_BUILD=1
   # the unit tests compile src/ themselves: they test the tree, not the package
   kept=()
