@@ -45,7 +45,9 @@ SELECT standin_reset();
 INSERT INTO pages (space_id, title, body) VALUES
   ('98306', 'Good', '<p>fine</p>'),
   ('98306', 'Bad', E'<p>first line</p>\n<p>Tom & Jerry</p>');
-\set VERBOSITY verbose
+INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Bad tag', E'<p>a</p>\n\n<p>x <br> y</p>');
+-- the SQLSTATE
+\set VERBOSITY sqlstate
 INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Bad tag', E'<p>a</p>\n\n<p>x <br> y</p>');
 \set VERBOSITY default
 INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Unknown entity', '<p>&bogus;</p>');
