@@ -1103,7 +1103,12 @@ check_error(void *ctx, xmlErrorPtr error)
 static void
 feed(xmlParserCtxtPtr parser, const char *s, size_t len, bool last)
 {
-	const size_t piece = 1 << 24;
+	/*
+	 * libxml2 before 2.11.3 stops a push parse with "Huge input lookup"
+	 * when more than XML_MAX_LOOKUP_LIMIT (10,000,000) bytes of its buffer
+	 * are left after one xmlParseChunk(): feed it pieces well below that.
+	 */
+	const size_t piece = 1 << 20;
 
 	do
 	{
@@ -1382,13 +1387,22 @@ parse_tree(const char *body, size_t len)
 	CfdwBuf		pro;
 	xmlParserCtxtPtr parser;
 	xmlDocPtr	doc = NULL;
+	CheckState	st;
 
+	memset(&st, 0, sizeof(st));
 	xmlInitParser();
 	cfdw_buf_init(&pro, cmark_get_default_mem_allocator());
 	build_prologue(body, len, &pro);
 	parser = xmlCreatePushParserCtxt(NULL, NULL, NULL, 0, NULL);
 	if (parser != NULL)
 	{
+		/*
+		 * Errors as the check sees them, the tree builder's too: it cuts a
+		 * text node at XML_MAX_TEXT_LENGTH and reports that without
+		 * clearing wellFormed (and, left to itself, on stderr).
+		 */
+		parser->_private = &st;
+		parser->sax->serror = check_error;
 		xmlCtxtUseOptions(parser, XML_PARSE_NONET | XML_PARSE_NOERROR |
 						  XML_PARSE_NOWARNING | XML_PARSE_NOENT | XML_PARSE_NOCDATA);
 		feed(parser, pro.data, pro.len, false);
@@ -1396,7 +1410,7 @@ parse_tree(const char *body, size_t len)
 			feed(parser, body, len, false);
 		feed(parser, ROOT_CLOSE, strlen(ROOT_CLOSE), true);
 		doc = parser->myDoc;
-		if (doc && (!parser->wellFormed || !parser->nsWellFormed))
+		if (doc && (st.failed || !parser->wellFormed || !parser->nsWellFormed))
 		{
 			xmlFreeDoc(doc);
 			doc = NULL;

@@ -471,6 +471,26 @@ test_check(void)
 	/* a NULL fault is allowed */
 	CHECK(!cfdw_storage_check("<p>", 3, NULL), "a NULL fault pointer");
 	CHECK(cfdw_storage_check("<p/>", 4, NULL), "a NULL fault pointer, accepted");
+
+	/*
+	 * A body over libxml2's 10,000,000-byte lookup limit: fed in one piece,
+	 * libxml2 2.9 stopped with "Huge input lookup" (found by fuzz_markdown).
+	 */
+	{
+		const char unit[] = "<p>hello world</p>\n";
+		size_t		n = 12 * 1000 * 1000 / (sizeof(unit) - 1);
+		char	   *big = malloc(n * (sizeof(unit) - 1) + 1);
+		CfdwXmlFault fault;
+
+		for (size_t i = 0; i < n; i++)
+			memcpy(big + i * (sizeof(unit) - 1), unit, sizeof(unit) - 1);
+		big[n * (sizeof(unit) - 1)] = '\0';
+		CHECK(cfdw_storage_check(big, n * (sizeof(unit) - 1), &fault),
+			  "a 12 MB body refused at %d:%d: %s", fault.line, fault.column, fault.message);
+		CHECK(cfdw_storage_equal(big, n * (sizeof(unit) - 1), big, n * (sizeof(unit) - 1) - 1) == 1,
+			  "a 12 MB body and the same without its last newline differ");
+		free(big);
+	}
 }
 
 /* ---------------------------------------------------------------------
