@@ -35,8 +35,19 @@
  * ---------------------------------------------------------------------
  */
 
-/* The context cmark allocates in; set by each conversion before it starts. */
+/*
+ * The context cmark allocates in.  It lives as long as the backend: cmark
+ * gives back (cmark_pg_free) everything it allocates, and the freed chunks
+ * and blocks serve the next conversion.  A context made and deleted per
+ * conversion handed its blocks back to libc, which gave them back to the
+ * kernel, and every conversion paid for faulting them in again (six times
+ * the page faults, a third more time).  It is reset after an error (cmark
+ * did not get to free its memory) and when a large document left it big.
+ */
 static MemoryContext cmark_cxt = NULL;
+
+/* Memory the context may keep between conversions. */
+#define CMARK_KEEP_BYTES (16 * 1024 * 1024)
 
 static void *
 cmark_pg_calloc(size_t count, size_t size)
@@ -59,11 +70,7 @@ cmark_pg_realloc(void *ptr, size_t size)
 	return repalloc_huge(ptr, size);
 }
 
-/*
- * cmark frees and allocates many short-lived buffers while it parses:
- * giving each back keeps them reused (the context, deleted after each
- * conversion, frees the rest).
- */
+/* Giving each buffer back keeps the context's memory reused. */
 static void
 cmark_pg_free(void *ptr)
 {
@@ -119,27 +126,52 @@ from_utf8(char *text, size_t len)
  * Markdown or plain text (in the database encoding) as storage format, in
  * the current memory context.
  */
+/* The conversion itself, in cmark_cxt; the result in the caller's context. */
 static char *
-convert_to_storage(const char *text, ContentKind kind)
+convert_utf8(const char *utf8, ContentKind kind, MemoryContext caller)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext work = AllocSetContextCreate(caller, "confluence_fdw content",
-											   ALLOCSET_DEFAULT_SIZES);
-	char	   *utf8 = to_utf8(text, strlen(text));
 	CfdwBuf		out;
 	char	   *result;
 
-	cmark_cxt = work;
 	cfdw_buf_init(&out, &pg_cmark_mem);
 	if (kind == CONTENT_MARKDOWN)
 		cfdw_markdown_to_storage(utf8, strlen(utf8), &out);
 	else
 		cfdw_text_to_storage(utf8, strlen(utf8), &out);
-	result = from_utf8(out.data, out.len);
-	result = MemoryContextStrdup(caller, result);
-	MemoryContextDelete(work);
-	cmark_cxt = NULL;
+	result = MemoryContextStrdup(caller, from_utf8(out.data, out.len));
+	cfdw_buf_free(&out);
 	return result;
+}
+
+/* convert_utf8, and a clean context again if it fails */
+static char *
+convert_guarded(const char *utf8, ContentKind kind, MemoryContext caller)
+{
+	char	   *result = NULL;
+
+	if (cmark_cxt == NULL)
+		cmark_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw content",
+										  ALLOCSET_DEFAULT_SIZES);
+	PG_TRY();
+	{
+		result = convert_utf8(utf8, kind, caller);
+	}
+	PG_CATCH();
+	{
+		/* what cmark had allocated when the error came is garbage now */
+		MemoryContextReset(cmark_cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (MemoryContextMemAllocated(cmark_cxt, false) > CMARK_KEEP_BYTES)
+		MemoryContextReset(cmark_cxt);
+	return result;
+}
+
+static char *
+convert_to_storage(const char *text, ContentKind kind)
+{
+	return convert_guarded(to_utf8(text, strlen(text)), kind, CurrentMemoryContext);
 }
 
 /* The text of one line of a body, shortened around a column, for DETAIL. */
