@@ -61,6 +61,10 @@ ALTER FOREIGN TABLE pages OPTIONS (DROP on_error);
 -- what reached the stand-in: the good row before the bad one (a row's
 -- error stops the statement at that row, as any), none of the bad ones
 SELECT r->'body_json'->>'title' AS sent FROM standin_requests() r ORDER BY (r->>'seq')::int;
+-- Markdown that becomes more storage than Confluence takes (3 MB of short
+-- paragraphs, 9 MB as storage): refused by size, before any check
+INSERT INTO pages (space_id, title, body, representation)
+  VALUES ('98306', 'Huge', repeat(E'a\n\n', 1000000), 'markdown');
 -- wiki and atlas_doc_format are Confluence's to check
 INSERT INTO pages (space_id, title, body, representation)
   VALUES ('98306', 'Wiki & co', 'a & b <unclosed', 'wiki');

@@ -212,6 +212,16 @@ check_storage(const CfdwTable *t, const char *column, const char *body)
 	CfdwXmlFault fault;
 	char	   *utf8 = to_utf8(body, strlen(body));
 
+	/*
+	 * Confluence refuses it anyway, and libxml2 2.9 cannot check a text or
+	 * CDATA node over 10 MB: say what the trouble really is.
+	 */
+	if (strlen(utf8) > CFDW_MAX_REQUEST_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("column \"%s\" of foreign table \"%s\" is %zu bytes of storage format, over Confluence's limit of %d bytes for a request",
+						column, t->relname, strlen(utf8), CFDW_MAX_REQUEST_BYTES),
+				 errhint("Nothing was sent for this row.")));
 	if (cfdw_storage_check(utf8, strlen(utf8), &fault))
 		return;
 	ereport(ERROR,
