@@ -38,4 +38,10 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies; every object includes these.
 $(OBJS): src/confluence_fdw.h src/pure.h src/storage.h
+# Every suite against the extension as installed (a package, or an earlier
+# `make install`), with the Confluence stand-in and nginx it needs; no build.
+.PHONY: installcheck-installed
+installcheck-installed:
+	CFDW_INSTALLED=1 bash $(srcdir)/test/run-tests.sh
+
 include $(srcdir)/test/unit/unit.mk
