@@ -15,7 +15,11 @@
 #      the extension's objects (member objects, function definitions and
 #      privileges, the queue's columns, constraints, indexes, policies and
 #      privileges, the tables pg_dump keeps) must equal those of a fresh
-#      CREATE EXTENSION.
+#      CREATE EXTENSION;
+#   4. a self-test of 3: a made-up version 0.0.1 (the script without one
+#      function) with a complete upgrade script must compare equal, and
+#      with one that forgets the function must not (the two files are in
+#      the share directory only while the test runs).
 #
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh
 set -euo pipefail
@@ -123,6 +127,31 @@ while read -r old path; do
   fi
 done <<<"$paths"
 [ "$n" -gt 0 ] || echo "versions: no upgrade path to $default is shipped ($default is the first release); a fresh install has $(wc -l <"$VERSIONS_DIR/fresh.txt") objects"
+
+# The check itself must see a difference: a made-up version 0.0.1 without
+# storage_is_well_formed(), and an upgrade script to $default that adds it
+# (the same objects) and then one that forgets it (a difference).  The two
+# files live in the share directory only while this runs.
+share=$(pg_config --sharedir)/extension
+trap 'rm -f "$share/confluence_fdw--0.0.1.sql" "$share/confluence_fdw--0.0.1--$default.sql"' EXIT
+python3 - "$share/confluence_fdw--$default.sql" "$share/confluence_fdw--0.0.1.sql" \
+  "$share/confluence_fdw--0.0.1--$default.sql" <<'PY'
+import re, sys
+script = open(sys.argv[1]).read()
+fn = re.search(r"CREATE FUNCTION storage_is_well_formed\(.*?;\n", script, re.S).group(0)
+open(sys.argv[2], "w").write(script.replace(fn, ""))
+open(sys.argv[3], "w").write(fn)
+PY
+selftest() {  # selftest DB: an upgrade from 0.0.1 against the fresh install
+  psql_q -d postgres -c "CREATE DATABASE $1"
+  psql_q -d "$1" -c "CREATE EXTENSION confluence_fdw VERSION '0.0.1'" -c "ALTER EXTENSION confluence_fdw UPDATE"
+  objects "$1" | diff -q "$VERSIONS_DIR/fresh.txt" - >/dev/null
+}
+if selftest self_good; then echo "versions: self-test: a complete upgrade script gives the same objects"
+else echo "  FAILED: self-test: a complete upgrade script was found different"; echo fail >>"$VERSIONS_DIR/failed"; fi
+: >"$share/confluence_fdw--0.0.1--$default.sql"
+if selftest self_bad; then echo "  FAILED: self-test: an upgrade script that forgets a function was not noticed"; echo fail >>"$VERSIONS_DIR/failed"
+else echo "versions: self-test: an upgrade script that forgets a function is caught"; fi
 INSIDE
 CFDW_LOG_MIN_MESSAGES=warning CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
   cfdw_pg_virtualenv bash "$VERSIONS_DIR/inside.sh" || rc=1
