@@ -385,6 +385,7 @@ extern const char *cfdw_template_names(void);
 extern const CfdwTemplateColumn *cfdw_template_column(const CfdwTemplate *tmpl,
 													  const char *colname);
 extern void cfdw_check_required(const CfdwTable *t, void *json_root);
+extern const char *cfdw_column_for_field(const CfdwTable *t, const char *field);
 extern bool cfdw_valid_representation(const char *value);
 extern char *cfdw_representation_hint(void);
 extern const char *cfdw_default_representation(void);
@@ -403,6 +404,7 @@ extern const char *cfdw_method_name(CfdwMethod method);
 extern void cfdw_compile_url(CfdwTable *t);
 extern char *cfdw_build_url(const CfdwTable *t, Datum *values, bool *isnull);
 extern char *cfdw_url_encode(const char *text);
+extern char *cfdw_url_encode_utf8(const char *utf8);
 extern void *cfdw_build_row_tree(const CfdwTable *t, Datum *values, bool *isnull,
 								 void *batch);
 extern void cfdw_serialize_body(const CfdwTable *t, void *tree, bool batch,

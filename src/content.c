@@ -249,16 +249,6 @@ storage_body(const CfdwTable *t, const char *column, const char *value, ContentK
 	return storage;
 }
 
-static const char *
-column_of_field(const CfdwTable *t, const char *field)
-{
-	for (int i = 0; i < t->ncolumns; i++)
-		if (t->columns[i].send && t->columns[i].field &&
-			strcmp(t->columns[i].field, field) == 0)
-			return t->columns[i].name;
-	return field;
-}
-
 static void
 replace_string(cJSON *parent, const char *key, const char *text)
 {
@@ -286,7 +276,7 @@ prepare_template_body(const CfdwTable *t, cJSON *root)
 	if (!cJSON_IsObject(body) || !cJSON_IsString(value) || !cJSON_IsString(repr))
 		return;
 	kind = content_kind(repr->valuestring);
-	storage = storage_body(t, column_of_field(t, "body.value"), value->valuestring, kind);
+	storage = storage_body(t, cfdw_column_for_field(t, "body.value"), value->valuestring, kind);
 	if (storage == NULL || kind == CONTENT_STORAGE)
 		return;
 	replace_string(body, "value", storage);

@@ -166,6 +166,14 @@ cfdw_url_encode(const char *text)
 {
 	char	   *utf8 = GetDatabaseEncoding() == PG_UTF8 ? unconstify(char *, text) :
 		pg_server_to_any(text, strlen(text), PG_UTF8);
+
+	return cfdw_url_encode_utf8(utf8);
+}
+
+/* The same for text that is UTF-8 already (a request body's values). */
+char *
+cfdw_url_encode_utf8(const char *utf8)
+{
 	char	   *escaped = check_alloc(cfdw_percent_encode(utf8, strlen(utf8)));
 	char	   *result = NULL;
 

@@ -353,8 +353,8 @@ cfdw_template_column(const CfdwTemplate *tmpl, const char *colname)
  * The column that writes a top-level (or dotted) request field, for naming
  * it in a message; the field itself when no column does.
  */
-static const char *
-column_for_field(const CfdwTable *t, const char *field)
+const char *
+cfdw_column_for_field(const CfdwTable *t, const char *field)
 {
 	int			i;
 
@@ -379,7 +379,7 @@ missing(const CfdwTable *t, const char *field, const char *why)
 	ereport(ERROR,
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
 			 errmsg("null value in column \"%s\" of foreign table \"%s\"",
-					column_for_field(t, field), t->relname),
+					cfdw_column_for_field(t, field), t->relname),
 			 errdetail("%s", why),
 			 errhint("Nothing was sent for this row.")));
 }
@@ -398,14 +398,14 @@ one_container(const CfdwTable *t, cJSON *root, const char *const *fields)
 	initStringInfo(&names);
 	for (f = fields; *f; f++)
 	{
-		appendStringInfo(&names, "%s%s", names.len ? ", " : "", column_for_field(t, *f));
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "", cfdw_column_for_field(t, *f));
 		if (!has_value(root, *f))
 			continue;
 		if (found)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" are both set",
-							column_for_field(t, found), column_for_field(t, *f), t->relname),
+							cfdw_column_for_field(t, found), cfdw_column_for_field(t, *f), t->relname),
 					 errdetail("A %s request takes exactly one container id.", t->template->name),
 					 errhint("Nothing was sent for this row.")));
 		found = *f;
@@ -514,7 +514,7 @@ cfdw_check_required(const CfdwTable *t, void *json_root)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value \"%s\" in column \"%s\" of foreign table \"%s\"",
-							repr->valuestring, column_for_field(t, "body.representation"),
+							repr->valuestring, cfdw_column_for_field(t, "body.representation"),
 							t->relname),
 					 errdetail("Confluence accepts the representations %s; markdown and plain are converted to storage.",
 							   join_words(tmpl->representations, "and")),

@@ -27,13 +27,11 @@
 #include "postgres.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
 
 #include "confluence_fdw.h"
-#include "pure.h"
 
 /* Lookups one row may make: the first, and one per lost race. */
 #define MAX_LOOKUPS 3
@@ -77,22 +75,6 @@ json_string(const cJSON *obj, const char *key)
 	return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
-/* A query parameter's value, percent-encoded, in our memory. */
-static char *
-encoded(const char *utf8)
-{
-	char	   *curl_text = cfdw_percent_encode(utf8, strlen(utf8));
-	char	   *copy;
-
-	if (curl_text == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a Confluence request")));
-	copy = pstrdup(curl_text);
-	curl_free(curl_text);
-	return copy;
-}
-
 /*
  * The lookup: current pages (or blog posts) of the space with the title.
  * The body only when it is to be compared.
@@ -107,8 +89,8 @@ set_lookup(Upsert *u, UpsertRow *r)
 	memset(&r->req, 0, sizeof(CfdwRequest));
 	r->req.method = CFDW_GET;
 	r->req.path_for_messages = psprintf("%s?space-id=%s&title=%s&status=current%s&limit=25",
-										t->template->list_path, encoded(r->space),
-										encoded(r->title),
+										t->template->list_path, cfdw_url_encode_utf8(r->space),
+										cfdw_url_encode_utf8(r->title),
 										t->on_conflict == CFDW_CONFLICT_UPDATE ?
 										"&body-format=storage" : "");
 	r->req.url = psprintf("%s%s", t->base, r->req.path_for_messages);
@@ -236,7 +218,7 @@ set_update(Upsert *u, UpsertRow *r, const cJSON *item)
 	free(text);
 	r->req.body_len = strlen(r->req.body);
 	r->req.content_type = t->content_type;
-	r->req.path_for_messages = psprintf("%s/%s", t->template->list_path, encoded(id));
+	r->req.path_for_messages = psprintf("%s/%s", t->template->list_path, cfdw_url_encode_utf8(id));
 	r->req.url = psprintf("%s%s", t->base, r->req.path_for_messages);
 }
 
