@@ -34,6 +34,11 @@ INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Column option', '**b
 INSERT INTO pages (space_id, title, body, representation)
   VALUES ('98306', 'Row wins', 'h1. Wiki', 'wiki');
 ALTER FOREIGN TABLE pages ALTER COLUMN body OPTIONS (DROP representation);
+-- every template with a body: comments and blog posts too
+INSERT INTO footer_comments (page_id, body, representation)
+  VALUES ('1000001', 'Looks *good*', 'markdown');
+INSERT INTO blogposts (space_id, title, body, representation)
+  VALUES ('98306', 'Post', E'- one\n- two', 'markdown');
 SELECT r->>'method' AS method, r->'body_json'->>'title' AS title,
        r->'body_json'->'body' AS body
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
