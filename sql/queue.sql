@@ -101,17 +101,28 @@ SELECT * FROM q_titles();
 --
 TRUNCATE confluence_fdw.queue;
 SELECT standin_reset();
--- a duplicate title: Confluence refuses the second page for good
+-- a refusal (400): dead, with Confluence's words
+SELECT standin_fault('{"kind": "status", "status": 400, "method": "POST"}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q refused', '<p>first</p>');
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT title, state, http_status, error FROM q_rows();
+-- requeue puts it back; sent again, it goes through
+SELECT confluence_fdw.requeue(id) FROM confluence_fdw.queue WHERE state = 'dead';
+SELECT confluence_fdw.requeue(id) AS requeue_done_row FROM confluence_fdw.queue WHERE state = 'done';
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT body::jsonb->>'title' AS title, state, attempts, http_status
+  FROM confluence_fdw.queue ORDER BY id;
+-- a duplicate title: Confluence refuses the create because the page
+-- exists; the worker finds it by its title (in the same space, the exact
+-- title), and the row is done with that page's id, on a first attempt too
 INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>first</p>');
 SELECT confluence_fdw.flush(10000) AS still_waiting;
 INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>again</p>');
 SELECT confluence_fdw.flush(10000) AS still_waiting;
-SELECT title, state, http_status, error FROM q_rows();
--- requeue puts it back; it is refused again
-SELECT confluence_fdw.requeue(id) FROM confluence_fdw.queue WHERE state = 'dead';
-SELECT confluence_fdw.requeue(id) AS requeue_done_row FROM confluence_fdw.queue WHERE state = 'done';
-SELECT confluence_fdw.flush(10000) AS still_waiting;
-SELECT state, attempts FROM confluence_fdw.queue ORDER BY id;
+SELECT body::jsonb->>'title' AS title, state, attempts, http_status, error
+  FROM confluence_fdw.queue WHERE body::jsonb->>'title' = 'Q dup' ORDER BY id;
+SELECT count(DISTINCT remote_id) AS pages_of_q_dup FROM confluence_fdw.queue
+ WHERE body::jsonb->>'title' = 'Q dup';
 
 -- 429 with Retry-After: retried by the worker, then done
 TRUNCATE confluence_fdw.queue;
@@ -160,9 +171,8 @@ INSERT INTO confluence_fdw.queue (enqueued_by, server_name, table_name, method, 
 UPDATE confluence_fdw.queue SET state = 'pending';
 -- nor requeue another role's row
 RESET ROLE;
-INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>dup</p>');
-SELECT confluence_fdw.flush(10000) AS still_waiting;
-INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q dup', '<p>dup again</p>');
+SELECT standin_fault('{"kind": "status", "status": 400, "method": "POST"}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q refused again', '<p>no</p>');
 SELECT confluence_fdw.flush(10000) AS still_waiting;
 SELECT id AS dead_id FROM confluence_fdw.queue
  WHERE state = 'dead' AND enqueued_by = current_user::text::regrole \gset

@@ -495,11 +495,34 @@ extern bool cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipel
 								CfdwRequest *req, CfdwResponse *resp, int64 *row_no);
 extern int	cfdw_pipeline_busy(CfdwConnection *c, const CfdwTable *t, const CfdwPipeline *p);
 
+/* What a finished request means for sending it again (cfdw_verdict). */
+typedef enum CfdwVerdict
+{
+	CFDW_VERDICT_OK,			/* answered 2xx */
+	CFDW_VERDICT_RETRY,			/* certainly not processed: may be resent */
+	CFDW_VERDICT_REFUSED,		/* final, and nothing was done */
+	CFDW_VERDICT_UNKNOWN		/* may have been processed: never resent */
+} CfdwVerdict;
+
+/* The longest backoff between two retries of a statement's request. */
+#define CFDW_STATEMENT_BACKOFF_CAP_MS	30000
+
+extern CfdwVerdict cfdw_verdict(const CfdwRequest *req, const CfdwResponse *resp);
+extern long cfdw_backoff_ms(const CfdwResponse *resp, int retries, long cap_ms);
+
 /* Called with each finished request of cfdw_send_all, by its index. */
-typedef void (*CfdwOutcomeCallback) (void *arg, int index, const CfdwResponse *resp);
+typedef void (*CfdwOutcomeCallback) (void *arg, int index, const CfdwRequest *req,
+									 const CfdwResponse *resp);
+
+/*
+ * Called by cfdw_send_all with the k requests (by index) about to start;
+ * clearing go[j] holds index[j] back: it is neither sent nor reported.
+ */
+typedef void (*CfdwStartCallback) (void *arg, const int *index, int k, bool *go);
 
 extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
 						  const CfdwRequest *reqs, int n,
+						  CfdwStartCallback starting,
 						  CfdwOutcomeCallback done, void *arg);
 extern TimestampTz cfdw_rate_paused_until(Oid serverid);
 
@@ -512,6 +535,11 @@ typedef void (*CfdwUpsertDone) (void *arg, int index, const CfdwRequest *req,
 extern void cfdw_upsert_all(CfdwConnection *c, const CfdwTable *t,
 							const CfdwRequest *posts, int n,
 							CfdwUpsertDone done, void *arg);
+extern void cfdw_title_lookup(const CfdwTable *t, const char *space, const char *title,
+							  const char *status, bool with_body, CfdwRequest *req);
+extern void *cfdw_title_lookup_find(const CfdwResponse *resp, const char *space,
+									const char *title);
+extern bool cfdw_is_duplicate_title(const CfdwResponse *resp);
 
 /* in pushdown.c */
 
@@ -558,6 +586,59 @@ extern void cfdw_begin_change(struct ModifyTableState *mtstate,
 							  struct ResultRelInfo *rinfo, List *fdw_private,
 							  Oid userid);
 extern void cfdw_end_change(struct ResultRelInfo *rinfo);
+
+/* in privileged.c */
+typedef struct CfdwPrivileged
+{
+	Oid			userid;			/* who we were */
+	int			sec_context;
+	int			nest_level;		/* GUC nest level of the pinned search_path */
+} CfdwPrivileged;
+
+extern void cfdw_privileged_begin(Oid role, CfdwPrivileged *save);
+extern void cfdw_privileged_end(const CfdwPrivileged *save);
+
+/* in queue_state.c: the states of a queue row and the moves between them */
+typedef enum CfdwQueueState
+{
+	CFDW_Q_PENDING,
+	CFDW_Q_RETRY_WAIT,
+	CFDW_Q_SENDING,
+	CFDW_Q_DONE,
+	CFDW_Q_DEAD,
+	CFDW_Q_IN_DOUBT,
+	CFDW_Q_NSTATES
+} CfdwQueueState;
+
+typedef enum CfdwQueueMove
+{
+	CFDW_MOVE_CLAIM,			/* pending, retry_wait -> sending */
+	CFDW_MOVE_DONE,				/* sending -> done */
+	CFDW_MOVE_PURGE,			/* done -> deleted */
+	CFDW_MOVE_RETRY,			/* sending -> retry_wait */
+	CFDW_MOVE_DEAD,				/* sending -> dead */
+	CFDW_MOVE_REQUEUE,			/* dead, in_doubt -> pending */
+	CFDW_MOVE_IN_DOUBT,			/* sending -> in_doubt */
+	CFDW_MOVE_RESEND,			/* sending -> pending */
+	CFDW_MOVE_UNSENDABLE,		/* pending, retry_wait -> dead */
+	CFDW_MOVE_COUNT
+} CfdwQueueMove;
+
+/* What an outcome writes into its row. */
+typedef struct CfdwQueueOutcome
+{
+	int			http_status;	/* 0: none */
+	const char *remote_id;
+	const char *action;			/* created, updated, unchanged, skipped */
+	const char *response;		/* jsonb text */
+	const char *error;
+	TimestampTz next_attempt_at;	/* 0: now (the purge: its cut-off) */
+	bool		sent;			/* a request went out (sent_at) */
+} CfdwQueueOutcome;
+
+extern const char *cfdw_queue_state_name(CfdwQueueState state);
+extern int	cfdw_queue_move(CfdwQueueMove move, const int64 *ids, int n, Oid role,
+							const CfdwQueueOutcome *o, bool *moved);
 
 /* in queue.c */
 extern void cfdw_queue_check(const CfdwTable *t);

@@ -125,40 +125,63 @@ note_rate_limit(const CfdwTable *t, const CfdwResponse *resp)
  * ---------------------------------------------------------------------
  */
 
-static bool
-is_retryable(const CfdwRequest *req, const CfdwResponse *resp)
+/*
+ * cfdw_verdict
+ *		What a finished request means for sending it again: the one retry
+ *		classification, used by statements (schedule_retry below) and by
+ *		the queue worker alike.
+ *
+ *	OK		answered 2xx.
+ *	RETRY	certainly not processed, and may work later: a transfer that
+ *			never reached Confluence, 429, 503 with Retry-After; for
+ *			idempotent methods also 502, 503 and 504; for a GET, which
+ *			changes nothing, any 5xx and any failed transfer.
+ *	REFUSED	final: any other answer below 500 (a 4xx is a refusal, and a
+ *			3xx is one for an API), an address refused by egress control (it
+ *			would be refused again; nothing was sent), a read whose answer
+ *			exceeded max_response_bytes (it would again).
+ *	UNKNOWN	may have been processed, and sending it again could do it twice:
+ *			a non-idempotent request that failed after it may have left,
+ *			answered 5xx, or answered beyond max_response_bytes.
+ */
+CfdwVerdict
+cfdw_verdict(const CfdwRequest *req, const CfdwResponse *resp)
 {
-	bool		idempotent = req->method == CFDW_PUT || req->method == CFDW_DELETE ||
-		req->method == CFDW_GET;
-
-	/* a read changes nothing: whatever failed may be asked again */
 	bool		read = req->method == CFDW_GET;
+	bool		idempotent = read || req->method == CFDW_PUT || req->method == CFDW_DELETE;
 
 	if (resp->outcome != CFDW_ANSWERED)
 	{
-		/* refused addresses would be refused again, too large stays so */
-		if (resp->failure == CFDW_FAIL_EGRESS || resp->failure == CFDW_FAIL_TOO_LARGE)
-			return false;
-		return resp->outcome == CFDW_NOT_SENT || read;
+		if (resp->failure == CFDW_FAIL_EGRESS)
+			return CFDW_VERDICT_REFUSED;
+		if (resp->failure == CFDW_FAIL_TOO_LARGE)
+			return read ? CFDW_VERDICT_REFUSED : CFDW_VERDICT_UNKNOWN;
+		return resp->outcome == CFDW_NOT_SENT || read ? CFDW_VERDICT_RETRY : CFDW_VERDICT_UNKNOWN;
 	}
-	if (resp->status == 429)
-		return true;
-	if (resp->status == 503 && resp->retry_after[0] != '\0')
-		return true;
+	if (resp->status < 300)
+		return CFDW_VERDICT_OK;
+	if (resp->status == 429 || (resp->status == 503 && resp->retry_after[0] != '\0'))
+		return CFDW_VERDICT_RETRY;
 	if (idempotent && (resp->status == 502 || resp->status == 503 || resp->status == 504))
-		return true;
-	return read && resp->status >= 500;
+		return CFDW_VERDICT_RETRY;
+	if (resp->status < 500)
+		return CFDW_VERDICT_REFUSED;
+	return read ? CFDW_VERDICT_RETRY : CFDW_VERDICT_UNKNOWN;
 }
 
 /*
- * How long to wait before a retry: max(Retry-After, backoff), the backoff
- * 500 ms doubling up to 30 s, times 0.7 to 1.3.
+ * cfdw_backoff_ms
+ *		How long to wait before retry number retries + 1: max(Retry-After,
+ *		backoff), the backoff 500 ms doubling up to cap_ms, times 0.7 to 1.3.
+ *		Statements cap it at 30 s (they wait within max_retry_wait_ms); the
+ *		queue, whose rows wait in retry_wait with no session held, at
+ *		5 minutes.
  */
-static long
-retry_wait_ms(const CfdwResponse *resp, int retries)
+long
+cfdw_backoff_ms(const CfdwResponse *resp, int retries, long cap_ms)
 {
-	long		backoff = Min(500L << Min(retries, 6), 30000L);
-	long		asked = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	long		backoff = Min(500L << Min(retries, 16), cap_ms);
+	long		asked = resp ? cfdw_retry_after_ms(resp->retry_after, time(NULL)) : 0;
 
 	backoff = (long) (backoff * (0.7 + 0.6 * pg_prng_double(&pg_global_prng_state)));
 	return Max(backoff, asked);
@@ -179,10 +202,10 @@ schedule_retry(CfdwConnection *c, int slot, const CfdwTable *t, CfdwAttempts *a)
 	long		wait;
 
 	note_rate_limit(t, resp);
-	if (a->retries >= t->max_retries || !is_retryable(req, resp))
+	if (a->retries >= t->max_retries || cfdw_verdict(req, resp) != CFDW_VERDICT_RETRY)
 		return false;
 
-	wait = retry_wait_ms(resp, a->retries);
+	wait = cfdw_backoff_ms(resp, a->retries, CFDW_STATEMENT_BACKOFF_CAP_MS);
 	what = resp->outcome != CFDW_ANSWERED ? "a connection failure" :
 		psprintf("HTTP %ld", resp->status);
 
@@ -458,23 +481,46 @@ cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
  * ---------------------------------------------------------------------
  */
 
-/* Start requests in free slots while fewer than limit are busy. */
+/*
+ * Start requests in free slots while fewer than limit are busy.  The
+ * caller's starting callback sees them first, all at once, and may hold
+ * some back: those finish without being sent or reported.
+ */
 static void
 fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
-		   int limit, int *next, int *busy, int *index_of, CfdwAttempts *attempts)
+		   int limit, int *next, int *busy, int *index_of, CfdwAttempts *attempts,
+		   CfdwStartCallback starting, void *arg)
 {
-	int			i;
+	int			slot_of[CFDW_SLOTS];
+	int			index[CFDW_SLOTS];
+	bool		go[CFDW_SLOTS];
+	int			k = 0;
 
-	for (i = 1; i < CFDW_SLOTS && *next < n && *busy < limit; i++)
+	for (int i = 1; i < CFDW_SLOTS && *next + k < n && *busy + k < limit; i++)
 	{
 		if (cfdw_transfer_state(c, i) != CFDW_SLOT_IDLE)
 			continue;
-		index_of[i] = *next;
+		slot_of[k] = i;
+		index[k] = *next + k;
+		go[k] = true;
+		k++;
+	}
+	if (k == 0)
+		return;
+	if (starting)
+		starting(arg, index, k, go);
+	*next += k;
+	for (int j = 0; j < k; j++)
+	{
+		int			i = slot_of[j];
+
+		if (!go[j])
+			continue;
+		index_of[i] = index[j];
 		attempts[i].retries = 0;
 		attempts[i].waited_ms = 0;
-		attempts[i].row_no = *next;
-		cfdw_transfer_start(c, i, &t->site, &reqs[*next], 0);
-		(*next)++;
+		attempts[i].row_no = index[j];
+		cfdw_transfer_start(c, i, &t->site, &reqs[index[j]], 0);
 		(*busy)++;
 	}
 }
@@ -482,7 +528,7 @@ fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n
 /* cfdw_send_all's event loop, until every request has its outcome. */
 static void
 send_all_loop(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
-			  CfdwOutcomeCallback done, void *arg)
+			  CfdwStartCallback starting, CfdwOutcomeCallback done, void *arg)
 {
 	int			limit = Min(t->max_concurrency, CFDW_MAX_CONCURRENCY);
 	int			index_of[CFDW_SLOTS];
@@ -495,14 +541,16 @@ send_all_loop(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, in
 	cfdw_limit_connections(c, limit);
 	while (next < n || busy > 0)
 	{
-		fill_slots(c, t, reqs, n, limit, &next, &busy, index_of, attempts);
+		fill_slots(c, t, reqs, n, limit, &next, &busy, index_of, attempts, starting, arg);
+		if (busy == 0)
+			continue;			/* all held back: start the next ones */
 		cfdw_transport_wait(c);
 		for (int i = 1; i < CFDW_SLOTS; i++)
 		{
 			if (index_of[i] < 0 || cfdw_transfer_state(c, i) != CFDW_SLOT_DONE ||
 				schedule_retry(c, i, t, &attempts[i]))
 				continue;
-			done(arg, index_of[i], cfdw_transfer_response(c, i));
+			done(arg, index_of[i], cfdw_transfer_request(c, i), cfdw_transfer_response(c, i));
 			cfdw_transfer_release(c, i);
 			index_of[i] = -1;
 			busy--;
@@ -515,16 +563,19 @@ send_all_loop(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, in
  *		Send n independent requests, up to max_concurrency at once, with the
  *		retry policy, and call done with each one's final answer (or
  *		failure) as it comes, in any order.  Unlike a pipeline, a failure
- *		stops nothing: each request has its own outcome.  On an error (an
- *		interrupt, or one raised by done) the requests in flight are stopped.
+ *		stops nothing: each request has its own outcome.  starting, when
+ *		given, is called with the requests about to be started, before any
+ *		of their bytes can leave (the worker claims their rows there).  On an
+ *		error (an interrupt, or one raised by a callback) the requests in
+ *		flight are stopped.
  */
 void
 cfdw_send_all(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
-			  CfdwOutcomeCallback done, void *arg)
+			  CfdwStartCallback starting, CfdwOutcomeCallback done, void *arg)
 {
 	PG_TRY();
 	{
-		send_all_loop(c, t, reqs, n, done, arg);
+		send_all_loop(c, t, reqs, n, starting, done, arg);
 	}
 	PG_CATCH();
 	{

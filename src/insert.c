@@ -346,13 +346,28 @@ typedef struct CfdwAnswer
 	CfdwResponse resp;
 } CfdwAnswer;
 
+static char *
+copy_or_null(const char *s, size_t len)
+{
+	return s ? pnstrdup(s, len) : NULL;
+}
+
+/*
+ * cfdw_upsert_all's callback: keep a copy, in the caller's context, of what
+ * is valid only until this returns.
+ */
 static void
 keep_answer(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
 {
-	CfdwAnswer *answers = (CfdwAnswer *) arg;
+	CfdwAnswer *a = &((CfdwAnswer *) arg)[index];
 
-	answers[index].req = *req;
-	answers[index].resp = *resp;
+	a->req = *req;
+	a->req.url = copy_or_null(req->url, req->url ? strlen(req->url) : 0);
+	a->req.path_for_messages = copy_or_null(req->path_for_messages,
+											req->path_for_messages ? strlen(req->path_for_messages) : 0);
+	a->req.body = copy_or_null(req->body, req->body_len);
+	a->resp = *resp;
+	a->resp.body = copy_or_null(resp->body, resp->body_len);
 }
 
 /*

@@ -209,6 +209,20 @@ cfdw_begin_change(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_pri
 	st->kind = CFDW_STATE_CHANGE;
 	st->operation = mtstate->operation;
 	st->table = cfdw_resolve_table(rinfo->ri_RelationDesc, userid);
+
+	/*
+	 * A queued INSERT is sent after COMMIT, or never; an UPDATE or DELETE
+	 * sent now would not follow the transaction, and a rollback could not
+	 * take it back.
+	 */
+	if (st->table->queued)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot %s foreign table \"%s\": it has delivery 'queue'",
+						mtstate->operation == CMD_UPDATE ? "UPDATE" : "DELETE",
+						st->table->relname),
+				 errdetail("Only INSERT is queued; an UPDATE or DELETE would be sent at once, outside the transaction."),
+				 errhint("Use a table with delivery 'immediate' on the same endpoint for changes.")));
 	st->need_response = intVal(linitial(fdw_private)) != 0;
 	st->version = column_reading(st->table, "version.number");
 	st->id_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, CFDW_ID_JUNK);

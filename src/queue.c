@@ -138,7 +138,7 @@ prepare_insert(void)
 
 	plan = SPI_prepare("INSERT INTO confluence_fdw.queue (enqueued_by, server_name, table_name,"
 					   " template, method, url, content_type, body, context)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING id",
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.jsonb) RETURNING id",
 					   9, types);
 	if (plan == NULL)
 		elog(ERROR, "confluence_fdw: could not prepare the queue insert: %s",
@@ -191,20 +191,15 @@ cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req,
 {
 	Datum		values[9];
 	char		nulls[9];
-	Oid			save_userid;
-	int			save_sec;
+	CfdwPrivileged priv;
 	bool		isnull;
 	int64		id;
 	int			rc;
 
 	queue_args(t, userid, req, context, values, nulls);
 
-	/* as the queue's owner; an error restores the user when it aborts */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(queue_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "confluence_fdw: SPI_connect failed");
+	/* as the queue's owner, with search_path pinned (privileged.c) */
+	cfdw_privileged_begin(queue_owner(), &priv);
 	if (insert_plan == NULL)
 		prepare_insert();
 	rc = SPI_execute_plan(insert_plan, values, nulls, false, 1);
@@ -212,28 +207,33 @@ cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req,
 		elog(ERROR, "confluence_fdw: could not write the queue row: %s",
 			 SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	cfdw_privileged_end(&priv);
 
 	wake_worker_at_commit();
 	return id;
 }
 
-/* How many of the role's rows still wait to be sent. */
+/*
+ * How many of the role's rows still wait to be sent.  The caller's own
+ * statement, with the caller's rights: nothing to pin.  The result is
+ * freed at once: flush() looks every 50 ms, and SPI keeps every tuple
+ * table until SPI_finish.
+ */
 static int64
 count_waiting(Oid userid)
 {
 	Datum		arg = ObjectIdGetDatum(userid);
-	Oid			type = REGROLEOID;
+	Oid			type = OIDOID;
 	bool		isnull;
 	int64		n;
 
-	if (SPI_execute_with_args("SELECT count(*) FROM confluence_fdw.queue"
-							  " WHERE enqueued_by = $1"
-							  " AND state IN ('pending', 'sending', 'retry_wait')",
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
+							  " WHERE enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+							  " AND state OPERATOR(pg_catalog.=) ANY ('{pending,sending,retry_wait}'::pg_catalog.text[])",
 							  1, &type, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "confluence_fdw: could not count the queue");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
 	return n;
 }
 
@@ -246,6 +246,8 @@ PG_FUNCTION_INFO_V1(confluence_fdw_flush);
  *		look takes a new snapshot (READ COMMITTED), so the rows the worker
  *		records are seen as they come; rows of the caller's own open
  *		transaction are not visible to the worker and wait out the timeout.
+ *		Refused in REPEATABLE READ and SERIALIZABLE, whose one snapshot would
+ *		never see the worker's progress.
  */
 Datum
 confluence_fdw_flush(PG_FUNCTION_ARGS)
@@ -255,6 +257,13 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 													   Max(timeout_ms, 0));
 	int64		left;
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("confluence_fdw.flush() cannot wait in a %s transaction",
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("The transaction's snapshot would never show the rows the worker sends."),
+				 errhint("Call it in a READ COMMITTED transaction, or outside a transaction block.")));
 	cfdw_wake_worker();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "confluence_fdw: SPI_connect failed");
@@ -286,30 +295,32 @@ PG_FUNCTION_INFO_V1(confluence_fdw_requeue);
 Datum
 confluence_fdw_requeue(PG_FUNCTION_ARGS)
 {
-	Datum		args[3];
-	Oid			types[3] = {INT8OID, BOOLOID, REGROLEOID};
-	Oid			save_userid;
-	int			save_sec;
+	int64		id = PG_GETARG_INT64(0);
+	Datum		arg = Int64GetDatum(id);
+	Oid			type = INT8OID;
+	Oid			owner = InvalidOid;
+	Oid			queue_role = queue_owner();
+	CfdwPrivileged priv;
 	bool		done;
 
-	args[0] = PG_GETARG_DATUM(0);
-	args[1] = BoolGetDatum(superuser());
-	args[2] = ObjectIdGetDatum(GetUserId());
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(queue_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "confluence_fdw: SPI_connect failed");
-	if (SPI_execute_with_args("UPDATE confluence_fdw.queue"
-							  " SET state = 'pending', next_attempt_at = now(), attempts = 0,"
-							  " error = NULL, done_at = NULL"
-							  " WHERE id = $1 AND state IN ('dead', 'in_doubt')"
-							  " AND ($2 OR enqueued_by = $3)",
-							  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "confluence_fdw: could not requeue");
-	done = SPI_processed == 1;
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	/* whose row it is: read as the queue's owner, past row-level security */
+	cfdw_privileged_begin(queue_role, &priv);
+	if (SPI_execute_with_args("SELECT enqueued_by::pg_catalog.oid FROM confluence_fdw.queue"
+							  " WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "confluence_fdw: could not read the queue");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	cfdw_privileged_end(&priv);
+
+	/* a role requeues its own rows, a superuser any */
+	if (!OidIsValid(owner) || (owner != GetUserId() && !superuser()))
+		PG_RETURN_BOOL(false);
+	done = cfdw_queue_move(CFDW_MOVE_REQUEUE, &id, 1, queue_role, NULL, NULL) == 1;
 	if (done)
 		wake_worker_at_commit();
 	PG_RETURN_BOOL(done);

@@ -46,6 +46,7 @@ typedef enum UpsertStep
 
 typedef struct UpsertRow
 {
+	MemoryContext cxt;			/* everything of the row; gone once reported */
 	const CfdwRequest *post;	/* the row's own request */
 	cJSON	   *row;			/* its body, parsed */
 	const char *space;			/* and what the lookup and the */
@@ -76,44 +77,72 @@ json_string(const cJSON *obj, const char *key)
 }
 
 /*
- * The lookup: current pages (or blog posts) of the space with the title.
- * The body only when it is to be compared.
+ * cfdw_title_lookup
+ *		The request that finds a page (or blog post) by its space and title:
+ *		GET of the list, in the given status, with its storage body when
+ *		with_body.  Titles are unique per space among current pages (drafts
+ *		may share one), which is what makes a title an upsert's key and the
+ *		worker's proof that an interrupted create arrived.  The one lookup
+ *		of both; its answer is read by cfdw_title_lookup_find.
  */
-static void
-set_lookup(Upsert *u, UpsertRow *r)
+void
+cfdw_title_lookup(const CfdwTable *t, const char *space, const char *title,
+				  const char *status, bool with_body, CfdwRequest *req)
 {
-	const CfdwTable *t = u->t;
-
-	r->step = STEP_LOOKUP;
-	r->lookups++;
-	memset(&r->req, 0, sizeof(CfdwRequest));
-	r->req.method = CFDW_GET;
-	r->req.path_for_messages = psprintf("%s?space-id=%s&title=%s&status=current%s&limit=25",
-										t->template->list_path, cfdw_url_encode_utf8(r->space),
-										cfdw_url_encode_utf8(r->title),
-										t->on_conflict == CFDW_CONFLICT_UPDATE ?
-										"&body-format=storage" : "");
-	r->req.url = psprintf("%s%s", t->base, r->req.path_for_messages);
+	memset(req, 0, sizeof(CfdwRequest));
+	req->method = CFDW_GET;
+	req->path_for_messages = psprintf("%s?space-id=%s&title=%s&status=%s%s&limit=25",
+									  t->template->list_path, cfdw_url_encode_utf8(space),
+									  cfdw_url_encode_utf8(title), cfdw_url_encode_utf8(status),
+									  with_body ? "&body-format=storage" : "");
+	req->url = psprintf("%s%s", t->base, req->path_for_messages);
 }
 
-/* The item of a list answer with exactly this space and title, or NULL. */
-static cJSON *
-find_item(UpsertRow *r)
+/*
+ * cfdw_title_lookup_find
+ *		The item of a lookup's answer with exactly this space and title (the
+ *		list's title filter is not documented as exact, and may match a
+ *		draft's), parsed in the current context; NULL when there is none.
+ */
+void *
+cfdw_title_lookup_find(const CfdwResponse *resp, const char *space, const char *title)
 {
-	cJSON	   *answer = cfdw_json_parse_owned(r->resp.body, r->resp.body_len);
+	cJSON	   *answer = cfdw_json_parse_owned(resp->body, resp->body_len);
 	cJSON	   *results = cJSON_GetObjectItemCaseSensitive(answer, "results");
 	cJSON	   *item;
 
 	cJSON_ArrayForEach(item, results)
 	{
-		const char *title = json_string(item, "title");
-		const char *space = json_string(item, "spaceId");
+		const char *t = json_string(item, "title");
+		const char *s = json_string(item, "spaceId");
 
-		/* the list's title filter is not documented as exact: check here */
-		if (title && strcmp(title, r->title) == 0 && (space == NULL || strcmp(space, r->space) == 0))
+		if (t && strcmp(t, title) == 0 && (s == NULL || strcmp(s, space) == 0))
 			return item;
 	}
 	return NULL;
+}
+
+/*
+ * cfdw_is_duplicate_title
+ *		Whether an answer is Confluence's refusal of a create whose title is
+ *		taken in the space ("A page with this title already exists").  Its
+ *		message is the only sign: the status is a plain 400.
+ */
+bool
+cfdw_is_duplicate_title(const CfdwResponse *resp)
+{
+	return resp->outcome == CFDW_ANSWERED && resp->status == 400 && resp->body != NULL &&
+		strstr(resp->body, "already exists") != NULL;
+}
+
+/* The row's lookup: current ones only, the body when it is compared. */
+static void
+set_lookup(Upsert *u, UpsertRow *r)
+{
+	r->step = STEP_LOOKUP;
+	r->lookups++;
+	cfdw_title_lookup(u->t, r->space, r->title, "current",
+					  u->t->on_conflict == CFDW_CONFLICT_UPDATE, &r->req);
 }
 
 /* Whether the page found already says what the row would write. */
@@ -231,7 +260,7 @@ lost_race(const UpsertRow *r)
 	if (resp->outcome != CFDW_ANSWERED || r->lookups >= MAX_LOOKUPS || resp->body == NULL)
 		return false;
 	if (r->step == STEP_CREATE)
-		return resp->status == 400 && strstr(resp->body, "already exists") != NULL;
+		return cfdw_is_duplicate_title(resp);
 	return resp->status == 409 || (resp->status == 400 && strstr(resp->body, "version") != NULL);
 }
 
@@ -247,7 +276,7 @@ advance(Upsert *u, UpsertRow *r)
 		case STEP_LOOKUP:
 			if (!ok)
 				r->step = STEP_DONE;	/* the GET's failure is the row's */
-			else if ((item = find_item(r)) == NULL)
+			else if ((item = cfdw_title_lookup_find(&r->resp, r->space, r->title)) == NULL)
 			{
 				r->step = STEP_CREATE;
 				r->req = *r->post;
@@ -275,13 +304,17 @@ advance(Upsert *u, UpsertRow *r)
 	}
 }
 
-/* cfdw_send_all's callback: keep the answer, take the next step. */
+/*
+ * cfdw_send_all's callback: keep the answer, take the next step.  A row
+ * that is done is reported, and its memory goes at once: the worker sends
+ * hundreds of rows in one call.
+ */
 static void
-step_done(void *arg, int index, const CfdwResponse *resp)
+step_done(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
 {
 	Upsert	   *u = (Upsert *) arg;
 	UpsertRow  *r = &u->rows[u->active[index]];
-	MemoryContext old = MemoryContextSwitchTo(u->cxt);
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
 	/* the transport owns the body only until this returns */
 	r->resp = *resp;
@@ -296,7 +329,11 @@ step_done(void *arg, int index, const CfdwResponse *resp)
 	advance(u, r);
 	MemoryContextSwitchTo(old);
 	if (r->step == STEP_DONE)
+	{
 		u->done(u->arg, u->active[index], &r->req, &r->resp);
+		MemoryContextDelete(r->cxt);
+		r->cxt = NULL;
+	}
 }
 
 /* Whether an earlier row still under way has the same space and title. */
@@ -319,6 +356,10 @@ waits_for_earlier(const Upsert *u, int i)
 static void
 start_row(Upsert *u, UpsertRow *r, const CfdwRequest *post)
 {
+	MemoryContext old;
+
+	r->cxt = AllocSetContextCreate(u->cxt, "confluence_fdw upsert row", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(r->cxt);
 	r->post = post;
 	r->row = post->body ? cfdw_json_parse_owned(post->body, post->body_len) : NULL;
 	r->space = json_string(r->row, "spaceId");
@@ -332,13 +373,15 @@ start_row(Upsert *u, UpsertRow *r, const CfdwRequest *post)
 		r->req = *post;
 		r->space = r->title = "";
 	}
+	MemoryContextSwitchTo(old);
 }
 
 /*
  * cfdw_upsert_all
  *		Send n rows of an on_conflict table, each row's POST in posts, and
  *		call done with each row's last request and final answer (its action
- *		set) as each finishes.  Memory in the current context.  On an error
+ *		set) as each finishes; they are valid only until done returns.
+ *		Memory in the current context.  On an error
  *		the requests in flight are stopped (cfdw_send_all).
  */
 void
@@ -371,6 +414,6 @@ cfdw_upsert_all(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *posts,
 		}
 		if (nreq == 0)
 			break;
-		cfdw_send_all(c, t, reqs, nreq, step_done, &u);
+		cfdw_send_all(c, t, reqs, nreq, NULL, step_done, &u);
 	}
 }

@@ -6,19 +6,27 @@
  *
  * One worker serves confluence_fdw.database_name, on a primary only
  * (BgWorkerStart_RecoveryFinished: a promoted standby starts one).  It
- * claims rows in a committed transaction before sending any byte (state
- * 'sending'), sends with no transaction open, and records each outcome in
- * its own transaction.  So a crash can leave rows in 'sending', never a
- * sent row 'pending': at start such rows are reconciled (a page or blog
- * post is looked up by its title in its space) or marked 'in_doubt', never
- * blindly sent again.  Outcomes are recorded with synchronous_commit off:
- * one lost on a crash leaves its row in 'sending', which the reconciliation
- * settles the same way; claims keep the server's setting, so with a
- * synchronous standby no claim is lost by a failover.
+ * reads due rows in batches, sends them grouped by table and role with
+ * no transaction open, and moves each row through the transitions of
+ * queue_state.c, each in a transaction of its own: a row is claimed
+ * ('sending', committed durably) just before its request starts, and its
+ * outcome recorded as soon as it has one.  So only requests in flight are
+ * ever 'sending', and a crash, a fast shutdown, a cancel or an ERROR leaves
+ * just those to reconcile: a page or blog post is looked up by its title
+ * in its space, an upsert goes back to pending (its lookup settles it),
+ * anything else is marked in_doubt.  Nothing in 'sending' is sent blindly
+ * again.  The worker survives an ERROR (see cfdw_worker_main) and
+ * reconciles before it sends again.
  *
- * Signals as pg_cron's launcher: SIGHUP reloads the configuration, SIGTERM
- * ends the worker at the next CHECK_FOR_INTERRUPTS (a send in progress
- * included), postmaster death ends every wait.
+ * What is resent and when follows delivery.c's one retry rule
+ * (cfdw_verdict, cfdw_backoff_ms): within an attempt, the server's
+ * max_retries and max_retry_wait_ms as for a statement; between attempts,
+ * the row waits in retry_wait, at most MAX_ATTEMPTS attempts.
+ *
+ * Signals: SIGHUP reloads the configuration, between two rows as well as
+ * between waits; SIGTERM ends the worker at the next CHECK_FOR_INTERRUPTS
+ * (a send in progress included); SIGINT (pg_cancel_backend) cancels the
+ * round with an ERROR; postmaster death ends every wait.
  *
  * IDENTIFICATION
  *		  src/worker.c
@@ -58,11 +66,17 @@
 
 #include "confluence_fdw.h"
 
-/* Rows claimed at once; more than max_concurrency, so slots stay busy. */
-#define CLAIM_BATCH 256
+/*
+ * Due rows read at once, more than max_concurrency so slots stay busy.
+ * Reading claims nothing: a row is claimed as its request starts.
+ */
+#define FETCH_BATCH 256
 
 /* After this many attempts a row that keeps failing to get through is dead. */
 #define MAX_ATTEMPTS 10
+
+/* The longest wait of a row in retry_wait between two attempts. */
+#define QUEUE_BACKOFF_CAP_MS 300000
 
 /* Between looks at the queue when nobody wakes the worker. */
 #define POLL_MS 1000
@@ -72,7 +86,7 @@ CfdwShared *cfdw_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* A claimed queue row, as the worker sends it. */
+/* A queue row, as the worker sends it. */
 typedef struct QueuedRow
 {
 	int64		id;
@@ -84,7 +98,7 @@ typedef struct QueuedRow
 	char	   *url;
 	char	   *content_type;
 	char	   *body;			/* in the database encoding */
-	int			attempts;
+	int			attempts;		/* counted by each claim */
 } QueuedRow;
 
 /* ---------------------------------------------------------------------
@@ -175,26 +189,39 @@ forget_latch(int code, Datum arg)
  * ---------------------------------------------------------------------
  */
 
-static MemoryContext batch_cxt = NULL;
+static MemoryContext batch_cxt = NULL;	/* the rows of a batch */
+static MemoryContext row_cxt = NULL;	/* one row's outcome; reset after it */
+static MemoryContext work_caller_cxt = NULL;
 
-/* Start a transaction with SPI; allocations stay in batch_cxt. */
+/*
+ * Start a transaction; allocations stay in the caller's context.  A
+ * SIGHUP is taken here too, between two rows, not only between waits: a
+ * delivery of many rows can take minutes.
+ */
 static void
 begin_work(void)
 {
+	work_caller_cxt = CurrentMemoryContext;
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "confluence_fdw worker: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "delivering queued rows");
+	MemoryContextSwitchTo(work_caller_cxt);
 }
 
+/* Commit, and let the cumulative statistics see what it did. */
 static void
 end_work(void)
 {
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(batch_cxt);
+	pgstat_report_stat(false);
+	MemoryContextSwitchTo(work_caller_cxt);
 }
 
 /* A text column of an SPI result, copied into batch_cxt, or NULL. */
@@ -212,10 +239,11 @@ static bool
 queue_exists(void)
 {
 	bool		exists;
+	Oid			nsp;
 
 	begin_work();
-	exists = OidIsValid(get_namespace_oid("confluence_fdw", true)) &&
-		OidIsValid(get_relname_relid("queue", get_namespace_oid("confluence_fdw", true)));
+	nsp = get_namespace_oid("confluence_fdw", true);
+	exists = OidIsValid(nsp) && OidIsValid(get_relname_relid("queue", nsp));
 	end_work();
 	return exists;
 }
@@ -248,9 +276,10 @@ copy_rows(int *n)
 	return rows;
 }
 
-#define ROW_COLUMNS "id, enqueued_by::oid, table_name, template, method, url, content_type, body, attempts, server_name"
+#define ROW_COLUMNS "id, enqueued_by::pg_catalog.oid, table_name, template, method, url," \
+	" content_type, body, attempts, server_name"
 
-/* Sort claimed rows by table and role, then id: each run is sent together. */
+/* Sort rows by table and role, then id: each run is sent together. */
 static int
 row_cmp(const void *a, const void *b)
 {
@@ -266,151 +295,67 @@ row_cmp(const void *a, const void *b)
 }
 
 /*
- * Claim up to CLAIM_BATCH rows that are due, in a transaction committed
- * before any of them is sent.
+ * Read queue rows (into batch_cxt, sorted into groups): the due ones, or
+ * those left in 'sending'.  Reading claims nothing: a row is claimed only
+ * when its request is about to start (claim_starting).
  */
 static QueuedRow *
-claim(int *n)
+read_rows(bool sending, int *n)
 {
+	CfdwPrivileged priv;
 	QueuedRow  *rows;
-	Datum		arg = Int32GetDatum(CLAIM_BATCH);
+	Datum		arg = Int32GetDatum(FETCH_BATCH);
 	Oid			type = INT4OID;
 
 	begin_work();
-	if (SPI_execute_with_args("UPDATE confluence_fdw.queue q"
-							  " SET state = 'sending', attempts = attempts + 1, claimed_at = now()"
-							  " WHERE id IN (SELECT id FROM confluence_fdw.queue"
-							  "   WHERE state IN ('pending', 'retry_wait') AND next_attempt_at <= now()"
-							  "   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
-							  " RETURNING " ROW_COLUMNS,
-							  1, &type, &arg, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "confluence_fdw worker: could not claim queue rows");
+	cfdw_privileged_begin(InvalidOid, &priv);
+	if (SPI_execute_with_args(sending
+							  ? "SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
+							  " WHERE state = 'sending' ORDER BY id"
+							  : "SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
+							  " WHERE state = ANY ('{pending,retry_wait}'::pg_catalog.text[])"
+							  " AND next_attempt_at <= pg_catalog.now() ORDER BY id LIMIT $1",
+							  1, &type, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "confluence_fdw worker: could not read the queue");
 	rows = copy_rows(n);
+	cfdw_privileged_end(&priv);
 	end_work();
 	if (*n > 1)
 		qsort(rows, *n, sizeof(QueuedRow), row_cmp);
 	return rows;
 }
 
-/* ---------------------------------------------------------------------
- * Recording outcomes
- * ---------------------------------------------------------------------
- */
-
-/* What becomes of a row after an attempt. */
-typedef struct RowResult
+/* Apply a transition (queue_state.c) to rows, in a transaction of its own. */
+static int
+move_rows(CfdwQueueMove move, const int64 *ids, int n, const CfdwQueueOutcome *o,
+		  bool *moved)
 {
-	const char *state;
-	int			http_status;	/* 0: none */
-	char	   *remote_id;
-	const char *action;			/* created, updated, unchanged, skipped */
-	char	   *response;		/* jsonb text */
-	char	   *error;
-	long		retry_in_ms;	/* retry_wait: when to try again */
-	bool		sent;			/* a request went out (sent_at) */
-} RowResult;
-
-/* Record a row's result in its own transaction; only a 'sending' row. */
-static void
-record(int64 id, const RowResult *r)
-{
-	Oid			types[9] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BOOLOID,
-	TEXTOID};
-	Datum		v[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-	v[0] = Int64GetDatum(id);
-	v[1] = CStringGetTextDatum(r->state);
-	v[2] = Int32GetDatum(r->http_status);
-	nulls[2] = r->http_status ? ' ' : 'n';
-	v[3] = r->remote_id ? CStringGetTextDatum(r->remote_id) : (Datum) 0;
-	nulls[3] = r->remote_id ? ' ' : 'n';
-	v[4] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
-	nulls[4] = r->response ? ' ' : 'n';
-	v[5] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
-	nulls[5] = r->error ? ' ' : 'n';
-	v[6] = Int64GetDatum(r->retry_in_ms);
-	v[7] = BoolGetDatum(r->sent);
-	v[8] = r->action ? CStringGetTextDatum(r->action) : (Datum) 0;
-	nulls[8] = r->action ? ' ' : 'n';
+	int			count;
 
 	begin_work();
-	/* a lost outcome leaves the row 'sending', which start-up settles */
-	if (SPI_execute("SET LOCAL synchronous_commit = off", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "confluence_fdw worker: could not set synchronous_commit");
-	if (SPI_execute_with_args("UPDATE confluence_fdw.queue SET state = $2, http_status = $3,"
-							  " remote_id = coalesce($4, remote_id), action = $9, response = $5::jsonb, error = $6,"
-							  " next_attempt_at = now() + make_interval(secs => $7 / 1000.0),"
-							  " sent_at = CASE WHEN $8 THEN now() ELSE sent_at END,"
-							  " done_at = CASE WHEN $2 IN ('done', 'dead') THEN now() END"
-							  " WHERE id = $1 AND state = 'sending'",
-							  9, types, v, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "confluence_fdw worker: could not record queue row %lld", (long long) id);
+	count = cfdw_queue_move(move, ids, n, InvalidOid, o, moved);
 	end_work();
+	return count;
 }
 
-/* A row that can never be sent as it is. */
 static void
-record_dead(int64 id, const char *error)
+move_row(CfdwQueueMove move, int64 id, const CfdwQueueOutcome *o)
 {
-	RowResult	r = {"dead", 0, NULL, NULL, NULL, unconstify(char *, error), 0, false};
-
-	record(id, &r);
+	(void) move_rows(move, &id, 1, o, NULL);
 }
 
-/* Can the row be found again in Confluence by its title? */
-static bool
-reconcilable(const QueuedRow *row)
+/* A row that cannot be sent as it is, with why. */
+static CfdwQueueOutcome
+failure(const char *error)
 {
-	return row->template && strcmp(row->method, "POST") == 0 &&
-		(strcmp(row->template, "pages") == 0 || strcmp(row->template, "blogposts") == 0);
-}
+	CfdwQueueOutcome o = {0};
 
-/* What an answered or failed attempt makes of a row. */
-static void
-judge(const CfdwTable *t, const CfdwRequest *req, const CfdwResponse *resp,
-	  const QueuedRow *row, RowResult *r)
-{
-	memset(r, 0, sizeof(RowResult));
-	r->sent = resp->outcome != CFDW_NOT_SENT;
-	if (resp->outcome == CFDW_ANSWERED)
-		r->http_status = (int) resp->status;
-	if (resp->outcome == CFDW_ANSWERED && resp->status < 300)
-	{
-		void	   *jb = cfdw_answer_jsonb(resp);
-
-		r->state = "done";
-		r->remote_id = cfdw_jsonb_text_at(jb, "id");
-		r->action = resp->action;
-		if (r->action == NULL && t->template && req->method == CFDW_POST)
-			r->action = "created";
-		if (jb)
-			r->response = JsonbToCString(NULL, &((Jsonb *) jb)->root, VARSIZE(jb));
-		return;
-	}
-	r->error = cfdw_outcome_message(t, req, resp);
-	/* an upsert's lookup that failed changed nothing either */
-	if ((resp->outcome == CFDW_NOT_SENT && resp->failure != CFDW_FAIL_EGRESS) ||
-		(resp->outcome == CFDW_ANSWERED &&
-		 (resp->status == 429 || (resp->status == 503 && resp->retry_after[0]))) ||
-		(req->method == CFDW_GET && resp->failure != CFDW_FAIL_EGRESS &&
-		 (resp->outcome != CFDW_ANSWERED || resp->status >= 500)))
-	{
-		/* certainly not processed: later, unless it has been tried enough */
-		r->state = row->attempts >= MAX_ATTEMPTS ? "dead" : "retry_wait";
-		r->retry_in_ms = Min(1000L << Min(row->attempts, 8), 300000L);
-		if (r->state[0] == 'd')
-			r->error = psprintf("gave up after %d attempts: %s", row->attempts, r->error);
-		return;
-	}
-	if (resp->outcome == CFDW_ANSWERED && resp->status < 500)
-		r->state = "dead";		/* refused: sending it again changes nothing */
-	else
-		r->state = "in_doubt";	/* may have been processed */
+	o.error = error;
+	return o;
 }
 
 /* ---------------------------------------------------------------------
- * Sending
+ * Judging outcomes
  * ---------------------------------------------------------------------
  */
 
@@ -420,9 +365,178 @@ typedef struct SendGroup
 	CfdwTable  *table;
 	CfdwConnection *conn;
 	QueuedRow  *rows;
-	CfdwRequest *reqs;
+	CfdwRequest *reqs;			/* the rows' requests, bodies in UTF-8 */
 	int			n;
 } SendGroup;
+
+/*
+ * A page or blog post created with on_conflict 'error': its title, unique
+ * among the current ones of its space, tells whether Confluence has it.
+ */
+static bool
+findable_by_title(const SendGroup *g, const QueuedRow *row)
+{
+	return row->template && strcmp(row->method, "POST") == 0 &&
+		g->table->on_conflict == CFDW_CONFLICT_ERROR &&
+		(strcmp(row->template, "pages") == 0 || strcmp(row->template, "blogposts") == 0);
+}
+
+typedef enum TitleLookup
+{
+	TITLE_FOUND,				/* Confluence has a current one: its id */
+	TITLE_ABSENT,				/* it has none */
+	TITLE_UNSURE				/* not asked, or no answer */
+} TitleLookup;
+
+/*
+ * Look the row's page up by its space and title (upsert.c's lookup).
+ * A draft is never looked up: drafts may share a title, so one found
+ * proves nothing.
+ */
+static TitleLookup
+lookup_by_title(SendGroup *g, const CfdwRequest *post, char **id)
+{
+	cJSON	   *body = post->body ? cfdw_json_parse_owned(post->body, post->body_len) : NULL;
+	cJSON	   *space = cJSON_GetObjectItemCaseSensitive(body, "spaceId");
+	cJSON	   *title = cJSON_GetObjectItemCaseSensitive(body, "title");
+	cJSON	   *status = cJSON_GetObjectItemCaseSensitive(body, "status");
+	cJSON	   *item;
+	cJSON	   *item_id;
+	CfdwRequest req;
+	CfdwResponse resp;
+
+	if (!cJSON_IsString(space) || !cJSON_IsString(title) ||
+		(cJSON_IsString(status) && strcmp(status->valuestring, "current") != 0))
+		return TITLE_UNSURE;
+	cfdw_title_lookup(g->table, space->valuestring, title->valuestring, "current", false, &req);
+	cfdw_send(g->conn, g->table, &req, &resp);
+	if (resp.outcome != CFDW_ANSWERED || resp.status != 200)
+		return TITLE_UNSURE;
+	item = cfdw_title_lookup_find(&resp, space->valuestring, title->valuestring);
+	if (item == NULL)
+		return TITLE_ABSENT;
+	item_id = cJSON_GetObjectItemCaseSensitive(item, "id");
+	if (!cJSON_IsString(item_id))
+		return TITLE_UNSURE;
+	*id = pstrdup(item_id->valuestring);
+	return TITLE_FOUND;
+}
+
+/* When a row that certainly was not processed is tried again. */
+static TimestampTz
+next_attempt(const CfdwResponse *resp, int attempts)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   cfdw_backoff_ms(resp, Max(attempts - 1, 0),
+													   QUEUE_BACKOFF_CAP_MS));
+}
+
+/*
+ * What an answered or failed attempt makes of a row, by delivery.c's
+ * verdict (the statements' retry rule): done, retry_wait (until
+ * MAX_ATTEMPTS attempts), dead or in_doubt.
+ */
+static CfdwQueueMove
+judge(const SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
+	  const CfdwResponse *resp, CfdwQueueOutcome *o)
+{
+	memset(o, 0, sizeof(CfdwQueueOutcome));
+	o->sent = resp->outcome != CFDW_NOT_SENT;
+	if (resp->outcome == CFDW_ANSWERED)
+		o->http_status = (int) resp->status;
+	switch (cfdw_verdict(req, resp))
+	{
+		case CFDW_VERDICT_OK:
+			{
+				Jsonb	   *jb = cfdw_answer_jsonb(resp);
+
+				o->remote_id = cfdw_jsonb_text_at(jb, "id");
+				o->action = resp->action;
+				if (o->action == NULL && g->table->template && req->method == CFDW_POST)
+					o->action = "created";
+				if (jb)
+					o->response = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+				return CFDW_MOVE_DONE;
+			}
+		case CFDW_VERDICT_RETRY:
+			o->error = cfdw_outcome_message(g->table, req, resp);
+			if (row->attempts >= MAX_ATTEMPTS)
+			{
+				o->error = psprintf("gave up after %d attempts: %s", row->attempts, o->error);
+				return CFDW_MOVE_DEAD;
+			}
+			o->next_attempt_at = next_attempt(resp, row->attempts);
+			return CFDW_MOVE_RETRY;
+		case CFDW_VERDICT_REFUSED:
+			o->error = cfdw_outcome_message(g->table, req, resp);
+			return CFDW_MOVE_DEAD;
+		case CFDW_VERDICT_UNKNOWN:
+			break;
+	}
+	o->error = cfdw_outcome_message(g->table, req, resp);
+	return CFDW_MOVE_IN_DOUBT;
+}
+
+/*
+ * A create refused because its title is taken in the space.  The page
+ * exists, whoever made it: an earlier attempt of this row whose outcome was
+ * lost, or someone else.  The row is done with that page's id; when no
+ * current page has the title after all (a draft has it, say), it is dead
+ * with Confluence's refusal; when Confluence cannot be asked, it is tried
+ * again later (and counted).
+ */
+static CfdwQueueMove
+settle_duplicate(SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
+				 CfdwQueueOutcome *o)
+{
+	char	   *id = NULL;
+
+	switch (lookup_by_title(g, req, &id))
+	{
+		case TITLE_FOUND:
+			o->remote_id = id;
+			o->error = "Confluence already had a page with this title; it was found by its title";
+			return CFDW_MOVE_DONE;
+		case TITLE_ABSENT:
+			return CFDW_MOVE_DEAD;
+		case TITLE_UNSURE:
+			break;
+	}
+	if (row->attempts >= MAX_ATTEMPTS)
+		return CFDW_MOVE_DEAD;
+	o->next_attempt_at = next_attempt(NULL, row->attempts);
+	return CFDW_MOVE_RETRY;
+}
+
+/* ---------------------------------------------------------------------
+ * Sending
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Whether an error while resolving a row's table means the row can never
+ * be sent as it is (a dropped table, server or user mapping, options that
+ * no longer validate) rather than a passing trouble (out of memory, a
+ * cancel, a lock timeout), which must not kill a whole group: those are
+ * raised, and the rows stay pending for the next round.
+ */
+static bool
+permanent_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_DATA_EXCEPTION:
+		case ERRCODE_FEATURE_NOT_SUPPORTED:
+		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
+		case ERRCODE_INVALID_SCHEMA_NAME:
+		case ERRCODE_SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION:
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+		case ERRCODE_FDW_ERROR:
+			return true;
+		default:
+			return false;
+	}
+}
 
 /*
  * The table of a group, resolved for its role as the INSERT would: the
@@ -434,7 +548,7 @@ static CfdwTable *
 resolve_group(const QueuedRow *row, char **error)
 {
 	CfdwTable  *t = NULL;
-	MemoryContext cxt = batch_cxt;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
@@ -443,7 +557,6 @@ resolve_group(const QueuedRow *row, char **error)
 		Relation	rel;
 
 		begin_work();
-		MemoryContextSwitchTo(cxt);
 		names = stringToQualifiedNameList(row->table_name);
 		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), AccessShareLock, true);
 		if (!OidIsValid(relid))
@@ -461,6 +574,8 @@ resolve_group(const QueuedRow *row, char **error)
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
+		if (!permanent_error(edata->sqlerrcode))
+			PG_RE_THROW();
 		FlushErrorState();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -475,9 +590,8 @@ resolve_group(const QueuedRow *row, char **error)
 		/* who could not send where, then why (the core's words) */
 		begin_work();
 		role = GetUserNameFromId(row->role, true);
-		*error = MemoryContextStrdup(batch_cxt,
-									 psprintf("cannot send as role \"%s\" to server \"%s\": %s",
-											  role ? role : "(dropped)", row->server_name, *error));
+		*error = psprintf("cannot send as role \"%s\" to server \"%s\": %s",
+						  role ? role : "(dropped)", row->server_name, *error);
 		end_work();
 	}
 	return t;
@@ -498,7 +612,7 @@ connect_group(const CfdwTable *t)
 	return c;
 }
 
-/* A row's request; NULL with *error when the server moved since. */
+/* A row's request (body in UTF-8); false with *error when it cannot be. */
 static bool
 build_request(const CfdwTable *t, const QueuedRow *row, CfdwRequest *req, char **error)
 {
@@ -527,76 +641,136 @@ build_request(const CfdwTable *t, const QueuedRow *row, CfdwRequest *req, char *
 	return true;
 }
 
-static bool lookup_by_title(SendGroup *g, const QueuedRow *row, RowResult *r);
-
-/* cfdw_send_all's callback: record one row's outcome. */
-static void
-row_done(void *arg, int index, const CfdwResponse *resp)
+/*
+ * Resolve a group's table and build its requests; rows that cannot be
+ * sent move with move_unsendable and leave the group.  False when none is
+ * left.
+ */
+static bool
+prepare_group(SendGroup *g, QueuedRow *rows, int n, CfdwQueueMove move_unsendable)
 {
-	SendGroup	   *g = (SendGroup *) arg;
+	char	   *error = NULL;
+	int			ok = 0;
+	CfdwQueueOutcome o;
+
+	g->table = resolve_group(&rows[0], &error);
+	if (g->table == NULL)
+	{
+		o = failure(error);
+		for (int i = 0; i < n; i++)
+			move_row(move_unsendable, rows[i].id, &o);
+		return false;
+	}
+	g->rows = palloc(sizeof(QueuedRow) * n);
+	g->reqs = palloc(sizeof(CfdwRequest) * n);
+	for (int i = 0; i < n; i++)
+	{
+		if (!build_request(g->table, &rows[i], &g->reqs[ok], &error))
+		{
+			o = failure(error);
+			move_row(move_unsendable, rows[i].id, &o);
+			continue;
+		}
+		g->rows[ok++] = rows[i];
+	}
+	g->n = ok;
+	return ok > 0;
+}
+
+/*
+ * cfdw_send_all's starting callback: claim the rows whose requests are
+ * about to start, durably, before a byte of them can leave.  A row that
+ * is no longer due (deleted meanwhile) is held back.
+ */
+static void
+claim_starting(void *arg, const int *index, int k, bool *go)
+{
+	SendGroup  *g = (SendGroup *) arg;
+	int64		ids[CFDW_SLOTS];
+
+	for (int j = 0; j < k; j++)
+		ids[j] = g->rows[index[j]].id;
+	(void) move_rows(CFDW_MOVE_CLAIM, ids, k, NULL, go);
+	for (int j = 0; j < k; j++)
+		if (go[j])
+			g->rows[index[j]].attempts++;
+}
+
+/* Record one row's outcome; its memory goes with it. */
+static void
+record_outcome(SendGroup *g, int index, const CfdwRequest *req, const CfdwResponse *resp)
+{
 	const QueuedRow *row = &g->rows[index];
-	RowResult	r;
+	MemoryContext old = MemoryContextSwitchTo(row_cxt);
+	CfdwQueueOutcome o;
+	CfdwQueueMove move = judge(g, row, req, resp, &o);
 
-	judge(g->table, &g->reqs[index], resp, row, &r);
+	if (move == CFDW_MOVE_DEAD && cfdw_is_duplicate_title(resp) && findable_by_title(g, row))
+		move = settle_duplicate(g, row, req, &o);
+	move_row(move, row->id, &o);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(row_cxt);
+}
 
-	/*
-	 * A page sent again after a crash that Confluence already has: the
-	 * duplicate title says so, and the lookup finds which one.
-	 */
-	if (strcmp(r.state, "dead") == 0 && r.http_status == 400 && row->attempts > 1 &&
-		reconcilable(row))
-		(void) lookup_by_title(g, row, &r);
-	record(row->id, &r);
+/* cfdw_send_all's outcome callback. */
+static void
+row_done(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
+{
+	record_outcome((SendGroup *) arg, index, req, resp);
 }
 
 /* cfdw_upsert_all's callback: the same, with the row's last request. */
 static void
 upsert_row_done(void *arg, int index, const CfdwRequest *req, const CfdwResponse *resp)
 {
-	SendGroup  *g = (SendGroup *) arg;
-	RowResult	r;
-
-	judge(g->table, req, resp, &g->rows[index], &r);
-	record(g->rows[index].id, &r);
+	record_outcome((SendGroup *) arg, index, req, resp);
 }
 
-/* Send a group of rows: same table, same role. */
+/*
+ * An upsert group is claimed whole before its lookups start: an upsert
+ * row interrupted at any step goes back to pending (its lookup settles
+ * what the interrupted attempt did), so a claim never strands one.
+ */
+static void
+claim_all(SendGroup *g)
+{
+	bool	   *go = palloc(sizeof(bool) * g->n);
+	int64	   *ids = palloc(sizeof(int64) * g->n);
+	int			ok = 0;
+
+	for (int i = 0; i < g->n; i++)
+		ids[i] = g->rows[i].id;
+	(void) move_rows(CFDW_MOVE_CLAIM, ids, g->n, NULL, go);
+	for (int i = 0; i < g->n; i++)
+	{
+		if (!go[i])
+			continue;
+		g->rows[ok] = g->rows[i];
+		g->rows[ok].attempts++;
+		g->reqs[ok++] = g->reqs[i];
+	}
+	g->n = ok;
+}
+
+/* Send a group of due rows: same table, same role. */
 static void
 send_group(QueuedRow *rows, int n)
 {
-	SendGroup		g;
-	char	   *error = NULL;
-	int			ok = 0;
+	SendGroup	g;
 
-	g.table = resolve_group(&rows[0], &error);
-	if (g.table == NULL)
-	{
-		for (int i = 0; i < n; i++)
-			record_dead(rows[i].id, error);
-		return;
-	}
-	g.rows = palloc(sizeof(QueuedRow) * n);
-	g.reqs = palloc(sizeof(CfdwRequest) * n);
-	for (int i = 0; i < n; i++)
-	{
-		if (!build_request(g.table, &rows[i], &g.reqs[ok], &error))
-		{
-			record_dead(rows[i].id, error);
-			continue;
-		}
-		g.rows[ok++] = rows[i];
-	}
-	g.n = ok;
-	if (ok == 0)
+	if (!prepare_group(&g, rows, n, CFDW_MOVE_UNSENDABLE))
 		return;
 	g.conn = connect_group(g.table);
 	PG_TRY();
 	{
-		/* an upsert finds duplicates itself: no reconciling by title */
 		if (g.table->on_conflict != CFDW_CONFLICT_ERROR)
-			cfdw_upsert_all(g.conn, g.table, g.reqs, g.n, upsert_row_done, &g);
+		{
+			claim_all(&g);
+			if (g.n > 0)
+				cfdw_upsert_all(g.conn, g.table, g.reqs, g.n, upsert_row_done, &g);
+		}
 		else
-			cfdw_send_all(g.conn, g.table, g.reqs, g.n, row_done, &g);
+			cfdw_send_all(g.conn, g.table, g.reqs, g.n, claim_starting, row_done, &g);
 	}
 	PG_FINALLY();
 	{
@@ -605,12 +779,10 @@ send_group(QueuedRow *rows, int n)
 	PG_END_TRY();
 }
 
-/* Claim and send one batch; returns how many rows it had. */
-static int
-deliver_batch(void)
+/* Call fn with each run of rows of one table and role. */
+static void
+for_each_group(QueuedRow *rows, int n, void (*fn) (QueuedRow *rows, int n))
 {
-	int			n;
-	QueuedRow  *rows = claim(&n);
 	int			i = 0;
 
 	while (i < n)
@@ -620,126 +792,84 @@ deliver_batch(void)
 		while (j < n && rows[j].role == rows[i].role &&
 			   strcmp(rows[j].table_name, rows[i].table_name) == 0)
 			j++;
-		send_group(rows + i, j - i);
+		fn(rows + i, j - i);
 		i = j;
 	}
+}
+
+/* Send one batch of due rows; returns how many it had. */
+static int
+deliver_batch(void)
+{
+	int			n;
+	QueuedRow  *rows = read_rows(false, &n);
+
+	for_each_group(rows, n, send_group);
 	return n;
 }
 
 /* ---------------------------------------------------------------------
- * Reconciliation after a crash
+ * Reconciliation after an interruption
  * ---------------------------------------------------------------------
  */
 
-/* Percent-encode a query parameter's value. */
-static char *
-query_escape(const char *s)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (; *s; s++)
-	{
-		unsigned char ch = (unsigned char) *s;
-
-		if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
-			appendStringInfoChar(&buf, ch);
-		else
-			appendStringInfo(&buf, "%%%02X", ch);
-	}
-	return buf.data;
-}
-
-/*
- * Find a queued page or blog post in Confluence by its space and title
- * (titles are unique in a space).  True when the lookup was answered: then
- * r says done (found) or pending (not there, to be sent again).
- */
-static bool
-lookup_by_title(SendGroup *g, const QueuedRow *row, RowResult *r)
-{
-	cJSON	   *body = cfdw_json_parse_owned(row->body, strlen(row->body));
-	cJSON	   *space = body ? cJSON_GetObjectItemCaseSensitive(body, "spaceId") : NULL;
-	cJSON	   *title = body ? cJSON_GetObjectItemCaseSensitive(body, "title") : NULL;
-	CfdwRequest req;
-	CfdwResponse resp;
-	void	   *jb;
-
-	if (!cJSON_IsString(space) || !cJSON_IsString(title))
-		return false;
-	memset(&req, 0, sizeof(req));
-	req.method = CFDW_GET;
-	req.path_for_messages = psprintf("%s?space-id=%s&title=%s&status=current,draft",
-									 g->table->template->list_path,
-									 query_escape(pg_server_to_any(space->valuestring, strlen(space->valuestring), PG_UTF8)),
-									 query_escape(pg_server_to_any(title->valuestring, strlen(title->valuestring), PG_UTF8)));
-	req.url = psprintf("%s%s", g->table->base, req.path_for_messages);
-	cfdw_send(g->conn, g->table, &req, &resp);
-	if (resp.outcome != CFDW_ANSWERED || resp.status != 200)
-		return false;
-	jb = cfdw_answer_jsonb(&resp);
-	memset(r, 0, sizeof(RowResult));
-	r->http_status = 200;
-	r->remote_id = cfdw_jsonb_text_at(jb, "results.0.id");
-	if (r->remote_id == NULL)
-	{
-		r->state = "pending";
-		return true;
-	}
-	r->state = "done";
-	r->error = "found in Confluence by its title after the worker was interrupted";
-	return true;
-}
-
-/* Settle one row found in 'sending' at start. */
+/* Settle one row found in 'sending', its request built. */
 static void
-reconcile_row(SendGroup *g, const QueuedRow *row)
+reconcile_row(SendGroup *g, int index)
 {
-	RowResult	r;
+	const QueuedRow *row = &g->rows[index];
+	MemoryContext old = MemoryContextSwitchTo(row_cxt);
+	CfdwQueueOutcome o = {0};
+	CfdwQueueMove move = CFDW_MOVE_IN_DOUBT;
+	char	   *id = NULL;
 
-	/*
-	 * An upsert can always be sent again: its lookup sees whatever the
-	 * interrupted attempt did (a page made, a version written) and acts
-	 * on that, so a page found by its title proves nothing here.
-	 */
 	if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
 	{
-		memset(&r, 0, sizeof(r));
-		r.state = "pending";
-		r.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
-		record(row->id, &r);
-		return;
+		/* its lookup sees whatever the interrupted attempt did */
+		o.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
+		move = CFDW_MOVE_RESEND;
 	}
-	if (reconcilable(row) && lookup_by_title(g, row, &r))
+	else if (!findable_by_title(g, row))
+		o.error = "the worker was interrupted while sending this row; it may or may not have reached Confluence";
+	else
 	{
-		record(row->id, &r);
-		return;
+		switch (lookup_by_title(g, &g->reqs[index], &id))
+		{
+			case TITLE_FOUND:
+				o.remote_id = id;
+				o.http_status = 200;
+				o.error = "found in Confluence by its title after the worker was interrupted";
+				move = CFDW_MOVE_DONE;
+				break;
+			case TITLE_ABSENT:
+				o.error = "the worker was interrupted before Confluence created this row's page; it is sent again";
+				o.next_attempt_at = next_attempt(NULL, row->attempts);
+				move = CFDW_MOVE_RESEND;
+				break;
+			case TITLE_UNSURE:
+				o.error = "the worker was interrupted while sending this row, and Confluence could not be asked whether it has it";
+				break;
+		}
 	}
-	memset(&r, 0, sizeof(r));
-	r.state = "in_doubt";
-	r.error = reconcilable(row)
-		? "the worker was interrupted while sending this row, and Confluence could not be asked whether it has it"
-		: "the worker was interrupted while sending this row; it may or may not have reached Confluence";
-	record(row->id, &r);
+	move_row(move, row->id, &o);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(row_cxt);
 }
 
-/* Reconcile one row with its table resolved for its role. */
+/* Reconcile a group of rows found in 'sending': same table, same role. */
 static void
-reconcile_one(const QueuedRow *row)
+reconcile_group(QueuedRow *rows, int n)
 {
 	SendGroup	g;
-	char	   *error = NULL;
 
-	g.table = resolve_group(row, &error);
-	if (g.table == NULL)
-	{
-		record_dead(row->id, error);
+	/* a row whose table is gone may still have been sent */
+	if (!prepare_group(&g, rows, n, CFDW_MOVE_IN_DOUBT))
 		return;
-	}
 	g.conn = connect_group(g.table);
 	PG_TRY();
 	{
-		reconcile_row(&g, row);
+		for (int i = 0; i < g.n; i++)
+			reconcile_row(&g, i);
 	}
 	PG_FINALLY();
 	{
@@ -750,7 +880,8 @@ reconcile_one(const QueuedRow *row)
 
 /*
  * Rows left in 'sending' by a worker that died (a crash, kill -9, an
- * immediate shutdown, a failover): never sent blindly again.
+ * immediate or fast shutdown, a failover) or that an ERROR interrupted:
+ * never sent blindly again.  Only requests that had started are there.
  */
 static void
 reconcile_all(void)
@@ -758,18 +889,11 @@ reconcile_all(void)
 	QueuedRow  *rows;
 	int			n;
 
-	begin_work();
-	if (SPI_execute("SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
-					" WHERE state = 'sending' ORDER BY table_name, enqueued_by, id",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "confluence_fdw worker: could not read the queue");
-	rows = copy_rows(&n);
-	end_work();
+	rows = read_rows(true, &n);
 	if (n > 0)
 		ereport(LOG,
 				(errmsg("confluence_fdw worker: reconciling %d queue rows left in state sending", n)));
-	for (int i = 0; i < n; i++)
-		reconcile_one(&rows[i]);
+	for_each_group(rows, n, reconcile_group);
 }
 
 /* ---------------------------------------------------------------------
@@ -781,30 +905,28 @@ reconcile_all(void)
 static void
 purge_done(void)
 {
-	Datum		arg = Int32GetDatum(cfdw_queue_retention_s);
-	Oid			type = INT4OID;
+	CfdwQueueOutcome o = {0};
 
-	begin_work();
-	if (SPI_execute_with_args("DELETE FROM confluence_fdw.queue WHERE state = 'done'"
-							  " AND done_at < now() - make_interval(secs => $1)",
-							  1, &type, &arg, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "confluence_fdw worker: could not purge the queue");
-	end_work();
+	o.next_attempt_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													-(int64) cfdw_queue_retention_s * 1000);
+	(void) move_rows(CFDW_MOVE_PURGE, NULL, 0, &o, NULL);
 }
 
-/* Wait for a wake-up, a due retry or the poll interval. */
+/* Wait for a wake-up, a due retry or the poll interval (ms). */
 static void
-wait_for_work(void)
+wait_for_work(long timeout_ms)
 {
 	bool		woken;
 
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(true);
 	SpinLockAcquire(&cfdw_shared->mutex);
 	woken = cfdw_shared->wake_requested;
 	cfdw_shared->wake_requested = false;
 	SpinLockRelease(&cfdw_shared->mutex);
 	if (!woken)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 POLL_MS, PG_WAIT_EXTENSION);
+						 timeout_ms, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
@@ -817,8 +939,10 @@ wait_for_work(void)
 void
 cfdw_worker_main(Datum arg)
 {
-	bool		reconciled = false;
-	TimestampTz last_purge = 0;
+	sigjmp_buf	local_sigjmp_buf;
+	volatile bool reconciled = false;
+	volatile int errors = 0;
+	volatile TimestampTz last_purge = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -833,6 +957,35 @@ cfdw_worker_main(Datum arg)
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw worker",
 									  ALLOCSET_DEFAULT_SIZES);
+	row_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw worker row",
+									ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An ERROR (a cancel, out of memory, a failed statement) ends the round,
+	 * not the worker, as in PostgreSQL's own long-lived background
+	 * processes: report it, abort the transaction, and go on.  Requests in
+	 * flight were stopped on the way out (cfdw_send_all) and their rows are
+	 * still 'sending', so they are reconciled before anything else is sent.
+	 * The pause after an error grows, so a persistent one is not a busy
+	 * loop.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(batch_cxt);
+		MemoryContextReset(row_cxt);
+		RESUME_INTERRUPTS();
+		reconciled = false;
+		errors = Min(errors + 1, 6);
+		wait_for_work(POLL_MS << (errors - 1));
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
 	for (;;)
 	{
 		MemoryContextSwitchTo(batch_cxt);
@@ -841,6 +994,7 @@ cfdw_worker_main(Datum arg)
 			if (!reconciled)
 				reconcile_all();
 			reconciled = true;
+			MemoryContextReset(batch_cxt);
 			while (deliver_batch() > 0)
 			{
 				CHECK_FOR_INTERRUPTS();
@@ -852,7 +1006,8 @@ cfdw_worker_main(Datum arg)
 				last_purge = GetCurrentTimestamp();
 			}
 		}
+		errors = 0;
 		MemoryContextReset(batch_cxt);
-		wait_for_work();
+		wait_for_work(POLL_MS);
 	}
 }
