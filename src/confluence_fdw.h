@@ -59,7 +59,7 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#define CFDW_VERSION "1.0"
+#define CFDW_VERSION "1.1"
 #define CFDW_USER_AGENT "confluence_fdw/" CFDW_VERSION
 
 /* Defaults of the server options (DESIGN §2). */

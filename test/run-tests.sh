@@ -89,7 +89,8 @@ EXTRA_AFTER=(
   # pg_dump / pg_restore into a fresh cluster: servers, mappings, tables and
   # queued rows kept, the same requests sent (~15 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/dump-restore.sh"
-  # released scripts frozen, every upgrade path equal to a fresh install (~5 s)
+  # released scripts frozen, every upgrade path equal to a fresh install, and
+  # a real upgrade from each release with rows waiting in the queue (~25 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh"
   # the Debian package: dpkg-buildpackage, lintian, and autopkgtest, which
   # runs this whole suite again against the installed package (~10 min)
@@ -130,7 +131,7 @@ run_extras() {  # run_extras LABEL CMD...
 }
 
 # The suites that send requests, run again through the front (4b).
-FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection triggers faults badinput queue queue_safety cron"
+FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection triggers faults badinput queue queue_roles queue_safety cron"
 
 # ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
 # in_cluster RUN: RUN is "direct" (step 4) or "front-h2" / "front-h1" (4b).

@@ -16,7 +16,17 @@
 #      privileges, the queue's columns, constraints, indexes, policies and
 #      privileges, the tables pg_dump keeps) must equal those of a fresh
 #      CREATE EXTENSION;
-#   4. a self-test of 3: a made-up version 0.0.1 (the script without one
+#   4. a real upgrade from every released version (the ones listed in
+#      test/released-scripts.sha256) with a path to default_version, in
+#      the database the queue worker serves, with the worker running and a
+#      Confluence stand-in: the old version installed from its frozen
+#      script, UP_ROWS (10) pages queued by each of the roles alice and
+#      "Alice" and held back (the stand-in answers every page POST with
+#      429), ALTER EXTENSION ... UPDATE while they wait, then the objects of
+#      a fresh install, each role reading exactly its own rows, and, once
+#      the site takes pages again, every row sent and every page created
+#      exactly once (counted at the stand-in);
+#   5. a self-test of 3: a made-up version 0.0.1 (the script without one
 #      function) with a complete upgrade script must compare equal, and
 #      with one that forgets the function must not (the two files are in
 #      the share directory only while the test runs).
@@ -62,7 +72,13 @@ echo "versions: default_version $default; shipped: $shipped"
 VERSIONS_DIR=$(mktemp -d /tmp/cfdw-versions.XXXXXX)
 export VERSIONS_DIR
 chmod 755 "$VERSIONS_DIR"
-trap 'rm -rf "$VERSIONS_DIR"' EXIT
+trap 'cfdw_stop_standin; rm -rf "$VERSIONS_DIR"' EXIT
+# (4. needs a stand-in, and the released versions)
+unset STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY STANDIN_TLS_URL
+cfdw_gen_credentials
+cfdw_start_standin "$VERSIONS_DIR/standin"
+RELEASED=$(sed -n 's/.*sql\/confluence_fdw--\([^-]*\)\.sql$/\1/p' test/released-scripts.sha256 | tr '\n' ' ')
+export RELEASED UP_ROWS=${UP_ROWS:-10}
 cat >"$VERSIONS_DIR/inside.sh" <<'INSIDE'
 set -euo pipefail
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
@@ -127,6 +143,127 @@ while read -r old path; do
   fi
 done <<<"$paths"
 [ "$n" -gt 0 ] || echo "versions: no upgrade path to $default is shipped ($default is the first release); a fresh install has $(wc -l <"$VERSIONS_DIR/fresh.txt") objects"
+
+# 4. A real upgrade from each released version, in the database the worker
+# serves (postgres), with rows waiting in the queue.
+standin() {  # standin METHOD WHAT [JSON]
+  curl -fsS --max-time 10 -X "$1" "$STANDIN_URL/_standin/$2" ${3:+-d "$3"}
+}
+# What role $1 reads of the queue: "N rows: " and the words of the titles
+# (lower: alice's rows, upper: "Alice"'s).
+reads() {
+  psql_q -d postgres -c "SET ROLE \"$1\"" -c "SELECT count(*) || ' rows: ' ||
+      coalesce(string_agg(DISTINCT split_part(body::jsonb->>'title', ' ', 2), ' '), '')
+    FROM confluence_fdw.queue"
+}
+queue_states() {
+  psql_q -d postgres -c "SELECT string_agg(state || ' ' || n, ', ' ORDER BY state)
+                           FROM (SELECT state, count(*) n FROM confluence_fdw.queue GROUP BY 1) s"
+}
+# rows tried at least once that still wait to be sent
+tried() {
+  psql_q -d postgres -c "SELECT count(*) FROM confluence_fdw.queue
+                          WHERE attempts > 0 AND state IN ('pending', 'retry_wait', 'sending')"
+}
+real_upgrade() {  # real_upgrade OLD
+  local old=$1 i states
+  psql_q -d postgres -c "CREATE EXTENSION confluence_fdw VERSION '$old'"
+  psql_q -d postgres -v url="$STANDIN_URL" -v user="$CFDW_USER" -v token="$CFDW_TOKEN" <<'SQL'
+CREATE ROLE alice;
+CREATE ROLE "Alice";
+CREATE SERVER up_srv FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'url');
+CREATE SCHEMA up;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER up_srv INTO up;
+ALTER FOREIGN TABLE up.pages OPTIONS (ADD delivery 'queue');
+GRANT USAGE ON SCHEMA up TO alice, "Alice";
+GRANT INSERT ON up.pages TO alice, "Alice";
+GRANT USAGE ON FOREIGN SERVER up_srv TO alice, "Alice";
+CREATE USER MAPPING FOR alice SERVER up_srv OPTIONS (username :'user', api_token :'token');
+CREATE USER MAPPING FOR "Alice" SERVER up_srv OPTIONS (username :'user', api_token :'token');
+SQL
+  # the site refuses every page with 429 until the upgrade is done
+  standin POST reset >/dev/null
+  standin POST fault '{"kind": "status", "status": 429, "headers": {"Retry-After": "1"},
+                       "method": "POST", "match": "/wiki/api/v2/pages", "times": -1}' >/dev/null
+  psql_q -d postgres -c "SET ROLE alice" -c "INSERT INTO up.pages (space_id, title, body)
+    SELECT '98306', 'Upgrade lower ' || g, '<p>' || g || '</p>' FROM generate_series(1, $UP_ROWS) g"
+  psql_q -d postgres -c 'SET ROLE "Alice"' -c "INSERT INTO up.pages (space_id, title, body)
+    SELECT '98306', 'Upgrade upper ' || g, '<p>' || g || '</p>' FROM generate_series(1, $UP_ROWS) g"
+  # every row tried at least once, and none through: the worker is at work
+  # (rows wait for their retry, or are being tried again)
+  for i in $(seq 300); do
+    [ "$(tried)" = $((2 * UP_ROWS)) ] && break
+    sleep 0.1
+  done
+  echo "versions: $old with rows held back: $(queue_states); \"Alice\" reads $(reads Alice)"
+  [ "$(tried)" = $((2 * UP_ROWS)) ] || { echo "  FAILED: the rows were not held back"; return 1; }
+
+  psql_q -d postgres -c "ALTER EXTENSION confluence_fdw UPDATE"
+  objects postgres >"$VERSIONS_DIR/real_$old.txt"
+  if diff -u "$VERSIONS_DIR/fresh.txt" "$VERSIONS_DIR/real_$old.txt"; then
+    echo "versions: $old -> $default with rows queued and the worker running gives the objects of a fresh install"
+  else
+    echo "  FAILED: $old -> $default with rows queued differs from a fresh install"; return 1
+  fi
+  states=$(psql_q -d postgres -c "SELECT count(*) FROM confluence_fdw.queue
+                                   WHERE state NOT IN ('pending', 'retry_wait', 'sending')")
+  [ "$states" = 0 ] || { echo "  FAILED: $states rows ended before the site took pages"; return 1; }
+  for i in lower:alice upper:Alice; do
+    [ "$(reads "${i#*:}")" = "$UP_ROWS rows: ${i%%:*}" ] ||
+      { echo "  FAILED: after the upgrade, \"${i#*:}\" reads $(reads "${i#*:}")"; return 1; }
+  done
+  echo "versions: after the upgrade alice reads $(reads alice), \"Alice\" reads $(reads Alice)"
+
+  # the site takes pages again: each role's flush() sees its rows sent
+  standin GET requests >"$VERSIONS_DIR/held_$old.jsonl"
+  standin POST 'reset?keep=objects' >/dev/null
+  for i in alice Alice; do
+    [ "$(psql_q -d postgres -c "SET ROLE \"$i\"" -c 'SELECT confluence_fdw.flush(60000)')" = 0 ] ||
+      { echo "  FAILED: rows of \"$i\" still wait after 60 s"; return 1; }
+  done
+  standin GET requests >"$VERSIONS_DIR/sent_$old.jsonl"
+  states=$(queue_states)
+  [ "$states" = "done $((2 * UP_ROWS))" ] || { echo "  FAILED: the queue after delivery: $states"; return 1; }
+  python3 - "$VERSIONS_DIR/held_$old.jsonl" "$VERSIONS_DIR/sent_$old.jsonl" "$UP_ROWS" "$old" <<'PY' || return 1
+import collections, json, sys
+def posts(path):
+    for line in open(path):
+        r = json.loads(line)
+        if r.get("method") == "POST" and r.get("path", "").endswith("/pages"):
+            yield (r.get("body_json") or {}).get("title"), r.get("status") or 0
+held = list(posts(sys.argv[1]))
+created = collections.Counter(t for t, s in posts(sys.argv[2]) if 200 <= s < 300)
+want = {f"Upgrade {w} {i}" for w in ("lower", "upper") for i in range(1, int(sys.argv[3]) + 1)}
+bad = {t: n for t, n in created.items() if n != 1 or t not in want} | {t: 0 for t in want - set(created)}
+early = [t for t, s in held if s != 429]
+print(f"versions: {sys.argv[4]}'s queued rows: {len(held)} POSTs refused (429) before the upgrade, "
+      f"{sum(created.values())} pages created after it for {len(want)} rows")
+if early:
+    print(f"  FAILED: answered other than 429 while held back: {early[:5]}")
+if bad:
+    print(f"  FAILED: not created exactly once: {sorted(bad.items())[:5]}")
+sys.exit(1 if early or bad else 0)
+PY
+  psql_q -d postgres <<'SQL'
+SET client_min_messages = warning;
+DROP SCHEMA up CASCADE;
+DROP SERVER up_srv CASCADE;
+DROP EXTENSION confluence_fdw;
+DROP ROLE alice, "Alice";
+SQL
+}
+m=0
+for old in $RELEASED; do
+  grep -q "^$old " <<<"$paths" || continue
+  m=$((m + 1))
+  # in a subshell that stops at the first failing command (as a condition
+  # of ||, set -e would not apply inside the function)
+  set +e
+  (set -e; real_upgrade "$old")
+  [ $? = 0 ] || echo fail >>"$VERSIONS_DIR/failed"
+  set -e
+done
+[ "$m" -gt 0 ] || echo "versions: no released version has an upgrade path to $default"
 
 # The check itself must see a difference: a made-up version 0.0.1 without
 # storage_is_well_formed(), and an upgrade script to $default that adds it

@@ -1,0 +1,18 @@
+/* confluence_fdw--1.0--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION confluence_fdw UPDATE TO '1.1'" to load this file. \quit
+
+-- Each change from 1.0 to 1.1, in the order of confluence_fdw--1.1.sql; the
+-- objects after this script equal those of a fresh 1.1 (test/versions.sh).
+
+-- The queue's policy compares role OIDs.  1.0's
+--   enqueued_by = current_user::text::regrole
+-- parsed the role's name as role syntax: role "Alice" read the rows of
+-- role alice, a role named "16384" those of the role with OID 16384, and
+-- every read by "ops.bot" (and its flush()) failed.  The rows are kept;
+-- only who may read them changes.
+ALTER POLICY queue_own_rows ON @extschema@.queue
+  USING (enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=)
+         (SELECT r.oid FROM pg_catalog.pg_roles r
+           WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
