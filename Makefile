@@ -10,6 +10,7 @@ OBJS = \
 	src/pure.o \
 	src/pushdown.o \
 	src/queue.o \
+	src/ratelimit.o \
 	src/request.o \
 	src/response.o \
 	src/scan.o \
