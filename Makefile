@@ -12,6 +12,7 @@ OBJS = \
 	src/pushdown.o \
 	src/queue.o \
 	src/queue_state.o \
+	src/ratelimit.o \
 	src/request.o \
 	src/response.o \
 	src/scan.o \

@@ -524,7 +524,12 @@ extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
 						  const CfdwRequest *reqs, int n,
 						  CfdwStartCallback starting,
 						  CfdwOutcomeCallback done, void *arg);
+
+/* in ratelimit.c */
+extern void cfdw_ratelimit_shmem_request(void);
+extern void cfdw_ratelimit_shmem_startup(void);
 extern TimestampTz cfdw_rate_paused_until(Oid serverid);
+extern void cfdw_rate_note(Oid serverid, const char *servername, long ms, long max_wait_ms);
 
 /* in upsert.c */
 
@@ -647,25 +652,11 @@ extern int64 cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req
 
 /* in worker.c */
 
-/* One server's shared rate limit (DESIGN §8), in shared memory. */
-typedef struct CfdwRateSlot
-{
-	Oid			dbid;			/* InvalidOid: a free slot */
-	Oid			serverid;
-	char		servername[NAMEDATALEN];
-	TimestampTz paused_until;	/* no request to it before this */
-	int64		n429;			/* 429s (and 503s with Retry-After) seen */
-	TimestampTz last_429;
-} CfdwRateSlot;
-
-#define CFDW_RATE_SLOTS 64
-
 typedef struct CfdwShared
 {
 	slock_t		mutex;			/* protects everything below */
 	struct Latch *worker_latch; /* NULL while no worker runs */
 	bool		wake_requested; /* set with the latch: the queue has work */
-	CfdwRateSlot rate[CFDW_RATE_SLOTS];
 } CfdwShared;
 
 extern CfdwShared *cfdw_shared; /* NULL without shared_preload_libraries */

@@ -26,7 +26,6 @@
 
 #include "common/pg_prng.h"
 #include "miscadmin.h"
-#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -34,90 +33,22 @@
 #include "confluence_fdw.h"
 #include "pure.h"
 
-/* ---------------------------------------------------------------------
- * The shared rate limit: a Retry-After seen by one session pauses every
- * session's requests to that server, and the worker's.  Without the
- * preloaded library there is no shared memory, and only the rate-limited
- * request itself waits, as before.
- * ---------------------------------------------------------------------
- */
-
-/* The slot of a server in this database; the caller holds the mutex. */
-static CfdwRateSlot *
-rate_slot(Oid serverid, bool create)
-{
-	CfdwRateSlot *free_slot = NULL;
-	int			i;
-
-	for (i = 0; i < CFDW_RATE_SLOTS; i++)
-	{
-		CfdwRateSlot *r = &cfdw_shared->rate[i];
-
-		if (r->dbid == MyDatabaseId && r->serverid == serverid)
-			return r;
-		if (free_slot == NULL && r->dbid == InvalidOid)
-			free_slot = r;
-	}
-	if (!create || free_slot == NULL)
-		return NULL;			/* full: that server is limited per backend */
-	free_slot->dbid = MyDatabaseId;
-	free_slot->serverid = serverid;
-	free_slot->paused_until = 0;
-	free_slot->n429 = 0;
-	free_slot->last_429 = 0;
-	return free_slot;
-}
-
 /*
- * cfdw_rate_paused_until
- *		Until when no request may go to the server, or 0.
- */
-TimestampTz
-cfdw_rate_paused_until(Oid serverid)
-{
-	CfdwRateSlot *r;
-	TimestampTz until = 0;
-
-	if (cfdw_shared == NULL)
-		return 0;
-	SpinLockAcquire(&cfdw_shared->mutex);
-	r = rate_slot(serverid, false);
-	if (r != NULL)
-		until = r->paused_until;
-	SpinLockRelease(&cfdw_shared->mutex);
-	return until;
-}
-
-/*
- * An answer asked every client of the server to wait: tell the others.
- * A wait longer than anyone here would retry after (max_retry_wait_ms) is
- * not shared: that row fails with its 429, and later statements are not
- * held back for it.  Every such answer is counted for the view.
+ * An answer asked every client of the server to wait: tell the others
+ * (ratelimit.c).  A wait longer than anyone here would retry after
+ * (max_retry_wait_ms) is not shared: that row fails with its 429, and later
+ * statements are not held back for it.  Every such answer is counted for
+ * the view.
  */
 static void
 note_rate_limit(const CfdwTable *t, const CfdwResponse *resp)
 {
-	long		ms;
-	TimestampTz now;
-	CfdwRateSlot *r;
-
-	if (cfdw_shared == NULL || resp->outcome != CFDW_ANSWERED ||
+	if (resp->outcome != CFDW_ANSWERED ||
 		!(resp->status == 429 || (resp->status == 503 && resp->retry_after[0])))
 		return;
-	ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
-	now = GetCurrentTimestamp();
-	SpinLockAcquire(&cfdw_shared->mutex);
-	r = rate_slot(t->site.serverid, true);
-	if (r != NULL)
-	{
-		strlcpy(r->servername, t->servername, NAMEDATALEN);
-		r->n429++;
-		r->last_429 = now;
-		if (ms > 0 && ms <= t->max_retry_wait_ms &&
-			TimestampTzPlusMilliseconds(now, ms) > r->paused_until)
-			r->paused_until = TimestampTzPlusMilliseconds(now, ms);
-	}
-	SpinLockRelease(&cfdw_shared->mutex);
+	cfdw_rate_note(t->site.serverid, t->servername,
+				   cfdw_retry_after_ms(resp->retry_after, time(NULL)),
+				   t->max_retry_wait_ms);
 }
 
 /* ---------------------------------------------------------------------

@@ -813,7 +813,9 @@ ipv4_internal(const unsigned char *a)
 		(a[0] == 100 && (a[1] & 0xc0) == 64) ||
 		(a[0] == 169 && a[1] == 254) ||
 		(a[0] == 172 && (a[1] & 0xf0) == 16) ||
+		(a[0] == 192 && a[1] == 0 && a[2] == 0) ||	/* 192.0.0.0/24: IETF, DS-Lite, NAT64 discovery */
 		(a[0] == 192 && a[1] == 168) ||
+		(a[0] == 198 && (a[1] & 0xfe) == 18) ||	/* 198.18.0.0/15: benchmarking, lab networks */
 		a[0] >= 224;
 }
 
@@ -826,12 +828,22 @@ cfdw_address_internal(const struct sockaddr *sa)
 	{
 		const unsigned char *a = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
 		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+		static const unsigned char nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
 		static const unsigned char zero[15] = {0};
 
-		if (memcmp(a, mapped, 12) == 0)
+		/*
+		 * An IPv4-mapped address, and one in NAT64's well-known prefix
+		 * 64:ff9b::/96 (RFC 6052: a DNS64 resolver hands these out on an
+		 * IPv6-only network, and the gateway connects to the IPv4 address
+		 * in the last 32 bits), go where their IPv4 address goes.
+		 */
+		if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
 			return ipv4_internal(a + 12);
 		return (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1)) ||	/* :: and ::1 */
+			memcmp(a, nat64_local, 6) == 0 ||	/* 64:ff9b:1::/48, a site's own NAT64 */
 			(a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||	/* fe80::/10 */
+			(a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) ||	/* fec0::/10, site-local */
 			(a[0] & 0xfe) == 0xfc ||	/* fc00::/7 */
 			a[0] == 0xff;		/* multicast */
 	}

@@ -15,17 +15,44 @@
  * libpq's backend helpers do, so an interrupt is seen at once and reported
  * by CHECK_FOR_INTERRUPTS() with PostgreSQL's own error.
  *
- * A connection (one per user mapping) is a multi handle, whose pool keeps
- * the TCP/TLS connections alive between statements, and CFDW_SLOTS request
- * slots, each an easy handle with its own buffers.  A slot is started, runs
- * (or waits for its start time, which is how a retry is scheduled), and is
- * done until its owner collects the answer and releases it.
+ * Slots.  A connection (one per user mapping) is a multi handle, whose
+ * pool keeps the TCP/TLS connections alive between statements, and
+ * CFDW_SLOTS request slots, each an easy handle with its own buffers.  A
+ * slot is idle, scheduled (waiting for its start time, which is how a
+ * retry is scheduled), running, or done until its owner (the statement
+ * that started it, by config_id) collects the answer and releases it.
+ * Invariants: a running slot's handle is attached to the multi handle and
+ * no other slot's is; an answer's body stays valid until its slot starts
+ * again or its owner releases the connection, after which a buffer grown
+ * past KEEP_RESPONSE_BYTES is freed; a slot whose transfer got no answer
+ * gets a fresh handle next time.
+ *
+ * Sockets.  libcurl names the sockets to wait on (socket_cb); we keep them
+ * in socks[] and in a wait set that is rebuilt only when that list changes.
+ * The sockets of connections are opened by opensocket_cb (recorded in
+ * owned[]) and, once connected, closed by closesocket_cb; a connection idle
+ * in the pool stays in the wait set ("parked").  But libcurl 7.88 closes a
+ * socket that never finished connecting with a plain close(), calling
+ * neither closesocket_cb nor socket_cb (lib/cf-socket.c, cf_socket_close()
+ * of a socket not yet "active"; fixed in 8.2.0): after every connect
+ * timeout, every cancel or statement_timeout during a connect, and every
+ * address happy eyeballs gave up on.  Its resolver's sockets are closed
+ * behind our back too.  The kernel then gives the number to the next
+ * socket or file, of this pool, another pool, or the backend.
+ * Invariants: an entry is trusted only while its number still names the
+ * socket it was recorded with (the inode, CfdwSocketId), checked when
+ * socket_cb sees the number again and before every wait and every sweep;
+ * anything else is stale and dropped (prune_stale_sockets), never waited
+ * on, polled or read; the lists never decide whether a connection may be
+ * opened, so no amount of stale bookkeeping can refuse a request.
  *
  * Ownership: libcurl allocates with malloc.  A CfdwConnection lives in a
  * backend-lifetime hash table and owns its handles, header lists and
- * response buffers; they are freed only by close_connection() and
- * close_transfer().  No libcurl callback raises an error or allocates with
- * palloc: they record what happened and the caller reports it afterwards.
+ * response buffers: close_connection() frees all of them, close_transfer()
+ * one slot's, discard_if_failed() the handle of a slot whose transfer
+ * failed, trim_response_buffer() a large response buffer.  No libcurl
+ * callback raises an error or allocates with palloc: they record what
+ * happened and the caller reports it afterwards.
  *
  * IDENTIFICATION
  *		  src/transport.c
@@ -74,9 +101,30 @@
 /* Without a timer, wake at least this often anyway, as a safety net. */
 #define MAX_WAIT_MS 1000
 
-typedef struct CfdwSocket
+/*
+ * A slot keeps a response buffer up to this size between requests, so that
+ * answers of the usual size cost no malloc; one grown for a larger answer
+ * (up to max_response_bytes) is freed once that answer is no longer needed,
+ * or every slot would keep the largest answer it ever got.
+ */
+#define KEEP_RESPONSE_BYTES (64 * 1024)
+
+/*
+ * A socket as the kernel knows it.  Its number is reused by the next socket
+ * or file opened once it is closed; its inode is not, as long as it is open.
+ * So an entry whose number no longer has that inode is stale, whoever closed
+ * the socket and whether or not we heard of it.
+ */
+typedef struct CfdwSocketId
 {
 	curl_socket_t fd;
+	dev_t		dev;
+	ino_t		ino;
+} CfdwSocketId;
+
+typedef struct CfdwSocket
+{
+	CfdwSocketId id;
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
 	int			pos;			/* its position in the wait set */
 	bool		changed;		/* what differs from the wait set's */
@@ -135,7 +183,7 @@ struct CfdwConnection
 	/* filled by the socket and timer callbacks */
 	CfdwSocket	socks[CFDW_MAX_SOCKETS];
 	int			nsocks;
-	curl_socket_t owned[CFDW_MAX_SOCKETS];	/* opened by opensocket_cb */
+	CfdwSocketId owned[CFDW_MAX_SOCKETS];	/* opened by opensocket_cb */
 	int			nowned;
 	bool		socks_overflow;
 
@@ -259,14 +307,48 @@ socket_action(CfdwConnection *c, curl_socket_t s, int mask)
 						curl_multi_strerror(rc))));
 }
 
-/* The entry for socket s, or -1. */
+/*
+ * What the kernel says socket number fd is now; false when the number names
+ * no socket (closed, or a file since).
+ */
+static bool
+identify_socket(curl_socket_t fd, CfdwSocketId *id)
+{
+	struct stat st;
+
+	id->fd = fd;
+	id->dev = 0;
+	id->ino = 0;
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	return true;
+}
+
+/* Is id still the socket it was when recorded? */
+static bool
+same_socket(const CfdwSocketId *id, const CfdwSocketId *now)
+{
+	return now->ino != 0 && id->fd == now->fd && id->dev == now->dev && id->ino == now->ino;
+}
+
+static bool
+still_open(const CfdwSocketId *id)
+{
+	CfdwSocketId now;
+
+	return identify_socket(id->fd, &now) && same_socket(id, &now);
+}
+
+/* The entry for socket number s, or -1. */
 static int
 find_socket(CfdwConnection *c, curl_socket_t s)
 {
 	int			i;
 
 	for (i = 0; i < c->nsocks; i++)
-		if (c->socks[i].fd == s)
+		if (c->socks[i].id.fd == s)
 			return i;
 	return -1;
 }
@@ -284,36 +366,106 @@ forget_socket(CfdwConnection *c, curl_socket_t s)
 	}
 }
 
-static bool
-is_owned(CfdwConnection *c, curl_socket_t s)
+static void
+forget_owned(CfdwConnection *c, curl_socket_t s)
 {
 	int			i;
 
 	for (i = 0; i < c->nowned; i++)
-		if (c->owned[i] == s)
+	{
+		if (c->owned[i].fd == s)
+		{
+			c->owned[i] = c->owned[--c->nowned];
+			return;
+		}
+	}
+}
+
+/*
+ * Drop every entry whose socket is gone: closed without our hearing of it
+ * (see the top of the file), its number maybe given to another socket or to
+ * a file the backend opened since.  Nothing can be waited for on such a
+ * number (epoll forgot the old socket when it was closed, and refuses a
+ * relation file: EPERM from AddWaitEventToSet), and polling or reading it
+ * would touch someone else's connection.  Dropping one rebuilds the wait
+ * set.  One fstat per entry; there are a handful.
+ */
+static void
+prune_stale_sockets(CfdwConnection *c)
+{
+	int			i = 0;
+
+	while (i < c->nsocks)
+	{
+		if (still_open(&c->socks[i].id))
+			i++;
+		else
+		{
+			c->socks[i] = c->socks[--c->nsocks];
+			c->wes_stale = true;
+		}
+	}
+	i = 0;
+	while (i < c->nowned)
+	{
+		if (still_open(&c->owned[i]))
+			i++;
+		else
+			c->owned[i] = c->owned[--c->nowned];
+	}
+}
+
+/*
+ * Did we open socket now (opensocket_cb), so that libcurl closes it through
+ * closesocket_cb once it is connected?  An entry of the same number but
+ * another socket is stale, and dropped.
+ */
+static bool
+is_owned(CfdwConnection *c, const CfdwSocketId *now)
+{
+	int			i;
+
+	for (i = 0; i < c->nowned; i++)
+	{
+		if (c->owned[i].fd != now->fd)
+			continue;
+		if (same_socket(&c->owned[i], now))
 			return true;
+		c->owned[i] = c->owned[--c->nowned];
+		return false;
+	}
 	return false;
 }
 
 /*
  * libcurl tells us which sockets to wait on, and for what.
  *
- * Only a socket we opened (opensocket_cb) is known to be closed through
- * closesocket_cb, so only such a socket may stay in the wait set while
- * libcurl is not watching it ("parked"), and only its changes are applied
- * to the wait set in place.  libcurl also hands us sockets of its own, the
- * threaded resolver's wake-up pair, and closes those behind our back: the
- * kernel then drops them from the epoll set, and the next socket given the
- * same number would be taken for the old one and never watched.  So any
- * change to such a socket rebuilds the set, which costs a few system calls
+ * A connection's socket stays in the wait set while it idles in libcurl's
+ * pool ("parked", watched for the peer closing it), and changes are made
+ * to the wait set in place.  That is safe only for a socket that is still
+ * the one the wait set holds: so the entry found under s must have s's
+ * inode, or it is stale (its socket closed behind our back, epoll has
+ * forgotten it) and is replaced, which rebuilds the set.  Only sockets we
+ * opened are parked: libcurl's own ones (the threaded resolver's wake-up
+ * pair) are closed right after it stops watching them.  A socket that is
+ * not ours rebuilds the set on any change, which costs a few system calls
  * once per host name lookup.
  */
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	CfdwConnection *c = (CfdwConnection *) userp;
+	CfdwSocketId now;
+	bool		open = identify_socket(s, &now);
 	int			i = find_socket(c, s);
-	bool		owned = is_owned(c, s);
+	bool		owned;
+
+	if (i >= 0 && !(open && same_socket(&c->socks[i].id, &now)))
+	{
+		forget_socket(c, s);	/* stale: another socket had the number */
+		i = -1;
+	}
+	owned = open && is_owned(c, &now);
 
 	if (what == CURL_POLL_REMOVE)
 	{
@@ -334,12 +486,15 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	if (i < 0)
 	{
 		if (c->nsocks == CFDW_MAX_SOCKETS)
+			prune_stale_sockets(c);
+		if (c->nsocks == CFDW_MAX_SOCKETS)
 		{
 			c->socks_overflow = true;
 			return -1;			/* libcurl fails the transfer */
 		}
 		i = c->nsocks++;
-		c->socks[i].fd = s;
+		c->socks[i].id = now;
+		c->socks[i].id.fd = s;
 		c->socks[i].what = 0;
 		c->wes_stale = true;
 	}
@@ -369,7 +524,13 @@ describe_address(const struct sockaddr *sa, char *buf, size_t len)
 /*
  * libcurl opens a connection's socket.  The number the kernel gives it is
  * free, so whatever socket we still knew under that number is gone: its
- * entry and the wait set's registration are stale.
+ * entries and the wait set's registration are stale.
+ *
+ * The socket is recorded as ours for socket_cb.  The list is kept small by
+ * closesocket_cb and, for the sockets libcurl closes without calling it, by
+ * pruning; should it still be full, the socket is simply not recorded and
+ * is handled as libcurl's own: a connection never fails for our
+ * bookkeeping.
  */
 static curl_socket_t
 opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -377,6 +538,7 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 	CfdwTransfer *x = (CfdwTransfer *) clientp;
 	CfdwConnection *c = x->conn;
 	curl_socket_t s;
+	CfdwSocketId id;
 
 	/*
 	 * Egress control: a server of a role that is not a superuser never
@@ -389,14 +551,16 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 		describe_address(&addr->addr, x->refused_address, sizeof(x->refused_address));
 		return CURL_SOCKET_BAD;
 	}
-	if (c->nowned == CFDW_MAX_SOCKETS)
-		return CURL_SOCKET_BAD;
 	/* CLOEXEC: a program the backend starts (COPY ... PROGRAM) must not hold it */
 	s = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 	if (s == CURL_SOCKET_BAD)
 		return CURL_SOCKET_BAD;
 	forget_socket(c, s);
-	c->owned[c->nowned++] = s;
+	forget_owned(c, s);
+	if (c->nowned == CFDW_MAX_SOCKETS)
+		prune_stale_sockets(c);
+	if (c->nowned < CFDW_MAX_SOCKETS && identify_socket(s, &id))
+		c->owned[c->nowned++] = id;
 	return s;
 }
 
@@ -409,17 +573,9 @@ static int
 closesocket_cb(void *clientp, curl_socket_t item)
 {
 	CfdwConnection *c = (CfdwConnection *) clientp;
-	int			i;
 
 	forget_socket(c, item);
-	for (i = 0; i < c->nowned; i++)
-	{
-		if (c->owned[i] == item)
-		{
-			c->owned[i] = c->owned[--c->nowned];
-			break;
-		}
-	}
+	forget_owned(c, item);
 	return close(item);
 }
 
@@ -466,11 +622,13 @@ sweep_parked(CfdwConnection *c)
 	int			n = 0;
 	int			i;
 
+	/* never poll, let alone read, a number that is another socket now */
+	prune_stale_sockets(c);
 	for (i = 0; i < c->nsocks; i++)
 	{
 		if (!c->socks[i].parked)
 			continue;
-		pfd[n].fd = c->socks[i].fd;
+		pfd[n].fd = c->socks[i].id.fd;
 		pfd[n].events = POLLIN | POLLRDHUP;
 		pfd[n].revents = 0;
 		n++;
@@ -501,6 +659,22 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
  * The connection cache
  * ---------------------------------------------------------------------
  */
+
+/*
+ * Free a slot's response buffer that grew beyond KEEP_RESPONSE_BYTES.  Only
+ * when nobody reads the answer in it any more: its slot starts again, or
+ * the statement that owned it is done with the connection.
+ */
+static void
+trim_response_buffer(CfdwTransfer *x)
+{
+	if (x->cap <= KEEP_RESPONSE_BYTES)
+		return;
+	free(x->buf);
+	x->buf = NULL;
+	x->cap = 0;
+	x->len = 0;
+}
 
 /* Free one slot's handle and buffers; its state is forgotten. */
 static void
@@ -749,10 +923,16 @@ cfdw_abort_transfers(CfdwConnection *c, uint64 owner)
 void
 cfdw_release_connection(CfdwConnection *conn, const CfdwSite *site)
 {
+	int			i;
+
 	if (conn == NULL)
 		return;
 	if (conn->multi)
 		cfdw_abort_transfers(conn, site->config_id);
+	/* the statement has read its answers: large buffers go now */
+	for (i = 0; i < CFDW_SLOTS; i++)
+		if (conn->xfers[i].owner == site->config_id)
+			trim_response_buffer(&conn->xfers[i]);
 	if (conn->nusers > 0)
 		conn->nusers--;
 	if (!site->keep_connections)
@@ -1028,6 +1208,7 @@ add_transfer(CfdwTransfer *x)
 	CfdwConnection *c = x->conn;
 
 	memset(&x->resp, 0, sizeof(CfdwResponse));
+	trim_response_buffer(x);	/* the previous answer is dead now */
 	x->len = 0;
 	if (x->buf)
 		x->buf[0] = '\0';
@@ -1238,36 +1419,12 @@ socket_events(int what)
  * lives as long as the connection (TopMemoryContext), and close_connection
  * frees it.
  */
-/*
- * Drop sockets whose number no longer names a socket: closed without our
- * hearing of it, the number may already be a file the backend opened,
- * which epoll refuses (EPERM, an ERROR from AddWaitEventToSet or
- * ModifyWaitEvent).  Nothing can be waited for on them; dropping one makes
- * the set be rebuilt.
- */
-static void
-drop_closed_sockets(CfdwConnection *c)
-{
-	int			i = 0;
-
-	while (i < c->nsocks)
-	{
-		struct stat st;
-		curl_socket_t fd = c->socks[i].fd;
-
-		if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-			forget_socket(c, fd);
-		else
-			i++;
-	}
-}
-
 static void
 prepare_wait_set(CfdwConnection *c)
 {
 	int			i;
 
-	drop_closed_sockets(c);
+	prune_stale_sockets(c);
 	if (c->wes == NULL || c->wes_stale)
 	{
 		if (c->wes)
@@ -1283,7 +1440,7 @@ prepare_wait_set(CfdwConnection *c)
 		for (i = 0; i < c->nsocks; i++)
 		{
 			c->socks[i].pos = AddWaitEventToSet(c->wes, socket_events(c->socks[i].what),
-												c->socks[i].fd, NULL, NULL);
+												c->socks[i].id.fd, NULL, NULL);
 			c->socks[i].changed = false;
 		}
 		c->wes_stale = false;

@@ -112,6 +112,7 @@ cfdw_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(CfdwShared)));
+	cfdw_ratelimit_shmem_request();
 }
 
 static void
@@ -128,6 +129,7 @@ cfdw_shmem_startup(void)
 		memset(cfdw_shared, 0, sizeof(CfdwShared));
 		SpinLockInit(&cfdw_shared->mutex);
 	}
+	cfdw_ratelimit_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

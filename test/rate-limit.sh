@@ -11,6 +11,13 @@
 # own rate-limited request), and a delivery 'queue' table is refused with
 # SQLSTATE 55000 naming shared_preload_libraries.
 #
+# More servers than the 64 shared slots (src/ratelimit.c), with the preload:
+# 64 servers are paused for 1 s; once that is over, 6 more are paused for
+# 8 s and must take the slots of finished pauses: the view shows their
+# pauses, and another session's request to one of them is held (cancelled
+# by its statement_timeout, never sent).  Then 58 more pauses fill every
+# slot, and two servers beyond go without: the server log says so once.
+#
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/rate-limit.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +41,7 @@ export RL_WORK=$work
 
 cat >"$work/inside.sh" <<'INSIDE'
 set -euo pipefail
+source "$CFDW_ROOT/test/lib.sh"
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At -d postgres "$@"; }
 curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/reset" >/dev/null
 psql_q <<SQL
@@ -64,6 +72,54 @@ psql -X -q -d postgres >"$RL_WORK/queue.out" 2>&1 <<'SQL' || true
 ALTER FOREIGN TABLE pages OPTIONS (ADD delivery 'queue');
 INSERT INTO pages (space_id, title) VALUES ('98306', 'queued');
 SQL
+[ "${RL_MANY:-0}" = 1 ] || exit 0
+
+# More servers than slots.
+{
+  for i in $(seq 70); do
+    echo "CREATE SERVER rl$i FOREIGN DATA WRAPPER confluence_fdw"
+    echo "  OPTIONS (base_url '$STANDIN_URL', max_retry_wait_ms '10000', max_retries '0');"
+    echo "CREATE USER MAPPING FOR CURRENT_USER SERVER rl$i"
+    echo "  OPTIONS (username '$CFDW_USER', api_token '$CFDW_TOKEN');"
+    echo "CREATE SCHEMA rl$i;"
+    echo "IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER rl$i INTO rl$i;"
+  done
+  cat <<'SQL'
+CREATE FUNCTION rl_hit(first int, last int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  limited int := 0;
+BEGIN
+  FOR i IN first..last LOOP
+    BEGIN
+      EXECUTE format('INSERT INTO rl%s.pages (space_id, title) VALUES (''98306'', ''limited'')', i);
+    EXCEPTION WHEN others THEN
+      limited := limited + 1;
+    END;
+  END LOOP;
+  RETURN limited;
+END $$;
+SQL
+} | psql_q
+fault() {  # fault RETRY_AFTER TIMES
+  curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/fault" \
+    -d "{\"kind\": \"status\", \"status\": 429, \"headers\": {\"Retry-After\": \"$1\"}, \"times\": $2}" >/dev/null
+}
+log=$(cfdw_server_log)
+fault 1 64
+psql_q -c "SELECT 'first: ' || rl_hit(1, 64)" >"$RL_WORK/many.out"
+sleep 1.3
+fault 8 6
+psql_q -c "SELECT 'then: ' || rl_hit(65, 70)" >>"$RL_WORK/many.out"
+psql_q -c "SELECT 'shared: ' || count(*) FROM confluence_fdw.rate_limits
+            WHERE paused_until > now() AND server_name IN ('rl65', 'rl66', 'rl67', 'rl68', 'rl69', 'rl70')" >>"$RL_WORK/many.out"
+psql -X -q -At -d postgres -c "SET statement_timeout = '1s'" \
+  -c "INSERT INTO rl70.pages (space_id, title) VALUES ('98306', 'held') RETURNING title" >>"$RL_WORK/many.out" 2>&1 || true
+fault 8 60
+psql_q -c "SELECT 'full: ' || rl_hit(1, 60)" >>"$RL_WORK/many.out"
+psql_q -c "SELECT 'paused: ' || count(*) FROM confluence_fdw.rate_limits WHERE paused_until > now()" >>"$RL_WORK/many.out"
+echo "logged: $(grep -c 'every shared rate limit slot holds a running pause' "$log")" >>"$RL_WORK/many.out"
+curl -fsS --max-time 10 "$STANDIN_URL/_standin/requests" |
+  python3 -c 'import json,sys; print("held sent:", sum(1 for l in sys.stdin if json.loads(l).get("body_json", {}).get("title") == "held"))' >>"$RL_WORK/many.out"
 INSIDE
 
 check() {  # check LABEL HELD: HELD=1 when B must wait for A's pause
@@ -73,7 +129,8 @@ check() {  # check LABEL HELD: HELD=1 when B must wait for A's pause
 import json, sys
 held, label = sys.argv[2] == "1", sys.argv[3]
 reqs = [json.loads(l) for l in open(sys.argv[1])]
-posts = [r for r in reqs if r["method"] == "POST"]
+posts = [r for r in reqs if r["method"] == "POST"
+         and r["body_json"].get("title") not in ("limited", "held")]
 t429 = next(r["t"] for r in posts if r["status"] == 429)
 after = [(round(r["t"] - t429, 2), r["body_json"]["title"], r["status"]) for r in posts if r["t"] > t429]
 print(f"rate-limit ({label}): requests after the 429, seconds later: {after}")
@@ -90,9 +147,16 @@ PY
 
 rc=0
 # shellcheck disable=SC2016
-CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
+export CFDW_ROOT
+RL_MANY=1 CFDW_LOG_MIN_MESSAGES=log CFDW_LOG_STATEMENT=none CFDW_CRON_DB=postgres \
   cfdw_pg_virtualenv bash "$work/inside.sh"
 check shared 1 || rc=1
+echo "rate-limit (70 servers): $(tr '\n' ' ' <"$work/many.out")"
+for want in 'first: 64' 'then: 6' 'shared: 6' 'paused: 64' 'logged: 1' 'held sent: 0'; do
+  grep -qx "$want" "$work/many.out" || { echo "  FAILED: 70 servers: expected \"$want\""; rc=1; }
+done
+grep -q 'statement timeout' "$work/many.out" ||
+  { echo "  FAILED: 70 servers: the request to a server paused in a reused slot was not held"; rc=1; }
 [ "$(cat "$work/view.out")" = t ] || { echo "  FAILED: rate_limits did not show the pause: $(cat "$work/view.out")"; rc=1; }
 grep -q 'statement timeout' "$work/c.out" || { echo "  FAILED: session C: $(cat "$work/c.out")"; rc=1; }
 ms=$(cat "$work/c.ms")
