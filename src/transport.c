@@ -1327,13 +1327,30 @@ failure_of(CURLcode rc)
 	}
 }
 
+/*
+ * Whether a transfer that timed out never got as far as sending: libcurl
+ * sets the pre-transfer time once the connection (with its TLS handshake
+ * and proxy tunnel) is ready and the request is about to go out, so a
+ * connect timeout leaves it 0.  Without this, every connect timeout would
+ * count as a request that may have been processed.
+ */
+static bool
+timed_out_connecting(CfdwTransfer *x, CURLcode rc)
+{
+	curl_off_t	pretransfer = -1;
+
+	return rc == CURLE_OPERATION_TIMEDOUT &&
+		curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
+		pretransfer == 0;
+}
+
 /* Fill resp of a transfer that got no answer: why, and was it sent? */
 static void
 record_failure(CfdwTransfer *x, CURLcode rc)
 {
 	CfdwResponse *resp = &x->resp;
 
-	resp->outcome = certainly_not_sent(rc, resp->proxy_status)
+	resp->outcome = certainly_not_sent(rc, resp->proxy_status) || timed_out_connecting(x, rc)
 		? CFDW_NOT_SENT : CFDW_MAYBE_SENT;
 	resp->failure = failure_of(rc);
 	if (x->too_large)

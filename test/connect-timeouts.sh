@@ -15,7 +15,8 @@
 #      makes 150 INSERTs that each fail with a connect timeout;
 #   3. the site accepts again (the same address, forwarded to the stand-in):
 #      the same session's next INSERT succeeds, and so does the worker's
-#      delivery of a row queued now; nobody calls disconnect_all().
+#      delivery of a row queued now; nobody calls disconnect_all().  No
+#      row whose connect timed out is in_doubt: nothing of it was sent.
 # (~40 s)
 #
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/connect-timeouts.sh
@@ -93,6 +94,8 @@ BEGIN
 END \$\$;
 SELECT 'worker tried ' || count(*) FROM confluence_fdw.queue
  WHERE attempts > 0 OR state <> 'pending';
+-- a connect that timed out sent nothing: such rows wait to be retried
+SELECT 'in doubt ' || count(*) FROM confluence_fdw.queue WHERE state = 'in_doubt';
 \! touch $BH_WORK/bh.go
 \! sleep 0.3
 INSERT INTO pages (space_id, title) VALUES ('98306', 'after the blackhole') RETURNING title;
@@ -120,6 +123,8 @@ grep -qx 'after the blackhole' "$work/session.out" ||
   { echo "  FAILED: the session's INSERT after the blackhole"; rc=1; }
 grep -qx 'worker tried 150' "$work/session.out" ||
   { echo "  FAILED: the worker did not try every row while the site was blackholed"; rc=1; }
+grep -qx 'in doubt 0' "$work/session.out" ||
+  { echo "  FAILED: rows whose connect timed out were taken as maybe sent (in_doubt)"; rc=1; }
 [ "$(cat "$work/worker.out")" = "done " ] ||
   { echo "  FAILED: the worker's delivery after the blackhole"; rc=1; }
 [ $rc = 0 ] && echo "connect-timeouts passed"
