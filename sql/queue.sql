@@ -108,10 +108,11 @@ SELECT confluence_fdw.flush(10000) AS still_waiting;
 SELECT title, state, http_status, error FROM q_rows();
 -- requeue puts it back; sent again, it goes through
 SELECT confluence_fdw.requeue(id) FROM confluence_fdw.queue WHERE state = 'dead';
-SELECT confluence_fdw.requeue(id) AS requeue_done_row FROM confluence_fdw.queue WHERE state = 'done';
 SELECT confluence_fdw.flush(10000) AS still_waiting;
 SELECT body::jsonb->>'title' AS title, state, attempts, http_status
   FROM confluence_fdw.queue ORDER BY id;
+-- a done row is not requeued
+SELECT confluence_fdw.requeue(id) AS requeue_done_row FROM confluence_fdw.queue WHERE state = 'done';
 -- a duplicate title: Confluence refuses the create because the page
 -- exists; the worker finds it by its title (in the same space, the exact
 -- title), and the row is done with that page's id, on a first attempt too
