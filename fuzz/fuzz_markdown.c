@@ -246,11 +246,11 @@ check_output(const CfdwBuf *out, const char *what, const char *const *tags)
 	FUZZ_ASSERT(strlen(out->data) == out->len, "%s: the output holds a NUL", what);
 
 	memset(&fault, 0x7f, sizeof(fault));
-	FUZZ_ASSERT(cfdw_storage_check(out->data, out->len, &fault),
+	FUZZ_ASSERT(cfdw_storage_check(out->data, out->len, &fault, &scrub_mem),
 				"%s output is not well formed (line %d, column %d: %.256s):\n%s",
 				what, fault.line, fault.column, fault.message, out->data);
 
-	eq = cfdw_storage_equal(out->data, out->len, out->data, out->len);
+	eq = cfdw_storage_equal(out->data, out->len, out->data, out->len, &scrub_mem);
 	FUZZ_ASSERT(eq == 1, "%s: storage_equal(out, out) = %d:\n%s", what, eq, out->data);
 
 	/* the same with a line feed after it: not byte-equal, the same tree */
@@ -260,7 +260,7 @@ check_output(const CfdwBuf *out, const char *what, const char *const *tags)
 	memcpy(more, out->data, out->len);
 	more[out->len] = '\n';
 	more[out->len + 1] = '\0';
-	eq = cfdw_storage_equal(out->data, out->len, more, out->len + 1);
+	eq = cfdw_storage_equal(out->data, out->len, more, out->len + 1, &scrub_mem);
 	FUZZ_ASSERT(eq == 1, "%s: storage_equal(out, out + \"\\n\") = %d:\n%s", what, eq, out->data);
 	free(more);
 

@@ -30,6 +30,13 @@ static const char fixed[] =
 	"<ac:structured-macro ac:name=\"info\"><ac:rich-text-body><p>x</p>"
 	"</ac:rich-text-body></ac:structured-macro>";
 
+/* cmark's default allocator: malloc, abort() when it fails */
+static cmark_mem *
+malloc_mem(void)
+{
+	return cmark_get_default_mem_allocator();
+}
+
 /* The fault lies in the body: a line it has, at most one past its end. */
 static void
 check_fault(const char *body, size_t len, const CfdwXmlFault *fault)
@@ -60,7 +67,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void) argc;
 	(void) argv;
 	xmlInitParser();
-	if (!cfdw_storage_check(fixed, sizeof(fixed) - 1, NULL))
+	if (!cfdw_storage_check(fixed, sizeof(fixed) - 1, NULL, malloc_mem()))
 		FUZZ_FAIL("the fixed body is not well formed");
 	return 0;
 }
@@ -83,19 +90,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	more[size] = '\n';
 
 	memset(&fault, 0x7f, sizeof(fault));
-	ok = cfdw_storage_check(body, size, &fault);
+	ok = cfdw_storage_check(body, size, &fault, malloc_mem());
 	if (!ok)
 		check_fault(body, size, &fault);
-	FUZZ_ASSERT(cfdw_storage_check(body, size, NULL) == ok,
+	FUZZ_ASSERT(cfdw_storage_check(body, size, NULL, malloc_mem()) == ok,
 				"storage_check answers %d with a fault to fill, %d without", ok, !ok);
 
-	eq = cfdw_storage_equal(body, size, body, size);
+	eq = cfdw_storage_equal(body, size, body, size, malloc_mem());
 	FUZZ_ASSERT(eq != 0, "storage_equal(body, body) = 0");
 	FUZZ_ASSERT(eq == 1 || (eq == -1 && !ok),
 				"storage_equal(body, body) = %d though the check answered %d", eq, ok);
 
-	eq = cfdw_storage_equal(body, size, more, size + 1);
-	eq2 = cfdw_storage_equal(more, size + 1, body, size);
+	eq = cfdw_storage_equal(body, size, more, size + 1, malloc_mem());
+	eq2 = cfdw_storage_equal(more, size + 1, body, size, malloc_mem());
 	if (ok)
 	{
 		FUZZ_ASSERT(eq == 1, "storage_equal(body, body + \"\\n\") = %d for a well-formed body", eq);
@@ -108,8 +115,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					eq, eq2, fault.message);
 	}
 
-	eq = cfdw_storage_equal(body, size, fixed, sizeof(fixed) - 1);
-	eq2 = cfdw_storage_equal(fixed, sizeof(fixed) - 1, body, size);
+	eq = cfdw_storage_equal(body, size, fixed, sizeof(fixed) - 1, malloc_mem());
+	eq2 = cfdw_storage_equal(fixed, sizeof(fixed) - 1, body, size, malloc_mem());
 	FUZZ_ASSERT((eq == -1) == !ok, "storage_equal(body, fixed) = %d though the check answered %d", eq, ok);
 	FUZZ_ASSERT(eq == eq2, "storage_equal(body, fixed) = %d but storage_equal(fixed, body) = %d", eq, eq2);
 

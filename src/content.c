@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include <cjson/cJSON.h>
+#include <cmark-gfm-core-extensions.h>
 
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -36,13 +37,26 @@
  */
 
 /*
- * The context cmark allocates in.  It lives as long as the backend: cmark
+ * Every allocation of cmark-gfm's and of storage.c's comes from here: cmark's
+ * default allocator calls abort() when calloc or realloc fails, which would
+ * take the whole cluster through crash recovery, where palloc raises an
+ * ERROR.  storage.c's header comment lists what cmark-gfm allocates where:
+ * a parser made with cmark_parser_new_with_mem allocates everything of a
+ * parse (extensions included) through the mem it is given, and storage.c
+ * calls nothing that uses cmark's default allocator.  The one exception is
+ * the registry of cmark-gfm's core extensions, made once per process with
+ * the default allocator: register_extensions() makes it with that
+ * allocator pointed at functions that raise instead.
+ *
+ * The context cmark allocates in lives as long as the backend: cmark
  * gives back (cmark_pg_free) everything it allocates, and the freed chunks
  * and blocks serve the next conversion.  A context made and deleted per
  * conversion handed its blocks back to libc, which gave them back to the
  * kernel, and every conversion paid for faulting them in again (six times
- * the page faults, a third more time).  It is reset after an error (cmark
- * did not get to free its memory) and when a large document left it big.
+ * the page faults, a third more time).  It is reset after an error (an
+ * ERROR raised in the allocator, out of memory, leaves cmark's structures
+ * half built, and nothing frees them) and when a large document left it
+ * big; in_cmark_context() does both.
  */
 static MemoryContext cmark_cxt = NULL;
 
@@ -79,6 +93,99 @@ cmark_pg_free(void *ptr)
 }
 
 static cmark_mem pg_cmark_mem = {cmark_pg_calloc, cmark_pg_realloc, cmark_pg_free};
+
+/*
+ * cmark's default allocator while the extension registry is made: malloc
+ * still (the registry lives as long as the process, and cmark frees with
+ * free()), but an ERROR instead of abort() when it fails.
+ */
+static void *
+cmark_registry_calloc(size_t count, size_t size)
+{
+	void	   *ptr = calloc(count, size);
+
+	if (ptr == NULL && count != 0 && size != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while registering cmark-gfm's extensions.")));
+	return ptr;
+}
+
+static void *
+cmark_registry_realloc(void *ptr, size_t size)
+{
+	void	   *new_ptr = realloc(ptr, size);
+
+	if (new_ptr == NULL && size != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while registering cmark-gfm's extensions.")));
+	return new_ptr;
+}
+
+/*
+ * Register cmark-gfm's core extensions (table, strikethrough, autolink,
+ * tasklist) once per process, before storage.c's own call
+ * (cmark_gfm_core_extensions_ensure_registered, which then does nothing).
+ * cmark_get_default_mem_allocator() hands out the library's own, writable
+ * allocator, which the registry code reads on every call: it is pointed at
+ * the functions above for the duration and restored whatever happens.  An
+ * ERROR midway leaves the library's "registered" flag unset, so the next
+ * conversion registers again; the extensions already listed stay complete
+ * (each is built before it is listed) and are found first.
+ */
+static void
+register_extensions(void)
+{
+	static bool registered = false;
+	cmark_mem  *dflt;
+	cmark_mem	saved;
+
+	if (registered)
+		return;
+	dflt = cmark_get_default_mem_allocator();
+	saved = *dflt;
+	dflt->calloc = cmark_registry_calloc;
+	dflt->realloc = cmark_registry_realloc;
+	PG_TRY();
+	{
+		cmark_gfm_core_extensions_ensure_registered();
+	}
+	PG_FINALLY();
+	{
+		*dflt = saved;
+	}
+	PG_END_TRY();
+	registered = true;
+}
+
+/*
+ * Run work(arg) with cmark_cxt ready; on an ERROR reset the context (what
+ * cmark and storage.c had allocated is garbage) and rethrow, and after
+ * success reset it when it kept more than CMARK_KEEP_BYTES.
+ */
+static void
+in_cmark_context(void (*work) (void *), void *arg)
+{
+	if (cmark_cxt == NULL)
+		cmark_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw content",
+										  ALLOCSET_DEFAULT_SIZES);
+	register_extensions();
+	PG_TRY();
+	{
+		work(arg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextReset(cmark_cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (MemoryContextMemAllocated(cmark_cxt, false) > CMARK_KEEP_BYTES)
+		MemoryContextReset(cmark_cxt);
+}
 
 /* ---------------------------------------------------------------------
  * Conversion
@@ -122,56 +229,83 @@ from_utf8(char *text, size_t len)
 	return pg_any_to_server(text, len, PG_UTF8);
 }
 
+/* A conversion: its input and kind, and the result in caller's context. */
+typedef struct Conversion
+{
+	const char *utf8;
+	ContentKind kind;
+	MemoryContext caller;
+	char	   *result;
+} Conversion;
+
+/* The conversion itself, in cmark_cxt (under in_cmark_context). */
+static void
+convert_utf8(void *arg)
+{
+	Conversion *c = arg;
+	CfdwBuf		out;
+
+	cfdw_buf_init(&out, &pg_cmark_mem);
+	if (c->kind == CONTENT_MARKDOWN)
+		cfdw_markdown_to_storage(c->utf8, strlen(c->utf8), &out);
+	else
+		cfdw_text_to_storage(c->utf8, strlen(c->utf8), &out);
+	c->result = MemoryContextStrdup(c->caller, from_utf8(out.data, out.len));
+	cfdw_buf_free(&out);
+}
+
 /*
  * Markdown or plain text (in the database encoding) as storage format, in
  * the current memory context.
  */
-/* The conversion itself, in cmark_cxt; the result in the caller's context. */
-static char *
-convert_utf8(const char *utf8, ContentKind kind, MemoryContext caller)
-{
-	CfdwBuf		out;
-	char	   *result;
-
-	cfdw_buf_init(&out, &pg_cmark_mem);
-	if (kind == CONTENT_MARKDOWN)
-		cfdw_markdown_to_storage(utf8, strlen(utf8), &out);
-	else
-		cfdw_text_to_storage(utf8, strlen(utf8), &out);
-	result = MemoryContextStrdup(caller, from_utf8(out.data, out.len));
-	cfdw_buf_free(&out);
-	return result;
-}
-
-/* convert_utf8, and a clean context again if it fails */
-static char *
-convert_guarded(const char *utf8, ContentKind kind, MemoryContext caller)
-{
-	char	   *result = NULL;
-
-	if (cmark_cxt == NULL)
-		cmark_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw content",
-										  ALLOCSET_DEFAULT_SIZES);
-	PG_TRY();
-	{
-		result = convert_utf8(utf8, kind, caller);
-	}
-	PG_CATCH();
-	{
-		/* what cmark had allocated when the error came is garbage now */
-		MemoryContextReset(cmark_cxt);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (MemoryContextMemAllocated(cmark_cxt, false) > CMARK_KEEP_BYTES)
-		MemoryContextReset(cmark_cxt);
-	return result;
-}
-
 static char *
 convert_to_storage(const char *text, ContentKind kind)
 {
-	return convert_guarded(to_utf8(text, strlen(text)), kind, CurrentMemoryContext);
+	Conversion	c;
+
+	c.utf8 = to_utf8(text, strlen(text));
+	c.kind = kind;
+	c.caller = CurrentMemoryContext;
+	c.result = NULL;
+	in_cmark_context(convert_utf8, &c);
+	return c.result;
+}
+
+/* cfdw_storage_check's and cfdw_storage_equal's arguments and answer */
+typedef struct StorageCall
+{
+	const char *a;
+	size_t		alen;
+	const char *b;				/* the comparison's second body */
+	size_t		blen;
+	CfdwXmlFault *fault;		/* the check's, or NULL */
+	int			answer;
+} StorageCall;
+
+static void
+storage_check_call(void *arg)
+{
+	StorageCall *sc = arg;
+
+	sc->answer = cfdw_storage_check(sc->a, sc->alen, sc->fault, &pg_cmark_mem);
+}
+
+static void
+storage_equal_call(void *arg)
+{
+	StorageCall *sc = arg;
+
+	sc->answer = cfdw_storage_equal(sc->a, sc->alen, sc->b, sc->blen, &pg_cmark_mem);
+}
+
+/* cfdw_storage_check of a UTF-8 body, its buffers in cmark_cxt */
+static bool
+storage_check(const char *utf8, size_t len, CfdwXmlFault *fault)
+{
+	StorageCall sc = {utf8, len, NULL, 0, fault, 0};
+
+	in_cmark_context(storage_check_call, &sc);
+	return sc.answer != 0;
 }
 
 /* The text of one line of a body, shortened around a column, for DETAIL. */
@@ -222,7 +356,7 @@ check_storage(const CfdwTable *t, const char *column, const char *body)
 				 errmsg("column \"%s\" of foreign table \"%s\" is %zu bytes of storage format, over Confluence's limit of %d bytes for a request",
 						column, t->relname, strlen(utf8), CFDW_MAX_REQUEST_BYTES),
 				 errhint("Nothing was sent for this row.")));
-	if (cfdw_storage_check(utf8, strlen(utf8), &fault))
+	if (storage_check(utf8, strlen(utf8), &fault))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -344,7 +478,11 @@ cfdw_prepare_content(const CfdwTable *t, void *json_root)
 bool
 cfdw_same_storage(const char *current, const char *wanted)
 {
-	int			same = cfdw_storage_equal(current, strlen(current), wanted, strlen(wanted));
+	StorageCall sc = {current, strlen(current), wanted, strlen(wanted), NULL, -1};
+	int			same;
+
+	in_cmark_context(storage_equal_call, &sc);
+	same = sc.answer;
 
 	/* a body that is not XML is the same only byte for byte */
 	return same == 1 || (same < 0 && strcmp(current, wanted) == 0);
@@ -385,5 +523,5 @@ confluence_fdw_storage_is_well_formed(PG_FUNCTION_ARGS)
 	char	   *utf8 = to_utf8(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	size_t		len = utf8 == VARDATA_ANY(body) ? VARSIZE_ANY_EXHDR(body) : strlen(utf8);
 
-	PG_RETURN_BOOL(cfdw_storage_check(utf8, len, NULL));
+	PG_RETURN_BOOL(storage_check(utf8, len, NULL));
 }

@@ -12,6 +12,43 @@
  * MAX_NEST are not opened (their content still is), so no input makes
  * output that libxml2 (or Confluence) refuses for its depth.
  *
+ * Memory.  cmark-gfm 0.29.0.gfm.6 (Debian 12) allocates through a parser's
+ * cmark_mem for everything a parse makes: cmark_parser_new_with_mem keeps
+ * it, and the parser, its line buffers, reference map, nodes, inline
+ * delimiters, node strings (cmark_node_get_literal, _get_url and the like
+ * convert a chunk to a C string in the node's mem), iterators
+ * (cmark_iter_new takes the root's mem) and the extensions' own data (the
+ * table extension's rows, cells and alignments, the tasklist state, the
+ * autolink extension's new nodes, cmark_parser_attach_syntax_extension's
+ * list) all come from it, and cmark_node_free / cmark_parser_free give
+ * them back there.  cmark's default allocator (calloc or abort()) serves
+ * only what takes no mem: cmark_parser_new, cmark_node_new,
+ * cmark_markdown_to_html, cmark_parse_document and the extension registry
+ * (cmark_gfm_core_extensions_ensure_registered: the plugin, each
+ * cmark_syntax_extension, its name and special-character list, and the
+ * global list cmark_find_syntax_extension reads, which itself allocates
+ * nothing).  None of the first four is called here; the registry is made
+ * once per process, by content.c before anything else (see there).  The
+ * renderers (cmark_render_*) are not used: this file writes the storage
+ * format itself.  The table extension's cmark_arena_push/pop act only on
+ * cmark's arena allocator, which nothing here uses.  test_storage.c checks
+ * this against the installed library: with cmark's default allocator
+ * counting its calls, converting, checking and comparing documents that
+ * use every extension make none.
+ *
+ * The allocator a caller passes may leave by longjmp (palloc's ERROR).
+ * cmark-gfm then stops mid-parse with only its mem's memory in use, and
+ * one process-wide table changed: the inline parser's special characters,
+ * which a parse sets from its extensions (strikethrough's '~', the
+ * autolinks' ':', 'w' and '@') and clears at its end.  Every parser here
+ * attaches the same extensions and sets those characters again, so a
+ * later parse reads the same table either way.  This file allocates
+ * through the allocator only while no libxml2 object (which comes from
+ * malloc) is alive, so a longjmp leaks none: the prologues are built
+ * before a parser starts, and the comparison's text buffers are sized
+ * before the trees are parsed (no run of text in a tree is longer than its
+ * body, so they never grow while the trees exist).
+ *
  * IDENTIFICATION
  *		  src/storage.c
  *
@@ -35,13 +72,20 @@
 
 /* ---------------------------------------------------------------- buffer */
 
+/* A buffer with room for cap - 1 bytes and the NUL before it grows. */
+static void
+buf_init_cap(CfdwBuf *buf, cmark_mem *mem, size_t cap)
+{
+	buf->mem = mem;
+	buf->cap = cap < 256 ? 256 : cap;
+	buf->len = 0;
+	buf->data = mem->calloc(1, buf->cap);
+}
+
 void
 cfdw_buf_init(CfdwBuf *buf, cmark_mem *mem)
 {
-	buf->mem = mem;
-	buf->cap = 256;
-	buf->len = 0;
-	buf->data = mem->calloc(1, buf->cap);
+	buf_init_cap(buf, mem, 256);
 }
 
 void
@@ -52,7 +96,10 @@ cfdw_buf_free(CfdwBuf *buf)
 	buf->len = buf->cap = 0;
 }
 
-/* Room for n more bytes and the NUL; cmark_mem allocators never fail. */
+/*
+ * Room for n more bytes and the NUL.  A cmark_mem allocator never returns
+ * NULL: it aborts (cmark's default) or raises an ERROR (content.c's).
+ */
 static void
 buf_reserve(CfdwBuf *buf, size_t n)
 {
@@ -1208,13 +1255,14 @@ parse_checked(const char *body, size_t len, const CfdwBuf *pro, CheckState *st)
 }
 
 bool
-cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault)
+cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault, cmark_mem *mem)
 {
 	CfdwBuf		pro;
 	CheckState	st;
 
 	memset(&st, 0, sizeof(st));
-	cfdw_buf_init(&pro, cmark_get_default_mem_allocator());
+	/* before the parser exists: see "Memory" at the top */
+	cfdw_buf_init(&pro, mem);
 	build_prologue(body, len, &pro);
 	parse_checked(body, len, &pro, &st);
 	if (st.failed && fault)
@@ -1380,19 +1428,19 @@ same_children(xmlNodePtr a, xmlNodePtr b, CfdwBuf *ta, CfdwBuf *tb)
 	}
 }
 
-/* Parse a storage body into a tree (entities replaced), or NULL. */
+/*
+ * Parse a storage body, after its prologue, into a tree (entities
+ * replaced), or NULL.
+ */
 static xmlDocPtr
-parse_tree(const char *body, size_t len)
+parse_tree(const char *body, size_t len, const CfdwBuf *pro)
 {
-	CfdwBuf		pro;
 	xmlParserCtxtPtr parser;
 	xmlDocPtr	doc = NULL;
 	CheckState	st;
 
 	memset(&st, 0, sizeof(st));
 	xmlInitParser();
-	cfdw_buf_init(&pro, cmark_get_default_mem_allocator());
-	build_prologue(body, len, &pro);
 	parser = xmlCreatePushParserCtxt(NULL, NULL, NULL, 0, NULL);
 	if (parser != NULL)
 	{
@@ -1405,7 +1453,7 @@ parse_tree(const char *body, size_t len)
 		parser->sax->serror = check_error;
 		xmlCtxtUseOptions(parser, XML_PARSE_NONET | XML_PARSE_NOERROR |
 						  XML_PARSE_NOWARNING | XML_PARSE_NOENT | XML_PARSE_NOCDATA);
-		feed(parser, pro.data, pro.len, false);
+		feed(parser, pro->data, pro->len, false);
 		if (len > 0)
 			feed(parser, body, len, false);
 		feed(parser, ROOT_CLOSE, strlen(ROOT_CLOSE), true);
@@ -1417,36 +1465,49 @@ parse_tree(const char *body, size_t len)
 		}
 		xmlFreeParserCtxt(parser);
 	}
-	cfdw_buf_free(&pro);
 	return doc;
 }
 
 int
-cfdw_storage_equal(const char *a, size_t alen, const char *b, size_t blen)
+cfdw_storage_equal(const char *a, size_t alen, const char *b, size_t blen, cmark_mem *mem)
 {
 	xmlDocPtr	da;
 	xmlDocPtr	db;
+	CfdwBuf		pa;
+	CfdwBuf		pb;
+	CfdwBuf		ta;
+	CfdwBuf		tb;
 	int			result = -1;
 
 	if (alen == blen && memcmp(a, b, alen) == 0)
 		return 1;
-	da = parse_tree(a, alen);
-	db = da ? parse_tree(b, blen) : NULL;
-	if (da && db)
-	{
-		CfdwBuf		ta;
-		CfdwBuf		tb;
 
-		cfdw_buf_init(&ta, cmark_get_default_mem_allocator());
-		cfdw_buf_init(&tb, cmark_get_default_mem_allocator());
+	/*
+	 * Everything from mem before the first tree, libxml2's malloc, exists
+	 * (see "Memory" at the top): both prologues, and text buffers each as
+	 * long as its body, which is more than any run of text in its tree (an
+	 * entity or character reference is never shorter than the character it
+	 * stands for, and white space only shrinks when collapsed), so they
+	 * never grow.
+	 */
+	cfdw_buf_init(&pa, mem);
+	build_prologue(a, alen, &pa);
+	cfdw_buf_init(&pb, mem);
+	build_prologue(b, blen, &pb);
+	buf_init_cap(&ta, mem, alen + 1);
+	buf_init_cap(&tb, mem, blen + 1);
+	da = parse_tree(a, alen, &pa);
+	db = da ? parse_tree(b, blen, &pb) : NULL;
+	if (da && db)
 		result = same_children(xmlDocGetRootElement(da)->children,
 							   xmlDocGetRootElement(db)->children, &ta, &tb) ? 1 : 0;
-		cfdw_buf_free(&ta);
-		cfdw_buf_free(&tb);
-	}
 	if (da)
 		xmlFreeDoc(da);
 	if (db)
 		xmlFreeDoc(db);
+	cfdw_buf_free(&ta);
+	cfdw_buf_free(&tb);
+	cfdw_buf_free(&pa);
+	cfdw_buf_free(&pb);
 	return result;
 }

@@ -7,9 +7,21 @@
  *
  * Like pure.h, these use only libc, cmark-gfm and libxml2 and report
  * problems through return values, so the unit tests and the fuzzers link
- * them directly.  Output grows in a CfdwBuf through a cmark_mem allocator:
- * the extension passes one that allocates in a memory context (content.c),
- * the tests cmark's default, malloc.
+ * them directly.  Every allocation of cmark-gfm's and of this code goes
+ * through the cmark_mem the caller passes (a CfdwBuf carries it for the
+ * converters), save the one-time registration of cmark-gfm's extensions,
+ * which knows only cmark's default allocator (content.c does it first, see
+ * there, and storage.c's header comment lists what cmark-gfm allocates
+ * where).  The extension passes one that allocates in a memory context
+ * and raises an ERROR when memory runs out (content.c), the tests and the
+ * fuzzers cmark's default (malloc, abort() on failure) or their own.
+ *
+ * An allocator may so leave by longjmp at any allocation.  What these
+ * functions allocated through it is then the caller's to drop (content.c
+ * resets the context); nothing else is held at that moment: no libxml2
+ * object is alive while they allocate through the allocator, and cmark-gfm
+ * keeps no state between calls that a later call would trip over (the
+ * findings are in storage.c's header comment).
  *
  * IDENTIFICATION
  *		  src/storage.h
@@ -60,9 +72,11 @@ typedef struct CfdwXmlFault
  * Whether body is well-formed storage format: XML content (any number of
  * top-level elements and text) where the ac:, ri: and at: prefixes are
  * bound and HTML's named entities (&nbsp;, &mdash;, ...) are defined.
- * On false, fault says where the first fault is.
+ * On false, fault says where the first fault is.  libxml2 allocates with
+ * malloc itself; mem serves this code's buffers.
  */
-extern bool cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault);
+extern bool cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault,
+							   cmark_mem *mem);
 
 /*
  * Whether two storage bodies say the same: equal XML trees once what
@@ -72,6 +86,7 @@ extern bool cfdw_storage_check(const char *body, size_t len, CfdwXmlFault *fault
  * different, -1 when either is not well formed (then only byte equality
  * could tell, and they are not byte-identical).
  */
-extern int	cfdw_storage_equal(const char *a, size_t alen, const char *b, size_t blen);
+extern int	cfdw_storage_equal(const char *a, size_t alen, const char *b, size_t blen,
+							   cmark_mem *mem);
 
 #endif							/* CFDW_STORAGE_H */

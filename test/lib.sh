@@ -311,6 +311,10 @@ cfdw_pg_virtualenv() {
   # CFDW_PGVE_PLAIN=1: a plain cluster (no pg_cron, default logging), e.g.
   # for benchmarks, where logging every statement would cost time.
   [ "${CFDW_PGVE_PLAIN:-0}" = 1 ] && CFDW_PGVE_OPTS=()
+  # CFDW_POSTMASTER_ENV=FILE: the cluster's environment file (pg_ctlcluster
+  # starts the server with only the variables it lists), e.g. the
+  # sanitizers' LD_PRELOAD and options of test/sanitize.sh.  No blanks in FILE.
+  [ -n "${CFDW_POSTMASTER_ENV:-}" ] && CFDW_PGVE_OPTS+=(-c "--environment=$CFDW_POSTMASTER_ENV")
   marker=$(mktemp /tmp/cfdw-pgve.XXXXXX)
   for attempt in 1 2 3; do
     rm -f "$marker"

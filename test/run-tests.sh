@@ -79,6 +79,8 @@ EXTRA_AFTER=(
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/memory-failures.sh"
   # a scan of 100,000 pages: streamed page by page, memory flat (~10 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/read-memory.sh"
+  # Markdown conversions: memory flat, and out of memory an ERROR (~10 s)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/content-memory.sh"
   "python3 test/contract/prepare-spec.py --selftest"
   # delivery 'queue': kill -9 of the worker and an immediate shutdown in
   # the middle of 500-row deliveries (~25 s), and a failover to a

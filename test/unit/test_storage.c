@@ -26,7 +26,9 @@
  *-------------------------------------------------------------------------
  */
 #include <dirent.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include <libxml/parser.h>
+#include <libxml/xmlmemory.h>
 
 #include "storage.h"
 
@@ -139,7 +142,7 @@ text(const char *s, size_t len)
 static int
 equal(const char *a, const char *b)
 {
-	return cfdw_storage_equal(a, strlen(a), b, strlen(b));
+	return cfdw_storage_equal(a, strlen(a), b, strlen(b), mem());
 }
 
 /* Markdown must convert to exactly expected. */
@@ -171,7 +174,7 @@ well_formed(const char *s, size_t len, CfdwXmlFault *fault)
 {
 	CfdwXmlFault local;
 
-	return cfdw_storage_check(s, len, fault ? fault : &local);
+	return cfdw_storage_check(s, len, fault ? fault : &local, mem());
 }
 
 static char *
@@ -321,10 +324,10 @@ corpus_file(const char *dir, const char *name, bool write)
 	}
 
 	memset(&fault, 0, sizeof(fault));
-	CHECK(cfdw_storage_check(out.data, out.len, &fault),
+	CHECK(cfdw_storage_check(out.data, out.len, &fault, mem()),
 		  "%s: the output is not well formed: line %d column %d: %s",
 		  path, fault.line, fault.column, fault.message);
-	eq = cfdw_storage_equal(out.data, out.len, out.data, out.len);
+	eq = cfdw_storage_equal(out.data, out.len, out.data, out.len, mem());
 	CHECK(eq == 1, "%s: storage_equal(output, output) is %d", path, eq);
 
 	/* the same once more past the byte comparison's shortcut: a trailing line */
@@ -333,7 +336,7 @@ corpus_file(const char *dir, const char *name, bool write)
 
 		memcpy(longer, out.data, out.len);
 		memcpy(longer + out.len, "\n", 2);
-		eq = cfdw_storage_equal(out.data, out.len, longer, out.len + 1);
+		eq = cfdw_storage_equal(out.data, out.len, longer, out.len + 1, mem());
 		CHECK(eq == 1, "%s: storage_equal(output, output + \"\\n\") is %d", path, eq);
 		free(longer);
 	}
@@ -399,7 +402,7 @@ check_fault(const char *body, int line, int col_lo, int col_hi, const char *want
 	bool		ok;
 
 	memset(&fault, 0, sizeof(fault));
-	ok = cfdw_storage_check(body, strlen(body), &fault);
+	ok = cfdw_storage_check(body, strlen(body), &fault, mem());
 	CHECK(!ok, "%s: %s was accepted", what, show(body));
 	if (ok)
 		return;
@@ -419,7 +422,7 @@ check_accepted(const char *body, const char *what)
 	bool		ok;
 
 	memset(&fault, 0, sizeof(fault));
-	ok = cfdw_storage_check(body, strlen(body), &fault);
+	ok = cfdw_storage_check(body, strlen(body), &fault, mem());
 	CHECK(ok, "%s: %s refused at %d:%d: %s", what, show(body), fault.line,
 		  fault.column, fault.message);
 }
@@ -469,8 +472,8 @@ test_check(void)
 	check_accepted("<!-- a comment --><p>x</p>", "a comment");
 
 	/* a NULL fault is allowed */
-	CHECK(!cfdw_storage_check("<p>", 3, NULL), "a NULL fault pointer");
-	CHECK(cfdw_storage_check("<p/>", 4, NULL), "a NULL fault pointer, accepted");
+	CHECK(!cfdw_storage_check("<p>", 3, NULL, mem()), "a NULL fault pointer");
+	CHECK(cfdw_storage_check("<p/>", 4, NULL, mem()), "a NULL fault pointer, accepted");
 
 	/*
 	 * A body over libxml2's 10,000,000-byte lookup limit: fed in one piece,
@@ -485,9 +488,9 @@ test_check(void)
 		for (size_t i = 0; i < n; i++)
 			memcpy(big + i * (sizeof(unit) - 1), unit, sizeof(unit) - 1);
 		big[n * (sizeof(unit) - 1)] = '\0';
-		CHECK(cfdw_storage_check(big, n * (sizeof(unit) - 1), &fault),
+		CHECK(cfdw_storage_check(big, n * (sizeof(unit) - 1), &fault, mem()),
 			  "a 12 MB body refused at %d:%d: %s", fault.line, fault.column, fault.message);
-		CHECK(cfdw_storage_equal(big, n * (sizeof(unit) - 1), big, n * (sizeof(unit) - 1) - 1) == 1,
+		CHECK(cfdw_storage_equal(big, n * (sizeof(unit) - 1), big, n * (sizeof(unit) - 1) - 1, mem()) == 1,
 			  "a 12 MB body and the same without its last newline differ");
 		free(big);
 	}
@@ -787,7 +790,7 @@ test_random(void)
 		out = md(in, n);
 		memset(&fault, 0, sizeof(fault));
 		if (!well_formed(out.data, out.len, &fault) ||
-			cfdw_storage_equal(out.data, out.len, out.data, out.len) != 1)
+			cfdw_storage_equal(out.data, out.len, out.data, out.len, mem()) != 1)
 		{
 			if (bad++ < 3)
 				CHECK(false, "round %d: %s gave %s, refused at %d:%d: %s", round,
@@ -806,6 +809,291 @@ test_random(void)
 	CHECK(bad == 0, "%d of 3000 random inputs gave output that is not well formed", bad);
 }
 
+/* ---------------------------------------------------------------------
+ * Allocators: cmark-gfm and storage.c allocate only through the cmark_mem
+ * they are given, and one that leaves by longjmp at any call (as the
+ * extension's does: palloc raises an ERROR when memory runs out) leaves
+ * nothing behind once what it handed out is dropped (as the extension
+ * resets its memory context), and nothing a later call trips over.
+ * ---------------------------------------------------------------------
+ */
+
+/* libxml2's live blocks (it allocates with malloc, through xmlMemSetup) */
+static long xml_live;
+
+static void
+xml_free(void *p)
+{
+	if (p)
+		xml_live--;
+	free(p);
+}
+
+static void *
+xml_malloc(size_t size)
+{
+	void	   *p = malloc(size);
+
+	if (p)
+		xml_live++;
+	return p;
+}
+
+static void *
+xml_realloc(void *p, size_t size)
+{
+	void	   *q = realloc(p, size);
+
+	if (q && p == NULL)
+		xml_live++;
+	return q;
+}
+
+static char *
+xml_strdup(const char *s)
+{
+	char	   *p = strdup(s);
+
+	if (p)
+		xml_live++;
+	return p;
+}
+
+/* A block handed out by the tracking allocator, in a list of live ones. */
+typedef union Tracked
+{
+	struct
+	{
+		union Tracked *prev;
+		union Tracked *next;
+	}			h;
+	max_align_t align;
+} Tracked;
+
+static Tracked tracked = {{&tracked, &tracked}};
+static long track_calls;		/* calloc and realloc calls so far */
+static long track_fail_at;		/* the call that longjmps (0: none) */
+static jmp_buf track_jmp;
+static long xml_baseline;		/* libxml2's live blocks outside a call */
+static int	xml_alive_at_alloc; /* allocations while more were alive */
+
+static void
+track_link(Tracked *t)
+{
+	t->h.prev = &tracked;
+	t->h.next = tracked.h.next;
+	tracked.h.next->h.prev = t;
+	tracked.h.next = t;
+}
+
+static void
+track_unlink(Tracked *t)
+{
+	t->h.prev->h.next = t->h.next;
+	t->h.next->h.prev = t->h.prev;
+}
+
+/* every call may be the one that fails, as palloc's may */
+static void
+track_call(void)
+{
+	if (xml_live != xml_baseline)
+		xml_alive_at_alloc++;
+	if (++track_calls == track_fail_at)
+		longjmp(track_jmp, 1);
+}
+
+static void *
+track_calloc(size_t count, size_t size)
+{
+	Tracked    *t;
+
+	track_call();
+	if (size != 0 && count > (SIZE_MAX - sizeof(Tracked)) / size)
+		abort();
+	t = calloc(1, sizeof(Tracked) + count * size);
+	if (t == NULL)
+		abort();
+	track_link(t);
+	return t + 1;
+}
+
+static void *
+track_realloc(void *p, size_t size)
+{
+	Tracked    *t;
+
+	if (p == NULL)
+		return track_calloc(1, size);
+	track_call();
+	t = (Tracked *) p - 1;
+	track_unlink(t);
+	t = realloc(t, sizeof(Tracked) + size);
+	if (t == NULL)
+		abort();
+	track_link(t);
+	return t + 1;
+}
+
+static void
+track_free(void *p)
+{
+	Tracked    *t;
+
+	if (p == NULL)
+		return;
+	t = (Tracked *) p - 1;
+	track_unlink(t);
+	free(t);
+}
+
+/* Drop everything still handed out, as a memory context reset does. */
+static long
+track_reset(void)
+{
+	long		n = 0;
+
+	while (tracked.h.next != &tracked)
+	{
+		Tracked    *t = tracked.h.next;
+
+		track_unlink(t);
+		free(t);
+		n++;
+	}
+	return n;
+}
+
+static cmark_mem track_mem = {track_calloc, track_realloc, track_free};
+
+/* cmark's default allocator as it was, and its calls while counted */
+static cmark_mem default_saved;
+static long default_calls;
+
+static void *
+counting_calloc(size_t count, size_t size)
+{
+	default_calls++;
+	return default_saved.calloc(count, size);
+}
+
+static void *
+counting_realloc(void *p, size_t size)
+{
+	default_calls++;
+	return default_saved.realloc(p, size);
+}
+
+/* Every extension, an alert, entities, raw HTML, links, code. */
+static const char alloc_doc[] =
+	"# Title &amp; more\n\n"
+	"| left | right | centre |\n|:--|--:|:-:|\n| ~~gone~~ | www.example.com | a \\| b |\n| x |\n\n"
+	"- [ ] to do\n- [x] done, see https://example.com/a?b=c\n\n"
+	"> [!NOTE]\n> an alert with <b>raw</b> HTML &nbsp; and `code`\n\n"
+	"1. *one*\n2. **two** [link](http://example.com \"title\") ![alt](http://example.com/i.png)\n\n"
+	"```sql\nSELECT 1;\n```\n\n[ref]: http://example.com/ref\n\nfoo@example.com [ref]\n";
+
+/*
+ * Convert alloc_doc (as Markdown and as plain text), check the result and
+ * compare it with itself plus a line feed, all through m; returns the
+ * Markdown's storage in a malloc'd string.
+ */
+static char *
+alloc_work(cmark_mem *m)
+{
+	CfdwBuf		out;
+	CfdwBuf		text;
+	CfdwXmlFault fault;
+	char	   *more;
+	char	   *result;
+
+	cfdw_buf_init(&out, m);
+	cfdw_markdown_to_storage(alloc_doc, strlen(alloc_doc), &out);
+	cfdw_buf_init(&text, m);
+	cfdw_text_to_storage(alloc_doc, strlen(alloc_doc), &text);
+	CHECK(cfdw_storage_check(out.data, out.len, &fault, m), "not well formed: %s", fault.message);
+	CHECK(cfdw_storage_check(text.data, text.len, &fault, m), "not well formed: %s", fault.message);
+	CHECK(!cfdw_storage_check("<p>&bogus;</p>", 14, &fault, m), "&bogus; accepted");
+	more = m->calloc(1, out.len + 2);
+	memcpy(more, out.data, out.len);
+	more[out.len] = '\n';
+	CHECK(cfdw_storage_equal(out.data, out.len, more, out.len + 1, m) == 1,
+		  "the output and the output plus a line feed differ");
+	CHECK(cfdw_storage_equal(out.data, out.len, text.data, text.len, m) == 0,
+		  "the Markdown's and the plain text's output are equal");
+	m->free(more);
+	result = strdup(out.data);
+	cfdw_buf_free(&text);
+	cfdw_buf_free(&out);
+	return result;
+}
+
+static void
+test_allocator(void)
+{
+	cmark_mem  *dflt = cmark_get_default_mem_allocator();
+	char	   *reference;
+	char	   *again;
+	long		total;
+	long		failed = 0;
+	long		left_behind = 0;
+	long		xml_leaked = 0;
+
+	current_group = "allocator";
+	/* once first: cmark-gfm registers its extensions (the default allocator) */
+	free(alloc_work(dflt));
+
+	/* every allocation through the given allocator, none through the default */
+	default_saved = *dflt;
+	dflt->calloc = counting_calloc;
+	dflt->realloc = counting_realloc;
+	track_calls = 0;
+	track_fail_at = 0;
+	xml_baseline = xml_live;
+	reference = alloc_work(&track_mem);
+	*dflt = default_saved;
+	total = track_calls;
+	CHECK(default_calls == 0, "%ld calls of cmark's default allocator during a conversion, check and comparison",
+		  default_calls);
+	CHECK(total > 100, "only %ld allocations through the given allocator", total);
+	CHECK(track_reset() == 0, "blocks left allocated after a conversion, check and comparison");
+	CHECK(xml_alive_at_alloc == 0, "%d allocations while libxml2 objects were alive", xml_alive_at_alloc);
+	CHECK(xml_live == xml_baseline, "libxml2 blocks left after a check and comparison");
+
+	/* the allocator fails at each of those calls in turn */
+	for (long k = 1; k <= total; k++)
+	{
+		track_calls = 0;
+		track_fail_at = k;
+		xml_baseline = xml_live;
+		if (setjmp(track_jmp) == 0)
+		{
+			free(alloc_work(&track_mem));
+			CHECK(false, "the allocation that was to fail at call %ld of %ld never came", k, total);
+		}
+		else
+			failed++;
+		track_fail_at = 0;
+		left_behind += track_reset() > 0;
+		if (xml_live != xml_baseline)
+			xml_leaked++;
+		xml_live = xml_baseline;
+	}
+	CHECK(failed == total, "%ld of %ld allocations failed", failed, total);
+	CHECK(left_behind > 0, "no failure left cmark's memory to drop");
+	CHECK(xml_alive_at_alloc == 0, "%d allocations while libxml2 objects were alive (they leak on a longjmp)",
+		  xml_alive_at_alloc);
+	CHECK(xml_leaked == 0, "%ld failures left libxml2 objects behind", xml_leaked);
+
+	/* and nothing a later conversion trips over */
+	again = alloc_work(&track_mem);
+	CHECK(strcmp(again, reference) == 0, "after the failures, the document converts to %s, not %s",
+		  show(again), show(reference));
+	CHECK(track_reset() == 0, "blocks left allocated after a conversion");
+	free(again);
+	free(reference);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -821,6 +1109,12 @@ main(int argc, char **argv)
 	if (first >= argc)
 	{
 		fprintf(stderr, "usage: %s [--write] CORPUS_DIR...\n", argv[0]);
+		return 2;
+	}
+	/* before libxml2 allocates anything: test_allocator() counts its blocks */
+	if (xmlMemSetup(xml_free, xml_malloc, xml_realloc, xml_strdup) != 0)
+	{
+		fprintf(stderr, "xmlMemSetup failed\n");
 		return 2;
 	}
 	xmlInitParser();
@@ -841,6 +1135,7 @@ main(int argc, char **argv)
 	test_converter();
 	test_deep_nesting();
 	test_random();
+	test_allocator();
 
 	xmlCleanupParser();
 	printf("storage: %d corpus files; %d passed, %d failed\n", files, n_passed, n_failed);

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The extension under AddressSanitizer and UndefinedBehaviorSanitizer, as
+# root, on Debian 12 (the packages test/install-deps.sh installs):
+#
+#   bash test/sanitize.sh
+#
+# 1. enters a private mount namespace where PostgreSQL's lib/ and
+#    extension/ folders are private copies, so the instrumented build is
+#    installed only there: the system's PostgreSQL keeps its own files,
+#    during the run and after it;
+# 2. builds the extension with gcc -fsanitize=address,undefined
+#    -fno-sanitize-recover=all -fno-omit-frame-pointer (run-tests.sh's
+#    build, with these in CFDW_COPT) and installs it;
+# 3. starts every throw-away cluster with an environment file
+#    (CFDW_POSTMASTER_ENV, test/lib.sh) that preloads libasan into the
+#    postmaster (an uninstrumented program can load an instrumented module
+#    only when the runtime comes first) and sets ASAN_OPTIONS (detect_leaks=0:
+#    PostgreSQL leaves its memory to exit on purpose) and UBSAN_OPTIONS
+#    (halt_on_error), each with a log_path: a report ends the backend and
+#    is written there;
+# 4. runs the regression suites (run-tests.sh's direct run, no front runs,
+#    no extra scripts), test/queue-crash.sh, the C unit tests under the
+#    sanitizers (make unit-asan) and each fuzz harness once over its seed
+#    corpus (fuzz/corpus/NAME, libFuzzer -runs=0);
+# 5. copies the reports to test/results/sanitizer/ and fails when there is
+#    any, or when a step failed.  Removes the instrumented objects from the
+#    tree at the end (make clean).
+#
+# Knobs: CFDW_SKIP_DEPS=1 (no install-deps.sh), CFDW_REGRESS (as run-tests.sh).
+# Status (README.md, "Tests"): no cluster starts yet, because `postgres -V`
+# with libasan preloaded waits forever in glibc's bindtextdomain().
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source test/lib.sh
+
+SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+
+if [ "${CFDW_SANITIZE_NS:-0}" != 1 ]; then
+  [ "$(id -u)" = 0 ] || cfdw_die "sanitize: run as root (a private mount namespace, as run-tests.sh)"
+  [ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
+  pgc=$(cfdw_pg_config)
+  libdir=$("$pgc" --pkglibdir)
+  extdir=$("$pgc" --sharedir)/extension
+  priv=$(mktemp -d /tmp/cfdw-sanitize.XXXXXX)
+  chmod 755 "$priv"
+  trap 'rm -rf "$priv"' EXIT
+  cp -a "$libdir" "$priv/lib"
+  cp -a "$extdir" "$priv/ext"
+  rc=0
+  t0=$SECONDS
+  # shellcheck disable=SC2016
+  CFDW_SANITIZE_NS=1 CFDW_SANITIZE_DIR=$priv unshare -m --propagation private bash -c '
+    mount --bind "$1/lib" "$2" && mount --bind "$1/ext" "$3" && exec bash test/sanitize.sh' \
+    sanitize "$priv" "$libdir" "$extdir" || rc=$?
+  # the instrumented objects must not be taken for a normal build's
+  make -s clean PG_CONFIG="$pgc" >/dev/null 2>&1 || true
+  cfdw_log "sanitize: $([ $rc = 0 ] && echo passed || echo FAILED) in $((SECONDS - t0)) s"
+  exit $rc
+fi
+
+# ---- inside the private namespace ----
+priv=$CFDW_SANITIZE_DIR
+reports=$priv/reports
+mkdir -p "$reports"
+# the servers run as postgres and write their reports here
+chmod 1777 "$reports"
+libasan=$(gcc -print-file-name=libasan.so)
+[ -e "$libasan" ] || cfdw_die "sanitize: gcc has no libasan.so ($libasan)"
+cat >"$priv/environment" <<EOF
+# environment of the postgres processes (test/sanitize.sh)
+LD_PRELOAD = '$libasan'
+ASAN_OPTIONS = 'detect_leaks=0:halt_on_error=1:abort_on_error=0:quarantine_size_mb=32:malloc_context_size=20:log_path=$reports/asan'
+UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan'
+EOF
+chmod 644 "$priv/environment"
+export CFDW_POSTMASTER_ENV=$priv/environment
+
+rc=0
+step_run() {  # step_run LABEL CMD...: runs CMD, notes the time and the result
+  local label=$1 t=$SECONDS
+  shift
+  cfdw_log "sanitize: $label"
+  if "$@"; then
+    cfdw_log "sanitize: $label: ok ($((SECONDS - t)) s)"
+  else
+    cfdw_log "sanitize: $label: FAILED ($((SECONDS - t)) s)"
+    rc=1
+  fi
+}
+
+# the regression suites (run-tests.sh builds with CFDW_COPT and installs)
+step_run "regression suites" env CFDW_SKIP_DEPS=1 CFDW_FRONT_RUNS="" CFDW_SKIP_EXTRAS=1 \
+  CFDW_COPT="-Wextra -Werror -Wno-unused-parameter $SAN_FLAGS" bash test/run-tests.sh
+# the module installed is the instrumented one
+so=$("$(cfdw_pg_config)" --pkglibdir)/confluence_fdw.so
+if ! ldd "$so" | grep -q libasan; then
+  cfdw_log "sanitize: $so does not use libasan: the run proves nothing"
+  rc=1
+fi
+# run-tests.sh begins by emptying test/results; the server logs are kept there
+mkdir -p test/results/sanitizer
+step_run "queue-crash" env CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-crash.sh
+step_run "unit tests (make unit-asan)" make -s unit-asan
+
+# each fuzz harness once over its committed seeds
+fuzz_once() {
+  local name bin
+  make -s fuzz-build test/unit/build/locale/en_US.ISO-8859-1/LC_CTYPE || return 1
+  for name in headers path retry_after body markdown storage_check; do
+    bin=fuzz/build/fuzz_$name
+    CFDW_FUZZ_LOCPATH=$PWD/test/unit/build/locale \
+      ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:log_path=$reports/fuzz-$name \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$reports/fuzz-$name-ubsan \
+      "$bin" -runs=0 "fuzz/corpus/$name" >"test/results/sanitizer/fuzz-$name.log" 2>&1 ||
+      { cfdw_log "sanitize: fuzz_$name failed on its corpus (test/results/sanitizer/fuzz-$name.log)"; return 1; }
+  done
+}
+step_run "fuzz corpora" fuzz_once
+
+cp -a "$reports"/. test/results/sanitizer/ 2>/dev/null || true
+found=$(find "$reports" -type f | wc -l)
+if [ "$found" -gt 0 ]; then
+  cfdw_log "sanitize: $found sanitizer report(s), in test/results/sanitizer/:"
+  for f in "$reports"/*; do
+    echo "==== $(basename "$f")"
+    head -n 60 "$f"
+  done
+  rc=1
+else
+  cfdw_log "sanitize: no sanitizer report"
+fi
+exit $rc
