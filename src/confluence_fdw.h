@@ -4,7 +4,7 @@
  *		  The one shared header of confluence_fdw: a foreign data wrapper that
  *		  turns INSERTs into Confluence Cloud REST API v2 requests.
  *
- * The files and what they own (DESIGN §4):
+ * The files and what they own (docs/architecture.md has the layers):
  *	confluence_fdw.c	the handler, the SQL functions, _PG_init
  *	insert.c	the INSERT executor: one row at a time, pipelined, batched
  *	options.c	option catalog, validator, resolving server + user mapping +
@@ -38,9 +38,10 @@
 #include "postgres.h"
 
 /*
- * Built and tested with PostgreSQL 15 only; the guards for 16 and 17 in the
- * code are untested.  Older majors lack pg_prng and the executor and
- * planner APIs used here.
+ * Built and tested with PostgreSQL 15 only.  The few PG_VERSION_NUM guards
+ * for later majors (insert.c, scan.c, transport.c) are not all that 16 and
+ * later change: the extension does not build there yet.  Older majors lack
+ * pg_prng and the executor and planner APIs used here.
  */
 #if PG_VERSION_NUM < 150000
 #error "confluence_fdw needs PostgreSQL 15 or later"
@@ -62,7 +63,7 @@
 #define CFDW_VERSION "1.1"
 #define CFDW_USER_AGENT "confluence_fdw/" CFDW_VERSION
 
-/* Defaults of the server options (DESIGN §2). */
+/* Defaults of the server options (README "Options"). */
 #define CFDW_DEFAULT_TIMEOUT_MS			30000
 #define CFDW_DEFAULT_CONNECT_TIMEOUT_MS	10000
 #define CFDW_DEFAULT_MAX_RESPONSE_BYTES	(16 * 1024 * 1024)

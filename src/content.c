@@ -3,7 +3,8 @@
  * content.c
  *		  What people write, turned into what Confluence takes: Markdown and
  *		  plain text converted to storage format, and every storage body
- *		  checked for well-formedness before it is sent (DESIGN §10).
+ *		  checked for well-formedness before it is sent (README "Markdown and
+ *		  plain text").
  *
  * The conversion and the check themselves are storage.c's, which knows
  * no PostgreSQL; this file gives cmark-gfm an allocator in a memory

@@ -334,7 +334,7 @@ url_host(const char *url)
 }
 
 /*
- * Egress control (DESIGN §7): a server that a role other than a superuser
+ * Egress control (README "Security notes"): a server that a role other than a superuser
  * sets up may only name hosts that confluence_fdw.allowed_hosts allows, or
  * it could read internal https services' answers through RETURNING.
  */
@@ -1219,7 +1219,7 @@ read_column_options(const CfdwTable *t, CfdwColumn *col,
 /*
  * The mapping of a column without field or response_field, by its name:
  * a template column's own (body -> body.value, ...), else the conventional
- * names of DESIGN §2 for hand-made tables.  Both stay NULL for a column
+ * names of the README's "Column" options for hand-made tables.  Both stay NULL for a column
  * sent under its camel-cased name.
  */
 static void

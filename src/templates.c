@@ -34,7 +34,7 @@
 #include "confluence_fdw.h"
 
 /*
- * Response columns every template has (DESIGN §2).  Comments have no
+ * Response columns every template has (README "Templates").  Comments have no
  * createdAt of their own in v2, only their first version's: created_at
  * reads that, so it is never NULL.
  */

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * upsert.c
- *		  on_conflict 'update' and 'skip' (DESIGN §10): a row of a pages or
+ *		  on_conflict 'update' and 'skip' (README "Upsert by title"): a row of a pages or
  *		  blogposts table whose title is taken in its space updates that
  *		  page, or leaves it alone, instead of failing with Confluence's 400.
  *

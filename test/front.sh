@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The realistic front of the test suite (DESIGN §7): what every real
+# The realistic front of the test suite (README "Tests"): what every real
 # Confluence site looks like, built on loopback from Debian's packages.
 #
 #   source test/lib.sh; source test/front.sh

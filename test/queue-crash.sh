@@ -11,6 +11,16 @@
 #      stopped with pg_ctl stop -m immediate and started again.
 #   3. QCRASH_ROWS rows of an upsert table (on_conflict 'update'); the
 #      worker is killed once about a fifth of them are created.
+#   4. QCRASH_COMMENTS (300) footer comments, which nothing can find again;
+#      once about a fifth are created, the server is stopped with
+#      pg_ctl stop -m fast (SIGTERM ends the worker mid-delivery) and
+#      started again.  Only the requests that were in flight may end
+#      in_doubt (at most max_concurrency), every other comment is sent once:
+#      rows are claimed as their requests start, not a batch at a time.
+#   5. The same with synchronous_commit = off (and a slow WAL writer) and
+#      an immediate shutdown: a claim is made durable before its request
+#      starts whatever synchronous_commit says, so no comment whose claim
+#      was lost is sent a second time.
 # Then every queue row must be done (or in_doubt, where the stand-in got it
 # but the worker could not know; never for an upsert, which is sent again
 # and looks its page up first), and the stand-in must have created every
@@ -24,6 +34,7 @@ cd "$(dirname "$0")/.."
 source test/lib.sh
 
 export QCRASH_ROWS=${QCRASH_ROWS:-500} QCRASH_DELAY_MS=${QCRASH_DELAY_MS:-100}
+export QCRASH_COMMENTS=${QCRASH_COMMENTS:-300}
 [ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
 if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
   PG_CONFIG=$(cfdw_pg_config)
@@ -43,17 +54,17 @@ export QCRASH_WORK=$work CFDW_PG_VERSION
 cat >"$work/inside.sh" <<'INSIDE'
 set -euo pipefail
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At -d postgres "$@"; }
-created() {  # pages the stand-in has
+created() {  # pages (or another counter of its stats) the stand-in has
   curl -fsS --max-time 10 "$STANDIN_URL/_standin/stats" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["pages"])'
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "${1:-pages}"
 }
-wait_created() {  # wait_created N: until the stand-in has N pages (60 s)
+wait_created() {  # wait_created N [COUNTER]: until the stand-in has N pages (60 s)
   local i
   for i in $(seq 600); do
-    [ "$(created)" -ge "$1" ] && return 0
+    [ "$(created "${2:-pages}")" -ge "$1" ] && return 0
     sleep 0.1
   done
-  echo "the stand-in did not reach $1 pages"; return 1
+  echo "the stand-in did not reach $1 ${2:-pages}"; return 1
 }
 wait_up() {
   local i
@@ -76,8 +87,9 @@ CREATE SERVER s FOREIGN DATA WRAPPER confluence_fdw
 CREATE USER MAPPING FOR CURRENT_USER SERVER s
   OPTIONS (username '$CFDW_USER', api_token '$CFDW_TOKEN');
 CREATE SCHEMA q;
-IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER s INTO q;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages, footer_comments) FROM SERVER s INTO q;
 ALTER FOREIGN TABLE q.pages OPTIONS (ADD delivery 'queue');
+ALTER FOREIGN TABLE q.footer_comments OPTIONS (ADD delivery 'queue');
 CREATE FOREIGN TABLE q.reports (space_id text, title text, body text)
   SERVER s OPTIONS (endpoint 'pages', delivery 'queue', representation 'markdown',
                     on_conflict 'update');
@@ -118,6 +130,44 @@ left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
 echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
 psql_q -c "SELECT state || ' ' || coalesce(action, '-'), count(*) FROM confluence_fdw.queue
            WHERE table_name = 'q.reports' GROUP BY 1 ORDER BY 1" >"$QCRASH_WORK/upsert_states.txt"
+
+# 4. fast shutdown in the middle of footer comments
+page=$(curl -fsS --max-time 10 -X POST "$STANDIN_URL/_standin/seed" -d \
+  '{"collection": "pages", "count": 1, "spaceId": "98306", "title_prefix": "comments on "}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["first_id"])')
+comments() {  # comments PREFIX: QCRASH_COMMENTS footer comments, committed
+  psql_q -c "INSERT INTO q.footer_comments (page_id, body)
+             SELECT '$page', '<p>$1 ' || g || '</p>' FROM generate_series(1, $QCRASH_COMMENTS) g"
+}
+base=$(created comments)
+comments fast
+wait_created $((base + QCRASH_COMMENTS / 5)) comments
+echo "queue-crash: stopping the server (fast) with $(created comments) comments"
+pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m fast
+pg_ctlcluster "$CFDW_PG_VERSION" regress start
+wait_up
+left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
+echo "queue-crash: after the restart, $left rows still wait; $(created comments) comments"
+
+# 5. synchronous_commit off, a WAL writer that waits 10 s, immediate shutdown
+psql_q -c "ALTER SYSTEM SET synchronous_commit = off" -c "ALTER SYSTEM SET wal_writer_delay = '10s'" \
+       -c "SELECT pg_reload_conf()" >/dev/null
+base=$(created comments)
+comments async
+wait_created $((base + QCRASH_COMMENTS / 5)) comments
+echo "queue-crash: stopping the server (immediate, synchronous_commit off) with $(created comments) comments"
+pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m immediate
+pg_ctlcluster "$CFDW_PG_VERSION" regress start
+wait_up
+psql_q -c "ALTER SYSTEM RESET synchronous_commit" -c "ALTER SYSTEM RESET wal_writer_delay" \
+       -c "SELECT pg_reload_conf()" >/dev/null
+left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
+echo "queue-crash: after the restart, $left rows still wait; $(created comments) comments"
+psql_q -c "SELECT substring(body::jsonb->'body'->>'value' from '<p>(\w+) ') AS run, state, count(*)
+           FROM confluence_fdw.queue WHERE table_name = 'q.footer_comments' GROUP BY 1, 2 ORDER BY 1, 2" \
+  >"$QCRASH_WORK/comment_states.txt"
+psql_q -c "SELECT body::jsonb->'body'->>'value', state FROM confluence_fdw.queue
+           WHERE table_name = 'q.footer_comments'" >"$QCRASH_WORK/comment_rows.txt"
 psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QCRASH_WORK/states.txt"
 psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done' AND remote_id IS NULL" >"$QCRASH_WORK/done_without_id.txt"
 INSIDE
@@ -153,6 +203,34 @@ if missing:
     print(f"  FAILED: never created: {len(missing)}, e.g. {missing[:5]}")
 sys.exit(1 if twice or missing else 0)
 PY
+python3 - "$work/requests.jsonl" "$work/comment_rows.txt" "$QCRASH_COMMENTS" <<'PY' || rc=1
+import collections, json, sys
+posted = collections.Counter()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("method") == "POST" and r.get("path", "").endswith("/footer-comments"):
+        posted[((r.get("body_json") or {}).get("body") or {}).get("value")] += 1
+rows = dict(l.rstrip("\n").split("|", 1) for l in open(sys.argv[2]) if l.strip())
+n = int(sys.argv[3])
+bad = 0
+for run in ("fast", "async"):
+    bodies = [f"<p>{run} {i}</p>" for i in range(1, n + 1)]
+    twice = [b for b in bodies if posted[b] > 1]
+    in_doubt = [b for b in bodies if rows.get(b) == "in_doubt"]
+    lost = [b for b in bodies if rows.get(b) == "done" and posted[b] != 1]
+    print(f"queue-crash: {run}: {sum(posted[b] for b in bodies)} comments posted for {n} rows, "
+          f"{len(twice)} posted twice, {len(in_doubt)} in_doubt")
+    if twice:
+        print(f"  FAILED: {run}: comments posted twice: {twice[:5]}")
+    if lost:
+        print(f"  FAILED: {run}: done rows whose comment was not posted once: {lost[:5]}")
+    # only requests in flight (max_concurrency 4) may be in doubt
+    if len(in_doubt) > 4:
+        print(f"  FAILED: {run}: {len(in_doubt)} rows in_doubt, more than were in flight")
+    bad += bool(twice or lost or len(in_doubt) > 4)
+sys.exit(1 if bad else 0)
+PY
+echo "queue-crash: comment rows: $(tr '\n' ' ' <"$work/comment_states.txt")"
 echo "queue-crash: upsert rows: $(tr '\n' ' ' <"$work/upsert_states.txt")"
 bad=$(grep -Ev '^done (created|unchanged)\|' "$work/upsert_states.txt" || true)
 [ -z "$bad" ] || { echo "  FAILED: upsert rows not done: $bad"; rc=1; }

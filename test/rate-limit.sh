@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One rate limit per server, shared by every session (DESIGN §8).
+# One rate limit per server, shared by every session (src/ratelimit.c).
 #
 # With shared_preload_libraries = confluence_fdw: session A's first request
 # is answered 429 with Retry-After: 3.  Session B, which starts its INSERT

@@ -7,7 +7,7 @@
 
 Reads the committed spec (test/contract/openapi-v2.v3.json, see SOURCE.md),
 checks its sha256, and writes test/contract/build/openapi.prism.json with
-exactly two adjustments (docs: /work/shared/DESIGN.md section 5, "Contract"):
+exactly two adjustments (README "Tests", the contract test):
 
  1. Every path gets the prefix /wiki/api/v2.  The spec's only server is
     https://{your-domain}/wiki/api/v2, and Prism ignores the path part of
