@@ -1,6 +1,6 @@
 --
 -- Errors: Confluence's HTTP errors and transport failures become SQL
--- errors with SQLSTATEs (DESIGN §2), retries happen only for answers that
+-- errors with SQLSTATEs (README "Errors"), retries happen only for answers that
 -- mean "not processed" (§3), and no error ever carries a token.
 --
 \getenv standin_url STANDIN_URL

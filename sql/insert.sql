@@ -1,5 +1,5 @@
 --
--- INSERT: each row becomes one request with the body DESIGN §2 describes.
+-- INSERT: each row becomes one request with the body the README's "Templates" describes.
 --
 \getenv cfdw_user CFDW_USER
 SELECT standin_reset();

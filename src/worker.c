@@ -525,6 +525,9 @@ settle_duplicate(SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
 static bool
 permanent_error(int sqlerrcode)
 {
+	/* in the same class as "object not in prerequisite state", but passing */
+	if (sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE || sqlerrcode == ERRCODE_OBJECT_IN_USE)
+		return false;
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
 		case ERRCODE_DATA_EXCEPTION:
