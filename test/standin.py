@@ -79,7 +79,10 @@ Control API (plain HTTP, no auth) on every listener:
                                               lets the first n matching requests
                                               through before it applies; "match"
                                               is a prefix of the path, the query
-                                              is not matched; "method" is exact)
+                                              is not matched; "method" is exact;
+                                              kind "merge" answers as usual with
+                                              the object "fields" put into the
+                                              answer, e.g. a "\\u0000" in a title)
     POST /_standin/credentials                replace the accepted credentials
     POST /_standin/seed                       create objects straight in the store:
         {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
@@ -157,10 +160,10 @@ CONTENT = {
 COMMENTS = ("footer-comments", "inline-comments")
 
 FAULT_KINDS = {"status", "delay", "drop_before_body", "drop_after_body", "drop_after_process",
-               "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body"}
+               "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body", "merge"}
 FAULT_KEYS = {"kind", "match", "method", "times", "server", "status", "headers", "body",
               "content_type", "delay_ms", "bytes", "location", "interval_ms", "process", "rate",
-              "skip"}
+              "skip", "fields"}
 LISTENERS = ("main", "second", "tls")
 
 
@@ -308,6 +311,7 @@ def parse_fault(obj):
         (is_int(f.get("bytes", 32)) and f.get("bytes", 32) >= 32, "bytes must be an integer >= 32"),
         (f["kind"] != "redirect" or isinstance(f.get("location"), str), 'kind "redirect" needs "location"'),
         (isinstance(f.get("process", False), bool), "process must be true or false"),
+        (f["kind"] != "merge" or isinstance(f.get("fields"), dict), 'kind "merge" needs "fields", an object'),
     ]
     for ok, msg in checks:
         if not ok:
@@ -1448,6 +1452,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "delay":
             time.sleep(fault["delay_ms"] / 1000.0)
             self.send(rec, *(self.fault_answer(fault) if "status" in fault else answer()))
+        elif kind == "merge":
+            # answered as usual, with these top-level keys put into the answer
+            status, hdrs, out = answer()
+            try:
+                obj = json.loads(out) if out else None
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                obj.update(fault["fields"])
+                out = dumps(obj).encode()
+            self.send(rec, status, hdrs + fault["headers"], out)
         elif kind == "slow_body":
             status, hdrs, out = answer()
             if "body" in fault:

@@ -825,6 +825,16 @@ class StandinTest(unittest.TestCase):
         self.fault(kind="malformed_json", process=True)
         self.page("m")
         self.assertEqual(self.stats()["pages"], 1)
+        # merge: the usual answer, with fields put in (a NUL stays an escape)
+        self.fault(kind="merge", fields={"title": "a\u0000b", "extra": [1]}, method="POST")
+        st, _, data = self.page("merged")
+        self.assertIn(b'"title":"a\\u0000b"', data)
+        out = json.loads(data)
+        self.assertEqual((st, out["title"], out["extra"], out["status"]), (200, "a\0b", [1], "current"))
+        self.assertEqual(self.stats()["pages"], 2)
+        self.assertEqual(self.get("/wiki/api/v2/pages/" + out["id"])[1]["title"], "merged")
+        st, _, _ = self.req("POST", "/_standin/fault", {"kind": "merge"}, headers={"Authorization": "none"})
+        self.assertEqual(st, 400)
 
     def test_stats_with_faults_and_requests(self):
         self.assertEqual(self.page("one")[0], 200)
