@@ -495,6 +495,31 @@ answer_jsonb(Answer *a)
 	return a->jsonb;
 }
 
+/*
+ * A path segment as an array index: digits only, and no more than a jsonb
+ * array can hold (JB_CMASK elements).  Anything else names no element, and
+ * a number too large must not wrap around to a small one.
+ */
+static bool
+array_index(const char *key, uint32 *index)
+{
+	uint32		v = 0;
+	const char *p;
+
+	if (*key == '\0')
+		return false;
+	for (p = key; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (uint32) (*p - '0');
+		if (v > JB_CMASK)
+			return false;
+	}
+	*index = v;
+	return true;
+}
+
 /* The value at a dotted path of a container, as text for an input function. */
 static char *
 text_at_container(JsonbContainer *container, List *path)
@@ -515,10 +540,15 @@ text_at_container(JsonbContainer *container, List *path)
 				return NULL;
 			container = found->val.binary.data;
 		}
-		/* an array takes an index: results.0.id */
-		if (JsonContainerIsArray(container) && key[0] >= '0' && key[0] <= '9' &&
-			strspn(key, "0123456789") == strlen(key))
-			found = getIthJsonbValueFromContainer(container, (uint32) atoi(key));
+		/* an array takes an index: results.0.id; an object, any key */
+		if (JsonContainerIsArray(container))
+		{
+			uint32		index;
+
+			if (!array_index(key, &index))
+				return NULL;
+			found = getIthJsonbValueFromContainer(container, index);
+		}
 		else if (!JsonContainerIsObject(container))
 			return NULL;
 		else
