@@ -355,6 +355,7 @@ SELECT confluence_fdw.flush(10000) AS still_waiting;
 SELECT state, http_status, remote_id = (SELECT id FROM pages WHERE title = 'Queued nul page') AS remote_id_ok, error
   FROM confluence_fdw.queue WHERE body::jsonb->>'title' = 'Queued nul page';
 SELECT (standin_stats()->>'pages')::int AS pages;
+DELETE FROM confluence_fdw.queue WHERE body::jsonb->>'title' = 'Queued nul page';
 
 --
 -- 8. Encodings.  A SQL_ASCII database holds any bytes: what is not valid
