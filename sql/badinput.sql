@@ -392,6 +392,13 @@ CREATE FOREIGN TABLE enc_j (seg text OPTIONS (send 'false'), note text, response
   SERVER enc_srv OPTIONS (endpoint '/wiki/echo/{seg}');
 INSERT INTO enc_j (seg, note) VALUES ('j', E'caf\xc3\xa9 \xe4\xb8\xad')
   RETURNING response->'received'->>'note' = E'caf\xc3\xa9 \xe4\xb8\xad' AS note_back;
+-- a lone surrogate and U+0000 next to it are written out as text, as anywhere
+\c :regress_db
+SELECT standin_fault('{"kind": "status", "status": 200, "match": "/wiki/echo/lone",
+  "body": "{\"t\": \"\\ud800 \\u00e9 \\u0000\"}"}');
+\c cfdw_regress_sqlascii
+INSERT INTO enc_j (seg, note) VALUES ('lone', 'x')
+  RETURNING response->>'t' = E'\\ud800 \xc3\xa9 \\u0000' AS kept_as_text;
 
 -- A LATIN1 database: text is converted to UTF-8 on the way out and back.
 \c :regress_db

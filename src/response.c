@@ -199,7 +199,11 @@ answer_is_json(Answer *a)
 	return a->is_json;
 }
 
-/* Can numeric_in read this JSON number (bounds a little inside its own)? */
+/*
+ * Can numeric_in read this JSON number?  It holds at most 131072 digits
+ * before the point and 16383 after (the leading "0" of "0.5" is counted,
+ * which errs on the safe side).
+ */
 static bool
 numeric_fits(const char *p, size_t n)
 {
@@ -230,8 +234,7 @@ numeric_fits(const char *p, size_t n)
 		if (negative)
 			exponent = -exponent;
 	}
-	/* numeric: at most 131072 digits before the point, 16383 after */
-	return int_digits + exponent <= 131000 && frac_digits - exponent <= 16000;
+	return int_digits + exponent <= 131072 && frac_digits - exponent <= 16383;
 }
 
 /* Four hex digits at p (the JSON parser checked them). */
@@ -355,22 +358,20 @@ json_for_database(const char *s, size_t len, bool for_jsonb, bool check_raw,
 				as_text = true; /* a lone surrogate */
 			if (cp == 0)
 				as_text = true;
-			else if (cp > 0x7F && enc == PG_SQL_ASCII)
-			{
-				/* jsonb_in cannot convert it; its UTF-8 bytes are what a raw one is */
-				unsigned char utf8[MAX_MULTIBYTE_CHAR_LEN + 1];
-
-				FLUSH();
-				unicode_to_utf8(cp, utf8);
-				appendBinaryStringInfo(&out, (char *) utf8, pg_utf_mblen(utf8));
-				copied = i + n;
-			}
-			else if (cp > 0x7F && !as_text)
+			if (!as_text && cp > 0x7F)
 			{
 				unsigned char utf8[MAX_MULTIBYTE_CHAR_LEN + 1];
 
 				unicode_to_utf8(cp, utf8);
-				as_text = !representable(proc, enc, utf8, pg_utf_mblen(utf8));
+				if (enc == PG_SQL_ASCII)
+				{
+					/* jsonb_in cannot convert it: its bytes, as a raw one is */
+					FLUSH();
+					appendBinaryStringInfo(&out, (char *) utf8, pg_utf_mblen(utf8));
+					copied = i + n;
+				}
+				else
+					as_text = !representable(proc, enc, utf8, pg_utf_mblen(utf8));
 			}
 			if (as_text)
 			{
