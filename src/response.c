@@ -489,6 +489,8 @@ answer_jsonb(Answer *a)
 				 errmsg_plural("Confluence's answer has %d value that jsonb cannot hold in this database; it is kept as text",
 							   "Confluence's answer has %d values that jsonb cannot hold in this database; they are kept as text",
 							   a->rewritten, a->rewritten),
+				 GetDatabaseEncoding() == PG_UTF8 ?
+				 errdetail("A character jsonb cannot hold (U+0000 or a lone UTF-16 surrogate) is written out as its JSON escape, so \"a\\u0000b\" reads as the text a\\u0000b; a number beyond the range of numeric becomes a string.") :
 				 errdetail("A character jsonb cannot hold (U+0000, a lone UTF-16 surrogate, or one the database encoding %s lacks) is written out as its JSON escape, so \"a\\u0000b\" reads as the text a\\u0000b; a number beyond the range of numeric becomes a string.",
 						   GetDatabaseEncodingName()),
 				 GetDatabaseEncoding() != PG_UTF8 ?

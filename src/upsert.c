@@ -187,8 +187,8 @@ set_update(Upsert *u, UpsertRow *r, const cJSON *item)
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(r->row, "body");
 	const char *status = json_string(r->row, "status");
 	const char *parent = json_string(r->row, "parentId");
-	const char *current = json_string(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "body"),
-																	   "storage"), "value");
+	const cJSON *stored = cJSON_GetObjectItemCaseSensitive(item, "body");
+	const char *current = json_string(cJSON_GetObjectItemCaseSensitive(stored, "storage"), "value");
 	cJSON	   *put = cfdw_json_parse_owned("{}", 2);
 	cJSON	   *v;
 	char	   *text;
