@@ -159,6 +159,21 @@ INSERT INTO report_pages (space_id, title, body, parent_id)
   VALUES ('98306', 'Nightly report', E'# Nightly\n\nAll green.', '1000001')
   RETURNING version, action;
 
+-- A NULL body keeps the page's body, as a NULL parent_id keeps its parent:
+-- a new parent alone is a PUT of the body as it is, and the same row again
+-- is unchanged.
+SELECT standin_clear_log();
+SELECT body AS body_before FROM pages WHERE title = 'Nightly report' AND space_id = '98306';
+INSERT INTO report_pages (space_id, title, parent_id)
+  VALUES ('98306', 'Nightly report', '65537')
+  RETURNING id = :'report_id' AS same_id, version, action;
+INSERT INTO report_pages (space_id, title, parent_id)
+  VALUES ('98306', 'Nightly report', '65537')
+  RETURNING version, action;
+SELECT r->>'method' AS method, r->'body_json'->'body' AS body, r->'body_json'->>'parentId' AS parent
+  FROM standin_requests() r WHERE r->>'method' = 'PUT';
+SELECT body AS body_after, version FROM pages WHERE title = 'Nightly report' AND space_id = '98306';
+
 -- on_conflict 'skip': the existing page's id, nothing sent but the lookup.
 SELECT standin_clear_log();
 ALTER FOREIGN TABLE report_pages OPTIONS (SET on_conflict 'skip');

@@ -168,6 +168,29 @@ CREATE FOREIGN TABLE page_comments (
 SELECT c.page_id = s.id AS page_id_kept, c.body, c.version, c.item->>'id' = c.id AS item
   FROM page_comments c JOIN seed_ids s ON c.page_id = s.id WHERE s.title = 'Eng 3';
 SELECT count(*) FROM page_comments;
+-- Every item keeps the placeholder's value, so the local recheck of
+-- page_id = ... keeps every row: the README's page_labels, five labels on
+-- a page, two pages of results, and a join whose nested loop asks again
+-- with each page's id.
+CREATE FOREIGN TABLE page_labels (
+  page_id text OPTIONS (send 'false'),
+  id text, name text, prefix text
+) SERVER standin OPTIONS (endpoint '/wiki/api/v2/pages/{page_id}/labels?limit=250', method 'GET');
+SELECT id AS eng1 FROM seed_ids WHERE title = 'Eng 1' \gset
+SELECT id AS eng2 FROM seed_ids WHERE title = 'Eng 2' \gset
+SELECT x->>'created' AS labels FROM standin_call('POST', 'seed', format(
+  '{"collection": "labels", "pageId": "%s", "names": ["alpha", "beta", "gamma", "delta", "epsilon"]}', :'eng1')) x;
+SELECT x->>'created' AS labels FROM standin_call('POST', 'seed', format(
+  '{"collection": "labels", "pageId": "%s", "names": ["one", "two", "three"], "prefix": "team"}', :'eng2')) x;
+SELECT standin_clear_log();
+SELECT name FROM page_labels WHERE page_id = :'eng1';
+SELECT page_id = :'eng2' AS page_id_kept, name, prefix FROM page_labels WHERE page_id = :'eng2' ORDER BY name;
+ALTER FOREIGN TABLE page_labels OPTIONS (SET endpoint '/wiki/api/v2/pages/{page_id}/labels?limit=2');
+SELECT count(*) AS labels, count(DISTINCT id) AS ids FROM page_labels WHERE page_id = :'eng1';
+SELECT * FROM read_explain($$SELECT s.title, l.name FROM seed_ids s JOIN page_labels l ON l.page_id = s.id$$);
+SELECT s.title, l.name, l.page_id = s.id AS page_id_kept
+  FROM seed_ids s JOIN page_labels l ON l.page_id = s.id ORDER BY 1, 2;
+SELECT request, status FROM read_requests();
 CREATE FOREIGN TABLE space_list (id text, key text, homepage text OPTIONS (field 'homepageId'))
   SERVER standin OPTIONS (endpoint '/wiki/api/v2/spaces?limit=1', method 'GET');
 SELECT id, key FROM space_list ORDER BY id;

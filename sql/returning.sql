@@ -117,6 +117,23 @@ INSERT INTO ret_types (flag, n, ratio, obj)
   RETURNING flag_back, n_back, n_text, ratio_back, obj_text, list_back,
             null_back IS NULL AS null_is_null;
 
+-- A digits-only segment indexes an array when it can (a number too large
+-- for an index names no element: no wrap-around to element 0 or 1) and is
+-- a key of an object.
+CREATE FOREIGN TABLE ret_index (
+  obj jsonb,
+  first text OPTIONS (response_field 'received.obj.list.0'),
+  third text OPTIONS (response_field 'received.obj.list.2'),
+  past_end text OPTIONS (response_field 'received.obj.list.3'),
+  wraps_to_0 text OPTIONS (response_field 'received.obj.list.4294967296'),
+  wraps_to_1 text OPTIONS (response_field 'received.obj.list.4294967297'),
+  huge text OPTIONS (response_field 'received.obj.list.99999999999999999999999'),
+  digit_key text OPTIONS (response_field 'received.obj.4294967296')
+) SERVER standin OPTIONS (endpoint '/wiki/echo/index');
+INSERT INTO ret_index (obj)
+  VALUES ('{"list": ["a", "b", "c"], "4294967296": "a key of digits"}')
+  RETURNING first, third, past_end, wraps_to_0, wraps_to_1, huge, digit_key;
+
 -- $status is the real HTTP status: the echo endpoint answers ?status=N.
 ALTER FOREIGN TABLE ret_echo OPTIONS (SET endpoint '/wiki/echo/returning?status=202');
 INSERT INTO ret_echo (title) VALUES ('Accepted') RETURNING status_code, echoed_title;
@@ -225,6 +242,6 @@ INSERT INTO footer_comments (page_id, body)
   RETURNING http_status, response->>'title' AS response_title;
 
 -- Clean up.
-DROP FOREIGN TABLE ret_echo, ret_star, ret_types, ret_badtype, ret_domains, ret_conventional,
+DROP FOREIGN TABLE ret_echo, ret_star, ret_types, ret_index, ret_badtype, ret_domains, ret_conventional,
   ret_conventional2, ret_not_conventional;
 DROP DOMAIN ret_success, ret_post, ret_required;

@@ -19,6 +19,7 @@
 
 #include "catalog/namespace.h"
 
+#include <ctype.h>
 #include <cjson/cJSON.h>
 
 #include "mb/pg_wchar.h"
@@ -28,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
@@ -84,22 +86,441 @@ from_utf8(const char *s, size_t len)
 	return (char *) out;
 }
 
-/*
- * The answer as jsonb, or NULL when it is not JSON.  PostgreSQL's own
- * parser keeps numbers exact (a 64-bit id stays digit for digit) and gives
- * the whole-body jsonb column for free.  PostgreSQL 15 has no soft-error
- * input functions, so the text is validated first without raising.
+/* ---------------------------------------------------------------------
+ * An answer as text and as jsonb, without raising
+ *
+ * PostgreSQL 15's jsonb_in refuses JSON that its own parser accepts without
+ * de-escaping (the check used first): the escape \u0000, a lone UTF-16
+ * surrogate, an escaped character the database encoding lacks (in
+ * SQL_ASCII any escaped non-ASCII one), a number beyond numeric's range;
+ * and the parser raises "stack depth limit exceeded" on deep nesting.  An
+ * answer arrives after Confluence processed the request, so such an error
+ * would invite a rerun and a duplicate (and stop the queue's worker on the
+ * row).  So the text is rewritten first into JSON that jsonb_in takes, and
+ * the values changed are counted for a WARNING:
+ *
+ *	 - a character jsonb cannot hold, escaped or not, becomes its JSON escape
+ *	   written out as text: "a\u0000b" reads as the text a\u0000b, and in a
+ *	   LATIN1 database "\u4e2d" (or the raw character) as \u4e2d;
+ *	 - in SQL_ASCII an escaped non-ASCII character becomes its UTF-8 bytes,
+ *	   as an unescaped one already is (not counted: nothing is lost);
+ *	 - a number numeric cannot hold becomes a string of its digits;
+ *	 - an answer nested deeper than CFDW_JSON_MAX_DEPTH, or over
+ *	   CFDW_JSONB_MAX_BYTES, is not parsed (as a body that is not JSON).
+ *
+ * The text of a json or text column changes only where the database
+ * encoding lacks a raw character: it becomes its JSON escape, which means
+ * the same to any JSON reader.
+ * ---------------------------------------------------------------------
  */
-static Jsonb *
-parse_answer(const char *text, size_t len)
+
+/*
+ * Deepest nesting parsed.  The parser recurses per level (about 15,000
+ * levels exhaust the default max_stack_depth); Confluence's answers nest a
+ * few levels.
+ */
+#define CFDW_JSON_MAX_DEPTH 1000
+
+/*
+ * Largest answer turned into jsonb: jsonb can take four times the text (an
+ * array of one-digit numbers) and refuses a document over 256 MB.
+ */
+#define CFDW_JSONB_MAX_BYTES ((size_t) 64 * 1024 * 1024)
+
+/* An answer body, converted once for every column that reads it. */
+typedef struct Answer
+{
+	const char *utf8;			/* the body as received */
+	size_t		len;
+	bool		checked;		/* is_json is set */
+	bool		is_json;		/* valid UTF-8 and JSON, not too deep */
+	bool		text_done;
+	char	   *text;			/* in the database encoding, or NULL */
+	bool		jsonb_done;
+	char	   *jsonb_text;		/* rewritten for jsonb_in, database encoding */
+	Jsonb	   *jsonb;			/* or NULL */
+	int			rewritten;		/* values jsonb_text changed */
+} Answer;
+
+static void
+answer_init(Answer *a, const char *body, size_t len)
+{
+	memset(a, 0, sizeof(Answer));
+	a->utf8 = body;
+	a->len = body ? len : 0;
+}
+
+/* Is the nesting of the JSON text s at most max deep? */
+static bool
+json_depth_within(const char *s, size_t len, int max)
+{
+	bool		in_string = false;
+	int			depth = 0;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		if (in_string)
+		{
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_string = false;
+		}
+		else if (s[i] == '"')
+			in_string = true;
+		else if (s[i] == '[' || s[i] == '{')
+		{
+			if (++depth > max)
+				return false;
+		}
+		else if (s[i] == ']' || s[i] == '}')
+			depth--;
+	}
+	return true;
+}
+
+/* Is the answer JSON that can be parsed without raising? */
+static bool
+answer_is_json(Answer *a)
 {
 	JsonLexContext *lex;
 
-	lex = makeJsonLexContextCstringLen(unconstify(char *, text), (int) len,
-									   GetDatabaseEncoding(), false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	if (a->checked)
+		return a->is_json;
+	a->checked = true;
+	if (a->len == 0 || a->len > (size_t) (MaxAllocSize / MAX_CONVERSION_GROWTH - 1) ||
+		!pg_verify_mbstr(PG_UTF8, a->utf8, (int) a->len, true) ||
+		!json_depth_within(a->utf8, a->len, CFDW_JSON_MAX_DEPTH))
+		return false;
+	lex = makeJsonLexContextCstringLen(unconstify(char *, a->utf8), (int) a->len,
+									   PG_UTF8, false);
+	a->is_json = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+	return a->is_json;
+}
+
+/*
+ * Can numeric_in read this JSON number?  It holds at most 131072 digits
+ * before the point and 16383 after (the leading "0" of "0.5" is counted,
+ * which errs on the safe side).
+ */
+static bool
+numeric_fits(const char *p, size_t n)
+{
+	size_t		i = 0;
+	long		int_digits = 0;
+	long		frac_digits = 0;
+	long		exponent = 0;
+	bool		negative = false;
+
+	if (i < n && p[i] == '-')
+		i++;
+	for (; i < n && isdigit((unsigned char) p[i]); i++)
+		int_digits++;
+	if (i < n && p[i] == '.')
+		for (i++; i < n && isdigit((unsigned char) p[i]); i++)
+			frac_digits++;
+	if (i < n && (p[i] == 'e' || p[i] == 'E'))
+	{
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-'))
+			negative = (p[i++] == '-');
+		for (; i < n && isdigit((unsigned char) p[i]); i++)
+		{
+			exponent = exponent * 10 + (p[i] - '0');
+			if (exponent > 1000000)
+				return false;
+		}
+		if (negative)
+			exponent = -exponent;
+	}
+	return int_digits + exponent <= 131072 && frac_digits - exponent <= 16383;
+}
+
+/* Four hex digits at p (the JSON parser checked them). */
+static pg_wchar
+hex4(const char *p)
+{
+	pg_wchar	v = 0;
+	int			i;
+
+	for (i = 0; i < 4; i++)
+		v = v * 16 + (isdigit((unsigned char) p[i]) ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+	return v;
+}
+
+/* Can the database encoding hold this character (given in UTF-8)? */
+static bool
+representable(Oid proc, int enc, const unsigned char *c, int l)
+{
+	unsigned char out[MAX_CONVERSION_GROWTH * MAX_MULTIBYTE_CHAR_LEN + 1];
+
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return true;
+	return OidIsValid(proc) &&
+		pg_do_encoding_conversion_buf(proc, PG_UTF8, enc, unconstify(unsigned char *, c), l,
+									  out, sizeof(out), true) == l;
+}
+
+/* A code point as its JSON escape; as_text doubles the backslash. */
+static void
+append_escape(StringInfo out, pg_wchar cp, bool as_text)
+{
+	const char *bs = as_text ? "\\\\" : "\\";
+
+	if (cp > 0xFFFF)
+		appendStringInfo(out, "%su%04x%su%04x", bs, 0xD800 + ((cp - 0x10000) >> 10),
+						 bs, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+	else
+		appendStringInfo(out, "%su%04x", bs, cp);
+}
+
+/*
+ * The JSON text s (valid UTF-8 and JSON) rewritten as described above, for
+ * jsonb_in (for_jsonb) or for a text or json column, still in UTF-8; s
+ * itself when nothing changes.  check_raw also checks each unescaped
+ * non-ASCII character against the database encoding (only needed when the
+ * text as a whole does not convert).  *rewritten counts the values changed
+ * for jsonb.
+ */
+static const char *
+json_for_database(const char *s, size_t len, bool for_jsonb, bool check_raw,
+				  size_t *outlen, int *rewritten)
+{
+	int			enc = GetDatabaseEncoding();
+	Oid			proc = InvalidOid;
+	StringInfoData out;
+	bool		changed = false;
+	bool		in_string = false;
+	size_t		copied = 0;
+	size_t		i = 0;
+
+	*rewritten = 0;
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
+		proc = FindDefaultConversionProc(PG_UTF8, enc);
+	initStringInfo(&out);
+
+/* copy s[copied, i) unchanged before a replacement */
+#define FLUSH() \
+	do { \
+		appendBinaryStringInfo(&out, s + copied, (int) (i - copied)); \
+		changed = true; \
+	} while (0)
+
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (!in_string)
+		{
+			if (c == '"')
+				in_string = true;
+			else if (for_jsonb && (c == '-' || isdigit(c)))
+			{
+				size_t		j = i;
+
+				while (j < len && strchr("+-.0123456789eE", s[j]) && s[j] != '\0')
+					j++;
+				if (!numeric_fits(s + i, j - i))
+				{
+					FLUSH();
+					appendStringInfoChar(&out, '"');
+					appendBinaryStringInfo(&out, s + i, (int) (j - i));
+					appendStringInfoChar(&out, '"');
+					copied = j;
+					(*rewritten)++;
+				}
+				i = j;
+				continue;
+			}
+			i++;
+			continue;
+		}
+		if (c == '"')
+		{
+			in_string = false;
+			i++;
+		}
+		else if (c == '\\' && for_jsonb && i + 6 <= len && s[i + 1] == 'u')
+		{
+			pg_wchar	cp = hex4(s + i + 2);
+			size_t		n = 6;
+			bool		as_text = false;
+
+			if (is_utf16_surrogate_first(cp) && i + 12 <= len &&
+				s[i + 6] == '\\' && s[i + 7] == 'u' &&
+				is_utf16_surrogate_second(hex4(s + i + 8)))
+			{
+				cp = surrogate_pair_to_codepoint(cp, hex4(s + i + 8));
+				n = 12;
+			}
+			else if (is_utf16_surrogate_first(cp) || is_utf16_surrogate_second(cp))
+				as_text = true; /* a lone surrogate */
+			if (cp == 0)
+				as_text = true;
+			if (!as_text && cp > 0x7F)
+			{
+				unsigned char utf8[MAX_MULTIBYTE_CHAR_LEN + 1];
+
+				unicode_to_utf8(cp, utf8);
+				if (enc == PG_SQL_ASCII)
+				{
+					/* jsonb_in cannot convert it: its bytes, as a raw one is */
+					FLUSH();
+					appendBinaryStringInfo(&out, (char *) utf8, pg_utf_mblen(utf8));
+					copied = i + n;
+				}
+				else
+					as_text = !representable(proc, enc, utf8, pg_utf_mblen(utf8));
+			}
+			if (as_text)
+			{
+				/* the escape (each of a pair) with its backslash escaped */
+				FLUSH();
+				appendStringInfoChar(&out, '\\');
+				appendBinaryStringInfo(&out, s + i, 6);
+				if (n == 12)
+				{
+					appendStringInfoChar(&out, '\\');
+					appendBinaryStringInfo(&out, s + i + 6, 6);
+				}
+				copied = i + n;
+				(*rewritten)++;
+			}
+			i += n;
+		}
+		else if (c == '\\')
+			i += 2;
+		else if (c >= 0x80 && check_raw)
+		{
+			int			l = pg_utf_mblen((const unsigned char *) s + i);
+
+			if (!representable(proc, enc, (const unsigned char *) s + i, l))
+			{
+				FLUSH();
+				append_escape(&out, utf8_to_unicode((const unsigned char *) s + i), for_jsonb);
+				copied = i + l;
+				if (for_jsonb)
+					(*rewritten)++;
+			}
+			i += l;
+		}
+		else
+			i++;
+	}
+#undef FLUSH
+	if (!changed)
+	{
+		pfree(out.data);
+		*outlen = len;
+		return s;
+	}
+	i = len;
+	appendBinaryStringInfo(&out, s + copied, (int) (i - copied));
+	*outlen = out.len;
+	return out.data;
+}
+
+/*
+ * The answer in the database encoding, for a text or json column; NULL when
+ * it is not valid UTF-8, or not JSON and has a character the database
+ * encoding lacks.
+ */
+static char *
+answer_text(Answer *a)
+{
+	if (a->text_done)
+		return a->text;
+	a->text_done = true;
+	if (a->len == 0)
 		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	a->text = from_utf8(a->utf8, a->len);
+	if (a->text == NULL && answer_is_json(a))
+	{
+		size_t		n;
+		int			rewritten;
+		const char *t = json_for_database(a->utf8, a->len, false, true, &n, &rewritten);
+
+		a->text = from_utf8(t, n);
+	}
+	return a->text;
+}
+
+/*
+ * The answer as jsonb, or NULL when it is not JSON (or too deep or too
+ * large to parse); never an error, and a WARNING when values had to be
+ * written out as text.
+ */
+static Jsonb *
+answer_jsonb(Answer *a)
+{
+	size_t		n;
+	const char *t;
+
+	if (a->jsonb_done)
+		return a->jsonb;
+	a->jsonb_done = true;
+	if (!answer_is_json(a))
+		return NULL;
+	if (a->len > CFDW_JSONB_MAX_BYTES)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("Confluence's answer of %zu bytes is too large to read as jsonb; its jsonb values are NULL",
+						a->len),
+				 errdetail("Answers over 64 MB are not parsed: jsonb may need four times the size of the text, and holds at most 256 MB."),
+				 errhint("A text column with response_field '.' keeps any answer.")));
+		return NULL;
+	}
+	t = json_for_database(a->utf8, a->len, true, false, &n, &a->rewritten);
+	a->jsonb_text = from_utf8(t, n);
+	if (a->jsonb_text == NULL)
+	{
+		/* a raw character the database encoding lacks: check each */
+		t = json_for_database(a->utf8, a->len, true, true, &n, &a->rewritten);
+		a->jsonb_text = from_utf8(t, n);
+	}
+	if (a->jsonb_text == NULL)
+		return NULL;			/* not expected: everything left converts */
+	a->jsonb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(a->jsonb_text)));
+	if (a->rewritten > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+				 errmsg_plural("Confluence's answer has %d value that jsonb cannot hold in this database; it is kept as text",
+							   "Confluence's answer has %d values that jsonb cannot hold in this database; they are kept as text",
+							   a->rewritten, a->rewritten),
+				 GetDatabaseEncoding() == PG_UTF8 ?
+				 errdetail("A character jsonb cannot hold (U+0000 or a lone UTF-16 surrogate) is written out as its JSON escape, so \"a\\u0000b\" reads as the text a\\u0000b; a number beyond the range of numeric becomes a string.") :
+				 errdetail("A character jsonb cannot hold (U+0000, a lone UTF-16 surrogate, or one the database encoding %s lacks) is written out as its JSON escape, so \"a\\u0000b\" reads as the text a\\u0000b; a number beyond the range of numeric becomes a string.",
+						   GetDatabaseEncodingName()),
+				 GetDatabaseEncoding() != PG_UTF8 ?
+				 errhint("A UTF-8 database holds every character but U+0000.") : 0));
+	return a->jsonb;
+}
+
+/*
+ * A path segment as an array index: digits only, and no more than a jsonb
+ * array can hold (JB_CMASK elements).  Anything else names no element, and
+ * a number too large must not wrap around to a small one.
+ */
+static bool
+array_index(const char *key, uint32 *index)
+{
+	uint32		v = 0;
+	const char *p;
+
+	if (*key == '\0')
+		return false;
+	for (p = key; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (uint32) (*p - '0');
+		if (v > JB_CMASK)
+			return false;
+	}
+	*index = v;
+	return true;
 }
 
 /* The value at a dotted path of a container, as text for an input function. */
@@ -122,10 +543,15 @@ text_at_container(JsonbContainer *container, List *path)
 				return NULL;
 			container = found->val.binary.data;
 		}
-		/* an array takes an index: results.0.id */
-		if (JsonContainerIsArray(container) && key[0] >= '0' && key[0] <= '9' &&
-			strspn(key, "0123456789") == strlen(key))
-			found = getIthJsonbValueFromContainer(container, (uint32) atoi(key));
+		/* an array takes an index: results.0.id; an object, any key */
+		if (JsonContainerIsArray(container))
+		{
+			uint32		index;
+
+			if (!array_index(key, &index))
+				return NULL;
+			found = getIthJsonbValueFromContainer(container, index);
+		}
 		else if (!JsonContainerIsObject(container))
 			return NULL;
 		else
@@ -171,15 +597,14 @@ void
 cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 				   Datum *values, bool *isnull)
 {
-	char	   *body = NULL;
-	Jsonb	   *jb = NULL;
-	bool		parsed = false;
+	Answer		a;
 	bool		warned = false;
-	bool		converted = false;
+	bool		warned_encoding = false;
 	ConversionContext cc;
 	ErrorContextCallback errcb;
 	int			i;
 
+	answer_init(&a, resp->body, resp->body_len);
 	cc.table = t;
 	errcb.callback = conversion_error_callback;
 	errcb.arg = &cc;
@@ -196,18 +621,20 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 			continue;
 		cc.column = col;
 
+		/*
+		 * JSON can always be shown (see json_for_database); other text only
+		 * when it is UTF-8 that the database encoding can hold.
+		 */
 		if (col->resp != CFDW_RESP_STATUS && col->resp != CFDW_RESP_ACTION &&
-			!converted && resp->body_len > 0)
+			!warned_encoding && a.len > 0 && !answer_is_json(&a) && answer_text(&a) == NULL)
 		{
-			body = from_utf8(resp->body, resp->body_len);
-			converted = true;
-			if (body == NULL)
-				ereport(WARNING,
-						(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-						 errmsg("Confluence answered HTTP %ld with text that cannot be shown in the database encoding %s; the response columns are NULL",
-								resp->status, GetDatabaseEncodingName()),
-						 errdetail("The request was answered and may have been processed; it is not sent again."),
-						 errhint("A UTF-8 database can hold every answer.")));
+			warned_encoding = true;
+			ereport(WARNING,
+					(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+					 errmsg("Confluence answered HTTP %ld with text that cannot be shown in the database encoding %s; the response columns are NULL",
+							resp->status, GetDatabaseEncodingName()),
+					 errdetail("The request was answered and may have been processed; it is not sent again."),
+					 errhint("A UTF-8 database can hold every answer.")));
 		}
 
 		switch (col->resp)
@@ -216,46 +643,54 @@ cfdw_fill_response(const CfdwTable *t, const CfdwResponse *resp,
 				text = psprintf("%ld", resp->status);
 				break;
 			case CFDW_RESP_WHOLE:
-				if (body != NULL && col->is_json)
+				if (col->is_json && answer_is_json(&a))
 				{
-					/* parsed once for the paths and this column alike */
-					if (!parsed)
-						jb = parse_answer(body, strlen(body));
-					parsed = true;
-					if (jb != NULL && col->typid == JSONBOID)
+					if (col->typid == JSONBOID || getBaseType(col->typid) == JSONBOID)
 					{
-						values[att] = JsonbPGetDatum(jb);
-						isnull[att] = false;
-						continue;
+						/* parsed once for the paths and this column alike */
+						Jsonb	   *jb = answer_jsonb(&a);
+
+						if (jb != NULL && col->typid == JSONBOID)
+						{
+							values[att] = JsonbPGetDatum(jb);
+							isnull[att] = false;
+							continue;
+						}
+						/* a domain over jsonb: the text jsonb_in takes */
+						text = a.jsonb_text;
 					}
-					if (jb == NULL)
-					{
-						/*
-						 * The request was answered (and maybe processed):
-						 * failing the statement now would invite a rerun and
-						 * a duplicate.  Keep going, and say so.
-						 */
-						if (!warned)
-							ereport(WARNING,
-									(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-									 errmsg("Confluence answered HTTP %ld with a body that is not JSON; column \"%s\" is NULL",
-											resp->status, col->name),
-									 errdetail("Content-Type: %s.",
-											   resp->content_type[0] ? resp->content_type : "none"),
-									 errhint("A text column with response_field '.' keeps any answer.")));
-						warned = true;
-						break;
-					}
+					else
+						text = answer_text(&a);
+					break;
 				}
-				text = body;
+				if (col->is_json && answer_text(&a) != NULL)
+				{
+					/*
+					 * The request was answered (and maybe processed): failing
+					 * the statement now would invite a rerun and a
+					 * duplicate.  Keep going, and say so.
+					 */
+					if (!warned)
+						ereport(WARNING,
+								(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+								 errmsg("Confluence answered HTTP %ld with a body that is not JSON; column \"%s\" is NULL",
+										resp->status, col->name),
+								 errdetail("Content-Type: %s.",
+										   resp->content_type[0] ? resp->content_type : "none"),
+								 errhint("A text column with response_field '.' keeps any answer.")));
+					warned = true;
+					break;
+				}
+				text = answer_text(&a);
 				break;
 			case CFDW_RESP_PATH:
-				if (!parsed && body != NULL)
-					jb = parse_answer(body, strlen(body));
-				parsed = true;
-				/* a non-JSON answer leaves path columns NULL */
-				if (jb != NULL)
-					text = text_at_path(jb, col->response_path);
+				{
+					/* a non-JSON answer leaves path columns NULL */
+					Jsonb	   *jb = answer_jsonb(&a);
+
+					if (jb != NULL)
+						text = text_at_path(jb, col->response_path);
+				}
 				break;
 			case CFDW_RESP_ACTION:
 				text = (char *) resp->action;
@@ -686,12 +1121,12 @@ cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp)
 void *
 cfdw_answer_jsonb(const CfdwResponse *resp)
 {
-	char	   *body;
+	Answer		a;
 
 	if (resp->outcome != CFDW_ANSWERED || resp->body_len == 0)
 		return NULL;
-	body = from_utf8(resp->body, resp->body_len);
-	return body ? parse_answer(body, strlen(body)) : NULL;
+	answer_init(&a, resp->body, resp->body_len);
+	return answer_jsonb(&a);
 }
 
 /*
@@ -735,23 +1170,34 @@ cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 /*
  * cfdw_parse_page
  *		The answer to a GET of a scan as jsonb.  An answer that is empty, not
- *		JSON or not in the database encoding is an error naming the URL: a
- *		read changed nothing, so failing is safe, and a silent short result
- *		would not be.
+ *		UTF-8 or not JSON is an error naming the URL: a read changed nothing,
+ *		so failing is safe, and a silent short result would not be.  What
+ *		jsonb cannot hold is written out as text, with a WARNING, as for any
+ *		answer (json_for_database).
  */
 void *
 cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req, const CfdwResponse *resp)
 {
-	char	   *body = resp->body_len > 0 ? from_utf8(resp->body, resp->body_len) : NULL;
-	Jsonb	   *jb = body ? parse_answer(body, strlen(body)) : NULL;
+	Answer		a;
+	Jsonb	   *jb = NULL;
+	const char *what = NULL;
 
-	if (jb == NULL)
+	answer_init(&a, resp->body, resp->body_len);
+	if (a.len == 0)
+		what = "an empty body";
+	else if (a.len > (size_t) (MaxAllocSize / MAX_CONVERSION_GROWTH - 1) ||
+			 !pg_verify_mbstr(PG_UTF8, a.utf8, (int) a.len, true))
+		what = "text that is not valid UTF-8";
+	else if (!answer_is_json(&a))
+		what = "a page of results that is not JSON";
+	else if (a.len > CFDW_JSONB_MAX_BYTES)
+		what = "a page of results over 64 MB";
+	else if ((jb = answer_jsonb(&a)) == NULL)
+		what = "a page of results that cannot be read";	/* not expected */
+	if (what)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("Confluence answered GET %s with %s", req->url,
-						resp->body_len == 0 ? "an empty body" :
-						body == NULL ? "text that is not valid UTF-8 or not in the database encoding" :
-						"a page of results that is not JSON"),
+				 errmsg("Confluence answered GET %s with %s", req->url, what),
 				 errdetail("HTTP %ld, Content-Type %s, %zu bytes: %s", resp->status,
 						   resp->content_type[0] ? resp->content_type : "none",
 						   resp->body_len,

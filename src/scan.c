@@ -86,6 +86,10 @@ typedef struct CfdwScanState
 	bool		reads_item;		/* one object, not a list */
 	char	  **path_values;	/* by column index: the value a pushed path
 								 * was filled with, for manual placeholders */
+	MemoryContext values_cxt;	/* holds path_values: they are read for every
+								 * row, so they cannot live in the per-tuple
+								 * context the scan starts in; reset when a
+								 * rescan takes new values */
 
 	bool		started;
 	StringInfoData url;			/* of the next page to fetch, or empty */
@@ -530,6 +534,9 @@ confluenceBeginForeignScan(ForeignScanState *node, int eflags)
 	st->page_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "confluence_fdw page of results",
 										 ALLOCSET_DEFAULT_SIZES);
+	st->values_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										   "confluence_fdw placeholder values",
+										   ALLOCSET_SMALL_SIZES);
 
 	st->conn = cfdw_get_connection(&st->table->site);
 	st->release_cxt = AllocSetContextCreate(estate->es_query_cxt,
@@ -624,7 +631,9 @@ column_index(const CfdwTable *t, int attnum)
 
 /*
  * Evaluate the pushed values and set the URL of the first page; no URL when
- * a value rules every row out.
+ * a value rules every row out.  This runs in the per-tuple context, which
+ * the executor resets before every row: what later rows read (the
+ * placeholder values) is copied to values_cxt.
  */
 static void
 start_scan(CfdwScanState *st, ExprContext *econtext)
@@ -638,6 +647,8 @@ start_scan(CfdwScanState *st, ExprContext *econtext)
 
 	st->started = true;
 	st->reads_path = false;
+	memset(st->path_values, 0, sizeof(char *) * Max(st->table->ncolumns, 1));
+	MemoryContextReset(st->values_cxt);
 	st->pages = 0;
 	resetStringInfo(&st->url);
 	resetStringInfo(&st->link);
@@ -657,7 +668,8 @@ start_scan(CfdwScanState *st, ExprContext *econtext)
 		{
 			st->reads_path = true;
 			if (col >= 0)
-				st->path_values[col] = linitial(texts);
+				st->path_values[col] = MemoryContextStrdup(st->values_cxt,
+														   linitial(texts));
 		}
 	}
 	st->reads_item = st->table->template && st->reads_path && st->page_size == 0;
@@ -900,6 +912,7 @@ confluenceReScanForeignScan(ForeignScanState *node)
 	st->page = NULL;
 	MemoryContextReset(st->page_cxt);
 	memset(st->path_values, 0, sizeof(char *) * Max(st->table->ncolumns, 1));
+	MemoryContextReset(st->values_cxt);
 }
 
 static void

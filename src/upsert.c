@@ -163,10 +163,13 @@ unchanged(const UpsertRow *r, const cJSON *item)
 		return false;
 	if (parent && (item_parent == NULL || strcmp(parent, item_parent) != 0))
 		return false;
+	/* a row without a body keeps the page's (set_update), as with parent */
+	if (wanted == NULL)
+		return true;
 	/* wiki and atlas_doc_format are converted by Confluence: no comparison */
 	if (wanted && repr && strcmp(repr, "storage") != 0)
 		return false;
-	return cfdw_same_storage(current ? current : "", wanted ? wanted : "");
+	return cfdw_same_storage(current ? current : "", wanted);
 }
 
 /* End a row with the page found as its answer (skipped, unchanged). */
@@ -198,7 +201,10 @@ add_or_fail(bool ok)
 
 /*
  * The PUT of a row over the page found: the row's title, status, body and
- * parent, the page's id and space, and its version + 1.
+ * parent, the page's id and space, and its version + 1.  A row without a
+ * body value (a NULL body column) keeps the page's body, as one without a
+ * parent keeps its parent: a PUT must carry a body, so the one the lookup
+ * read (body-format=storage) is sent back.
  */
 static void
 set_update(Upsert *u, UpsertRow *r, const cJSON *item)
@@ -210,6 +216,8 @@ set_update(Upsert *u, UpsertRow *r, const cJSON *item)
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(r->row, "body");
 	const char *status = json_string(r->row, "status");
 	const char *parent = json_string(r->row, "parentId");
+	const cJSON *stored = cJSON_GetObjectItemCaseSensitive(item, "body");
+	const char *current = json_string(cJSON_GetObjectItemCaseSensitive(stored, "storage"), "value");
 	cJSON	   *put = cfdw_json_parse_owned("{}", 2);
 	cJSON	   *v;
 	char	   *text;
@@ -220,20 +228,26 @@ set_update(Upsert *u, UpsertRow *r, const cJSON *item)
 				 errmsg("Confluence listed the %s \"%s\" without an id and version number",
 						t->template->name, r->title),
 				 errhint("Nothing was sent for this row.")));
+	if (json_string(body, "value") == NULL && current == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Confluence listed the %s \"%s\" without its storage body, which a row without a body keeps",
+						t->template->name, r->title),
+				 errhint("Nothing was sent for this row.")));
 	add_or_fail(cJSON_AddStringToObject(put, "id", id) != NULL);
 	add_or_fail(cJSON_AddStringToObject(put, "status", status ? status : "current") != NULL);
 	add_or_fail(cJSON_AddStringToObject(put, "title", r->title) != NULL);
 	add_or_fail(cJSON_AddStringToObject(put, "spaceId", r->space) != NULL);
 	if (parent && strcmp(t->template->name, "pages") == 0)
 		add_or_fail(cJSON_AddStringToObject(put, "parentId", parent) != NULL);
-	if (body)
+	if (json_string(body, "value") != NULL)
 		add_or_fail(cJSON_AddItemToObject(put, "body", cJSON_Duplicate(body, true)));
 	else
 	{
-		cJSON	   *empty = cJSON_AddObjectToObject(put, "body");
+		cJSON	   *kept = cJSON_AddObjectToObject(put, "body");
 
-		add_or_fail(empty && cJSON_AddStringToObject(empty, "representation", "storage") &&
-					cJSON_AddStringToObject(empty, "value", ""));
+		add_or_fail(kept && cJSON_AddStringToObject(kept, "representation", "storage") &&
+					cJSON_AddStringToObject(kept, "value", current));
 	}
 	v = cJSON_AddObjectToObject(put, "version");
 	add_or_fail(v && cJSON_AddNumberToObject(v, "number", number->valuedouble + 1));

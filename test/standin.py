@@ -21,6 +21,9 @@ every object gets its id from one counter, so ids grow with creation):
            /pages/{id}/inline-comments        post are 404 when it does not exist
            /blogposts/{id}/footer-comments
            /blogposts/{id}/inline-comments
+    GET    /pages/{id}/labels                 the labels of one page or blog post
+           /blogposts/{id}/labels             (seeded only): prefix, sort, cursor,
+                                              limit; 404 when it does not exist
     GET    /pages/{id} /blogposts/{id} /footer-comments/{id} /inline-comments/{id}
            /spaces/{id}                       one object (any status; ?status= to
                                               filter), 404 when missing
@@ -76,7 +79,10 @@ Control API (plain HTTP, no auth) on every listener:
                                               lets the first n matching requests
                                               through before it applies; "match"
                                               is a prefix of the path, the query
-                                              is not matched; "method" is exact)
+                                              is not matched; "method" is exact;
+                                              kind "merge" answers as usual with
+                                              the object "fields" put into the
+                                              answer, e.g. a "\\u0000" in a title)
     POST /_standin/credentials                replace the accepted credentials
     POST /_standin/seed                       create objects straight in the store:
         {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
@@ -87,6 +93,9 @@ Control API (plain HTTP, no auth) on every listener:
             -> {"created": N, "first_id": "...", "last_id": "..."} (ids in a row)
         {"collection": "spaces", "spaces": [{"id": "...", "key": "...", "name",
          "type", "status", "homepageId", ...}, ...]}  (same id: replaced)
+            -> {"created": n, "ids": [...]}
+        {"collection": "labels", "pageId"|"blogPostId": "...", "names": ["a", ...],
+         "prefix": "global"}  labels added to that page or blog post
             -> {"created": n, "ids": [...]}
 
 Python standard library only.  Secrets never reach stdout, stderr or the log.
@@ -151,10 +160,10 @@ CONTENT = {
 COMMENTS = ("footer-comments", "inline-comments")
 
 FAULT_KINDS = {"status", "delay", "drop_before_body", "drop_after_body", "drop_after_process",
-               "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body"}
+               "malformed_json", "empty_body", "non_json", "oversize", "redirect", "slow_body", "merge"}
 FAULT_KEYS = {"kind", "match", "method", "times", "server", "status", "headers", "body",
               "content_type", "delay_ms", "bytes", "location", "interval_ms", "process", "rate",
-              "skip"}
+              "skip", "fields"}
 LISTENERS = ("main", "second", "tls")
 
 
@@ -302,6 +311,7 @@ def parse_fault(obj):
         (is_int(f.get("bytes", 32)) and f.get("bytes", 32) >= 32, "bytes must be an integer >= 32"),
         (f["kind"] != "redirect" or isinstance(f.get("location"), str), 'kind "redirect" needs "location"'),
         (isinstance(f.get("process", False), bool), "process must be true or false"),
+        (f["kind"] != "merge" or isinstance(f.get("fields"), dict), 'kind "merge" needs "fields", an object'),
     ]
     for ok, msg in checks:
         if not ok:
@@ -354,6 +364,7 @@ class State:
         self.by_container = {c: {} for c in COMMENTS}   # (key, id) -> [int ids], ascending
         self.spaces = {}                                # id -> space
         self.space_order = []                           # int ids, ascending
+        self.labels = {}             # (collection, id) -> [label], ascending ids
         self.add_space(make_space(DEFAULT_SPACE))
 
     def reset(self, keep_objects=False):
@@ -370,6 +381,7 @@ class State:
             self.titles.clear()
             self.spaces.clear()
             self.space_order.clear()
+            self.labels.clear()
             self.add_space(make_space(DEFAULT_SPACE))
 
     def stats(self):
@@ -541,6 +553,9 @@ class State:
             want_path_id(parts[1])
             key = "pageId" if parts[0] == "pages" else "blogPostId"
             return self.list_comments(parts[2], path, query, base, (parts[0], key, parts[1]))
+        elif len(parts) == 3 and parts[0] in CONTENT and parts[1] and parts[2] == "labels" and method == "GET":
+            want_path_id(parts[1])
+            return self.list_labels(parts[0], parts[1], path, query, base)
         raise not_found()
 
     def delete_content(self, coll, obj, qs):
@@ -612,6 +627,20 @@ class State:
                               lambda o: o["status"] in statuses)
         return list_answer(path, query, base, [dict(o, body=body_view(o.get("body"), fmt)) for o in objs],
                            more, desc)
+
+    def list_labels(self, coll, cid, path, query, base):
+        """GET /pages/{id}/labels or /blogposts/{id}/labels: prefix, sort,
+        cursor, limit; 404 when the page or blog post does not exist."""
+        qs = urllib.parse.parse_qs(query)
+        limit, after, desc = list_paging(qs, path)
+        prefixes = set(multi(qs, "prefix"))
+        with self.lock:
+            if cid not in self.store[coll]:
+                raise not_found()
+            labels = self.labels.get((coll, cid), [])
+            objs, more = walk({l["id"]: l for l in labels}, [int(l["id"]) for l in labels], after, desc,
+                              limit, lambda l: not prefixes or l["prefix"] in prefixes)
+        return list_answer(path, query, base, objs, more, desc)
 
     def list_spaces(self, path, query, base):
         """GET /spaces: ids, keys, type, status, sort (id or -id), cursor, limit."""
@@ -797,9 +826,11 @@ class State:
         coll = req.get("collection")
         if coll == "spaces":
             return self.seed_spaces(req)
+        if coll == "labels":
+            return self.seed_labels(req)
         if coll not in CONTENT and coll not in COMMENTS:
             raise ValueError('collection must be "pages", "blogposts", "footer-comments", '
-                             '"inline-comments" or "spaces"')
+                             '"inline-comments", "spaces" or "labels"')
         allowed = {"collection", "count", "body"} | (
             {"spaceId", "title_prefix", "status"} if coll in CONTENT else {"pageId", "blogPostId"})
         unknown = set(req) - allowed
@@ -850,6 +881,30 @@ class State:
             self.next_id = first + count
         return {"created": count, "first_id": str(first) if count else None,
                 "last_id": str(first + count - 1) if count else None}
+
+    def seed_labels(self, req):
+        unknown = set(req) - {"collection", "pageId", "blogPostId", "names", "prefix"}
+        if unknown:
+            raise ValueError("unknown seed keys for labels: " + ", ".join(sorted(unknown)))
+        given = [k for k in ("pageId", "blogPostId") if req.get(k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of pageId, blogPostId")
+        coll = "pages" if given[0] == "pageId" else "blogposts"
+        cid, names = req[given[0]], req.get("names")
+        prefix = req.get("prefix", "global")
+        if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
+            raise ValueError('"names" must be a list of non-empty strings')
+        if prefix not in ("global", "my", "team", "system"):
+            raise ValueError("prefix must be global, my, team or system")
+        with self.lock:
+            if cid not in self.store[coll]:
+                raise ValueError("%s %s does not exist" % (CONTENT[coll]["noun"], dumps(cid)))
+            labels = self.labels.setdefault((coll, cid), [])
+            ids = []
+            for name in names:
+                ids.append(self.new_id())
+                labels.append({"id": ids[-1], "name": name, "prefix": prefix})
+        return {"created": len(ids), "ids": ids}
 
     def seed_spaces(self, req):
         unknown = set(req) - {"collection", "spaces"}
@@ -1397,6 +1452,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "delay":
             time.sleep(fault["delay_ms"] / 1000.0)
             self.send(rec, *(self.fault_answer(fault) if "status" in fault else answer()))
+        elif kind == "merge":
+            # answered as usual, with these top-level keys put into the answer
+            status, hdrs, out = answer()
+            try:
+                obj = json.loads(out) if out else None
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                obj.update(fault["fields"])
+                out = dumps(obj).encode()
+            self.send(rec, status, hdrs + fault["headers"], out)
         elif kind == "slow_body":
             status, hdrs, out = answer()
             if "body" in fault:

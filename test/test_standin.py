@@ -529,6 +529,31 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(self.get("/wiki/api/v2/inline-comments?body-format=storage")[1]["results"][0]
                          ["resolutionStatus"], "open")
 
+    def test_labels(self):
+        p1 = json.loads(self.page("P1")[2])["id"]
+        p2 = json.loads(self.page("P2")[2])["id"]
+        got = self.seed(collection="labels", pageId=p1, names=["a", "b", "c", "d", "e"])
+        self.assertEqual(got["created"], 5)
+        self.seed(collection="labels", pageId=p2, names=["x"], prefix="team")
+        items, pages = self.follow("/wiki/api/v2/pages/%s/labels?limit=2" % p1)
+        self.assertEqual(([l["name"] for l in items], pages), (["a", "b", "c", "d", "e"], 3))
+        self.assertEqual([l["id"] for l in items], got["ids"])
+        self.assertEqual(set(items[0]), {"id", "name", "prefix"})
+        self.assertEqual(self.follow("/wiki/api/v2/pages/%s/labels?sort=-id" % p1)[0][0]["name"], "e")
+        self.assertEqual(self.follow("/wiki/api/v2/pages/%s/labels" % p2)[0],
+                         [{"id": str(int(got["ids"][-1]) + 1), "name": "x", "prefix": "team"}])
+        self.assertEqual(self.follow("/wiki/api/v2/pages/%s/labels?prefix=global" % p2)[0], [])
+        st, _, data = self.req("GET", "/wiki/api/v2/pages/999/labels")
+        self.assertEqual((st, self.errors(data)["code"]), (404, "NOT_FOUND"))
+        for bad in ({"collection": "labels", "pageId": "999", "names": ["a"]},
+                    {"collection": "labels", "pageId": p1, "names": [""]},
+                    {"collection": "labels", "pageId": p1, "blogPostId": p2, "names": ["a"]},
+                    {"collection": "labels", "pageId": p1, "names": ["a"], "prefix": "other"}):
+            st, _, _ = self.req("POST", "/_standin/seed", bad)
+            self.assertEqual(st, 400, bad)
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages/%s/labels" % p1)[0], 404)
+
     def test_trash(self):
         upd_body = {"representation": "storage", "value": "<p>y</p>"}
         for coll in ("pages", "blogposts"):
@@ -800,6 +825,16 @@ class StandinTest(unittest.TestCase):
         self.fault(kind="malformed_json", process=True)
         self.page("m")
         self.assertEqual(self.stats()["pages"], 1)
+        # merge: the usual answer, with fields put in (a NUL stays an escape)
+        self.fault(kind="merge", fields={"title": "a\u0000b", "extra": [1]}, method="POST")
+        st, _, data = self.page("merged")
+        self.assertIn(b'"title":"a\\u0000b"', data)
+        out = json.loads(data)
+        self.assertEqual((st, out["title"], out["extra"], out["status"]), (200, "a\0b", [1], "current"))
+        self.assertEqual(self.stats()["pages"], 2)
+        self.assertEqual(self.get("/wiki/api/v2/pages/" + out["id"])[1]["title"], "merged")
+        st, _, _ = self.req("POST", "/_standin/fault", {"kind": "merge"}, headers={"Authorization": "none"})
+        self.assertEqual(st, 400)
 
     def test_stats_with_faults_and_requests(self):
         self.assertEqual(self.page("one")[0], 200)
