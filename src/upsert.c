@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * upsert.c
- *		  on_conflict 'update' and 'skip' (README "Upsert by title"): a row of a pages or
- *		  blogposts table whose title is taken in its space updates that
- *		  page, or leaves it alone, instead of failing with Confluence's 400.
+ *		  on_conflict 'update' and 'skip' (README "Upsert by title"): a row
+ *		  of a pages or blogposts table whose title is taken in its space
+ *		  updates that page, or leaves it alone, instead of failing with
+ *		  Confluence's 400.  Also the one lookup by title, which the queue
+ *		  worker uses to find a page an interrupted create may have made.
  *
  * Each row is a small state machine.  It looks for the page first (GET of
  * the list by space and title), so that a nightly republish of an
