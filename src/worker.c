@@ -67,10 +67,13 @@
 #include "confluence_fdw.h"
 
 /*
- * Due rows read at once, more than max_concurrency so slots stay busy.
- * Reading claims nothing: a row is claimed as its request starts.
+ * Due rows read at once, more than max_concurrency so slots stay busy, and
+ * no more of their bodies than FETCH_BYTES (a body may be 5 MB): a batch
+ * is held in memory until it is sent.  Reading claims nothing: a row is
+ * claimed as its request starts.
  */
 #define FETCH_BATCH 256
+#define FETCH_BYTES (32 * 1024 * 1024)
 
 /* After this many attempts a row that keeps failing to get through is dead. */
 #define MAX_ATTEMPTS 10
@@ -306,18 +309,22 @@ read_rows(bool sending, int *n)
 {
 	CfdwPrivileged priv;
 	QueuedRow  *rows;
-	Datum		arg = Int32GetDatum(FETCH_BATCH);
-	Oid			type = INT4OID;
+	Datum		args[2] = {Int32GetDatum(FETCH_BATCH), Int64GetDatum(FETCH_BYTES)};
+	Oid			types[2] = {INT4OID, INT8OID};
 
 	begin_work();
 	cfdw_privileged_begin(InvalidOid, &priv);
 	if (SPI_execute_with_args(sending
 							  ? "SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
 							  " WHERE state = 'sending' ORDER BY id"
-							  : "SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
-							  " WHERE state = ANY ('{pending,retry_wait}'::pg_catalog.text[])"
-							  " AND next_attempt_at <= pg_catalog.now() ORDER BY id LIMIT $1",
-							  1, &type, &arg, NULL, true, 0) != SPI_OK_SELECT)
+							  : "SELECT " ROW_COLUMNS " FROM"
+							  " (SELECT q.*, pg_catalog.sum(pg_catalog.octet_length(q.body))"
+							  "    OVER (ORDER BY q.id) AS upto"
+							  "  FROM (SELECT * FROM confluence_fdw.queue"
+							  "   WHERE state = ANY ('{pending,retry_wait}'::pg_catalog.text[])"
+							  "   AND next_attempt_at <= pg_catalog.now() ORDER BY id LIMIT $1) q) due"
+							  " WHERE COALESCE(upto, 0) - COALESCE(pg_catalog.octet_length(body), 0) < $2 ORDER BY id",
+							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "confluence_fdw worker: could not read the queue");
 	rows = copy_rows(n);
 	cfdw_privileged_end(&priv);
@@ -732,29 +739,44 @@ upsert_row_done(void *arg, int index, const CfdwRequest *req, const CfdwResponse
 }
 
 /*
- * An upsert group is claimed whole before its lookups start: an upsert
- * row interrupted at any step goes back to pending (its lookup settles
- * what the interrupted attempt did), so a claim never strands one.
+ * The rows of an upsert group are sent max_concurrency at a time, each
+ * chunk claimed whole before its lookups start: an upsert row advances in
+ * steps (lookup, then create or update), and all of a chunk's rows keep
+ * their state until each is done, so a chunk of the requests in flight
+ * bounds both what is claimed and what is held.  An upsert row interrupted
+ * at any step goes back to pending (its lookup settles what the
+ * interrupted attempt did).
  */
 static void
-claim_all(SendGroup *g)
+send_upserts(SendGroup *g)
 {
-	bool	   *go = palloc(sizeof(bool) * g->n);
-	int64	   *ids = palloc(sizeof(int64) * g->n);
-	int			ok = 0;
+	int			chunk = Max(Min(g->table->max_concurrency, CFDW_MAX_CONCURRENCY), 1);
+	bool	   *go = palloc(sizeof(bool) * chunk);
+	int64	   *ids = palloc(sizeof(int64) * chunk);
+	SendGroup	part = *g;
 
-	for (int i = 0; i < g->n; i++)
-		ids[i] = g->rows[i].id;
-	(void) move_rows(CFDW_MOVE_CLAIM, ids, g->n, NULL, go);
-	for (int i = 0; i < g->n; i++)
+	for (int first = 0; first < g->n; first += chunk)
 	{
-		if (!go[i])
-			continue;
-		g->rows[ok] = g->rows[i];
-		g->rows[ok].attempts++;
-		g->reqs[ok++] = g->reqs[i];
+		int			n = Min(chunk, g->n - first);
+		int			ok = 0;
+
+		for (int i = 0; i < n; i++)
+			ids[i] = g->rows[first + i].id;
+		(void) move_rows(CFDW_MOVE_CLAIM, ids, n, NULL, go);
+		part.rows = g->rows + first;
+		part.reqs = g->reqs + first;
+		for (int i = 0; i < n; i++)
+		{
+			if (!go[i])
+				continue;
+			part.rows[ok] = part.rows[i];
+			part.rows[ok].attempts++;
+			part.reqs[ok++] = part.reqs[i];
+		}
+		part.n = ok;
+		if (ok > 0)
+			cfdw_upsert_all(g->conn, g->table, part.reqs, part.n, upsert_row_done, &part);
 	}
-	g->n = ok;
 }
 
 /* Send a group of due rows: same table, same role. */
@@ -769,11 +791,7 @@ send_group(QueuedRow *rows, int n)
 	PG_TRY();
 	{
 		if (g.table->on_conflict != CFDW_CONFLICT_ERROR)
-		{
-			claim_all(&g);
-			if (g.n > 0)
-				cfdw_upsert_all(g.conn, g.table, g.reqs, g.n, upsert_row_done, &g);
-		}
+			send_upserts(&g);
 		else
 			cfdw_send_all(g.conn, g.table, g.reqs, g.n, claim_starting, row_done, &g);
 	}
