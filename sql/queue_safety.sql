@@ -225,6 +225,43 @@ SELECT state, remote_id <> :'draft_id' AS not_the_draft, standin_masked(error) A
   FROM confluence_fdw.queue;
 SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
 
+--
+-- 9. One group's persistent error stops no other group: an upsert whose
+-- lookup lists the page without a version (an ERROR in the worker each
+-- time), and a row whose table was replaced by a plain table, both sorted
+-- before a row of another table, which is sent.
+--
+SELECT standin_reset();
+TRUNCATE confluence_fdw.queue;
+CREATE FOREIGN TABLE qs.a_poison (space_id text, title text, body text)
+  SERVER qs_srv OPTIONS (endpoint 'pages', delivery 'queue', on_conflict 'update');
+CREATE FOREIGN TABLE qs.a_gone (space_id text, title text)
+  SERVER qs_srv OPTIONS (endpoint 'pages', delivery 'queue');
+SELECT standin_fault('{"kind": "merge", "method": "GET", "match": "/wiki/api/v2/pages", "times": -1,
+                       "fields": {"results": [{"id": "1", "title": "QS poison", "spaceId": "98306", "status": "current"}]}}');
+BEGIN;
+INSERT INTO qs.a_poison VALUES ('98306', 'QS poison', '<p>p</p>');
+INSERT INTO qs.a_gone VALUES ('98306', 'QS gone');
+DROP FOREIGN TABLE qs.a_gone;
+CREATE TABLE qs.a_gone (x int);
+INSERT INTO qs.pages (space_id, title, body) VALUES ('98306', 'QS unrelated', '<p>u</p>');
+COMMIT;
+DO $$
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXIT WHEN EXISTS (SELECT FROM confluence_fdw.queue
+                       WHERE body::jsonb->>'title' = 'QS unrelated' AND state = 'done');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT body::jsonb->>'title' AS title,
+       CASE WHEN body::jsonb->>'title' = 'QS poison' THEN state <> 'done' AND attempts >= 1 END AS poison_not_done_but_tried,
+       CASE WHEN body::jsonb->>'title' <> 'QS poison' THEN state END AS state,
+       CASE WHEN body::jsonb->>'title' = 'QS gone' THEN regexp_replace(error, 'role "[^"]*"', 'role <me>') END AS error
+  FROM confluence_fdw.queue ORDER BY id;
+SELECT standin_reset();
+TRUNCATE confluence_fdw.queue;
+
 DROP SCHEMA qs CASCADE;
 DROP USER MAPPING FOR CURRENT_USER SERVER qs_once;
 DROP SERVER qs_once;

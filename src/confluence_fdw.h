@@ -627,6 +627,7 @@ typedef enum CfdwQueueMove
 	CFDW_MOVE_IN_DOUBT,			/* sending -> in_doubt */
 	CFDW_MOVE_RESEND,			/* sending -> pending */
 	CFDW_MOVE_UNSENDABLE,		/* pending, retry_wait -> dead */
+	CFDW_MOVE_DEFER,			/* pending, retry_wait -> retry_wait */
 	CFDW_MOVE_COUNT
 } CfdwQueueMove;
 

@@ -415,9 +415,10 @@ cfdw_pipeline_drain(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 /*
  * Start requests in free slots while fewer than limit are busy.  The
  * caller's starting callback sees them first, all at once, and may hold
- * some back: those finish without being sent or reported.
+ * some back: those finish without being sent or reported.  Returns how many
+ * were taken (started or held back).
  */
-static void
+static int
 fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n,
 		   int limit, int *next, int *busy, int *index_of, CfdwAttempts *attempts,
 		   CfdwStartCallback starting, void *arg)
@@ -437,7 +438,7 @@ fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n
 		k++;
 	}
 	if (k == 0)
-		return;
+		return 0;
 	if (starting)
 		starting(arg, index, k, go);
 	*next += k;
@@ -454,6 +455,7 @@ fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n
 		cfdw_transfer_start(c, i, &t->site, &reqs[index[j]], 0);
 		(*busy)++;
 	}
+	return k;
 }
 
 /* cfdw_send_all's event loop, until every request has its outcome. */
@@ -472,9 +474,15 @@ send_all_loop(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, in
 	cfdw_limit_connections(c, limit);
 	while (next < n || busy > 0)
 	{
-		fill_slots(c, t, reqs, n, limit, &next, &busy, index_of, attempts, starting, arg);
-		if (busy == 0)
-			continue;			/* all held back: start the next ones */
+		int			taken = fill_slots(c, t, reqs, n, limit, &next, &busy, index_of,
+									   attempts, starting, arg);
+
+		/*
+		 * All held back: take the next ones.  Nothing taken (every slot is
+		 * another statement's on this connection): wait for one to free.
+		 */
+		if (busy == 0 && taken > 0)
+			continue;
 		cfdw_transport_wait(c);
 		for (int i = 1; i < CFDW_SLOTS; i++)
 		{

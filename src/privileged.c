@@ -16,9 +16,12 @@
  *
  * So every such block runs between cfdw_privileged_begin() and
  * cfdw_privileged_end(), which pin search_path to "pg_catalog, pg_temp"
- * (pg_temp last: never searched before pg_catalog) at a new GUC nest level,
- * as the core does for its own internal queries, and the statements
- * qualify what they name besides.  An error aborts the transaction, which
+ * (pg_temp last: never searched before pg_catalog, and never for functions
+ * or operators) at a new GUC nest level, as the core does for its own
+ * internal queries.  The statements name their tables, types and
+ * functions with their schema besides; their operators resolve through
+ * the pinned path, that is in pg_catalog, so every such statement must run
+ * inside a block.  An error aborts the transaction, which
  * unwinds the nest level and the user id as well.
  *
  * IDENTIFICATION

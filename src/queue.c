@@ -259,7 +259,7 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("confluence_fdw.flush() cannot wait in a %s transaction",
 						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 				 errdetail("The transaction's snapshot would never show the rows the worker sends."),

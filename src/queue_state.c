@@ -14,17 +14,22 @@
  *	      │                │ ├──may have been processed──▶ in_doubt ──requeue──▶ pending
  *	      │                │ └──interrupted, proven unsent or an upsert──▶ pending
  *	 pending/retry_wait ──cannot be sent as it is (table, mapping gone)──▶ dead
+ *	 pending/retry_wait ──an ERROR while its group was prepared or sent──▶ retry_wait
+ *	                      (counted as an attempt; dead once attempts are used up)
  *
  * What a crash (or a fast shutdown, a cancel, an ERROR) between two steps
  * leaves behind, for each transition:
  *
  *	claim	committed with synchronous_commit at least 'on' before the
  *			request is handed to libcurl, so a row whose bytes may have left
- *			is 'sending' on disk (and on a synchronous standby).  Only rows
- *			about to start are claimed, so a crash leaves in 'sending' just
- *			the requests in flight.  A crash after the commit and before the
- *			send leaves an unsent row 'sending': the reconciliation treats
- *			it as possibly sent (a page is looked up, a comment is in_doubt).
+ *			is 'sending' on disk, and on a synchronous standby unless the
+ *			wait for it was cancelled (PostgreSQL then commits locally with
+ *			a WARNING, and a failover right after can lose that claim).
+ *			Only rows about to start are claimed, so a crash leaves in
+ *			'sending' the requests in flight, plus those claimed and stopped
+ *			before they left or whose answers an ERROR cut off: the
+ *			reconciliation treats all of them as possibly sent (a page is
+ *			looked up, a comment is in_doubt).
  *	outcome	(done, retry_wait, dead, in_doubt) committed with
  *			synchronous_commit off: a lost outcome leaves the row 'sending',
  *			and the reconciliation settles it as after a crash mid-send.
@@ -94,6 +99,8 @@ static const QueueTransition transitions[] = {
 	{CFDW_MOVE_RESEND, "resend", S(CFDW_Q_SENDING), CFDW_Q_PENDING, OUTCOME_SET, false},
 	{CFDW_MOVE_UNSENDABLE, "unsendable", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_DEAD,
 	OUTCOME_SET ", done_at = pg_catalog.now()", false},
+	{CFDW_MOVE_DEFER, "defer", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_RETRY_WAIT,
+	"attempts = attempts + 1, " OUTCOME_SET, false},
 };
 
 /* Each transition's statement, prepared once per process. */

@@ -39,6 +39,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -47,6 +48,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
+#include "utils/timeout.h"
+#include "storage/lwlock.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -315,8 +319,12 @@ read_rows(bool sending, int *n)
 	begin_work();
 	cfdw_privileged_begin(InvalidOid, &priv);
 	if (SPI_execute_with_args(sending
-							  ? "SELECT " ROW_COLUMNS " FROM confluence_fdw.queue"
-							  " WHERE state = 'sending' ORDER BY id"
+							  ? "SELECT " ROW_COLUMNS " FROM"
+							  " (SELECT q.*, pg_catalog.sum(pg_catalog.octet_length(q.body))"
+							  "    OVER (ORDER BY q.id) AS upto"
+							  "  FROM (SELECT * FROM confluence_fdw.queue"
+							  "   WHERE state = 'sending' ORDER BY id LIMIT $1) q) due"
+							  " WHERE COALESCE(upto, 0) - COALESCE(pg_catalog.octet_length(body), 0) < $2 ORDER BY id"
 							  : "SELECT " ROW_COLUMNS " FROM"
 							  " (SELECT q.*, pg_catalog.sum(pg_catalog.octet_length(q.body))"
 							  "    OVER (ORDER BY q.id) AS upto"
@@ -576,6 +584,10 @@ resolve_group(const QueuedRow *row, char **error)
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("foreign table %s no longer exists", row->table_name)));
 		rel = RelationIdGetRelation(relid);
+		if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("%s is no longer a foreign table", row->table_name)));
 		t = cfdw_resolve_table(rel, row->role);
 		RelationClose(rel);
 		end_work();
@@ -802,9 +814,90 @@ send_group(QueuedRow *rows, int n)
 	PG_END_TRY();
 }
 
-/* Call fn with each run of rows of one table and role. */
+/* Rows left in 'sending' wait for the reconciliation (at start: all). */
+static bool reconcile_needed = true;
+
+/*
+ * What an ERROR while a group was prepared or sent (a lock timeout, a
+ * cancel, out of memory, an answer upsert.c cannot read) does to its rows:
+ * the ones not claimed yet wait in retry_wait, counted as an attempt and
+ * dead once attempts are used up, so that no row can stop the queue; the
+ * claimed ones are still 'sending' and are reconciled.  Only database work
+ * here: the group's transfers were stopped on the way out.
+ */
 static void
-for_each_group(QueuedRow *rows, int n, void (*fn) (QueuedRow *rows, int n))
+defer_group(QueuedRow *rows, int n, const char *error)
+{
+	for (int i = 0; i < n; i++)
+	{
+		CfdwQueueOutcome o = failure(error);
+		CfdwQueueMove move = CFDW_MOVE_DEFER;
+
+		if (rows[i].attempts + 1 >= MAX_ATTEMPTS)
+		{
+			o.error = psprintf("gave up after %d attempts: %s", rows[i].attempts + 1, error);
+			move = CFDW_MOVE_UNSENDABLE;
+		}
+		else
+			o.next_attempt_at = next_attempt(NULL, rows[i].attempts + 1);
+		move_row(move, rows[i].id, &o);
+	}
+	reconcile_needed = true;
+}
+
+/*
+ * Call fn with a group of rows.  An ERROR in it is the group's, reported
+ * as a WARNING: the other groups are sent all the same.  Rows being sent
+ * are deferred (defer_group); rows being reconciled become in_doubt,
+ * settled the safe way rather than met again at every round.
+ */
+static void
+guarded(void (*fn) (QueuedRow *rows, int n), QueuedRow *rows, int n, bool reconciling)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		fn(rows, n);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+		if (reconciling)
+		{
+			CfdwQueueOutcome o = failure(psprintf("the worker was interrupted while sending this row, and could not check it: %s",
+												  edata->message));
+
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("confluence_fdw worker: %d queue rows of %s could not be reconciled: %s",
+							n, rows[0].table_name, edata->message),
+					 errdetail("They are marked in_doubt.")));
+			for (int i = 0; i < n; i++)
+				move_row(CFDW_MOVE_IN_DOUBT, rows[i].id, &o);
+		}
+		else
+		{
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("confluence_fdw worker: %d queued rows of %s were not sent: %s",
+							n, rows[0].table_name, edata->message),
+					 errdetail("They are tried again later, and rows that were being sent are reconciled first.")));
+			defer_group(rows, n, edata->message);
+		}
+	}
+	PG_END_TRY();
+}
+
+/* Call fn with each run of rows of one table and role, guarded. */
+static void
+for_each_group(QueuedRow *rows, int n, void (*fn) (QueuedRow *rows, int n), bool reconciling)
 {
 	int			i = 0;
 
@@ -815,7 +908,7 @@ for_each_group(QueuedRow *rows, int n, void (*fn) (QueuedRow *rows, int n))
 		while (j < n && rows[j].role == rows[i].role &&
 			   strcmp(rows[j].table_name, rows[i].table_name) == 0)
 			j++;
-		fn(rows + i, j - i);
+		guarded(fn, rows + i, j - i, reconciling);
 		i = j;
 	}
 }
@@ -827,7 +920,7 @@ deliver_batch(void)
 	int			n;
 	QueuedRow  *rows = read_rows(false, &n);
 
-	for_each_group(rows, n, send_group);
+	for_each_group(rows, n, send_group, false);
 	return n;
 }
 
@@ -846,10 +939,14 @@ reconcile_row(SendGroup *g, int index)
 	CfdwQueueMove move = CFDW_MOVE_IN_DOUBT;
 	char	   *id = NULL;
 
-	if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
+	if (row->attempts >= MAX_ATTEMPTS)
+		o.error = psprintf("the worker was interrupted while sending this row, after %d attempts; it may or may not have reached Confluence",
+						   row->attempts);
+	else if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
 	{
 		/* its lookup sees whatever the interrupted attempt did */
 		o.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
+		o.next_attempt_at = next_attempt(NULL, row->attempts);
 		move = CFDW_MOVE_RESEND;
 	}
 	else if (!findable_by_title(g, row))
@@ -904,19 +1001,27 @@ reconcile_group(QueuedRow *rows, int n)
 /*
  * Rows left in 'sending' by a worker that died (a crash, kill -9, an
  * immediate or fast shutdown, a failover) or that an ERROR interrupted:
- * never sent blindly again.  Only requests that had started are there.
+ * never sent blindly again.  Read in batches like due rows (after an
+ * upgrade from 1.0, whose worker claimed 256 rows at a time, there can be
+ * many); every pass moves each row it reads out of 'sending'.
  */
 static void
 reconcile_all(void)
 {
-	QueuedRow  *rows;
+	int			passes = 0;
 	int			n;
 
-	rows = read_rows(true, &n);
-	if (n > 0)
-		ereport(LOG,
-				(errmsg("confluence_fdw worker: reconciling %d queue rows left in state sending", n)));
-	for_each_group(rows, n, reconcile_group);
+	reconcile_needed = false;
+	do
+	{
+		QueuedRow  *rows = read_rows(true, &n);
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("confluence_fdw worker: reconciling %d queue rows left in state sending", n)));
+		for_each_group(rows, n, reconcile_group, true);
+		MemoryContextReset(batch_cxt);
+	} while (n > 0 && ++passes < 64);
 }
 
 /* ---------------------------------------------------------------------
@@ -935,14 +1040,31 @@ purge_done(void)
 	(void) move_rows(CFDW_MOVE_PURGE, NULL, 0, &o, NULL);
 }
 
+/* Before a wait: tell the statistics what was done, and that we idle. */
+static void
+report_idle(void)
+{
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(true);
+}
+
+static void
+reload_if_asked(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 /* Wait for a wake-up, a due retry or the poll interval (ms). */
 static void
 wait_for_work(long timeout_ms)
 {
 	bool		woken;
 
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pgstat_report_stat(true);
+	report_idle();
 	SpinLockAcquire(&cfdw_shared->mutex);
 	woken = cfdw_shared->wake_requested;
 	cfdw_shared->wake_requested = false;
@@ -952,10 +1074,33 @@ wait_for_work(long timeout_ms)
 						 timeout_ms, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
+	reload_if_asked();
+}
+
+/*
+ * The pause after an ERROR: the whole of it, whoever wakes the worker
+ * (every COMMIT that queues a row does), so that an error that comes back
+ * at once cannot turn into a busy loop.
+ */
+static void
+pause_after_error(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	report_idle();
+	for (;;)
 	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), until, &secs, &usecs);
+		if (secs == 0 && usecs == 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		reload_if_asked();
 	}
 }
 
@@ -963,7 +1108,6 @@ void
 cfdw_worker_main(Datum arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
-	volatile bool reconciled = false;
 	volatile int errors = 0;
 	volatile TimestampTz last_purge = 0;
 
@@ -984,9 +1128,11 @@ cfdw_worker_main(Datum arg)
 									ALLOCSET_DEFAULT_SIZES);
 
 	/*
-	 * An ERROR (a cancel, out of memory, a failed statement) ends the round,
-	 * not the worker, as in PostgreSQL's own long-lived background
-	 * processes: report it, abort the transaction, and go on.  Requests in
+	 * An ERROR that one group's guard (for_each_group) did not take (one
+	 * while reading the queue, say) ends the round, not the worker, as in
+	 * PostgreSQL's own long-lived background processes (the autovacuum
+	 * launcher, the background writer): report it, release what the
+	 * aborted work held, abort the transaction, and go on.  Requests in
 	 * flight were stopped on the way out (cfdw_send_all) and their rows are
 	 * still 'sending', so they are reconciled before anything else is sent.
 	 * The pause after an error grows, so a persistent one is not a busy
@@ -996,16 +1142,21 @@ cfdw_worker_main(Datum arg)
 	{
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
+		disable_all_timeouts(false);
+		QueryCancelPending = false;
 		EmitErrorReport();
+		LWLockReleaseAll();
+		ConditionVariableCancelSleep();
+		pgstat_report_wait_end();
 		AbortOutOfAnyTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		MemoryContextReset(batch_cxt);
 		MemoryContextReset(row_cxt);
 		RESUME_INTERRUPTS();
-		reconciled = false;
+		reconcile_needed = true;
 		errors = Min(errors + 1, 6);
-		wait_for_work(POLL_MS << (errors - 1));
+		pause_after_error(POLL_MS << (errors - 1));
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
@@ -1014,14 +1165,15 @@ cfdw_worker_main(Datum arg)
 		MemoryContextSwitchTo(batch_cxt);
 		if (queue_exists())
 		{
-			if (!reconciled)
+			if (reconcile_needed)
 				reconcile_all();
-			reconciled = true;
 			MemoryContextReset(batch_cxt);
 			while (deliver_batch() > 0)
 			{
 				CHECK_FOR_INTERRUPTS();
 				MemoryContextReset(batch_cxt);
+				if (reconcile_needed)
+					reconcile_all();
 			}
 			if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), 60000))
 			{
