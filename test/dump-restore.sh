@@ -137,7 +137,7 @@ SQL
 standin POST reset
 psql_at "$old_port" -f "$work/script.sql" >"$work/old.out"
 requests >"$work/old.requests"
-standin POST fault '{"kind": "status", "status": 503, "headers": {"Retry-After": "3600"}, "method": "POST", "match": "/wiki/api/v2/blogposts", "times": -1}'
+standin POST fault '{"kind": "status", "status": 503, "headers": {"Retry-After": "2"}, "method": "POST", "match": "/wiki/api/v2/blogposts", "times": -1}'
 psql_at "$old_port" -c "INSERT INTO news (space_id, title, body, source_id)
   SELECT '98306', 'Queued ' || g, '<p>' || g || '</p>', g FROM generate_series(1, $DR_ROWS) g"
 # wait until the worker has tried each once: then they wait for a retry

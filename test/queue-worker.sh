@@ -6,10 +6,10 @@
 # In a throw-away cluster (the worker serving database postgres; the server
 # log at warning, where both ERROR and LOG lines show) and a stand-in:
 #   1. 5 pages are queued while the stand-in answers 429 with Retry-After:
-#      3, so they wait in retry_wait; meanwhile a session holds an ACCESS
-#      EXCLUSIVE lock on the foreign table for 6 s, and the worker runs with
-#      lock_timeout 200ms: its lookups of the table time out, and every row
-#      must still end done, once.
+#      3600, so they wait in retry_wait; a session takes an ACCESS EXCLUSIVE
+#      lock on the foreign table for 6 s, the rows are made due, and the
+#      worker runs with lock_timeout 200ms: its lookups of the table time
+#      out, and every row must still end done, once.
 #   2. 16 pages are queued on a server with max_concurrency 1, each first
 #      answered 429 (Retry-After: 0), so the worker logs a retry for each;
 #      after the third, log_min_messages is raised to fatal with ALTER
@@ -68,9 +68,11 @@ SQL
 worker=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker'")
 [ -n "$worker" ] || { echo "no worker"; exit 1; }
 
-# 1. lock timeouts while the worker resolves the table
+# 1. lock timeouts while the worker resolves the table: the rows wait in
+# retry_wait (a 429 asked for an hour) while a session takes an ACCESS
+# EXCLUSIVE lock on the table for 6 s; then they are made due
 psql_q -c "ALTER SYSTEM SET lock_timeout = '200ms'" -c "SELECT pg_reload_conf()" >/dev/null
-fault '{"kind": "status", "status": 429, "method": "POST", "times": 5, "headers": {"Retry-After": "3"}}'
+fault '{"kind": "status", "status": 429, "method": "POST", "times": 5, "headers": {"Retry-After": "3600"}}'
 psql_q -c "INSERT INTO q.pages (space_id, title) SELECT '98306', 'locked ' || g FROM generate_series(1, 5) g"
 for _ in $(seq 100); do
   [ "$(psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'retry_wait'")" = 5 ] && break
@@ -78,7 +80,14 @@ for _ in $(seq 100); do
 done
 # (LOCK TABLE does not take foreign tables; ALTER does, and is rolled back)
 psql_q -c "BEGIN" -c "ALTER FOREIGN TABLE q.pages ADD COLUMN held int" -c "SELECT pg_sleep(6)" \
-       -c "ROLLBACK" >/dev/null
+       -c "ROLLBACK" >/dev/null &
+locker=$!
+for _ in $(seq 100); do
+  [ "$(psql_q -c "SELECT count(*) FROM pg_locks WHERE relation = 'q.pages'::regclass AND mode = 'AccessExclusiveLock' AND granted")" = 1 ] && break
+  sleep 0.05
+done
+psql_q -c "UPDATE confluence_fdw.queue SET next_attempt_at = now()"
+wait "$locker"
 psql_q -c "SELECT confluence_fdw.flush(60000)" >"$QW_WORK/lock_left.txt"
 psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QW_WORK/lock_states.txt"
 psql_q -c "ALTER SYSTEM RESET lock_timeout" -c "SELECT pg_reload_conf()" >/dev/null
