@@ -228,12 +228,12 @@ SELECT pg_sleep(0.2);
 SELECT count(*) <= 1 AS at_most_row_1, count(*) FILTER (WHERE r->'body_json'->>'note' <> 'row 1') AS others_sent
   FROM standin_requests() r;
 -- The same for an error that is not the FDW's, a failing expression in the
--- SELECT.  Answers take 300 ms here, so when row 40 fails the last 8 rows
+-- SELECT.  Answers take 1 s here, so when row 40 fails the last 8 rows
 -- sent are in flight (the executor hands rows over max_concurrency * 4 at a
 -- time: 32 were sent).
 ALTER FOREIGN TABLE bad.seg_t OPTIONS (SET max_concurrency '8');
 SELECT standin_reset();
-SELECT standin_fault('{"kind": "delay", "delay_ms": 300, "times": -1, "match": "/wiki/echo/"}');
+SELECT standin_fault('{"kind": "delay", "delay_ms": 1000, "times": -1, "match": "/wiki/echo/"}');
 -- (in a block, so that the WARNING, sent while the statement is cleaned up,
 -- comes out in a fixed order with the error)
 DO $$

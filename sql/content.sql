@@ -47,9 +47,12 @@ SELECT r->>'method' AS method, r->'body_json'->>'title' AS title,
 -- column, the line and column, and (in CONTEXT) the row.  Nothing is sent.
 SELECT standin_reset();
 \set VERBOSITY default
+-- (RETURNING: one row at a time, so the good row is answered before the
+-- bad one is built; pipelined, it could be stopped before it left)
 INSERT INTO pages (space_id, title, body) VALUES
   ('98306', 'Good', '<p>fine</p>'),
-  ('98306', 'Bad', E'<p>first line</p>\n<p>Tom & Jerry</p>');
+  ('98306', 'Bad', E'<p>first line</p>\n<p>Tom & Jerry</p>')
+  RETURNING title;
 INSERT INTO pages (space_id, title, body) VALUES ('98306', 'Bad tag', E'<p>a</p>\n\n<p>x <br> y</p>');
 -- the SQLSTATE
 \set VERBOSITY sqlstate

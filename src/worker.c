@@ -632,7 +632,17 @@ connect_group(const CfdwTable *t)
 
 	begin_work();
 	c = cfdw_get_connection(&t->site);
-	end_work();
+	PG_TRY();
+	{
+		end_work();
+	}
+	PG_CATCH();
+	{
+		/* counted as in use: give it back, or it could never be closed */
+		cfdw_release_connection(c, &t->site);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return c;
 }
 
