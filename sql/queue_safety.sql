@@ -140,6 +140,13 @@ DROP ROLE qs_dbo;
 -- sees the queue's dead rows: each row it sends is two updates (its claim
 -- and its outcome).
 --
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT state FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker') = 'idle';
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 SELECT state AS worker_state FROM pg_stat_activity WHERE backend_type = 'confluence_fdw worker';
 SELECT pg_stat_force_next_flush();
 SELECT pg_stat_clear_snapshot();

@@ -171,7 +171,9 @@ real_upgrade() {  # real_upgrade OLD
   psql_q -d postgres -v url="$STANDIN_URL" -v user="$CFDW_USER" -v token="$CFDW_TOKEN" <<'SQL'
 CREATE ROLE alice;
 CREATE ROLE "Alice";
-CREATE SERVER up_srv FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'url');
+-- no retries within an attempt: each attempt is one POST, and a row waits
+-- for the next in retry_wait (the worker claims a row only as it starts it)
+CREATE SERVER up_srv FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'url', max_retries '0');
 CREATE SCHEMA up;
 IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER up_srv INTO up;
 ALTER FOREIGN TABLE up.pages OPTIONS (ADD delivery 'queue');
