@@ -35,6 +35,10 @@ cd "$(dirname "$0")/.."
 source test/lib.sh
 
 SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+# the servers': no leak check (PostgreSQL leaves memory to exit on purpose);
+# malloc() returns NULL when it cannot allocate, as without ASan, and
+# PostgreSQL reports "out of memory" itself
+ASAN_SERVER_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:allocator_may_return_null=1:quarantine_size_mb=32:malloc_context_size=20"
 
 if [ "${CFDW_SANITIZE_NS:-0}" != 1 ]; then
   [ "$(id -u)" = 0 ] || cfdw_die "sanitize: run as root (a private mount namespace, as run-tests.sh)"
@@ -65,15 +69,27 @@ reports=$priv/reports
 mkdir -p "$reports"
 # the servers run as postgres and write their reports here
 chmod 1777 "$reports"
-libasan=$(gcc -print-file-name=libasan.so)
+libasan=$(realpath "$(gcc -print-file-name=libasan.so)")
 [ -e "$libasan" ] || cfdw_die "sanitize: gcc has no libasan.so ($libasan)"
+# ASan's runtime initialised before any other library's constructor: without
+# it `postgres -V` hangs in bindtextdomain() (test/asan_initfirst.c says why)
+initfirst=$priv/asan_initfirst.so
+gcc -shared -fPIC -O1 -Wall -Wextra -Werror -Wl,-z,initfirst -o "$initfirst" \
+  test/asan_initfirst.c "$libasan" || cfdw_die "sanitize: could not build $initfirst"
+chmod 755 "$initfirst"
 cat >"$priv/environment" <<EOF
 # environment of the postgres processes (test/sanitize.sh)
-LD_PRELOAD = '$libasan'
-ASAN_OPTIONS = 'detect_leaks=0:halt_on_error=1:abort_on_error=0:quarantine_size_mb=32:malloc_context_size=20:log_path=$reports/asan'
+LD_PRELOAD = '$libasan $initfirst'
+ASAN_OPTIONS = '$ASAN_SERVER_OPTIONS:log_path=$reports/asan'
 UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan'
 EOF
 chmod 644 "$priv/environment"
+# a server must start under that preload
+if ! out=$(env -i LD_PRELOAD="$libasan $initfirst" ASAN_OPTIONS="$ASAN_SERVER_OPTIONS" \
+             timeout 30 "$("$(cfdw_pg_config)" --bindir)/postgres" -V 2>&1); then
+  cfdw_die "sanitize: postgres -V under the preload failed: $out"
+fi
+cfdw_log "sanitize: under the preload: $out"
 export CFDW_POSTMASTER_ENV=$priv/environment
 
 rc=0
@@ -98,8 +114,12 @@ if ! ldd "$so" | grep -q libasan; then
   cfdw_log "sanitize: $so does not use libasan: the run proves nothing"
   rc=1
 fi
-# run-tests.sh begins by emptying test/results; the server logs are kept there
+# run-tests.sh begins by emptying test/results; the server logs are kept
+# there, and pg_regress's output is copied there (the make clean at the end
+# removes it from the tree)
 mkdir -p test/results/sanitizer
+[ -f regression.diffs ] && cp regression.diffs test/results/sanitizer/
+[ -d results ] && cp -a results test/results/sanitizer/regress-results
 step_run "queue-crash" env CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-crash.sh
 step_run "unit tests (make unit-asan)" make -s unit-asan
 
@@ -120,6 +140,19 @@ step_run "fuzz corpora" fuzz_once
 
 cp -a "$reports"/. test/results/sanitizer/ 2>/dev/null || true
 found=$(find "$reports" -type f | wc -l)
+# A report that could not go to its log_path file goes to stderr, i.e. the
+# server log (the direct run's is kept; queue-crash's goes with its cluster).
+shopt -s nullglob
+for log in test/results/*/postgresql.log; do
+  if grep -n -E 'runtime error:|ERROR: (Address|Undefined|Leak)Sanitizer|Sanitizer:DEADLYSIGNAL|==[0-9]+==ERROR' "$log" |
+     head -20 >"$reports/.in-server-log"; [ -s "$reports/.in-server-log" ]; then
+    cfdw_log "sanitize: sanitizer output in $log:"
+    cat "$reports/.in-server-log"
+    rc=1
+  fi
+done
+shopt -u nullglob
+rm -f "$reports/.in-server-log"
 if [ "$found" -gt 0 ]; then
   cfdw_log "sanitize: $found sanitizer report(s), in test/results/sanitizer/:"
   for f in "$reports"/*; do
