@@ -23,11 +23,43 @@
  * any lock: what a program linked with -fsanitize=address gets from the
  * runtime's .preinit_array entry.  It needs libasan first in LD_PRELOAD
  * (the runtime checks that it comes first in the library list).
+ *
+ * It also hands UBSan its options.  UBSan's runtime (libubsan, loaded with
+ * the instrumented extension) reads UBSAN_OPTIONS on its first report, from
+ * /proc/self/environ, which the postmaster has overwritten with its process
+ * title by then (PostgreSQL's ps_status.c), so it would run with its
+ * defaults (no stack trace).  The runtime also asks the program for default
+ * options through __ubsan_default_options(); this library, preloaded, is
+ * found before libubsan's own weak definition and answers with the
+ * UBSAN_OPTIONS it copied at start (up to 1023 bytes of it).
  */
-extern void __asan_init(void);
+#include <string.h>
 
-__attribute__((constructor)) static void
-cfdw_asan_initfirst(void)
+extern void __asan_init(void);
+const char *__ubsan_default_options(void);
+
+static char ubsan_options[1024];
+
+const char *
+__ubsan_default_options(void)
 {
+	return ubsan_options;
+}
+
+/*
+ * glibc passes argc, argv and envp to each constructor; environ itself is
+ * set only by libc's own initialisation, which runs after this one.
+ */
+__attribute__((constructor)) static void
+cfdw_asan_initfirst(int argc, char **argv, char **envp)
+{
+	static const char name[] = "UBSAN_OPTIONS=";
+
 	__asan_init();
+	for (; envp != NULL && *envp != NULL; envp++)
+	{
+		if (strncmp(*envp, name, sizeof(name) - 1) == 0 &&
+			strlen(*envp + sizeof(name) - 1) < sizeof(ubsan_options))
+			strcpy(ubsan_options, *envp + sizeof(name) - 1);
+	}
 }

@@ -72,16 +72,17 @@ chmod 1777 "$reports"
 libasan=$(realpath "$(gcc -print-file-name=libasan.so)")
 [ -e "$libasan" ] || cfdw_die "sanitize: gcc has no libasan.so ($libasan)"
 # ASan's runtime initialised before any other library's constructor: without
-# it `postgres -V` hangs in bindtextdomain() (test/asan_initfirst.c says why)
+# it `postgres -V` hangs in bindtextdomain(); and UBSAN_OPTIONS handed to
+# UBSan's runtime, which cannot read it itself (test/asan_initfirst.c)
 initfirst=$priv/asan_initfirst.so
-gcc -shared -fPIC -O1 -Wall -Wextra -Werror -Wl,-z,initfirst -o "$initfirst" \
+gcc -shared -fPIC -O1 -Wall -Wextra -Werror -Wno-unused-parameter -Wl,-z,initfirst -o "$initfirst" \
   test/asan_initfirst.c "$libasan" || cfdw_die "sanitize: could not build $initfirst"
 chmod 755 "$initfirst"
 cat >"$priv/environment" <<EOF
 # environment of the postgres processes (test/sanitize.sh)
 LD_PRELOAD = '$libasan $initfirst'
 ASAN_OPTIONS = '$ASAN_SERVER_OPTIONS:log_path=$reports/asan'
-UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan'
+UBSAN_OPTIONS = 'print_stacktrace=1:halt_on_error=1'
 EOF
 chmod 644 "$priv/environment"
 # a server must start under that preload
@@ -91,6 +92,11 @@ if ! out=$(env -i LD_PRELOAD="$libasan $initfirst" ASAN_OPTIONS="$ASAN_SERVER_OP
 fi
 cfdw_log "sanitize: under the preload: $out"
 export CFDW_POSTMASTER_ENV=$priv/environment
+# UBSan's reports go to the servers' stderr, i.e. the server log, even with
+# a log_path (gcc's two runtimes side by side); every cluster's log is kept
+# (test/lib.sh) and searched at the end.
+export CFDW_KEEP_SERVER_LOGS=$priv/serverlogs
+mkdir -p "$CFDW_KEEP_SERVER_LOGS"
 
 rc=0
 step_run() {  # step_run LABEL CMD...: runs CMD, notes the time and the result
@@ -111,8 +117,7 @@ step_run "regression suites" env CFDW_SKIP_DEPS=1 CFDW_FRONT_RUNS="" CFDW_SKIP_E
 # the module installed is the instrumented one
 so=$("$(cfdw_pg_config)" --pkglibdir)/confluence_fdw.so
 if ! ldd "$so" | grep -q libasan; then
-  cfdw_log "sanitize: $so does not use libasan: the run proves nothing"
-  rc=1
+  cfdw_die "sanitize: $so is missing or does not use libasan: the run would prove nothing"
 fi
 # run-tests.sh begins by emptying test/results; the server logs are kept
 # there, and pg_regress's output is copied there (the make clean at the end
@@ -140,22 +145,24 @@ step_run "fuzz corpora" fuzz_once
 
 cp -a "$reports"/. test/results/sanitizer/ 2>/dev/null || true
 found=$(find "$reports" -type f | wc -l)
-# A report that could not go to its log_path file goes to stderr, i.e. the
-# server log (the direct run's is kept; queue-crash's goes with its cluster).
+# UBSan's reports, and ASan's when its log file cannot be written, are in
+# the server logs: each one with such lines is copied, and the lines shown.
 shopt -s nullglob
-for log in test/results/*/postgresql.log; do
-  if grep -n -E 'runtime error:|ERROR: (Address|Undefined|Leak)Sanitizer|Sanitizer:DEADLYSIGNAL|==[0-9]+==ERROR' "$log" |
-     head -20 >"$reports/.in-server-log"; [ -s "$reports/.in-server-log" ]; then
-    cfdw_log "sanitize: sanitizer output in $log:"
-    cat "$reports/.in-server-log"
-    rc=1
+logs=("$CFDW_KEEP_SERVER_LOGS"/*.log)
+shopt -u nullglob
+[ ${#logs[@]} -gt 0 ] || { cfdw_log "sanitize: no server log was kept"; rc=1; }
+for log in ${logs[@]+"${logs[@]}"}; do
+  if grep -q -E 'runtime error:|(Address|UndefinedBehavior|Leak)Sanitizer|==[0-9]+==ERROR' "$log"; then
+    cp "$log" test/results/sanitizer/
+    cfdw_log "sanitize: sanitizer output in test/results/sanitizer/$(basename "$log"):"
+    grep -n -A12 -E 'runtime error:|(Address|UndefinedBehavior|Leak)Sanitizer|==[0-9]+==ERROR' "$log" | head -60 || true
+    found=$((found + 1))
   fi
 done
-shopt -u nullglob
-rm -f "$reports/.in-server-log"
+cfdw_log "sanitize: ${#logs[@]} server log(s) searched"
 if [ "$found" -gt 0 ]; then
   cfdw_log "sanitize: $found sanitizer report(s), in test/results/sanitizer/:"
-  for f in "$reports"/*; do
+  find "$reports" -type f | sort | while read -r f; do
     echo "==== $(basename "$f")"
     head -n 60 "$f"
   done
