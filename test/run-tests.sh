@@ -101,10 +101,10 @@ EXTRA_AFTER=(
   # released scripts frozen, every upgrade path equal to a fresh install, and
   # a real upgrade from each release with rows waiting in the queue (~25 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh"
-  # the regression suites, queue-crash, connect-timeouts, rate-limit, the
-  # unit tests and the fuzz corpora with the extension built with ASan and
-  # UBSan, the runtimes preloaded into the servers: no sanitizer report
-  # (~4.5 min)
+  # the regression suites, queue-crash, queue-worker, connect-timeouts,
+  # rate-limit, the unit tests and the fuzz corpora with the extension built
+  # with ASan and UBSan, the runtimes preloaded into the servers: no
+  # sanitizer report (~4.5 min)
   "CFDW_SKIP_DEPS=1 bash test/sanitize.sh"
   # the Debian package: dpkg-buildpackage, lintian, and autopkgtest, which
   # runs this whole suite again against the installed package (~10 min)

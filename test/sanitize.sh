@@ -23,9 +23,10 @@
 #    reports go to the server log); any report ends the process;
 # 4. runs the regression suites (run-tests.sh's direct run, with the
 #    Confluence stand-in, Prism and nginx it starts), the extra scripts
-#    test/queue-crash.sh, test/connect-timeouts.sh and test/rate-limit.sh,
-#    the C unit tests under the sanitizers (make unit-asan) and each fuzz
-#    harness once over its seed corpus (fuzz/corpus/NAME, libFuzzer -runs=0);
+#    test/queue-crash.sh, test/queue-worker.sh, test/connect-timeouts.sh and
+#    test/rate-limit.sh, the C unit tests under the sanitizers (make
+#    unit-asan) and each fuzz harness once over its seed corpus
+#    (fuzz/corpus/NAME, libFuzzer -runs=0);
 # 5. searches the ASan report files and every cluster's server log (kept by
 #    test/lib.sh's CFDW_KEEP_SERVER_LOGS) and fails when there is any
 #    report, or when a step failed.  Artifacts: test/results/sanitize/
@@ -37,10 +38,8 @@
 #   CFDW_REGRESS="a b"      only these suites (as run-tests.sh)
 #   CFDW_FRONT_RUNS="h2 h1" the front runs as well (default none; ~6 min more)
 #   CFDW_SANITIZE_SCRIPTS   the extra scripts of step 4, names in test/
-#                           without .sh (default "queue-crash
-#                           connect-timeouts rate-limit"; "" for none;
-#                           queue-worker's lock phase depends on timing that
-#                           the sanitizers' slowdown can miss: not by default)
+#                           without .sh (default "queue-crash queue-worker
+#                           connect-timeouts rate-limit"; "" for none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -157,7 +156,7 @@ so=$("$(cfdw_pg_config)" --pkglibdir)/confluence_fdw.so
 ldd "$so" 2>/dev/null | grep -q libasan ||
   cfdw_die "sanitize: $so is missing or does not use libasan: the run would prove nothing"
 
-for script in ${CFDW_SANITIZE_SCRIPTS-queue-crash connect-timeouts rate-limit}; do
+for script in ${CFDW_SANITIZE_SCRIPTS-queue-crash queue-worker connect-timeouts rate-limit}; do
   step_run "$script" env CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash "test/$script.sh"
 done
 step_run "unit tests (make unit-asan)" make -s unit-asan
