@@ -296,6 +296,11 @@ PY
   return 1
 }
 
+# CFDW_KEEP_SERVER_LOGS=DIR: every throw-away cluster's server log is copied
+# to DIR (postgresql-PORT-PID.log) when its CMD ends, e.g. for test/sanitize.sh,
+# whose UBSan reports go to the servers' stderr.  (lib.sh run as a program:
+# `bash test/lib.sh --keep-server-log DIR CMD...` runs CMD, then copies:
+# see the end of this file.)
 # cfdw_pg_virtualenv CMD...: runs CMD with PGHOST/PGPORT/PGUSER/PGPASSWORD/
 # PGDATABASE (=postgres) set for a fresh cluster, which is dropped afterwards.
 # -t keeps everything under a mktemp folder in /tmp, also as root, so an
@@ -328,7 +333,9 @@ cfdw_pg_virtualenv() {
     # benchmarks) they then see each other's ("This cluster is still running").
     PGPORT=$port pg_virtualenv -t -v "$CFDW_PG_VERSION" "${CFDW_PGVE_OPTS[@]}" \
       -o "external_pid_file=/var/run/postgresql/$CFDW_PG_VERSION-regress-$port.pid" \
-      bash -c ': >"$0"; exec "$@"' "$marker" "$@" || rc=$?
+      bash -c ': >"$0"; exec "$@"' "$marker" \
+      ${CFDW_KEEP_SERVER_LOGS:+bash "$CFDW_ROOT/test/lib.sh" --keep-server-log "$CFDW_KEEP_SERVER_LOGS"} \
+      "$@" || rc=$?
     [ -e "$marker" ] && break
     cfdw_log "the throw-away cluster did not start on port $port (attempt $attempt of 3)"
   done
@@ -491,3 +498,19 @@ cfdw_installed_report() {
     echo "package: none (installed by make install)"
   fi
 }
+
+# Run as a program by cfdw_pg_virtualenv, inside the cluster, when
+# CFDW_KEEP_SERVER_LOGS is set: run CMD, then copy the server log.
+if [ "${1:-}" = --keep-server-log ] && [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -uo pipefail
+  keep_dir=$2
+  shift 2
+  "$@"
+  keep_rc=$?
+  if keep_log=$(cfdw_server_log); then
+    cp "$keep_log" "$keep_dir/postgresql-$PGPORT-$$.log" || keep_rc=1
+  else
+    keep_rc=1
+  fi
+  exit $keep_rc
+fi

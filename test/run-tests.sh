@@ -101,6 +101,11 @@ EXTRA_AFTER=(
   # released scripts frozen, every upgrade path equal to a fresh install, and
   # a real upgrade from each release with rows waiting in the queue (~25 s)
   "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/versions.sh"
+  # the regression suites, queue-crash, queue-worker, connect-timeouts,
+  # rate-limit, the unit tests and the fuzz corpora with the extension built
+  # with ASan and UBSan, the runtimes preloaded into the servers: no
+  # sanitizer report (~4.5 min)
+  "CFDW_SKIP_DEPS=1 bash test/sanitize.sh"
   # the Debian package: dpkg-buildpackage, lintian, and autopkgtest, which
   # runs this whole suite again against the installed package (~10 min)
   "CFDW_SKIP_DEPS=1 bash test/package.sh --autopkgtest"
@@ -239,8 +244,9 @@ if [ "${CFDW_INSTALLED:-0}" = 1 ]; then
   # the unit tests compile src/ themselves: they test the tree, not the package
   kept=()
   for cmd in "${EXTRA_AFTER[@]}"; do
-    # ...and the package test would run this suite again inside itself
-    [[ $cmd == make\ * || $cmd == *test/package.sh* ]] || kept+=("$cmd")
+    # ...and the package test would run this suite again inside itself;
+    # the sanitizer run builds the tree too
+    [[ $cmd == make\ * || $cmd == *test/package.sh* || $cmd == *test/sanitize.sh* ]] || kept+=("$cmd")
   done
   EXTRA_AFTER=("${kept[@]}")
 fi
