@@ -949,15 +949,20 @@ reconcile_row(SendGroup *g, int index)
 	CfdwQueueMove move = CFDW_MOVE_IN_DOUBT;
 	char	   *id = NULL;
 
-	if (row->attempts >= MAX_ATTEMPTS)
-		o.error = psprintf("the worker was interrupted while sending this row, after %d attempts; it may or may not have reached Confluence",
-						   row->attempts);
-	else if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
+	bool		may_resend = row->attempts < MAX_ATTEMPTS;
+
+	if (g->table->on_conflict != CFDW_CONFLICT_ERROR)
 	{
 		/* its lookup sees whatever the interrupted attempt did */
-		o.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
-		o.next_attempt_at = next_attempt(NULL, row->attempts);
-		move = CFDW_MOVE_RESEND;
+		if (may_resend)
+		{
+			o.error = "the worker was interrupted while sending this row; an upsert is sent again, and looks the page up first";
+			o.next_attempt_at = next_attempt(NULL, row->attempts);
+			move = CFDW_MOVE_RESEND;
+		}
+		else
+			o.error = psprintf("the worker was interrupted while sending this row, after %d attempts; it may or may not have reached Confluence",
+							   row->attempts);
 	}
 	else if (!findable_by_title(g, row))
 		o.error = "the worker was interrupted while sending this row; it may or may not have reached Confluence";
@@ -972,9 +977,18 @@ reconcile_row(SendGroup *g, int index)
 				move = CFDW_MOVE_DONE;
 				break;
 			case TITLE_ABSENT:
-				o.error = "the worker was interrupted before Confluence created this row's page; it is sent again";
-				o.next_attempt_at = next_attempt(NULL, row->attempts);
-				move = CFDW_MOVE_RESEND;
+				if (may_resend)
+				{
+					o.error = "the worker was interrupted before Confluence created this row's page; it is sent again";
+					o.next_attempt_at = next_attempt(NULL, row->attempts);
+					move = CFDW_MOVE_RESEND;
+				}
+				else
+				{
+					o.error = psprintf("gave up after %d attempts, each interrupted before Confluence created this row's page",
+									   row->attempts);
+					move = CFDW_MOVE_DEAD;
+				}
 				break;
 			case TITLE_UNSURE:
 				o.error = "the worker was interrupted while sending this row, and Confluence could not be asked whether it has it";
