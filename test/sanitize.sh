@@ -143,8 +143,11 @@ step_run() {  # step_run LABEL CMD...: runs CMD, notes the time and the result
 }
 
 # the regression suites (run-tests.sh builds with CFDW_COPT and installs)
-step_run "regression suites" env CFDW_SKIP_DEPS=1 CFDW_FRONT_RUNS="${CFDW_FRONT_RUNS:-}" \
-  CFDW_SKIP_EXTRAS=1 CFDW_COPT="-Wextra -Werror -Wno-unused-parameter $SAN_FLAGS" bash test/run-tests.sh
+# (CFDW_SKIP_BUILD=0: run as one of run-tests.sh's extra scripts, this
+# inherits its CFDW_SKIP_BUILD=1, and the suites would run the plain build)
+step_run "regression suites" env CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=0 CFDW_INSTALLED=0 \
+  CFDW_FRONT_RUNS="${CFDW_FRONT_RUNS:-}" CFDW_SKIP_EXTRAS=1 \
+  CFDW_COPT="-Wextra -Werror -Wno-unused-parameter $SAN_FLAGS" bash test/run-tests.sh
 # run-tests.sh began by emptying test/results; pg_regress's diffs go there too
 out=test/results
 mkdir -p "$out/reports" "$out/fuzz" "$out/direct"
