@@ -55,17 +55,29 @@
  *-------------------------------------------------------------------------
  */
 #include "storage.h"
+#include "html_entities.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <cmark-gfm-core-extensions.h>
 #include <cmark-gfm-extension_api.h>
-#include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlversion.h>
+
+/*
+ * libxml2 2.12 passes the structured error callback a const xmlError
+ * (Debian 12 has 2.9, trixie 2.12, forky and sid 2.14).
+ */
+#if LIBXML_VERSION >= 21200
+typedef const xmlError *CfdwXmlErrorPtr;
+#else
+typedef xmlError *CfdwXmlErrorPtr;
+#endif
 
 /* Deepest element nesting the converter opens (libxml2 stops at 256). */
 #define MAX_NEST 128
@@ -1061,6 +1073,21 @@ cfdw_markdown_to_storage(const char *md, size_t len, CfdwBuf *out)
  * All on one line, so a fault's line number is the body's, and only
  * columns on line 1 need the prologue's length taken off.
  */
+static int
+html_entity_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const CfdwHtmlEntity *) elem)->name);
+}
+
+/* HTML 4.01's named character reference NAME, or NULL */
+static const CfdwHtmlEntity *
+html_entity(const char *name)
+{
+	return bsearch(name, cfdw_html_entities,
+				   sizeof(cfdw_html_entities) / sizeof(cfdw_html_entities[0]),
+				   sizeof(cfdw_html_entities[0]), html_entity_cmp);
+}
+
 static void
 build_prologue(const char *body, size_t len, CfdwBuf *pro)
 {
@@ -1072,7 +1099,7 @@ build_prologue(const char *body, size_t len, CfdwBuf *pro)
 	{
 		char		name[33];
 		size_t		n = 0;
-		const htmlEntityDesc *ent;
+		const CfdwHtmlEntity *ent;
 		bool		seen = false;
 		char		decl[96];
 
@@ -1089,7 +1116,7 @@ build_prologue(const char *body, size_t len, CfdwBuf *pro)
 		name[n] = '\0';
 		if (n == 0 || i + 1 + n >= len || body[i + 1 + n] != ';')
 			continue;
-		ent = htmlEntityLookup((const xmlChar *) name);
+		ent = html_entity(name);
 		if (ent == NULL || strcmp(name, "amp") == 0 || strcmp(name, "lt") == 0 ||
 			strcmp(name, "gt") == 0 || strcmp(name, "quot") == 0 || strcmp(name, "apos") == 0)
 			continue;
@@ -1098,7 +1125,7 @@ build_prologue(const char *body, size_t len, CfdwBuf *pro)
 		if (seen || ndeclared == (int) (sizeof(declared) / sizeof(declared[0])))
 			continue;
 		declared[ndeclared++] = (const char *) ent->name;
-		snprintf(decl, sizeof(decl), "<!ENTITY %s \"&#%u;\">", ent->name, ent->value);
+		snprintf(decl, sizeof(decl), "<!ENTITY %s \"&#%u;\">", ent->name, ent->codepoint);
 		buf_puts(pro, decl);
 	}
 	buf_puts(pro, "]>" ROOT_OPEN);
@@ -1118,7 +1145,7 @@ typedef struct CheckState
 } CheckState;
 
 static void
-check_error(void *ctx, xmlErrorPtr error)
+check_error(void *ctx, CfdwXmlErrorPtr error)
 {
 	xmlParserCtxtPtr parser = ctx;
 	CheckState *st = parser->_private;
@@ -1217,9 +1244,17 @@ parse_checked(const char *body, size_t len, const CfdwBuf *pro, CheckState *st)
 	xmlInitParser();
 	memset(&sax, 0, sizeof(sax));
 	xmlSAXVersion(&sax, 2);
-	/* keep the document and DTD callbacks (entities live there), drop the rest */
+	/*
+	 * Keep the document and DTD callbacks (entities live there), drop the
+	 * rest.  Both element pairs go: libxml2 parses with namespaces (and
+	 * reports an unbound prefix) only when a SAX2 handler has the Ns pair
+	 * or no element callback at all, and from 2.14 on xmlSAXVersion(2)
+	 * fills the SAX1 pair too.
+	 */
 	sax.startElementNs = NULL;
 	sax.endElementNs = NULL;
+	sax.startElement = NULL;
+	sax.endElement = NULL;
 	sax.characters = NULL;
 	sax.ignorableWhitespace = NULL;
 	sax.cdataBlock = NULL;
@@ -1239,7 +1274,13 @@ parse_checked(const char *body, size_t len, const CfdwBuf *pro, CheckState *st)
 		return;
 	}
 	parser->_private = st;
-	xmlCtxtUseOptions(parser, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+
+	/*
+	 * No XML_PARSE_NOERROR: from libxml2 2.13 on it silences the structured
+	 * callback as well, and the check would only learn "not well formed".
+	 * Nothing reaches stderr without it: errors go to check_error alone.
+	 */
+	xmlCtxtUseOptions(parser, XML_PARSE_NONET);
 	feed(parser, pro->data, pro->len, false);
 	if (len > 0)
 		feed(parser, body, len, false);
@@ -1447,12 +1488,12 @@ parse_tree(const char *body, size_t len, const CfdwBuf *pro)
 		/*
 		 * Errors as the check sees them, the tree builder's too: it cuts a
 		 * text node at XML_MAX_TEXT_LENGTH and reports that without
-		 * clearing wellFormed (and, left to itself, on stderr).
+		 * clearing wellFormed (and, left to itself, on stderr).  Without
+		 * XML_PARSE_NOERROR, as in parse_checked.
 		 */
 		parser->_private = &st;
 		parser->sax->serror = check_error;
-		xmlCtxtUseOptions(parser, XML_PARSE_NONET | XML_PARSE_NOERROR |
-						  XML_PARSE_NOWARNING | XML_PARSE_NOENT | XML_PARSE_NOCDATA);
+		xmlCtxtUseOptions(parser, XML_PARSE_NONET | XML_PARSE_NOENT | XML_PARSE_NOCDATA);
 		feed(parser, pro->data, pro->len, false);
 		if (len > 0)
 			feed(parser, body, len, false);

@@ -35,9 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
 #include <libxml/xmlmemory.h>
+#include <libxml/xmlversion.h>
 
+#include "html_entities.h"
 #include "storage.h"
 
 /* ---------------------------------------------------------------------
@@ -425,6 +428,41 @@ check_accepted(const char *body, const char *what)
 	ok = cfdw_storage_check(body, strlen(body), &fault, mem());
 	CHECK(ok, "%s: %s refused at %d:%d: %s", what, show(body), fault.line,
 		  fault.column, fault.message);
+}
+
+/*
+ * src/html_entities.h: sorted for bsearch, every name accepted by the check,
+ * and (where libxml2 still offers htmlEntityLookup without deprecating it,
+ * before 2.14) the same names and code points as libxml2's HTML parser.
+ */
+static void
+test_html_entities(void)
+{
+	size_t		n = sizeof(cfdw_html_entities) / sizeof(cfdw_html_entities[0]);
+	char		body[64];
+
+	current_group = "html entities";
+	CHECK(n == 253, "the table has %zu entities, HTML 4.01 has 253", n);
+	for (size_t i = 0; i < n; i++)
+	{
+		const CfdwHtmlEntity *e = &cfdw_html_entities[i];
+
+		if (i > 0)
+			CHECK(strcmp(cfdw_html_entities[i - 1].name, e->name) < 0,
+				  "%s comes after %s: the table must be sorted by name",
+				  e->name, cfdw_html_entities[i - 1].name);
+		snprintf(body, sizeof(body), "<p>&%s;</p>", e->name);
+		check_accepted(body, e->name);
+#if LIBXML_VERSION < 21400
+		{
+			const htmlEntityDesc *lx = htmlEntityLookup((const xmlChar *) e->name);
+
+			CHECK(lx != NULL && lx->value == e->codepoint,
+				  "&%s; is %u here and %u in libxml2", e->name, e->codepoint,
+				  lx ? lx->value : 0);
+		}
+#endif
+	}
 }
 
 static void
@@ -1130,6 +1168,7 @@ main(int argc, char **argv)
 		return n_failed == 0 ? 0 : 1;
 	}
 
+	test_html_entities();
 	test_check();
 	test_equal();
 	test_converter();
