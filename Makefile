@@ -40,7 +40,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS tracks no header dependencies; every object includes these.
-$(OBJS): src/confluence_fdw.h src/pure.h src/storage.h
+$(OBJS): src/confluence_fdw.h src/compat.h src/pure.h src/storage.h src/html_entities.h
 # Every suite against the extension as installed (a package, or an earlier
 # `make install`), with the Confluence stand-in and nginx it needs; no build.
 .PHONY: installcheck-installed

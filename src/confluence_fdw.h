@@ -26,6 +26,7 @@
  *				work, without PostgreSQL: storage.h)
  *	upsert.c	on_conflict: a page found by its title is updated or kept
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
+ *	compat.h	what differs between the PostgreSQL majors (15 to 19)
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.h
@@ -37,15 +38,8 @@
 
 #include "postgres.h"
 
-/*
- * Built and tested with PostgreSQL 15 only.  The few PG_VERSION_NUM guards
- * for later majors (insert.c, scan.c, transport.c) are not all that 16 and
- * later change: the extension does not build there yet.  Older majors lack
- * pg_prng and the executor and planner APIs used here.
- */
-#if PG_VERSION_NUM < 150000
-#error "confluence_fdw needs PostgreSQL 15 or later"
-#endif
+/* what differs between PostgreSQL 15 and later majors, and the #error below 15 */
+#include "compat.h"
 
 #include <time.h>
 

@@ -27,7 +27,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "commands/defrem.h"
-#include "commands/explain.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
@@ -218,29 +217,6 @@ create_modify_state(EState *estate, ResultRelInfo *rinfo, Oid userid,
 	return state;
 }
 
-/*
- * The user whose mapping is used: the table's checkAsUser (a view owner, a
- * SECURITY DEFINER function's owner) or the current user.
- */
-static Oid
-modify_userid(EState *estate, ResultRelInfo *rinfo)
-{
-#if PG_VERSION_NUM >= 160000
-	return ExecGetResultRelCheckAsUser(rinfo, estate);
-#else
-	Index		rti = rinfo->ri_RangeTableIndex;
-	RangeTblEntry *rte;
-
-	/* a partition routed to from its parent has no RTE of its own */
-	if (rti == 0 && rinfo->ri_RootResultRelInfo)
-		rti = rinfo->ri_RootResultRelInfo->ri_RangeTableIndex;
-	if (rti == 0)
-		return GetUserId();
-	rte = exec_rt_fetch(rti, estate);
-	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-#endif
-}
-
 static void
 confluenceBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 							 List *fdw_private, int subplan_index, int eflags)
@@ -254,12 +230,12 @@ confluenceBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 
 	if (mtstate->operation != CMD_INSERT)
 	{
-		cfdw_begin_change(mtstate, rinfo, fdw_private, modify_userid(estate, rinfo));
+		cfdw_begin_change(mtstate, rinfo, fdw_private, cfdw_result_rel_userid(estate, rinfo));
 		return;
 	}
 	need = intVal(list_nth(fdw_private, FdwModifyPrivateNeedResponse)) != 0;
 	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
-											 modify_userid(estate, rinfo), need);
+											 cfdw_result_rel_userid(estate, rinfo), need);
 }
 
 /*
@@ -276,7 +252,7 @@ confluenceBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 						  rinfo->ri_returningList != NIL,
 						  rinfo->ri_WithCheckOptions != NIL);
 	rinfo->ri_FdwState = create_modify_state(estate, rinfo,
-											 modify_userid(estate, rinfo), need);
+											 cfdw_result_rel_userid(estate, rinfo), need);
 	if (((CfdwModifyState *) rinfo->ri_FdwState)->table->batch_mode)
 		check_batch_mode(rinfo, rinfo->ri_FdwState);
 }

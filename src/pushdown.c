@@ -502,7 +502,7 @@ cfdw_pushdown_param_paths(PlannerInfo *root, RelOptInfo *baserel, const CfdwTabl
 		rows = cfdw_pushdown_rows(t, pushed);
 		cfdw_pushdown_costs(rows, page_size, &startup, &total);
 		add_path(baserel, (Path *)
-				 create_foreignscan_path(root, baserel, NULL, Min(rows, ppi->ppi_rows),
-										 startup, total, NIL, outer, NULL, NIL));
+				 cfdw_foreignscan_path(root, baserel, Min(rows, ppi->ppi_rows),
+									   startup, total, outer));
 	}
 }

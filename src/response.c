@@ -193,8 +193,7 @@ answer_is_json(Answer *a)
 		!pg_verify_mbstr(PG_UTF8, a->utf8, (int) a->len, true) ||
 		!json_depth_within(a->utf8, a->len, CFDW_JSON_MAX_DEPTH))
 		return false;
-	lex = makeJsonLexContextCstringLen(unconstify(char *, a->utf8), (int) a->len,
-									   PG_UTF8, false);
+	lex = cfdw_json_lex_context(unconstify(char *, a->utf8), (int) a->len, false);
 	a->is_json = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 	return a->is_json;
 }
@@ -967,7 +966,7 @@ transport_problem(const CfdwTable *t, const CfdwResponse *resp, Problem *p)
 			break;
 		case CFDW_FAIL_REWIND:
 			p->cause = "The kept-alive connection was closed after the request had gone out";
-			/* FALLTHROUGH */
+			pg_fallthrough;
 		case CFDW_FAIL_CLOSED:
 			p->message = psprintf("the connection to server \"%s\" was closed before Confluence answered",
 								  server);

@@ -25,7 +25,6 @@
 
 #include "access/sysattr.h"
 #include "access/table.h"
-#include "commands/explain.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "mb/pg_wchar.h"
@@ -319,8 +318,8 @@ confluenceGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
 		total += disable_cost;
 	}
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows, startup, total,
-									 NIL, baserel->lateral_relids, NULL, NIL));
+			 cfdw_foreignscan_path(root, baserel, baserel->rows, startup, total,
+								   baserel->lateral_relids));
 	cfdw_pushdown_param_paths(root, baserel, plan->table, CFDW_PAGE_SIZE);
 }
 
@@ -485,22 +484,6 @@ value_output_functions(List *fdw_exprs)
 	return out;
 }
 
-/*
- * Whose user mapping reads: the RTE's checkAsUser (a view's owner, a
- * SECURITY DEFINER function's) or the current user, as for INSERT.
- */
-static Oid
-scan_userid(ForeignScan *fsplan, EState *estate)
-{
-#if PG_VERSION_NUM >= 160000
-	return OidIsValid(fsplan->checkAsUser) ? fsplan->checkAsUser : GetUserId();
-#else
-	RangeTblEntry *rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
-
-	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-#endif
-}
-
 static void
 confluenceBeginForeignScan(ForeignScanState *node, int eflags)
 {
@@ -516,7 +499,7 @@ confluenceBeginForeignScan(ForeignScanState *node, int eflags)
 		return;
 
 	st = palloc0(sizeof(CfdwScanState));
-	userid = scan_userid(fsplan, estate);
+	userid = cfdw_scan_userid(fsplan, estate);
 	st->table = cfdw_resolve_table(node->ss.ss_currentRelation, userid);
 	st->pushed = list_nth(fsplan->fdw_private, FdwScanPrivatePushed);
 	st->need_body = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateNeedBody)) != 0;

@@ -1447,11 +1447,7 @@ prepare_wait_set(CfdwConnection *c)
 		if (c->wes)
 			FreeWaitEventSet(c->wes);
 		c->wes = NULL;
-#if PG_VERSION_NUM >= 170000
-		c->wes = CreateWaitEventSet(NULL, CFDW_MAX_SOCKETS + 2);
-#else
-		c->wes = CreateWaitEventSet(TopMemoryContext, CFDW_MAX_SOCKETS + 2);
-#endif
+		c->wes = cfdw_long_lived_wait_event_set(CFDW_MAX_SOCKETS + 2);
 		AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (i = 0; i < c->nsocks; i++)

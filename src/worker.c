@@ -67,6 +67,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "confluence_fdw.h"
 
@@ -577,7 +578,7 @@ resolve_group(const QueuedRow *row, char **error)
 		Relation	rel;
 
 		begin_work();
-		names = stringToQualifiedNameList(row->table_name);
+		names = cfdw_qualified_name_list(row->table_name);
 		relid = RangeVarGetRelid(makeRangeVarFromNameList(names), AccessShareLock, true);
 		if (!OidIsValid(relid))
 			ereport(ERROR,
