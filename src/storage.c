@@ -71,7 +71,7 @@
 
 /*
  * libxml2 2.12 passes the structured error callback a const xmlError
- * (Debian 12 has 2.9, trixie 2.12, forky and sid 2.14).
+ * (Debian 12 and 13 have 2.9, forky and sid 2.15).
  */
 #if LIBXML_VERSION >= 21200
 typedef const xmlError *CfdwXmlErrorPtr;

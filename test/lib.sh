@@ -6,7 +6,7 @@
 # Works under `set -euo pipefail`.  Nothing here runs on being sourced except
 # setting a few variables.  Functions:
 #
-#   cfdw_pg_config                 print the pg_config to use (PG 15)
+#   cfdw_pg_config                 print the pg_config to use (see "Which PostgreSQL")
 #   cfdw_gen_token [PREFIX]        print a fresh random secret: cfdwtok-<32 hex>
 #   cfdw_gen_credentials           export fresh CFDW_USER/TOKEN/TOKEN2/BEARER/BAD_TOKEN
 #   cfdw_secret_names              print the names of the secret variables
@@ -23,14 +23,26 @@
 #                                  for pg_cron (see the comments there)
 #   cfdw_server_log                inside cfdw_pg_virtualenv: print the path of
 #                                  the cluster's server log
+#   cfdw_cluster_ctl ACTION [ARG...]  inside: stop, start or restart that
+#                                  cluster (pg_ctl's options, e.g. -m immediate);
+#                                  also `bash test/lib.sh --cluster-ctl ...`
+#   cfdw_cluster_env_file          inside: print the file of variables the
+#                                  server starts with (NAME = 'value' lines)
 #   cfdw_wait_cron_launcher [S]    inside: wait until pg_cron's launcher is connected
 #   cfdw_contract_npm_ci           install Prism into test/contract/node_modules (npm ci)
 #   cfdw_start_prism DIR           start Prism on the adjusted v2 spec and its recorder;
 #                                  exports PRISM_URL, PRISM_DIRECT_URL, PRISM_PID, PRISM_RECORDER_PID
 #   cfdw_stop_prism                stop them
 #
+# Which PostgreSQL: the one whose pg_config PG_CONFIG names (any
+# installation: Debian's packages, a source build, another distribution's);
+# without PG_CONFIG, Debian's 15 when it is installed, else the newest
+# Debian major installed (the one major of a tree of test/pgtree.sh).
+# Debian's packages get their throw-away clusters from pg_virtualenv; any
+# other installation from its own initdb and pg_ctl (cfdw_pg_virtualenv).
+#
 # Knobs (environment):
-#   PG_CONFIG               pg_config to use (default /usr/lib/postgresql/15/bin/pg_config)
+#   PG_CONFIG               pg_config to use (see above)
 #   CFDW_CRON_DB            cron.database_name (default contrib_regression)
 #   CFDW_LOG_MIN_MESSAGES   server log_min_messages (default debug5)
 #   CFDW_LOG_STATEMENT      server log_statement (default all)
@@ -42,16 +54,45 @@
 #   CFDW_PRISM_MAX_LIFETIME seconds after which Prism and its recorder exit by themselves (default 5400)
 
 CFDW_ROOT=${CFDW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+export CFDW_ROOT
 CFDW_TOKEN_PREFIX=cfdwtok-
-CFDW_PG_VERSION=15
 
 cfdw_log() { printf '[cfdw %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 cfdw_die() { cfdw_log "ERROR: $*"; exit 1; }
 
+# CFDW_PG_CONFIG, CFDW_PG_VERSION (the major) and CFDW_PG_DEBIAN (1 when
+# pg_virtualenv can make the clusters): see "Which PostgreSQL" above.
+# Before anything is installed, Debian's 15 (what test/install-deps.sh
+# installs).
+cfdw_detect_pg() {
+  local v
+  CFDW_PG_CONFIG=${PG_CONFIG:-}
+  if [ -z "$CFDW_PG_CONFIG" ]; then
+    CFDW_PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+    if [ ! -x "$CFDW_PG_CONFIG" ]; then
+      for v in $(ls /usr/lib/postgresql 2>/dev/null | sort -rn); do
+        if [ -x "/usr/lib/postgresql/$v/bin/pg_config" ]; then
+          CFDW_PG_CONFIG=/usr/lib/postgresql/$v/bin/pg_config
+          break
+        fi
+      done
+    fi
+  fi
+  CFDW_PG_VERSION=15 CFDW_PG_DEBIAN=1
+  if [ -x "$CFDW_PG_CONFIG" ]; then
+    CFDW_PG_VERSION=$("$CFDW_PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+    if [ "$("$CFDW_PG_CONFIG" --bindir)" != "/usr/lib/postgresql/$CFDW_PG_VERSION/bin" ] ||
+       ! command -v pg_virtualenv >/dev/null; then
+      CFDW_PG_DEBIAN=0
+    fi
+  fi
+  export CFDW_PG_CONFIG CFDW_PG_VERSION CFDW_PG_DEBIAN
+}
+cfdw_detect_pg
+
 cfdw_pg_config() {
-  local pgc=${PG_CONFIG:-/usr/lib/postgresql/$CFDW_PG_VERSION/bin/pg_config}
-  [ -x "$pgc" ] || { cfdw_log "pg_config not found at $pgc"; return 1; }
-  printf '%s\n' "$pgc"
+  [ -x "$CFDW_PG_CONFIG" ] || { cfdw_log "pg_config not found at $CFDW_PG_CONFIG"; return 1; }
+  printf '%s\n' "$CFDW_PG_CONFIG"
 }
 
 # 16 random bytes as 32 lowercase hex digits, after a recognisable prefix, so
@@ -212,10 +253,12 @@ cfdw_stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# cfdw_build_and_install: the Debian packages, then make and make install
-# with the PostgreSQL 15 pg_config; sets PG_CONFIG.
+# cfdw_build_and_install: the Debian packages the main job needs (not the
+# test toolchain), then make and make install with the pg_config of "Which
+# PostgreSQL"; sets PG_CONFIG.
 cfdw_build_and_install() {
-  bash "$CFDW_ROOT/test/install-deps.sh"
+  bash "$CFDW_ROOT/test/install-deps.sh" --main
+  cfdw_detect_pg
   PG_CONFIG=$(cfdw_pg_config)
   make -s -C "$CFDW_ROOT" PG_CONFIG="$PG_CONFIG" >/dev/null
   make -s -C "$CFDW_ROOT" PG_CONFIG="$PG_CONFIG" install >/dev/null
@@ -249,12 +292,19 @@ cfdw_stop_standin() {
 #    the tokens.  PostgreSQL itself logs the text of the CREATE/ALTER USER
 #    MAPPING statements that carry them; that is the one place allowed.
 cfdw_pgve_opts() {
-  local o
-  CFDW_PGVE_OPTS=(
-    -o "shared_preload_libraries=${CFDW_PRELOAD-pg_cron,confluence_fdw}"
-    -o "cron.database_name=${CFDW_CRON_DB:-contrib_regression}"
+  local o preload=${CFDW_PRELOAD-pg_cron,confluence_fdw}
+  CFDW_PGVE_OPTS=()
+  if cfdw_have_pg_cron; then
+    CFDW_PGVE_OPTS+=(-o "cron.database_name=${CFDW_CRON_DB:-contrib_regression}"
+                     -o "cron.use_background_workers=on")
+  else
+    # where the PostgreSQL has no pg_cron (19 in Debian, so far), the rest
+    # runs without it
+    preload=$(printf '%s' "$preload" | tr ',' '\n' | grep -vx pg_cron | paste -sd, -)
+  fi
+  CFDW_PGVE_OPTS+=(
+    -o "shared_preload_libraries=$preload"
     -o "confluence_fdw.database_name=${CFDW_QUEUE_DB:-${CFDW_CRON_DB:-contrib_regression}}"
-    -o "cron.use_background_workers=on"
     -o "max_worker_processes=16"
     -o "log_min_messages=${CFDW_LOG_MIN_MESSAGES:-debug5}"
     -o "log_statement=${CFDW_LOG_STATEMENT:-all}"
@@ -263,6 +313,11 @@ cfdw_pgve_opts() {
   for o in ${CFDW_EXTRA_PG_OPTS:-}; do
     CFDW_PGVE_OPTS+=(-o "$o")
   done
+}
+
+# cfdw_have_pg_cron: whether pg_cron is installed for this PostgreSQL.
+cfdw_have_pg_cron() {
+  [ -f "$("$CFDW_PG_CONFIG" --pkglibdir 2>/dev/null)/pg_cron.so" ]
 }
 
 # A port for a throw-away cluster: random in 20000-29999 (below Linux's
@@ -320,6 +375,10 @@ cfdw_pg_virtualenv() {
   # starts the server with only the variables it lists), e.g. the
   # sanitizers' LD_PRELOAD and options of test/sanitize.sh.  No blanks in FILE.
   [ -n "${CFDW_POSTMASTER_ENV:-}" ] && CFDW_PGVE_OPTS+=(-c "--environment=$CFDW_POSTMASTER_ENV")
+  if [ "$CFDW_PG_DEBIAN" != 1 ]; then
+    cfdw_own_cluster "$@"
+    return
+  fi
   marker=$(mktemp /tmp/cfdw-pgve.XXXXXX)
   for attempt in 1 2 3; do
     rm -f "$marker"
@@ -343,8 +402,120 @@ cfdw_pg_virtualenv() {
   return $rc
 }
 
+# as_postgres CMD...: CMD as the postgres user when run as root (a cluster
+# cannot be owned by root), else as the caller.
+cfdw_as_postgres() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# cfdw_own_cluster CMD...: what cfdw_pg_virtualenv does, for an installation
+# pg_virtualenv cannot serve (a source build, another distribution): a
+# cluster made by that installation's initdb in a mktemp folder (its unix
+# socket there too), the CFDW_PGVE_OPTS settings in its postgresql.conf,
+# started with pg_ctl, CMD run with PGHOST/PGPORT/PGUSER/PGDATABASE set,
+# then stopped and deleted.  Local connections are trusted: the folder is
+# the caller's (mode 755 so that the server can use it).  Returns CMD's status.
+cfdw_own_cluster() {
+  local bindir dir rc=0 i kv
+  bindir=$("$CFDW_PG_CONFIG" --bindir)
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    cfdw_log "run as root, the clusters belong to a user postgres, and there is none"
+    return 1
+  fi
+  dir=$(mktemp -d /tmp/cfdw-cluster.XXXXXX)
+  chmod 755 "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  if ! cfdw_as_postgres "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
+         >"$dir/initdb.log" 2>&1; then
+    cfdw_log "initdb ($bindir) failed:"
+    cat "$dir/initdb.log" >&2
+    rm -rf "$dir"
+    return 1
+  fi
+  {
+    echo "port = $(cfdw_free_pgport)"
+    echo "listen_addresses = 'localhost'"
+    echo "unix_socket_directories = '$dir'"
+    for ((i = 0; i < ${#CFDW_PGVE_OPTS[@]}; i++)); do
+      case ${CFDW_PGVE_OPTS[i]} in
+        -o)
+          kv=${CFDW_PGVE_OPTS[i + 1]}
+          printf "%s = '%s'\n" "${kv%%=*}" "$(printf '%s' "${kv#*=}" | sed "s/'/''/g")"
+          i=$((i + 1)) ;;
+        -c)
+          kv=${CFDW_PGVE_OPTS[i + 1]}
+          [[ $kv == --environment=* ]] && cp "${kv#--environment=}" "$dir/environment"
+          i=$((i + 1)) ;;
+      esac
+    done
+  } >>"$dir/data/postgresql.conf"
+  touch "$dir/environment" "$dir/server.log"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir/environment" "$dir/server.log"
+  export CFDW_CLUSTER_DIR=$dir PGHOST=$dir PGUSER=postgres PGDATABASE=postgres
+  PGPORT=$(sed -n 's/^port = //p' "$dir/data/postgresql.conf" | tail -1)
+  export PGPORT
+  unset PGPASSWORD
+  if cfdw_cluster_ctl start; then
+    (
+      if [ -n "${CFDW_KEEP_SERVER_LOGS:-}" ]; then
+        bash "$CFDW_ROOT/test/lib.sh" --keep-server-log "$CFDW_KEEP_SERVER_LOGS" "$@"
+      else
+        "$@"
+      fi
+    ) || rc=$?
+  else
+    cfdw_log "the cluster did not start; its log:"
+    tail -50 "$dir/server.log" >&2
+    rc=1
+  fi
+  [ "$rc" = 0 ] || { cfdw_log "the server log's last lines:"; tail -100 "$dir/server.log" >&2; }
+  cfdw_cluster_ctl stop -m immediate >/dev/null 2>&1 || true
+  unset CFDW_CLUSTER_DIR
+  rm -rf "$dir"
+  return $rc
+}
+
+# cfdw_cluster_env_file: inside a throw-away cluster, the file of variables
+# its server starts with (NAME = 'value' lines, as pg_ctlcluster reads them).
+cfdw_cluster_env_file() {
+  if [ -n "${CFDW_CLUSTER_DIR:-}" ]; then
+    printf '%s\n' "$CFDW_CLUSTER_DIR/environment"
+  else
+    printf '%s\n' "$PG_CLUSTER_CONF_ROOT/$CFDW_PG_VERSION/regress/environment"
+  fi
+}
+
+# cfdw_cluster_ctl ACTION [ARG...]: stop, start or restart the throw-away
+# cluster this runs in, waiting until done (ARG: pg_ctl's, e.g. -m fast).
+cfdw_cluster_ctl() {
+  local action=$1 line
+  local -a envs=()
+  shift
+  if [ -z "${CFDW_CLUSTER_DIR:-}" ]; then
+    pg_ctlcluster "$CFDW_PG_VERSION" regress "$action" "$@"
+    return
+  fi
+  # The server starts with a clean environment and the variables of the
+  # environment file, as with pg_ctlcluster: never with the caller's
+  # (credentials, proxies).
+  envs=(PATH=/usr/local/bin:/usr/bin:/bin LANG="${LC_ALL:-${LANG:-C.UTF-8}}")
+  while IFS= read -r line; do
+    [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)\ *=\ *\'(.*)\'$ ]] && envs+=("${BASH_REMATCH[1]}=${BASH_REMATCH[2]}")
+  done <"$CFDW_CLUSTER_DIR/environment"
+  cfdw_as_postgres env -i "${envs[@]}" "$("$CFDW_PG_CONFIG" --bindir)/pg_ctl" \
+    -D "$CFDW_CLUSTER_DIR/data" -l "$CFDW_CLUSTER_DIR/server.log" -w "$action" "$@" >/dev/null
+}
+
 cfdw_server_log() {
   local f
+  if [ -n "${CFDW_CLUSTER_DIR:-}" ]; then
+    printf '%s\n' "$CFDW_CLUSTER_DIR/server.log"
+    return
+  fi
   # pg_lsclusters honours PG_CLUSTER_CONF_ROOT, which pg_virtualenv -t exports.
   f=$(pg_lsclusters --no-header 2>/dev/null |
       awk -v v="${PGVERSION:-$CFDW_PG_VERSION}" -v p="${PGPORT:-}" \
@@ -498,6 +669,13 @@ cfdw_installed_report() {
     echo "package: none (installed by make install)"
   fi
 }
+
+# Run as a program inside a throw-away cluster: cfdw_cluster_ctl.
+if [ "${1:-}" = --cluster-ctl ] && [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  shift
+  cfdw_cluster_ctl "$@"
+  exit $?
+fi
 
 # Run as a program by cfdw_pg_virtualenv, inside the cluster, when
 # CFDW_KEEP_SERVER_LOGS is set: run CMD, then copy the server log.

@@ -111,8 +111,8 @@ echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
 queue stop
 wait_created $((QCRASH_ROWS + QCRASH_ROWS / 5))
 echo "queue-crash: stopping the server (immediate) with $(created) pages"
-pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m immediate
-pg_ctlcluster "$CFDW_PG_VERSION" regress start
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl stop -m immediate
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl start
 wait_up
 left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
 echo "queue-crash: after the restart, $left rows still wait; $(created) pages"
@@ -143,8 +143,8 @@ base=$(created comments)
 comments fast
 wait_created $((base + QCRASH_COMMENTS / 5)) comments
 echo "queue-crash: stopping the server (fast) with $(created comments) comments"
-pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m fast
-pg_ctlcluster "$CFDW_PG_VERSION" regress start
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl stop -m fast
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl start
 wait_up
 left=$(psql_q -c 'SELECT confluence_fdw.flush(120000)')
 echo "queue-crash: after the restart, $left rows still wait; $(created comments) comments"
@@ -156,8 +156,8 @@ base=$(created comments)
 comments async
 wait_created $((base + QCRASH_COMMENTS / 5)) comments
 echo "queue-crash: stopping the server (immediate, synchronous_commit off) with $(created comments) comments"
-pg_ctlcluster "$CFDW_PG_VERSION" regress stop -m immediate
-pg_ctlcluster "$CFDW_PG_VERSION" regress start
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl stop -m immediate
+bash "$CFDW_ROOT/test/lib.sh" --cluster-ctl start
 wait_up
 psql_q -c "ALTER SYSTEM RESET synchronous_commit" -c "ALTER SYSTEM RESET wal_writer_delay" \
        -c "SELECT pg_reload_conf()" >/dev/null

@@ -38,6 +38,8 @@
 #   CFDW_FRONT_RUNS="h2 h1"  front runs of step 4b ("" for none)
 #   CFDW_REGRESS="a b"       run only these pg_regress tests (default: the Makefile's REGRESS)
 #   CFDW_SKIP_EXTRAS=1       skip step 6 (for a quick run of a few tests)
+#   CFDW_EXTRAS_ONLY="a b"   run only the extra scripts whose command line
+#                            contains one of these words (test/pgtree.sh)
 #   CFDW_COPT=...            extra compiler flags for the -Werror build
 #   CFDW_INSTALLCHECK_TIMEOUT  seconds before `make installcheck` is killed (default 2700)
 #   CFDW_LOG_MIN_MESSAGES, CFDW_EXTRA_PG_OPTS, CFDW_STANDIN_TIMEOUT: see test/lib.sh
@@ -189,9 +191,9 @@ in_cluster() {
   if [ -n "${CFDW_POSTMASTER_PROXY:-}" ]; then
     local v
     for v in https_proxy http_proxy all_proxy HTTPS_PROXY ALL_PROXY; do
-      printf "%s = '%s'\n" "$v" "$CFDW_POSTMASTER_PROXY" >>"$PG_CLUSTER_CONF_ROOT/$CFDW_PG_VERSION/regress/environment"
+      printf "%s = '%s'\n" "$v" "$CFDW_POSTMASTER_PROXY" >>"$(cfdw_cluster_env_file)"
     done
-    pg_ctlcluster "$CFDW_PG_VERSION" regress restart
+    cfdw_cluster_ctl restart
     psql -X -At -d postgres -c "CREATE TEMP TABLE cfdw_env (l text)" -c "COPY cfdw_env FROM PROGRAM 'env'" \
          -c "SELECT count(*) FROM cfdw_env WHERE l = 'https_proxy=$CFDW_POSTMASTER_PROXY'" | grep -qx 1 ||
       { cfdw_log "$run: the server did not get the proxy variables"; return 1; }
@@ -242,6 +244,33 @@ fi
 
 PGC=$(cfdw_pg_config)
 export PG_CONFIG=$PGC
+cfdw_log "PostgreSQL: $("$PGC" --version) ($PGC); clusters from $([ "$CFDW_PG_DEBIAN" = 1 ] && echo pg_virtualenv || echo "its own initdb and pg_ctl")"
+
+# The server (user postgres) reads files of this folder: the Markdown corpus
+# (sql/contract.sql) and the front's logs (sql/front.sql).  A clone in a
+# folder it cannot enter (root's home, mode 700) would fail those suites
+# half-way: say so now.
+if [ "$(id -u)" = 0 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ] && id postgres >/dev/null 2>&1 &&
+   ! runuser -u postgres -- test -r "$PWD/test/corpus/01-release-notes.md" 2>/dev/null; then
+  cfdw_die "the PostgreSQL server (user postgres) cannot read $PWD/test/corpus: the suites read files of the work tree from the server; clone it into a folder every user can enter (e.g. /srv or /tmp), or make the path readable (chmod o+x on each parent folder)"
+fi
+
+if ! cfdw_have_pg_cron; then
+  # Debian has no pg_cron for some majors yet (19): everything else runs
+  cfdw_log "pg_cron is not installed for PostgreSQL $CFDW_PG_VERSION: the cron suite is left out"
+  CFDW_REGRESS=$(printf '%s\n' ${CFDW_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)} | grep -vx cron | paste -sd' ' -)
+  FRONT_REGRESS=$(printf '%s\n' $FRONT_REGRESS | grep -vx cron | paste -sd' ' -)
+  export CFDW_REGRESS
+fi
+if [ -n "${CFDW_EXTRAS_ONLY:-}" ]; then
+  kept=()
+  for cmd in "${EXTRA_AFTER[@]}"; do
+    for w in $CFDW_EXTRAS_ONLY; do
+      [[ $cmd == *"$w"* ]] && { kept+=("$cmd"); break; }
+    done
+  done
+  EXTRA_AFTER=(${kept[@]+"${kept[@]}"})
+fi
 if [ "${CFDW_INSTALLED:-0}" = 1 ]; then
   # (again in the private namespace, which runs this script afresh)
   if [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
@@ -346,7 +375,7 @@ run_suites() {  # run_suites RUN
 }
 
 cfdw_pgve_opts
-cfdw_log "pg_virtualenv -t -v $CFDW_PG_VERSION ${CFDW_PGVE_OPTS[*]}"
+cfdw_log "cluster settings: ${CFDW_PGVE_OPTS[*]}"
 run_suites direct || status=1
 # Prism is only needed by the direct run.
 cfdw_stop_prism
