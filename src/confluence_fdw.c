@@ -102,26 +102,6 @@ confluence_fdw_handler(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* The user mapping that would be used, without raising an error. */
-static Oid
-find_user_mapping(Oid userid, Oid serverid)
-{
-	HeapTuple	tp;
-	Oid			umid = InvalidOid;
-
-	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
-						 ObjectIdGetDatum(serverid));
-	if (!HeapTupleIsValid(tp))
-		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
-							 ObjectIdGetDatum(serverid));
-	if (HeapTupleIsValid(tp))
-	{
-		umid = ((Form_pg_user_mapping) GETSTRUCT(tp))->oid;
-		ReleaseSysCache(tp);
-	}
-	return umid;
-}
-
 PG_FUNCTION_INFO_V1(confluence_fdw_test_connection);
 
 /*
@@ -150,7 +130,7 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	umid = find_user_mapping(GetUserId(), server->serverid);
+	umid = cfdw_find_user_mapping(GetUserId(), server->serverid);
 	if (!OidIsValid(umid))
 	{
 		values[0] = BoolGetDatum(false);

@@ -311,6 +311,8 @@ typedef enum CfdwStateKind
 
 /* in options.c */
 extern CfdwTable *cfdw_resolve_table(Relation rel, Oid userid);
+extern Oid	cfdw_find_user_mapping(Oid userid, Oid serverid);
+extern UserMapping *cfdw_user_mapping(Oid userid, ForeignServer *server);
 extern CfdwTable *cfdw_resolve_shape(Relation rel);
 extern int	cfdw_table_batch_size(Oid relid);
 extern char *cfdw_describe_request(Oid relid, CmdType operation);

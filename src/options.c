@@ -1676,6 +1676,45 @@ cfdw_resolve_shape(Relation rel)
  *		Resolve everything needed to send rows of a foreign table, for the
  *		given user.  Allocates in the current memory context.
  */
+/* The user mapping that would be used (the role's, else PUBLIC), or InvalidOid. */
+Oid
+cfdw_find_user_mapping(Oid userid, Oid serverid)
+{
+	HeapTuple	tp;
+	Oid			umid = InvalidOid;
+
+	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						 ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tp))
+		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							 ObjectIdGetDatum(serverid));
+	if (HeapTupleIsValid(tp))
+	{
+		umid = ((Form_pg_user_mapping) GETSTRUCT(tp))->oid;
+		ReleaseSysCache(tp);
+	}
+	return umid;
+}
+
+/*
+ * The user mapping a request of userid's uses.  GetUserMapping's own error
+ * when there is none differs between majors (17 names the server); this one
+ * names both and says what to do.
+ */
+UserMapping *
+cfdw_user_mapping(Oid userid, ForeignServer *server)
+{
+	if (!OidIsValid(cfdw_find_user_mapping(userid, server->serverid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user mapping not found for user \"%s\", server \"%s\"",
+						GetUserNameFromId(userid, false), server->servername),
+				 errhint("CREATE USER MAPPING FOR %s SERVER %s OPTIONS (username '...', api_token '...')",
+						 quote_identifier(GetUserNameFromId(userid, false)),
+						 quote_identifier(server->servername))));
+	return GetUserMapping(userid, server->serverid);
+}
+
 CfdwTable *
 cfdw_resolve_table(Relation rel, Oid userid)
 {
@@ -1691,11 +1730,7 @@ cfdw_resolve_table(Relation rel, Oid userid)
 	if (headers)
 		resolve_headers(t, headers);
 
-	/*
-	 * GetUserMapping falls back to the PUBLIC mapping and raises the standard
-	 * "user mapping not found" error when neither exists.
-	 */
-	um = GetUserMapping(userid, server->serverid);
+	um = cfdw_user_mapping(userid, server);
 	cfdw_resolve_server(t, server, um);
 	if (table_concurrency > 0)
 		t->max_concurrency = table_concurrency;	/* the table's overrides */
