@@ -40,6 +40,8 @@ EXCEPTION WHEN OTHERS THEN
   INSERT INTO err_seen VALUES (stmt, code, message, detail, hint, context);
   context := regexp_replace(context, E'\nSQL statement ".*$', '');
   detail := regexp_replace(detail, '\m\d+ ms\M', 'N ms', 'g');
+  -- libcurl's own words, as 7.x wrote them (8.x says "Could not")
+  detail := replace(detail, 'Could not connect to server', 'Couldn''t connect to server');
 END $$;
 
 -- Requests since the last reset.

@@ -34,6 +34,8 @@ EXCEPTION WHEN OTHERS THEN
   GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
   det := replace(det, (SELECT url2 FROM standin_cfg), '<standin_url2>');
   det := regexp_replace(det, '\m\d+ ms\M', 'N ms', 'g');
+  -- libcurl's own words, as 7.x wrote them (8.x says "Could not")
+  det := replace(det, 'Could not connect to server', 'Couldn''t connect to server');
   det := regexp_replace(det, '\m\d+ milliseconds\M', 'N milliseconds', 'g');
   RETURN SQLSTATE || ': ' || msg || coalesce(E'\nDETAIL: ' || det, '');
 END $$;
