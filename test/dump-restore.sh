@@ -20,35 +20,71 @@
 #      queued row must be sent exactly once by the new cluster's worker,
 #      with the body the old one tried to send.
 #
+# With DR_NEW_MAJOR=17 (or 18, 19) the new cluster is of that PostgreSQL
+# major, from its Debian tree (test/pgtree.sh; made when missing, and the
+# extension built and installed there): the dump of this machine's
+# PostgreSQL (15) restored into a newer major with that major's pg_restore,
+# as users upgrade.  The script then runs in a private mount namespace
+# where the tree sees /proc, /dev and this machine's /tmp (the folder of
+# the run), and the new cluster's programs run chrooted in the tree.
+#
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/dump-restore.sh
+#   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 DR_NEW_MAJOR=17 bash test/dump-restore.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source test/lib.sh
 
 export DR_ROWS=${DR_ROWS:-20}
-[ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
-PG_CONFIG=$(cfdw_pg_config)
-if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
-  make -s PG_CONFIG="$PG_CONFIG" >/dev/null
-  make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+if [ "${DR_IN_NS:-0}" != 1 ]; then
+  [ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
+  PG_CONFIG=$(cfdw_pg_config)
+  if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
+    make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+    make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+  fi
+  if [ -n "${DR_NEW_MAJOR:-}" ]; then
+    cfdw_log "dump-restore: PostgreSQL $CFDW_PG_VERSION into $DR_NEW_MAJOR: building the extension in its tree"
+    bash test/pgtree.sh run "$DR_NEW_MAJOR" bash -c \
+      "make -s PG_CONFIG=/usr/lib/postgresql/$DR_NEW_MAJOR/bin/pg_config install >/dev/null" >&2
+    DR_TREE=$(bash test/pgtree.sh path "$DR_NEW_MAJOR")
+    export DR_TREE DR_IN_NS=1
+    exec unshare -m --propagation private -- bash "$0" "$@"
+  fi
 fi
+PG_CONFIG=$(cfdw_pg_config)
 bin=$("$PG_CONFIG" --bindir)
 
-work=$(mktemp -d /tmp/cfdw-dump.XXXXXX)
-chmod 755 "$work"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# old PROG ARGS / new PROG ARGS: a program of the old or the new cluster's
+# PostgreSQL, as its postgres user
+old() { as_pg "$bin/$1" "${@:2}"; }
+if [ -n "${DR_NEW_MAJOR:-}" ]; then
+  mount -t proc proc "$DR_TREE/proc"
+  mount --rbind /dev "$DR_TREE/dev"
+  mount --rbind /sys "$DR_TREE/sys"
+  mount --bind /tmp "$DR_TREE/tmp"
+  new() {
+    chroot --userspec=postgres:postgres "$DR_TREE" /usr/bin/env -i PATH=/usr/bin:/bin \
+      LANG=C.UTF-8 HOME=/var/lib/postgresql "/usr/lib/postgresql/$DR_NEW_MAJOR/bin/$1" "${@:2}"
+  }
+  new_version=$(new postgres --version)
+else
+  new() { old "$@"; }
+  new_version=$("$bin/postgres" --version)
+fi
+
+work=$(mktemp -d /tmp/cfdw-dump.XXXXXX)
+# both clusters' postgres users write here (the tree's may have another uid)
+chmod 1777 "$work"
 stop_all() {
-  local d
-  for d in "$work/old" "$work/new"; do
-    [ -f "$d/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
-  done
+  [ -f "$work/old/postmaster.pid" ] && old pg_ctl -D "$work/old" -m immediate stop >/dev/null 2>&1 || true
+  [ -f "$work/new/postmaster.pid" ] && new pg_ctl -D "$work/new" -m immediate stop >/dev/null 2>&1 || true
   cfdw_stop_standin
   [ "${DR_KEEP:-0}" = 1 ] && { echo "kept $work"; return; }
   rm -rf "$work"
 }
 trap stop_all EXIT
-[ "$(id -u)" = 0 ] && chown postgres "$work"
 unset STANDIN_CA_FILE CFDW_STANDIN_TLS_KEY STANDIN_TLS_URL
 cfdw_gen_credentials
 cfdw_start_standin "$work/standin"
@@ -56,13 +92,16 @@ old_port=$(cfdw_free_pgport)
 new_port=$(cfdw_free_pgport)
 while [ "$new_port" = "$old_port" ]; do new_port=$(cfdw_free_pgport); done
 
-psql_at() {  # psql_at PORT [psql args...]
-  local port=$1
+psql_at() {  # psql_at PORT [psql args...]: psql of the cluster on PORT
+  local port=$1 run=old
   shift
-  as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -At -h "$work" -p "$port" -d postgres "$@"
+  [ "$port" = "$new_port" ] && run=new
+  $run psql -X -q -v ON_ERROR_STOP=1 -At -h "$work" -p "$port" -d postgres "$@"
 }
-make_cluster() {  # make_cluster DIR PORT
-  as_pg "$bin/initdb" -D "$1" -U postgres --auth=trust >/dev/null
+make_cluster() {  # make_cluster old|new DIR PORT
+  local run=$1
+  shift
+  $run initdb -D "$1" -U postgres --auth=trust >/dev/null
   cat >>"$1/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $2
@@ -70,7 +109,7 @@ unix_socket_directories = '$work'
 shared_preload_libraries = 'confluence_fdw'
 confluence_fdw.database_name = 'postgres'
 CONF
-  as_pg "$bin/pg_ctl" -D "$1" -l "$1.log" -w start >/dev/null
+  $run pg_ctl -D "$1" -l "$1/server.log" -w start >/dev/null
 }
 standin() {  # standin METHOD WHAT [JSON]
   curl -fsS --max-time 10 -X "$1" "$STANDIN_URL/_standin/$2" ${3:+-d "$3"} >/dev/null
@@ -101,7 +140,7 @@ SQL
 chmod 644 "$work/script.sql"
 
 # 1. the old cluster
-make_cluster "$work/old" "$old_port"
+make_cluster old "$work/old" "$old_port"
 psql_at "$old_port" <<SQL
 CREATE ROLE app LOGIN;
 CREATE EXTENSION confluence_fdw;
@@ -148,20 +187,21 @@ done
 
 # 2. dump, and stop the old cluster (its worker would go on retrying)
 psql_at "$old_port" -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1" >"$work/old.queue"
-as_pg "$bin/pg_dumpall" -h "$work" -p "$old_port" --roles-only -f "$work/roles.sql"
-as_pg "$bin/pg_dump" -h "$work" -p "$old_port" -d postgres -Fc -f "$work/db.dump"
-as_pg "$bin/pg_ctl" -D "$work/old" -m fast stop >/dev/null
-queued_in_dump=$(as_pg "$bin/pg_restore" -f - --data-only -t queue "$work/db.dump" | grep -c 'Queued ' || true)
-grep -q "api_token '$CFDW_TOKEN'" <(as_pg "$bin/pg_restore" -f - "$work/db.dump") &&
+old pg_dumpall -h "$work" -p "$old_port" --roles-only -f "$work/roles.sql"
+old pg_dump -h "$work" -p "$old_port" -d postgres -Fc -f "$work/db.dump"
+old pg_ctl -D "$work/old" -m fast stop >/dev/null
+queued_in_dump=$(old pg_restore -f - --data-only -t queue "$work/db.dump" | grep -c 'Queued ' || true)
+grep -q "api_token '$CFDW_TOKEN'" <(old pg_restore -f - "$work/db.dump") &&
   secret_in_dump=yes || secret_in_dump=no
 
 # 3. the new cluster, and a stand-in that takes blog posts again
 standin POST reset
-make_cluster "$work/new" "$new_port"
+make_cluster new "$work/new" "$new_port"
 # (CREATE ROLE postgres fails there, as it exists: the rest applies)
-as_pg "$bin/psql" -X -q -h "$work" -p "$new_port" -d postgres -f "$work/roles.sql" >/dev/null 2>&1
+new psql -X -q -h "$work" -p "$new_port" -d postgres -f "$work/roles.sql" >/dev/null 2>&1
 [ "$(psql_at "$new_port" -c "SELECT count(*) FROM pg_roles WHERE rolname = 'app'")" = 1 ]
-as_pg "$bin/pg_restore" -h "$work" -p "$new_port" -d postgres --exit-on-error "$work/db.dump"
+# the new major's pg_restore, as for any upgrade by dump and restore
+new pg_restore -h "$work" -p "$new_port" -d postgres --exit-on-error "$work/db.dump"
 # the worker of the new cluster sends what the old one could not
 left=$(psql_at "$new_port" -c 'SELECT confluence_fdw.flush(60000)')
 psql_at "$new_port" -c "SELECT state || ' ' || count(*) FROM confluence_fdw.queue GROUP BY state ORDER BY 1" >"$work/new.queue"
@@ -173,6 +213,7 @@ psql_at "$new_port" -f "$work/script.sql" >"$work/new.out"
 requests >"$work/new.requests"
 
 rc=0
+echo "dump-restore: from $("$bin/postgres" --version) to $new_version"
 echo "dump-restore: old cluster's queue: $(tr '\n' ' ' <"$work/old.queue"); rows in the dump: $queued_in_dump; user mapping secrets in the dump: $secret_in_dump"
 echo "dump-restore: new cluster's queue after flush: $(tr '\n' ' ' <"$work/new.queue")($left still waiting)"
 [ "$queued_in_dump" = "$DR_ROWS" ] || { echo "  FAILED: the dump holds $queued_in_dump queued rows, not $DR_ROWS"; rc=1; }
