@@ -43,4 +43,4 @@ export DEMO_TITLE="confluence_fdw demo $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 cp demo/demo.sql "$work/demo.sql"
 chmod 644 "$work/demo.sql"
-pg_virtualenv -t -v "$CFDW_PG_VERSION" psql -X -q -v ON_ERROR_STOP=1 -d postgres -f "$work/demo.sql"
+CFDW_PGVE_PLAIN=1 cfdw_pg_virtualenv psql -X -q -v ON_ERROR_STOP=1 -d postgres -f "$work/demo.sql"

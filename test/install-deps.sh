@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing confluence_fdw needs on Debian 12, and
-# nothing when it is already there.  Safe to run again.
+# Installs what confluence_fdw needs on Debian 12, and nothing when it is
+# already there.  Safe to run again.
+#
+#   bash test/install-deps.sh          building and the whole test suite
+#   bash test/install-deps.sh --main   building and the main job only
+#                                      (demo/run.sh): PostgreSQL 15, pg_cron,
+#                                      the libraries, python3 for the stand-in
 set -euo pipefail
 
-pkgs=(
+main_pkgs=(
   build-essential
   postgresql-15
   postgresql-server-dev-15
@@ -17,7 +22,10 @@ pkgs=(
   python3
   curl
   ca-certificates
+)
+test_pkgs=(
   openssl
+  git
   clang
   libclang-rt-14-dev
   valgrind
@@ -31,7 +39,11 @@ pkgs=(
   lintian
   autopkgtest
   fakeroot
+  # the other PostgreSQL majors, in Debian trees (test/pgtree.sh)
+  debootstrap
 )
+pkgs=("${main_pkgs[@]}")
+[ "${1:-}" = --main ] || pkgs+=("${test_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -52,6 +64,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+[ "${1:-}" != --main ] || exit 0
 
 # ---- contract test (test/contract/): node and npm for Stoplight Prism ----
 # Debian 12's nodejs (18.x; Prism's pinned version needs >= 18.20.1) and npm,

@@ -32,10 +32,23 @@ trap 'rm -rf "$work"' EXIT
 version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 src="$work/confluence-fdw-$version"
 mkdir -p "$src"
-git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$src"
+# the files git knows and the new ones it does not ignore; in a copy
+# without .git (a Debian tree's /src, test/pgtree.sh), the list of them
+# that the copy was made from
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -co --exclude-standard -z
+elif [ -f .cfdw-files ]; then
+  cat .cfdw-files
+else
+  cfdw_die "package: neither a git work tree nor a copy made by test/pgtree.sh"
+fi | xargs -0 cp --parents -t "$src"
 
-cfdw_log "package: dpkg-buildpackage -us -uc ($version)"
-if ! (cd "$src" && dpkg-buildpackage -us -uc) >"$out/build.log" 2>&1; then
+# debian/control lists one binary package per PostgreSQL major of
+# debian/pgversions (15 and later) that this release supports: the build
+# writes it for the release it runs on (postgresql-15-confluence-fdw here,
+# postgresql-17-... in a trixie tree of test/pgtree.sh).
+cfdw_log "package: dpkg-buildpackage -us -uc ($version; PostgreSQL $(pg_buildext supported-versions | paste -sd' ' -))"
+if ! (cd "$src" && PG_UPDATECONTROL=yes dpkg-buildpackage -us -uc) >"$out/build.log" 2>&1; then
   tail -30 "$out/build.log"
   echo "package: FAILED: dpkg-buildpackage (log: $out/build.log)"
   exit 1

@@ -78,8 +78,10 @@ tree_recipe() {
     nginx-light tinyproxy
     debhelper dpkg-dev fakeroot lintian autopkgtest git
   )
-  # pg_cron where the release has it for this major
-  [ "$major" = 19 ] || PKGS+=("postgresql-$major-cron")
+  # pg_cron where the release has it for this major, and pg_buildext for
+  # the Debian package, which is built for the majors the release supports
+  # (not 19, which sid does not support yet)
+  [ "$major" = 19 ] || PKGS+=("postgresql-$major-cron" postgresql-server-dev-all)
 }
 
 tree_path() {
@@ -198,8 +200,9 @@ tree_copy_src() {
   trap 'rm -rf "$CFDW_TREE_SRC"' EXIT
   chmod 755 "$CFDW_TREE_SRC"
   (cd "$CFDW_ROOT" && git ls-files -z --cached --others --exclude-standard |
-     while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-     tar --null -T - -cf -) | tar -C "$CFDW_TREE_SRC" -xf -
+     while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done) >"$CFDW_TREE_SRC/.cfdw-files"
+  # (test/package.sh reads the list: the copy has no .git)
+  (cd "$CFDW_ROOT" && tar --null -T "$CFDW_TREE_SRC/.cfdw-files" -cf -) | tar -C "$CFDW_TREE_SRC" -xf -
 }
 
 # tree_test MAJOR [--package | --autopkgtest]: see the top.
