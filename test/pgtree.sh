@@ -123,7 +123,7 @@ in_tree() {
       chmod 2775 "$dir/run/postgresql"
     fi
     exec chroot "$dir" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      HOME=/root LANG=C.UTF-8 TERM=dumb ${CFDW_TREE_ENV:-} "$@"
+      HOME=/root LANG=C.UTF-8 TERM=dumb CFDW_IN_TREE=1 ${CFDW_TREE_ENV:-} "$@"
   ' in-tree "$dir" "$@"
 }
 

@@ -119,6 +119,21 @@ EXTRA_AFTER=(
   # the Debian package: dpkg-buildpackage, lintian, and autopkgtest, which
   # runs this whole suite again against the installed package (~10 min)
   "CFDW_SKIP_DEPS=1 bash test/package.sh --autopkgtest"
+  # The other majors, each in a Debian root file system of the release that
+  # packages it (test/pgtree.sh; made on first use, 1 to 3 min each, then
+  # reused): built with -Wextra -Werror and unit-tested against that
+  # release's libraries, then
+  #  - 17 (trixie): its package built, lintian-checked and installed, and
+  #    its autopkgtest: this whole suite against the installed package
+  #  - 18 (forky): the direct run of the suites (all but contract) and
+  #    queue-crash, queue-failover, dump-restore, versions; its package
+  #  - 19 (sid and experimental): the same, without pg_cron (none yet)
+  "bash test/pgtree.sh test 17 --autopkgtest"
+  "bash test/pgtree.sh test 18 --package"
+  "bash test/pgtree.sh test 19"
+  # this machine's dump restored into 17 and into 18 (~20 s each)
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 DR_NEW_MAJOR=17 bash test/dump-restore.sh"
+  "CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 DR_NEW_MAJOR=18 bash test/dump-restore.sh"
 )
 # ------------------------------------------------------------------------
 
@@ -261,6 +276,16 @@ if ! cfdw_have_pg_cron; then
   CFDW_REGRESS=$(printf '%s\n' ${CFDW_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)} | grep -vx cron | paste -sd' ' -)
   FRONT_REGRESS=$(printf '%s\n' $FRONT_REGRESS | grep -vx cron | paste -sd' ' -)
   export CFDW_REGRESS
+fi
+if [ "${CFDW_IN_TREE:-0}" = 1 ] || [ "${CFDW_INSTALLED:-0}" = 1 ] || [ "$CFDW_PG_DEBIAN" != 1 ]; then
+  # the other majors are tested from the machine's own run (Debian's
+  # PostgreSQL), not from a run inside a Debian tree, against an installed
+  # package or against another installation (PG_CONFIG)
+  kept=()
+  for cmd in "${EXTRA_AFTER[@]}"; do
+    [[ $cmd == *test/pgtree.sh* || $cmd == *DR_NEW_MAJOR* ]] || kept+=("$cmd")
+  done
+  EXTRA_AFTER=(${kept[@]+"${kept[@]}"})
 fi
 if [ -n "${CFDW_EXTRAS_ONLY:-}" ]; then
   kept=()
