@@ -215,14 +215,21 @@ in_cluster() {
     cfdw_log "$run: the server runs with https_proxy, all_proxy ... = $CFDW_POSTMASTER_PROXY"
   fi
   local -a make_args=(PG_CONFIG="$pgc")
+  local regress
   if [ "$run" = direct ]; then
-    [ -n "${CFDW_REGRESS:-}" ] && make_args+=(REGRESS="$CFDW_REGRESS")
+    regress=${CFDW_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)}
   else
+    regress=${CFDW_REGRESS:-$FRONT_REGRESS}
     # pg_regress reads sql/ and expected/ from --inputdir and writes
-    # results/ and regression.diffs to --outputdir (the last one given wins)
-    make_args+=(REGRESS="${CFDW_REGRESS:-$FRONT_REGRESS}"
-                REGRESS_OPTS="--dbname=contrib_regression --inputdir=$FRONT_INPUT --outputdir=$out")
+    # results/ and regression.diffs to --outputdir (the last one given
+    # wins); from PostgreSQL 16 on it reads expected/ from --expecteddir
+    # instead, which is the current folder unless given
+    local opts="--dbname=contrib_regression --inputdir=$FRONT_INPUT --outputdir=$out"
+    [ "$CFDW_PG_VERSION" -lt 16 ] || opts+=" --expecteddir=$FRONT_INPUT"
+    make_args+=(REGRESS_OPTS="$opts")
   fi
+  cfdw_have_pg_cron || regress=$(printf '%s\n' $regress | grep -vx cron | paste -sd' ' -)
+  make_args+=(REGRESS="$regress")
   cfdw_log "$run: make installcheck ${make_args[*]}"
   set +e
   timeout -k 30 "${CFDW_INSTALLCHECK_TIMEOUT:-2700}" make installcheck "${make_args[@]}" 2>&1 |
@@ -270,13 +277,9 @@ if [ "$(id -u)" = 0 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ] && id postgres >/dev/nul
   cfdw_die "the PostgreSQL server (user postgres) cannot read $PWD/test/corpus: the suites read files of the work tree from the server; clone it into a folder every user can enter (e.g. /srv or /tmp), or make the path readable (chmod o+x on each parent folder)"
 fi
 
-if ! cfdw_have_pg_cron; then
-  # Debian has no pg_cron for some majors yet (19): everything else runs
-  cfdw_log "pg_cron is not installed for PostgreSQL $CFDW_PG_VERSION: the cron suite is left out"
-  CFDW_REGRESS=$(printf '%s\n' ${CFDW_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)} | grep -vx cron | paste -sd' ' -)
-  FRONT_REGRESS=$(printf '%s\n' $FRONT_REGRESS | grep -vx cron | paste -sd' ' -)
-  export CFDW_REGRESS
-fi
+# Debian has no pg_cron for some majors yet (19): everything else runs
+# (in_cluster leaves the suite out)
+cfdw_have_pg_cron || cfdw_log "pg_cron is not installed for PostgreSQL $CFDW_PG_VERSION: the cron suite is left out"
 if [ "${CFDW_IN_TREE:-0}" = 1 ] || [ "${CFDW_INSTALLED:-0}" = 1 ] || [ "$CFDW_PG_DEBIAN" != 1 ]; then
   # the other majors are tested from the machine's own run (Debian's
   # PostgreSQL), not from a run inside a Debian tree, against an installed
