@@ -259,6 +259,28 @@ fi
 t_start=$SECONDS
 step() { cfdw_log "== $* (at $((SECONDS - t_start)) s)"; }
 
+# The server (user postgres) reads files of this folder: the Markdown corpus
+# (sql/contract.sql) and the front's logs (sql/front.sql).  A clone in a
+# folder it cannot enter (root's home, mode 700) would fail those suites
+# half-way: say so now, before anything is installed.  Without a postgres
+# user yet (a new machine), the folders on the way must let others in.
+path_open_to_others() {
+  local d=$PWD
+  [ -r "$PWD/test/corpus/01-release-notes.md" ] || return 1
+  while [ "$d" != / ]; do
+    [ $(( 0$(stat -c %a "$d") % 2 )) = 1 ] || return 1
+    d=$(dirname "$d")
+  done
+}
+if [ "$(id -u)" = 0 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ] &&
+   { if id postgres >/dev/null 2>&1; then
+       ! runuser -u postgres -- test -r "$PWD/test/corpus/01-release-notes.md" 2>/dev/null
+     else
+       ! path_open_to_others
+     fi; }; then
+  cfdw_die "the PostgreSQL server (user postgres) cannot read $PWD/test/corpus: the suites read files of the work tree from the server; clone it into a folder every user can enter (e.g. /srv or /tmp), or make the path readable (chmod o+x on each parent folder)"
+fi
+
 if [ "${CFDW_SKIP_DEPS:-0}" != 1 ]; then
   step "dependencies"
   bash test/install-deps.sh
@@ -268,14 +290,6 @@ PGC=$(cfdw_pg_config)
 export PG_CONFIG=$PGC
 cfdw_log "PostgreSQL: $("$PGC" --version) ($PGC); clusters from $([ "$CFDW_PG_DEBIAN" = 1 ] && echo pg_virtualenv || echo "its own initdb and pg_ctl")"
 
-# The server (user postgres) reads files of this folder: the Markdown corpus
-# (sql/contract.sql) and the front's logs (sql/front.sql).  A clone in a
-# folder it cannot enter (root's home, mode 700) would fail those suites
-# half-way: say so now.
-if [ "$(id -u)" = 0 ] && [ "${CFDW_FRONT_NS:-0}" != 1 ] && id postgres >/dev/null 2>&1 &&
-   ! runuser -u postgres -- test -r "$PWD/test/corpus/01-release-notes.md" 2>/dev/null; then
-  cfdw_die "the PostgreSQL server (user postgres) cannot read $PWD/test/corpus: the suites read files of the work tree from the server; clone it into a folder every user can enter (e.g. /srv or /tmp), or make the path readable (chmod o+x on each parent folder)"
-fi
 
 # Debian has no pg_cron for some majors yet (19): everything else runs
 # (in_cluster leaves the suite out)
