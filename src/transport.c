@@ -1468,7 +1468,10 @@ prepare_wait_set(CfdwConnection *c)
 	}
 }
 
-/* How long the next wait may last: libcurl's timer, a scheduled start. */
+/*
+ * How long the next wait may last: libcurl's timer, a scheduled start.  -1
+ * when there is neither: then only a socket or the latch can end the wait.
+ */
 static long
 wait_timeout(CfdwConnection *c)
 {
@@ -1482,8 +1485,6 @@ wait_timeout(CfdwConnection *c)
 
 		timeout = timeout < 0 ? r : Min(timeout, r);
 	}
-	if (timeout < 0 || timeout > MAX_WAIT_MS)
-		timeout = MAX_WAIT_MS;
 	return timeout;
 }
 
@@ -1575,6 +1576,20 @@ cfdw_transport_wait(CfdwConnection *c)
 	long		timeout = wait_timeout(c);
 	int			i;
 
+	/*
+	 * No timer: libcurl waits for a socket only, or for nothing at all, and
+	 * then only the safety net ends the round, after MAX_WAIT_MS in which
+	 * the statement made no progress.  The log says so: it should not
+	 * happen, as a running transfer has a timer (its timeout_ms) unless
+	 * timeout_ms is 0.
+	 */
+	if (timeout < 0)
+	{
+		elog(DEBUG1, "confluence_fdw: no timer from libcurl, waiting up to %d ms for a socket",
+			 MAX_WAIT_MS);
+		timeout = MAX_WAIT_MS;
+	}
+	timeout = Min(timeout, MAX_WAIT_MS);
 	if (timeout > 0)
 	{
 		prepare_wait_set(c);
