@@ -1528,12 +1528,13 @@ act_on_sockets(CfdwConnection *c, const WaitEvent *occurred, int nready)
 	}
 }
 
-/* Record the transfers libcurl has finished in their slots. */
-static void
+/* Record the transfers libcurl has finished in their slots; how many. */
+static int
 finish_done_transfers(CfdwConnection *c)
 {
 	CURLMsg    *msg;
 	int			pending;
+	int			finished = 0;
 	int			i;
 
 	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL)
@@ -1548,15 +1549,22 @@ finish_done_transfers(CfdwConnection *c)
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("libcurl finished a transfer confluence_fdw does not know")));
 		finish_transfer(x, msg->data.result);
+		finished++;
 	}
 	if (c->socks_overflow)
 	{
 		/* cannot happen with CFDW_MAX_SOCKETS sized as it is; fail loudly */
 		c->socks_overflow = false;
 		for (i = 0; i < CFDW_SLOTS; i++)
+		{
 			if (c->xfers[i].state == CFDW_SLOT_RUNNING)
+			{
 				finish_transfer(&c->xfers[i], CURLE_OUT_OF_MEMORY);
+				finished++;
+			}
+		}
 	}
+	return finished;
 }
 
 /*
@@ -1567,14 +1575,32 @@ finish_done_transfers(CfdwConnection *c)
  *		transfers are left in CFDW_SLOT_DONE for their owners.  Raises an
  *		error through CHECK_FOR_INTERRUPTS; the caller then stops its
  *		transfers (cfdw_abort_transfers).
+ *
+ * libcurl may finish a transfer inside any curl_multi_socket_action(),
+ * also the one that starts it (cfdw_transfer_start, and a scheduled start
+ * at the end of the previous round): it sends the request and reads an
+ * answer that is already there, and then names no socket and sets no timer
+ * for it.  So the round first collects what has finished since the last
+ * one, and when there is something it is over: waiting would wait for
+ * nothing, until MAX_WAIT_MS.  It happens all the time since libcurl 8.7.0:
+ * a small body (read_cb) goes out with the headers in one send
+ * (lib/request.c, Curl_req_send), and the same call reads at once
+ * (lib/transfer.c, Curl_sendrecv), so a quick server's answer is often
+ * there already.  7.88 sent the headers, looked for an answer before it
+ * sent the body (lib/transfer.c, Curl_readwrite reads, then writes), and so
+ * read the answer only in a later round, after a wait on the socket.
  */
 void
 cfdw_transport_wait(CfdwConnection *c)
 {
 	WaitEvent	occurred[CFDW_MAX_SOCKETS + 2];
 	int			nready = 0;
-	long		timeout = wait_timeout(c);
+	long		timeout;
 	int			i;
+
+	if (finish_done_transfers(c) > 0)
+		return;
+	timeout = wait_timeout(c);
 
 	/*
 	 * No timer: libcurl waits for a socket only, or for nothing at all, and
