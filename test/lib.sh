@@ -300,7 +300,7 @@ cfdw_pgve_opts() {
   else
     # where the PostgreSQL has no pg_cron (19 in Debian, so far), the rest
     # runs without it
-    preload=$(printf '%s' "$preload" | tr ',' '\n' | grep -vx pg_cron | paste -sd, -)
+    preload=$(printf '%s' "$preload" | tr ',' '\n' | { grep -vx pg_cron || true; } | paste -sd, -)
   fi
   CFDW_PGVE_OPTS+=(
     -o "shared_preload_libraries=$preload"

@@ -228,7 +228,7 @@ in_cluster() {
     [ "$CFDW_PG_VERSION" -lt 16 ] || opts+=" --expecteddir=$FRONT_INPUT"
     make_args+=(REGRESS_OPTS="$opts")
   fi
-  cfdw_have_pg_cron || regress=$(printf '%s\n' $regress | grep -vx cron | paste -sd' ' -)
+  cfdw_have_pg_cron || regress=$(printf '%s\n' $regress | { grep -vx cron || true; } | paste -sd' ' -)
   make_args+=(REGRESS="$regress")
   cfdw_log "$run: make installcheck ${make_args[*]}"
   set +e

@@ -39,6 +39,7 @@ source test/lib.sh
 
 [ "${CFDW_SKIP_DEPS:-0}" = 1 ] || bash test/install-deps.sh
 PG_CONFIG=$(cfdw_pg_config)
+export PG_CONFIG  # (inside.sh too: the PostgreSQL under test, not the one on the PATH)
 if [ "${CFDW_SKIP_BUILD:-0}" != 1 ]; then
   make -s PG_CONFIG="$PG_CONFIG" >/dev/null
   make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
@@ -271,7 +272,7 @@ done
 # storage_is_well_formed(), and an upgrade script to $default that adds it
 # (the same objects) and then one that forgets it (a difference).  The two
 # files live in the share directory only while this runs.
-share=$(pg_config --sharedir)/extension
+share=$("$PG_CONFIG" --sharedir)/extension
 trap 'rm -f "$share/confluence_fdw--0.0.1.sql" "$share/confluence_fdw--0.0.1--$default.sql"' EXIT
 python3 - "$share/confluence_fdw--$default.sql" "$share/confluence_fdw--0.0.1.sql" \
   "$share/confluence_fdw--0.0.1--$default.sql" <<'PY'
