@@ -42,6 +42,8 @@ EXCEPTION WHEN OTHERS THEN
   detail := regexp_replace(detail, '\m\d+ ms\M', 'N ms', 'g');
   -- libcurl's own words, as 7.x wrote them (8.x says "Could not")
   detail := replace(detail, 'Could not connect to server', 'Couldn''t connect to server');
+  -- and "HOST:PORT" where 7.x said "HOST port PORT"
+  detail := regexp_replace(detail, 'to (\d+\.\d+\.\d+\.\d+):(\d+) after', 'to \1 port \2 after', 'g');
 END $$;
 
 -- Requests since the last reset.

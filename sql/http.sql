@@ -36,6 +36,8 @@ EXCEPTION WHEN OTHERS THEN
   det := regexp_replace(det, '\m\d+ ms\M', 'N ms', 'g');
   -- libcurl's own words, as 7.x wrote them (8.x says "Could not")
   det := replace(det, 'Could not connect to server', 'Couldn''t connect to server');
+  -- and "HOST:PORT" where 7.x said "HOST port PORT"
+  det := regexp_replace(det, 'to (\d+\.\d+\.\d+\.\d+):(\d+) after', 'to \1 port \2 after', 'g');
   det := regexp_replace(det, '\m\d+ milliseconds\M', 'N milliseconds', 'g');
   RETURN SQLSTATE || ': ' || msg || coalesce(E'\nDETAIL: ' || det, '');
 END $$;
