@@ -186,6 +186,8 @@ struct CfdwConnection
 	CfdwSocketId owned[CFDW_MAX_SOCKETS];	/* opened by opensocket_cb */
 	int			nowned;
 	bool		socks_overflow;
+	bool		named_unwatchable;	/* socket_cb got a number we cannot wait on */
+	curl_socket_t unwatchable_fd;
 
 	/*
 	 * The latch and the sockets, kept between waits: building an epoll set
@@ -450,6 +452,10 @@ is_owned(CfdwConnection *c, const CfdwSocketId *now)
  * pair) are closed right after it stops watching them.  A socket that is
  * not ours rebuilds the set on any change, which costs a few system calls
  * once per host name lookup.
+ *
+ * A number that names nothing we can wait on is not entered: the wait
+ * could not end on it, only on libcurl's timer.  That must not happen; it
+ * is noted and logged by the next wait (cfdw_transport_wait).
  */
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -485,6 +491,12 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	}
 	if (i < 0)
 	{
+		if (!open)
+		{
+			c->named_unwatchable = true;
+			c->unwatchable_fd = s;
+			return 0;
+		}
 		if (c->nsocks == CFDW_MAX_SOCKETS)
 			prune_stale_sockets(c);
 		if (c->nsocks == CFDW_MAX_SOCKETS)
@@ -1598,6 +1610,16 @@ cfdw_transport_wait(CfdwConnection *c)
 	long		timeout;
 	int			i;
 
+	/*
+	 * libcurl named a descriptor we cannot wait on (socket_cb): what it
+	 * waits for there is seen only when its timer runs out.
+	 */
+	if (c->named_unwatchable)
+	{
+		elog(DEBUG1, "confluence_fdw: libcurl named descriptor %d to wait on, which cannot be waited on",
+			 (int) c->unwatchable_fd);
+		c->named_unwatchable = false;
+	}
 	if (finish_done_transfers(c) > 0)
 		return;
 	timeout = wait_timeout(c);
