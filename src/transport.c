@@ -45,6 +45,10 @@
  * anything else is stale and dropped (prune_stale_sockets), never waited
  * on, polled or read; the lists never decide whether a connection may be
  * opened, so no amount of stale bookkeeping can refuse a request.
+ * libcurl also names the eventfd (or pipe) through which its resolver says
+ * that a lookup is done, and it must be waited on like a socket; an
+ * eventfd has no inode of its own, but libcurl never closes it without
+ * telling (identify_socket).
  *
  * Ownership: libcurl allocates with malloc.  A CfdwConnection lives in a
  * backend-lifetime hash table and owns its handles, header lists and
@@ -113,7 +117,8 @@
  * A socket as the kernel knows it.  Its number is reused by the next socket
  * or file opened once it is closed; its inode is not, as long as it is open.
  * So an entry whose number no longer has that inode is stale, whoever closed
- * the socket and whether or not we heard of it.
+ * the socket and whether or not we heard of it.  The same goes for a pipe;
+ * not for an eventfd, whose inode all eventfds share (identify_socket).
  */
 typedef struct CfdwSocketId
 {
@@ -310,8 +315,29 @@ socket_action(CfdwConnection *c, curl_socket_t s, int mask)
 }
 
 /*
- * What the kernel says socket number fd is now; false when the number names
- * no socket (closed, or a file since).
+ * What the kernel says number fd is now; false when it names nothing
+ * libcurl waits on (closed, or a relation file since, which epoll refuses).
+ *
+ * Besides sockets, libcurl waits on the descriptor its resolver threads
+ * wake it through when a lookup is done: a socket pair in 7.88, an eventfd
+ * since 8.9 where there is one and a pipe elsewhere (lib/socketpair.h,
+ * wakeup_create; lib/socketpair.c, Curl_wakeup_init since 8.19).  Since
+ * 8.20 it is the multi handle's own (lib/multi.c, wakeup_pair, named to
+ * socket_cb for the multi's internal handle in Curl_multi_pollset), and a
+ * lookup is no longer polled on a short timer meanwhile (lib/asyn-thrdd.c,
+ * Curl_async_pollset: the timer is the whole resolve timeout): a wait not
+ * watching it does not see the answer, and the transfer fails with
+ * "Resolving timed out" even for a name that resolved at once.
+ *
+ * A pipe has an inode of its own; an eventfd has not (it shares the one of
+ * anonymous inodes, S_IFMT 0, with every eventfd, epoll set and signalfd),
+ * so a number closed behind our back and given to another eventfd would
+ * pass for the old one.  libcurl never does that: 7.88's resolver sockets
+ * are the ones it may close without a word; the eventfd of a lookup is
+ * removed with CURL_POLL_REMOVE before it is closed (lib/asyn-thrdd.c,
+ * Curl_multi_closed / Curl_multi_will_close before wakeup_close, 8.9 to
+ * 8.19), and the multi handle's lives as long as the handle, whose
+ * entries close_connection() forgets with it.
  */
 static bool
 identify_socket(curl_socket_t fd, CfdwSocketId *id)
@@ -321,7 +347,9 @@ identify_socket(curl_socket_t fd, CfdwSocketId *id)
 	id->fd = fd;
 	id->dev = 0;
 	id->ino = 0;
-	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+	if (fstat(fd, &st) != 0)
+		return false;
+	if (!S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) && (st.st_mode & S_IFMT) != 0)
 		return false;
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
@@ -448,10 +476,11 @@ is_owned(CfdwConnection *c, const CfdwSocketId *now)
  * the one the wait set holds: so the entry found under s must have s's
  * inode, or it is stale (its socket closed behind our back, epoll has
  * forgotten it) and is replaced, which rebuilds the set.  Only sockets we
- * opened are parked: libcurl's own ones (the threaded resolver's wake-up
- * pair) are closed right after it stops watching them.  A socket that is
- * not ours rebuilds the set on any change, which costs a few system calls
- * once per host name lookup.
+ * opened are parked: libcurl's own descriptors (its resolver's wake-up,
+ * see identify_socket) are forgotten when it stops watching them.  One
+ * that is not ours rebuilds the set on any change, which costs a few
+ * system calls once per host name lookup (since 8.20, once per batch of
+ * transfers: the multi handle's wake-up is watched while any is running).
  *
  * A number that names nothing we can wait on is not entered: the wait
  * could not end on it, only on libcurl's timer.  That must not happen; it
@@ -1611,8 +1640,9 @@ cfdw_transport_wait(CfdwConnection *c)
 	int			i;
 
 	/*
-	 * libcurl named a descriptor we cannot wait on (socket_cb): what it
-	 * waits for there is seen only when its timer runs out.
+	 * libcurl named a descriptor that is no socket, pipe or eventfd (or
+	 * was closed already): what it waits for on it, such as its resolver's
+	 * answer, is seen only when its timer runs out (socket_cb).
 	 */
 	if (c->named_unwatchable)
 	{
