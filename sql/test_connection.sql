@@ -98,14 +98,20 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER tc_404
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
 SELECT * FROM tc('tc_404');
 
--- A host that does not resolve: no HTTP status.
+-- A host that does not resolve: no HTTP status.  The lookup's answer
+-- reaches the transport through a descriptor libcurl names to wait on (a
+-- socket pair in libcurl 7.88, an eventfd since 8.9): with DEBUG1 shown,
+-- the transport would say if it could not wait on it (only the resolve
+-- timeout would then end the lookup, "Resolving timed out").
 CREATE SERVER tc_nohost FOREIGN DATA WRAPPER confluence_fdw
   OPTIONS (domain 'nonexistent.invalid');
 CREATE USER MAPPING FOR CURRENT_USER SERVER tc_nohost
   OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE FUNCTION tc_debug(server text, OUT ok boolean, OUT http_status integer, OUT message text)
+LANGUAGE sql SET client_min_messages = debug1 AS $$ SELECT * FROM tc(server) $$;
 SELECT ok, http_status,
        regexp_replace(message, ' \(.*\)$', ' (...)') AS message
-  FROM tc('tc_nohost');
+  FROM tc_debug('tc_nohost');
 
 -- A refused connection: no HTTP status.
 CREATE SERVER tc_refused FOREIGN DATA WRAPPER confluence_fdw
@@ -156,4 +162,4 @@ DROP USER MAPPING FOR CURRENT_USER SERVER tc_nocreds;
 DROP USER MAPPING FOR CURRENT_USER SERVER tc_nobase;
 DROP SERVER tc_alt, tc_404, tc_nohost, tc_refused, tc_nocreds, tc_nobase;
 DROP ROLE cfdw_tc_nomap;
-DROP FUNCTION tc(text);
+DROP FUNCTION tc_debug(text), tc(text);
