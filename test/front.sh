@@ -147,6 +147,9 @@ http {
   # bytes on the wire and gzip's ratio, for the compression test
   log_format cfdw '\$server_port \$request_method \$request_uri \$status \$body_bytes_sent \$gzip_ratio \$server_protocol';
   access_log $dir/nginx-access.log cfdw;
+  # nginx's error pages without its version, as sites serve them (and the
+  # same expected output whichever nginx a Debian release has)
+  server_tokens off;
   client_body_temp_path $dir/nginx-tmp/body;
   proxy_temp_path $dir/nginx-tmp/proxy;
   fastcgi_temp_path $dir/nginx-tmp/fastcgi;

@@ -113,6 +113,11 @@ in_tree() {
     mount --rbind /dev "$dir/dev"
     mount -t tmpfs -o mode=1777 tmpfs "$dir/tmp"
     mount -t tmpfs -o mode=755 tmpfs "$dir/run"
+    # the CAs this machine trusts (an egress proxy'"'"'s, say), as any program
+    # run here would: npm reaches its registry through them
+    if [ -f /etc/ssl/certs/ca-certificates.crt ] && [ -f "$dir/etc/ssl/certs/ca-certificates.crt" ]; then
+      mount --bind -o ro /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
+    fi
     if [ -n "${CFDW_TREE_SRC:-}" ]; then
       mkdir -p "$dir/src"
       mount --bind "$CFDW_TREE_SRC" "$dir/src"
