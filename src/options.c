@@ -1671,11 +1671,6 @@ cfdw_resolve_shape(Relation rel)
 	return t;
 }
 
-/*
- * cfdw_resolve_table
- *		Resolve everything needed to send rows of a foreign table, for the
- *		given user.  Allocates in the current memory context.
- */
 /* The user mapping that would be used (the role's, else PUBLIC), or InvalidOid. */
 Oid
 cfdw_find_user_mapping(Oid userid, Oid serverid)
@@ -1715,6 +1710,11 @@ cfdw_user_mapping(Oid userid, ForeignServer *server)
 	return GetUserMapping(userid, server->serverid);
 }
 
+/*
+ * cfdw_resolve_table
+ *		Resolve everything needed to send rows of a foreign table, for the
+ *		given user.  Allocates in the current memory context.
+ */
 CfdwTable *
 cfdw_resolve_table(Relation rel, Oid userid)
 {

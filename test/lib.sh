@@ -4,7 +4,7 @@
 #   source "$(dirname "$0")/lib.sh"      # from a script in test/
 #
 # Works under `set -euo pipefail`.  Nothing here runs on being sourced except
-# setting a few variables.  Functions:
+# setting a few variables (cfdw_detect_pg asks pg_config).  Functions:
 #
 #   cfdw_pg_config                 print the pg_config to use (see "Which PostgreSQL")
 #   cfdw_gen_token [PREFIX]        print a fresh random secret: cfdwtok-<32 hex>
@@ -417,8 +417,10 @@ cfdw_as_postgres() {
 # cluster made by that installation's initdb in a mktemp folder (its unix
 # socket there too), the CFDW_PGVE_OPTS settings in its postgresql.conf,
 # started with pg_ctl, CMD run with PGHOST/PGPORT/PGUSER/PGDATABASE set,
-# then stopped and deleted.  Local connections are trusted: the folder is
-# the caller's (mode 755 so that the server can use it).  Returns CMD's status.
+# then stopped and deleted.  Connections through the socket are trusted,
+# and only the cluster's user (and root) may enter the folder it is in
+# (mode 700); TCP connections are refused, since anyone on the machine
+# could make them.  Returns CMD's status.
 cfdw_own_cluster() {
   local bindir dir rc=0 i kv
   bindir=$("$CFDW_PG_CONFIG" --bindir)
@@ -427,9 +429,10 @@ cfdw_own_cluster() {
     return 1
   fi
   dir=$(mktemp -d /tmp/cfdw-cluster.XXXXXX)
-  chmod 755 "$dir"
+  chmod 700 "$dir"
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-  if ! cfdw_as_postgres "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
+  if ! cfdw_as_postgres "$bindir/initdb" -D "$dir/data" -U postgres \
+         --auth-local=trust --auth-host=reject -E UTF8 \
          >"$dir/initdb.log" 2>&1; then
     cfdw_log "initdb ($bindir) failed:"
     cat "$dir/initdb.log" >&2
