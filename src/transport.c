@@ -338,6 +338,11 @@ socket_action(CfdwConnection *c, curl_socket_t s, int mask)
  * Curl_multi_closed / Curl_multi_will_close before wakeup_close, 8.9 to
  * 8.19), and the multi handle's lives as long as the handle, whose
  * entries close_connection() forgets with it.
+ *
+ * Not handled: libcurl 8.20.0 (that release only) does not read its
+ * wake-up eventfd back when driven by curl_multi_socket_action (8.21 does,
+ * curl issues 21547 and 21960), so with it a wait would end at once for as
+ * long as transfers run, once a lookup has finished.
  */
 static bool
 identify_socket(curl_socket_t fd, CfdwSocketId *id)
