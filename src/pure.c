@@ -971,3 +971,586 @@ cfdw_link_next(const char *header, char *out, size_t outsize)
 	}
 	return false;
 }
+
+/* ---------------------------------------------------------------------
+ * Rate limits
+ *
+ * Confluence's rate-limit headers are read from every answer, and they
+ * are known to be wrong at times (a Beta-RateLimit "t" that did not match
+ * the reset, a policy header that disappears at r=0): whatever does not
+ * read cleanly is left out, and a statement never fails for a header.
+ * ---------------------------------------------------------------------
+ */
+
+#define RATE_COUNT_MAX 1000000000000LL	/* 10^12: no quota is larger */
+#define RATE_RESET_MAX_S 86400			/* a reset more than a day ahead is wrong */
+
+static const char *
+skip_blanks(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+bool
+cfdw_rate_count(const char *value, long long *out)
+{
+	const char *p;
+	long long	v = 0;
+
+	if (value == NULL)
+		return false;
+	p = skip_blanks(value);
+	if (!isdigit((unsigned char) *p))
+		return false;
+	for (; isdigit((unsigned char) *p); p++)
+	{
+		v = v * 10 + (*p - '0');
+		if (v > RATE_COUNT_MAX)
+			return false;
+	}
+	if (*skip_blanks(p) != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Exactly n digits at *p, as a number; advances *p. */
+static bool
+fixed_digits(const char **p, int n, int *out)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!isdigit((unsigned char) (*p)[i]))
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return true;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar. */
+static long long
+days_from_civil(int y, int m, int d)
+{
+	int			era;
+	unsigned	yoe,
+				doy,
+				doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned) (y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (long long) era * 146097 + (long long) doe - 719468;
+}
+
+static int
+days_in_month(int y, int m)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool		leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
+bool
+cfdw_rate_time(const char *value, time_t *out)
+{
+	const char *p;
+	int			y,
+				mo,
+				d,
+				h,
+				mi,
+				s = 0;
+	bool		fraction = false;
+	long long	offset = 0;
+	long long	t;
+
+	if (value == NULL)
+		return false;
+	p = skip_blanks(value);
+	if (!fixed_digits(&p, 4, &y) || *p++ != '-' || !fixed_digits(&p, 2, &mo) ||
+		*p++ != '-' || !fixed_digits(&p, 2, &d))
+		return false;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return false;
+	p++;
+	if (!fixed_digits(&p, 2, &h) || *p++ != ':' || !fixed_digits(&p, 2, &mi))
+		return false;
+	if (*p == ':')
+	{
+		p++;
+		if (!fixed_digits(&p, 2, &s))
+			return false;
+		if (*p == '.' || *p == ',')
+		{
+			p++;
+			if (!isdigit((unsigned char) *p))
+				return false;
+			for (; isdigit((unsigned char) *p); p++)
+				fraction |= *p != '0';
+		}
+	}
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	else if (*p == '+' || *p == '-')
+	{
+		int			sign = *p == '-' ? -1 : 1;
+		int			oh,
+					om = 0;
+
+		p++;
+		if (!fixed_digits(&p, 2, &oh))
+			return false;
+		if (*p == ':')
+			p++;
+		if (isdigit((unsigned char) *p) && !fixed_digits(&p, 2, &om))
+			return false;
+		if (oh > 23 || om > 59)
+			return false;
+		offset = sign * (oh * 3600LL + om * 60LL);
+	}
+	else
+		return false;			/* a time without its zone is no time */
+	if (*skip_blanks(p) != '\0')
+		return false;
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
+		h > 23 || mi > 59 || s > 60)
+		return false;
+	t = days_from_civil(y, mo, d) * 86400LL + h * 3600LL + mi * 60LL + s - offset +
+		(fraction ? 1 : 0);
+	if (t < 0 || (sizeof(time_t) < 8 && t > INT_MAX))
+		return false;
+	*out = (time_t) t;
+	return true;
+}
+
+int
+cfdw_rate_flag(const char *value)
+{
+	const char *p;
+	size_t		len;
+
+	if (value == NULL)
+		return -1;
+	p = skip_blanks(value);
+	len = strlen(p);
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	if (len == 4 && strncasecmp(p, "true", 4) == 0)
+		return 1;
+	if (len == 5 && strncasecmp(p, "false", 5) == 0)
+		return 0;
+	return -1;
+}
+
+/*
+ * One item of a structured list header: "name";k=v;k2=v2 (RFC 9651, the
+ * parts Atlassian uses).  Fills name (quotes removed) and up to nparams
+ * one-letter integer parameters (keys[i], vals[i]; a value that is not a
+ * whole number is left out).  Returns where the next item starts, or NULL
+ * when the item is malformed.
+ */
+#define RATE_ITEM_PARAMS 8
+
+typedef struct RateItem
+{
+	char		name[64];
+	int			nparams;
+	char		keys[RATE_ITEM_PARAMS];
+	long long	vals[RATE_ITEM_PARAMS];
+} RateItem;
+
+static const char *
+rate_item(const char *p, RateItem *item)
+{
+	size_t		n = 0;
+
+	memset(item, 0, sizeof(*item));
+	p = skip_blanks(p);
+	if (*p == '"')
+	{
+		for (p++; *p && *p != '"'; p++)
+		{
+			if (*p == '\\' || (unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e ||
+				n + 1 >= sizeof(item->name))
+				return NULL;
+			item->name[n++] = *p;
+		}
+		if (*p++ != '"')
+			return NULL;
+	}
+	else
+	{
+		for (; *p && *p != ';' && *p != ',' && *p != ' ' && *p != '\t'; p++)
+		{
+			if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e ||
+				n + 1 >= sizeof(item->name))
+				return NULL;
+			item->name[n++] = *p;
+		}
+	}
+	item->name[n] = '\0';
+	for (;;)
+	{
+		char		key[16];
+		char		val[32];
+		size_t		k = 0,
+					v = 0;
+		long long	num;
+
+		p = skip_blanks(p);
+		if (*p == '\0' || *p == ',')
+			return p;
+		if (*p++ != ';')
+			return NULL;
+		p = skip_blanks(p);
+		while (*p && *p != '=' && *p != ';' && *p != ',')
+		{
+			if (k + 1 >= sizeof(key))
+				return NULL;
+			key[k++] = *p++;
+		}
+		key[k] = '\0';
+		if (*p == '=')
+		{
+			p++;
+			while (*p && *p != ';' && *p != ',')
+			{
+				if (v + 1 >= sizeof(val))
+					return NULL;
+				val[v++] = *p++;
+			}
+		}
+		val[v] = '\0';
+		if (k == 1 && item->nparams < RATE_ITEM_PARAMS && cfdw_rate_count(val, &num))
+		{
+			item->keys[item->nparams] = key[0];
+			item->vals[item->nparams] = num;
+			item->nparams++;
+		}
+	}
+}
+
+static bool
+item_param(const RateItem *item, char key, long long *out)
+{
+	for (int i = 0; i < item->nparams; i++)
+	{
+		if (item->keys[i] == key)
+		{
+			*out = item->vals[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The items of a structured list header, at most max; how many read. */
+static int
+rate_items(const char *value, RateItem *items, int max)
+{
+	const char *p = value;
+	int			n = 0;
+
+	if (value == NULL)
+		return 0;
+	while (n < max && *(p = skip_blanks(p)) != '\0')
+	{
+		p = rate_item(p, &items[n]);
+		if (p == NULL)
+			return n;			/* what came before still counts */
+		n++;
+		if (*p == ',')
+			p++;
+	}
+	return n;
+}
+
+/* One source of limit, remaining and reset. */
+typedef struct RateSource
+{
+	bool		known;
+	long long	limit;
+	long long	remaining;
+	time_t		reset;
+} RateSource;
+
+/*
+ * Requests per second a source allows until its reset, for comparing two;
+ * a source without a reset allows anything.
+ */
+static double
+source_pace(const RateSource *s, time_t now)
+{
+	if (s->reset == 0)
+		return 1e300;
+	return (double) s->remaining / (double) (s->reset - now);
+}
+
+/* Keep printable ASCII only: the reason is shown in a view. */
+static void
+copy_reason(const char *value, char *out, size_t outsize)
+{
+	const char *p;
+	size_t		n = 0;
+
+	out[0] = '\0';
+	if (value == NULL)
+		return;
+	p = skip_blanks(value);
+	for (; *p && n + 1 < outsize; p++)
+	{
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
+		{
+			n = 0;				/* not a reason Atlassian would send */
+			break;
+		}
+		out[n++] = *p;
+	}
+	while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+		n--;
+	out[n] = '\0';
+}
+
+bool
+cfdw_rate_parse(const CfdwRateHeaders *h, time_t now, CfdwRateInfo *out)
+{
+	RateSource	x = {false, -1, -1, 0};
+	RateSource	best;
+	RateItem	policies[4];
+	RateItem	states[4];
+	int			npolicies = rate_items(h->policy, policies, 4);
+	int			nstates = rate_items(h->beta, states, 4);
+	time_t		reset;
+
+	out->limit = -1;
+	out->remaining = -1;
+	out->reset = 0;
+	out->near_limit = cfdw_rate_flag(h->near_limit);
+	copy_reason(h->reason, out->reason, sizeof(out->reason));
+
+	/* X-RateLimit-*: a Remaining above the Limit makes both unusable */
+	if (cfdw_rate_count(h->remaining, &x.remaining))
+	{
+		x.known = true;
+		if (cfdw_rate_count(h->limit, &x.limit) && x.remaining > x.limit)
+			x.known = false;
+	}
+	if (x.known && cfdw_rate_time(h->reset, &reset) &&
+		reset > now && reset - now <= RATE_RESET_MAX_S)
+		x.reset = reset;
+	best = x;
+
+	/* Beta-RateLimit "name";r=..;t=.., with q and w of the policy of that name */
+	for (int i = 0; i < nstates; i++)
+	{
+		RateSource	b = {true, -1, -1, 0};
+		long long	t;
+		long long	w = RATE_RESET_MAX_S;
+
+		if (!item_param(&states[i], 'r', &b.remaining))
+			continue;
+		for (int j = 0; j < npolicies; j++)
+		{
+			if (strcmp(policies[j].name, states[i].name) != 0)
+				continue;
+			(void) item_param(&policies[j], 'q', &b.limit);
+			if (item_param(&policies[j], 'w', &w) && (w <= 0 || w > RATE_RESET_MAX_S))
+				w = RATE_RESET_MAX_S;
+			break;
+		}
+		if (b.limit >= 0 && b.remaining > b.limit)
+			continue;
+		if (item_param(&states[i], 't', &t) && t > 0 && t <= w)
+			b.reset = now + (time_t) t;
+		if (!best.known ||
+			(b.reset != 0 && source_pace(&b, now) < source_pace(&best, now)))
+			best = b;
+	}
+
+	if (best.known)
+	{
+		out->limit = best.limit;
+		out->remaining = best.remaining;
+		out->reset = best.reset;
+	}
+	return best.known || out->near_limit >= 0 || out->reason[0] != '\0';
+}
+
+/* Lower-cased copy of n bytes into out at *len; false when it does not fit. */
+static bool
+key_append(char *out, size_t outsize, size_t *len, const char *s, size_t n)
+{
+	if (*len + n + 1 > outsize)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[(*len)++] = (char) tolower((unsigned char) s[i]);
+	out[*len] = '\0';
+	return true;
+}
+
+/* A cloudId: letters, digits and '-', as the UUIDs Atlassian gives. */
+static bool
+is_cloud_id(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+			  (c >= 'A' && c <= 'Z') || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool
+cfdw_site_key(const char *url, const char *cloud_id, char *out, size_t outsize)
+{
+	const char *scheme_end;
+	const char *auth;
+	const char *auth_end;
+	const char *at;
+	const char *host;
+	const char *host_end;
+	const char *port = NULL;
+	const char *path;
+	static const char gateway[] = "/ex/confluence/";
+	size_t		len = 0;
+	bool		https;
+
+	if (outsize == 0)
+		return false;
+	out[0] = '\0';
+	if (cloud_id != NULL && cloud_id[0] != '\0')
+		return is_cloud_id(cloud_id, strlen(cloud_id)) &&
+			key_append(out, outsize, &len, cloud_id, strlen(cloud_id));
+	if (url == NULL || (scheme_end = strstr(url, "://")) == NULL)
+		return false;
+	https = (size_t) (scheme_end - url) == 5 && strncasecmp(url, "https", 5) == 0;
+	auth = scheme_end + 3;
+	auth_end = auth + strcspn(auth, "/?#");
+	path = auth_end;
+
+	/* the gateway: /ex/confluence/{cloudId}/... names the site */
+	if (strncmp(path, gateway, sizeof(gateway) - 1) == 0)
+	{
+		const char *id = path + sizeof(gateway) - 1;
+		size_t		n = strcspn(id, "/?#");
+
+		if (is_cloud_id(id, n))
+			return key_append(out, outsize, &len, id, n);
+	}
+
+	/* user information never goes into a key (it is refused anyway) */
+	at = memchr(auth, '@', auth_end - auth);
+	host = at ? at + 1 : auth;
+	if (*host == '[')
+	{
+		host_end = memchr(host, ']', auth_end - host);
+		if (host_end == NULL)
+			return false;
+		host_end++;
+	}
+	else
+		host_end = host + strcspn(host, ":/?#");
+	if (host_end > auth_end)
+		return false;
+	if (host_end < auth_end && *host_end == ':')
+		port = host_end + 1;
+	if (host_end == host || !key_append(out, outsize, &len, host, host_end - host))
+		return false;
+	if (port != NULL && port < auth_end)
+	{
+		size_t		n = auth_end - port;
+
+		/* the default port is no port: https://h and https://h:443 are one site */
+		if (!((https && n == 3 && strncmp(port, "443", 3) == 0) ||
+			  (!https && n == 2 && strncmp(port, "80", 2) == 0)))
+		{
+			if (!key_append(out, outsize, &len, ":", 1) ||
+				!key_append(out, outsize, &len, port, n))
+				return false;
+		}
+	}
+	return true;
+}
+
+void
+cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t now)
+{
+	bool		new_window;
+
+	if (info->near_limit >= 0)
+		p->near_limit = info->near_limit;
+	if (info->remaining < 0)
+		return;
+
+	/*
+	 * The same window (the same reset, give or take the rounding of a
+	 * second): requests started since the answer was made are not in its
+	 * Remaining, but they are counted in the budget already, so the lower
+	 * of the two is what is left.  A new window starts from its Remaining.
+	 */
+	new_window = p->budget < 0 || p->reset == 0 || p->reset <= now || reset == 0 ||
+		reset - p->reset > 1000000 || p->reset - reset > 1000000;
+	if (new_window || info->remaining < p->budget)
+		p->budget = info->remaining;
+	if (new_window && info->near_limit < 0)
+		p->near_limit = -1;
+	p->limit = info->limit;
+	p->reset = reset;
+}
+
+int64_t
+cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced)
+{
+	int64_t		base = now;
+	int64_t		t;
+	int64_t		gap = 0;
+
+	if (not_before > base)
+		base = not_before;
+	if (p->paused_until > base)
+		base = p->paused_until;
+	t = p->next_at > base ? p->next_at : base;
+
+	/* the window is over: what it said no longer holds */
+	if (p->reset != 0 && p->reset <= t)
+	{
+		p->budget = -1;
+		p->near_limit = -1;
+	}
+	if (p->budget == 0 && p->reset > t)
+	{
+		/* nothing left: the first request of the next window */
+		t = p->reset;
+		p->budget = -1;
+	}
+	else if (p->budget > 0 && p->reset > t)
+	{
+		if (p->near_limit == 1 || (p->limit > 0 && p->budget * 5 < p->limit))
+			gap = (p->reset - t) / p->budget;
+		p->budget--;
+	}
+	if (max_rate > 0)
+	{
+		double		min_gap = 1e6 / max_rate;
+
+		if (min_gap > (double) gap)
+			gap = min_gap > 1e15 ? (int64_t) 1e15 : (int64_t) min_gap;
+	}
+	p->next_at = t + gap;
+	*paced = t > base;
+	return t;
+}

@@ -122,4 +122,95 @@ struct sockaddr;
 extern bool cfdw_host_allowed(const char *host, const char *patterns);
 extern bool cfdw_address_internal(const struct sockaddr *sa);
 
+#include <stdint.h>
+
+/*
+ * Rate limits.  The headers of one answer, read leniently: a value that is
+ * absent, malformed or inconsistent (Remaining above Limit, a reset in the
+ * past or more than a day ahead) is left out, never an error.
+ *
+ * cfdw_rate_count: a whole number 0 .. 10^12 (blanks around it allowed).
+ * cfdw_rate_time: an ISO 8601 UTC time, "2026-03-26T14:00Z", with seconds
+ * and fractions or an offset too ("+01:00", "+0100"); a fraction rounds up,
+ * so a reset is never taken for earlier than it is.
+ * cfdw_rate_flag: 1 for "true", 0 for "false" (any case), -1 otherwise.
+ * cfdw_rate_param: the integer parameter key (one letter, as q, w, r, t) of
+ * the first item of a structured header such as Beta-RateLimit-Policy's
+ * "tenant-app-quota";q=100100;w=3600, its item name in name.
+ */
+extern bool cfdw_rate_count(const char *value, long long *out);
+extern bool cfdw_rate_time(const char *value, time_t *out);
+extern int	cfdw_rate_flag(const char *value);
+
+/* The raw values of the rate-limit headers of an answer (NULL or "": absent). */
+typedef struct CfdwRateHeaders
+{
+	const char *limit;			/* X-RateLimit-Limit */
+	const char *remaining;		/* X-RateLimit-Remaining */
+	const char *reset;			/* X-RateLimit-Reset */
+	const char *near_limit;		/* X-RateLimit-NearLimit (or the X-Beta- one) */
+	const char *reason;			/* RateLimit-Reason (or X-Beta-RateLimit-Reason) */
+	const char *policy;			/* Beta-RateLimit-Policy */
+	const char *beta;			/* Beta-RateLimit */
+} CfdwRateHeaders;
+
+#define CFDW_RATE_REASON_LEN 64
+
+/* What the headers of one answer say; -1, 0 or "" where they say nothing. */
+typedef struct CfdwRateInfo
+{
+	long long	limit;			/* requests (points) per window */
+	long long	remaining;		/* left in this window */
+	time_t		reset;			/* when the window ends */
+	int			near_limit;		/* 1, 0, or -1: not said */
+	char		reason[CFDW_RATE_REASON_LEN];	/* printable ASCII only */
+} CfdwRateInfo;
+
+/*
+ * Read the headers of an answer at now.  X-RateLimit-Limit/-Remaining/
+ * -Reset and the Beta pair (q and w of the policy, r and t of the state,
+ * matched by item name; t is taken only up to w) are two sources; when both
+ * tell a reset, the one that allows the slower pace (fewer requests per
+ * second until its reset) wins.  Returns whether anything was read.
+ */
+extern bool cfdw_rate_parse(const CfdwRateHeaders *h, time_t now, CfdwRateInfo *out);
+
+/*
+ * The key of the site a URL reaches, for rate limits: the cloudId when
+ * cloud_id is given or the URL is an API gateway URL (.../ex/confluence/
+ * {cloudId}/...), else the host name in lower case, with ":port" unless it
+ * is the scheme's default.  false when the URL has no host or the key does
+ * not fit in outsize.
+ */
+#define CFDW_SITE_KEY_LEN 272
+extern bool cfdw_site_key(const char *url, const char *cloud_id, char *out, size_t outsize);
+
+/*
+ * Pacing of one site, in microseconds on any one clock.  budget counts the
+ * requests still allowed before reset: the last Remaining seen, less each
+ * request started since.  A request starts no earlier than now, not_before,
+ * the pause and next_at; when the site is near its limit (near_limit, or a
+ * budget under a fifth of limit) the budget left is spread evenly until the
+ * reset, an exhausted budget waits for the reset, and max_rate (requests
+ * per second, 0: none) caps the pace in any case.
+ */
+typedef struct CfdwPace
+{
+	int64_t		next_at;		/* no request before this (0: none) */
+	int64_t		paused_until;	/* a Retry-After pause (0: none) */
+	int64_t		reset;			/* end of the window (0: unknown) */
+	long long	limit;			/* -1: unknown */
+	long long	budget;			/* -1: unknown */
+	int			near_limit;		/* 1, 0, -1: unknown */
+} CfdwPace;
+
+/* An answer's headers, reset already on the pace's clock (0: none). */
+extern void cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
+							  int64_t now);
+
+/* When a request may start; claims that time.  *paced: later than it would
+ * have started without pacing or max_rate. */
+extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
+							   double max_rate, bool *paced);
+
 #endif							/* CFDW_PURE_H */

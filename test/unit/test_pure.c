@@ -3,7 +3,7 @@
  * test_pure.c
  *		  Unit tests of src/pure.c: header option parsing, endpoint path
  *		  checks, percent-encoding, Retry-After, JSON dotted paths, XML and
- *		  form bodies.  No PostgreSQL server is needed.
+ *		  form bodies, rate-limit headers, site keys and pacing.  No PostgreSQL server is needed.
  *
  * Built and run by "make unit" (gcc), "make unit-asan" (clang with
  * AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer) and
@@ -1268,6 +1268,302 @@ test_link_next(void)
 	CHECK(!cfdw_link_next(NULL, NULL, 0), "NULL header");
 }
 
+/* ---------------------------------------------------------------------
+ * Rate-limit headers, site keys and pacing
+ * ---------------------------------------------------------------------
+ */
+
+/* 2026-03-26T14:00:00Z */
+#define T_2026 ((time_t) 1774533600)
+
+static void
+count_is(const char *value, long long expected)
+{
+	long long	v = -1;
+	bool		ok = cfdw_rate_count(value, &v);
+
+	CHECK(expected < 0 ? !ok : (ok && v == expected),
+		  "count %s: expected %lld, got %s %lld", show(value), expected, ok ? "ok" : "refused", v);
+}
+
+static void
+time_is(const char *value, long long expected)
+{
+	time_t		t = 0;
+	bool		ok = cfdw_rate_time(value, &t);
+
+	CHECK(expected < 0 ? !ok : (ok && (long long) t == expected),
+		  "time %s: expected %lld, got %s %lld", show(value), expected,
+		  ok ? "ok" : "refused", (long long) t);
+}
+
+/* Parse headers at T_2026; check limit, remaining, reset offset, near, reason. */
+static void
+rate_is(const CfdwRateHeaders *h, bool any, long long limit, long long remaining,
+		long long reset_in, int near, const char *reason, const char *what)
+{
+	CfdwRateInfo info;
+	bool		got = cfdw_rate_parse(h, T_2026, &info);
+
+	CHECK(got == any, "%s: expected %s, got %s", what, any ? "something" : "nothing",
+		  got ? "something" : "nothing");
+	CHECK(info.limit == limit, "%s: limit: expected %lld, got %lld", what, limit, info.limit);
+	CHECK(info.remaining == remaining, "%s: remaining: expected %lld, got %lld", what,
+		  remaining, info.remaining);
+	CHECK((reset_in < 0 ? info.reset == 0 : (long long) (info.reset - T_2026) == reset_in),
+		  "%s: reset: expected +%lld, got %lld", what, reset_in,
+		  info.reset ? (long long) (info.reset - T_2026) : -1LL);
+	CHECK(info.near_limit == near, "%s: near: expected %d, got %d", what, near, info.near_limit);
+	CHECK_STR(info.reason, reason, what);
+}
+
+static void
+key_is(const char *url, const char *cloud_id, const char *expected)
+{
+	char		out[CFDW_SITE_KEY_LEN];
+	bool		ok = cfdw_site_key(url, cloud_id, out, sizeof(out));
+	char		what[300];
+
+	snprintf(what, sizeof(what), "site key of %s (cloudId %s)", show(url), show(cloud_id));
+	CHECK_STR(ok ? out : NULL, expected, what);
+}
+
+static void
+test_rate(void)
+{
+	CfdwRateHeaders h;
+	CfdwPace	p;
+	bool		paced;
+	char		small[8];
+	int64_t		t;
+	int			i;
+
+	current_group = "rate";
+
+	/* counts */
+	count_is("0", 0);
+	count_is("350", 350);
+	count_is(" 349 ", 349);
+	count_is("1000000000000", 1000000000000LL);
+	count_is("1000000000001", -1);
+	count_is("99999999999999999999999", -1);
+	count_is("-1", -1);
+	count_is("+5", -1);
+	count_is("1.5", -1);
+	count_is("12abc", -1);
+	count_is("", -1);
+	count_is("   ", -1);
+	count_is("0x10", -1);
+	count_is(NULL, -1);
+
+	/* ISO 8601 times */
+	time_is("2026-03-26T14:00Z", T_2026);
+	time_is("2026-03-26T14:00:00Z", T_2026);
+	time_is("2026-03-26T14:00:05Z", T_2026 + 5);
+	time_is("2026-03-26T14:00:05.000Z", T_2026 + 5);
+	time_is("2026-03-26T14:00:05.001Z", T_2026 + 6);	/* a fraction rounds up */
+	time_is("2026-03-26t14:00z", T_2026);
+	time_is("2026-03-26 14:00Z", T_2026);
+	time_is(" 2026-03-26T14:00Z ", T_2026);
+	time_is("2026-03-26T15:00+01:00", T_2026);
+	time_is("2026-03-26T15:00+0100", T_2026);
+	time_is("2026-03-26T15:00+01", T_2026);
+	time_is("2026-03-26T13:30-00:30", T_2026);
+	time_is("2024-02-29T00:00Z", 1709164800);
+	time_is("1970-01-01T00:00Z", 0);
+	time_is("2026-03-26T14:00", -1);	/* no zone */
+	time_is("2026-03-26", -1);
+	time_is("2026-3-26T14:00Z", -1);
+	time_is("2026-13-26T14:00Z", -1);
+	time_is("2026-02-29T14:00Z", -1);
+	time_is("2026-03-32T14:00Z", -1);
+	time_is("2026-03-26T24:00Z", -1);
+	time_is("2026-03-26T14:60Z", -1);
+	time_is("2026-03-26T14:00:61Z", -1);
+	time_is("2026-03-26T14:00Zjunk", -1);
+	time_is("2026-03-26T14:00+25:00", -1);
+	time_is("2026-03-26T14:00:05.Z", -1);
+	time_is("1969-12-31T23:59Z", -1);
+	time_is("Thu, 26 Mar 2026 14:00:00 GMT", -1);
+	time_is("1774533600", -1);
+	time_is("", -1);
+	time_is(NULL, -1);
+
+	/* flags */
+	CHECK(cfdw_rate_flag("true") == 1, "flag true");
+	CHECK(cfdw_rate_flag(" TRUE ") == 1, "flag TRUE");
+	CHECK(cfdw_rate_flag("false") == 0, "flag false");
+	CHECK(cfdw_rate_flag("False") == 0, "flag False");
+	CHECK(cfdw_rate_flag("1") == -1, "flag 1");
+	CHECK(cfdw_rate_flag("yes") == -1, "flag yes");
+	CHECK(cfdw_rate_flag("truest") == -1, "flag truest");
+	CHECK(cfdw_rate_flag("") == -1, "flag empty");
+	CHECK(cfdw_rate_flag(NULL) == -1, "flag NULL");
+
+	/* whole answers */
+	memset(&h, 0, sizeof(h));
+	rate_is(&h, false, -1, -1, -1, -1, "", "no headers");
+	h.limit = "100";
+	h.remaining = "17";
+	h.reset = "2026-03-26T14:00:30Z";
+	h.near_limit = "true";
+	h.reason = "confluence-quota-tenant-based";
+	rate_is(&h, true, 100, 17, 30, 1, "confluence-quota-tenant-based", "all X- headers");
+	h.remaining = "101";
+	rate_is(&h, true, -1, -1, -1, 1, "confluence-quota-tenant-based",
+			"Remaining above Limit: neither is used");
+	h.remaining = "garbage";
+	rate_is(&h, true, -1, -1, -1, 1, "confluence-quota-tenant-based", "unreadable Remaining");
+	h.remaining = "5";
+	h.reset = "2026-03-26T13:59:59Z";
+	rate_is(&h, true, 100, 5, -1, 1, "confluence-quota-tenant-based", "a reset in the past");
+	h.reset = "2026-03-28T14:00Z";
+	rate_is(&h, true, 100, 5, -1, 1, "confluence-quota-tenant-based", "a reset two days ahead");
+	h.reset = "soon";
+	h.limit = "lots";
+	h.near_limit = "maybe";
+	h.reason = "bad\x01reason";
+	rate_is(&h, true, -1, 5, -1, -1, "", "garbage but Remaining");
+	h.reason = "caf\xc3\xa9";
+	rate_is(&h, true, -1, 5, -1, -1, "", "a non-ASCII reason");
+	h.reason = "  jira-burst-based  ";
+	rate_is(&h, true, -1, 5, -1, -1, "jira-burst-based", "a reason is trimmed");
+	h.reason = "x123456789x123456789x123456789x123456789x123456789x123456789x123456789";
+	{
+		CfdwRateInfo info;
+
+		cfdw_rate_parse(&h, T_2026, &info);
+		CHECK(strlen(info.reason) == CFDW_RATE_REASON_LEN - 1, "a long reason is cut: %zu",
+			  strlen(info.reason));
+	}
+
+	/* the Beta pair */
+	memset(&h, 0, sizeof(h));
+	h.policy = "\"tenant-app-quota\";q=100100;w=3600";
+	h.beta = "\"tenant-app-quota\";r=17842;t=2107";
+	rate_is(&h, true, 100100, 17842, 2107, -1, "", "Beta headers as seen live");
+	h.beta = "\"tenant-app-quota\";r=17842;t=4000";
+	rate_is(&h, true, 100100, 17842, -1, -1, "", "a t beyond the window is not used");
+	h.beta = "\"tenant-app-quota\";r=200000;t=10";
+	rate_is(&h, false, -1, -1, -1, -1, "", "r above q");
+	h.policy = NULL;
+	h.beta = "\"tenant-app-quota\";r=0;t=10";
+	rate_is(&h, true, -1, 0, 10, -1, "", "the policy is gone at r=0");
+	h.beta = "tenant-app-quota;r=12;t=10";
+	rate_is(&h, true, -1, 12, 10, -1, "", "an unquoted name");
+	h.beta = "\"a\";r=100;t=100, \"b\";r=5;t=100";
+	rate_is(&h, true, -1, 5, 100, -1, "", "of two, the slower pace");
+	h.beta = "\"a\";r=x;t=100";
+	rate_is(&h, false, -1, -1, -1, -1, "", "an unreadable r");
+	h.beta = "\"unterminated;r=1;t=1";
+	rate_is(&h, false, -1, -1, -1, -1, "", "an unterminated name");
+	h.beta = ";;;,,,\"\";r=;t";
+	rate_is(&h, false, -1, -1, -1, -1, "", "punctuation only");
+	h.beta = "\"a\"junk;r=1";
+	rate_is(&h, false, -1, -1, -1, -1, "", "junk after the name");
+	/* both sources: the one that allows fewer requests per second */
+	h.limit = "350";
+	h.remaining = "349";
+	h.reset = "2026-03-26T14:01Z";
+	h.policy = "\"tenant-app-quota\";q=100100;w=3600";
+	h.beta = "\"tenant-app-quota\";r=100;t=3000";
+	rate_is(&h, true, 100100, 100, 3000, -1, "", "Beta is slower");
+	h.beta = "\"tenant-app-quota\";r=90000;t=3000";
+	rate_is(&h, true, 350, 349, 60, -1, "", "X- is slower");
+
+	/* site keys */
+	key_is("https://acme.atlassian.net", NULL, "acme.atlassian.net");
+	key_is("https://ACME.Atlassian.NET/wiki/api/v2/pages", NULL, "acme.atlassian.net");
+	key_is("https://acme.atlassian.net:443/wiki", NULL, "acme.atlassian.net");
+	key_is("http://127.0.0.1:8080/wiki", NULL, "127.0.0.1:8080");
+	key_is("http://localhost:80", NULL, "localhost");
+	key_is("https://h:8443", NULL, "h:8443");
+	key_is("https://[::1]:8443/x", NULL, "[::1]:8443");
+	key_is("https://user@host.example/x", NULL, "host.example");
+	key_is("https://api.atlassian.com/ex/confluence/1A2b-3c/wiki/api/v2/pages", NULL, "1a2b-3c");
+	key_is("https://api.atlassian.com/ex/confluence/1a2b-3c", NULL, "1a2b-3c");
+	key_is("https://api.atlassian.com/ex/confluence/", NULL, "api.atlassian.com");
+	key_is("https://api.atlassian.com/ex/confluence/a%2Fb/wiki", NULL, "api.atlassian.com");
+	key_is("https://api.atlassian.com/ex/jira/abc/rest", NULL, "api.atlassian.com");
+	key_is("https://acme.atlassian.net", "ABC-123", "abc-123");
+	key_is("https://acme.atlassian.net", "", "acme.atlassian.net");
+	key_is("https://acme.atlassian.net", "bad/id", NULL);
+	key_is("acme.atlassian.net", NULL, NULL);
+	key_is("https://", NULL, NULL);
+	key_is("https://[::1/x", NULL, NULL);
+	key_is(NULL, NULL, NULL);
+	CHECK(!cfdw_site_key("https://toolongforeight.example", NULL, small, sizeof(small)),
+		  "a key that does not fit");
+
+	/* pacing: far from the limit, requests go at once */
+	memset(&p, 0, sizeof(p));
+	p.limit = p.budget = p.near_limit = -1;
+	{
+		CfdwRateInfo info = {100, 90, 0, 0, ""};
+
+		cfdw_pace_observe(&p, &info, 10000000, 0);
+	}
+	CHECK(p.budget == 90 && p.reset == 10000000, "observed: budget %lld reset %lld",
+		  p.budget, (long long) p.reset);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 0 && !paced && p.budget == 89, "far from the limit: at %lld, budget %lld",
+		  (long long) t, p.budget);
+	/* below a fifth of the limit: the budget is spread until the reset */
+	p.budget = 10;
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 0 && !paced && p.next_at == 1000000, "first paced one at once, next in 1 s: %lld",
+		  (long long) p.next_at);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 1000000 && paced, "second at 1 s: %lld", (long long) t);
+	for (i = 0; i < 7; i++)
+		t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 8000000 && p.budget == 1, "ninth at 8 s: %lld, budget %lld", (long long) t, p.budget);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 9000000 && p.budget == 0, "the last one before the reset: %lld", (long long) t);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 10000000 && paced, "nothing left: at the reset: %lld", (long long) t);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 10000000 && p.budget == -1, "the new window is unknown: at once %lld",
+		  (long long) t);
+	/* the same window: the lower of budget and Remaining; a new one: Remaining */
+	memset(&p, 0, sizeof(p));
+	p.limit = p.budget = p.near_limit = -1;
+	{
+		CfdwRateInfo info = {100, 50, 0, -1, ""};
+
+		cfdw_pace_observe(&p, &info, 60000000, 0);
+		p.budget = 40;
+		cfdw_pace_observe(&p, &info, 60500000, 1000);
+		CHECK(p.budget == 40, "same window: budget kept at %lld", p.budget);
+		info.remaining = 30;
+		cfdw_pace_observe(&p, &info, 60000000, 1000);
+		CHECK(p.budget == 30, "same window: a lower Remaining wins: %lld", p.budget);
+		info.remaining = 100;
+		cfdw_pace_observe(&p, &info, 120000000, 61000000);
+		CHECK(p.budget == 100 && p.reset == 120000000, "new window: %lld", p.budget);
+		info.remaining = 99;
+		info.near_limit = 1;
+		cfdw_pace_observe(&p, &info, 120000000, 61000000);
+		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
+		CHECK(p.next_at == 61000000 + 59000000 / 99, "NearLimit spreads at once: next %lld",
+			  (long long) p.next_at);
+	}
+	/* the pause and not_before come first; max_rate caps without headers */
+	memset(&p, 0, sizeof(p));
+	p.limit = p.budget = p.near_limit = -1;
+	p.paused_until = 5000000;
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 5000000 && !paced, "a pause is no pacing: %lld", (long long) t);
+	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced);
+	CHECK(t == 7000000 && !paced && p.next_at == 7250000, "max_rate 4: next %lld",
+		  (long long) p.next_at);
+	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced);
+	CHECK(t == 7250000 && paced, "max_rate 4: second %lld", (long long) t);
+	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced);
+	CHECK(t == 7500000 && p.next_at > t, "a tiny max_rate does not overflow: %lld",
+		  (long long) p.next_at);
+}
+
 int
 main(void)
 {
@@ -1289,6 +1585,7 @@ main(void)
 	test_form();
 	test_egress();
 	test_link_next();
+	test_rate();
 	test_oom();
 
 	xmlCleanupParser();
