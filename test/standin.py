@@ -69,8 +69,8 @@ Control API (plain HTTP, no auth) on every listener:
                                               "blogposts" count trashed ones too)
     GET  /_standin/faults                     the queued faults, as JSON
     POST /_standin/reset                      forget requests, objects, spaces
-                                              (but SP), faults
-    POST /_standin/reset?keep=objects         forget requests and faults only
+                                              (but SP), faults, the quota
+    POST /_standin/reset?keep=objects         forget requests, faults and the quota
     POST /_standin/fault                      queue one fault object or a list; the
                                               reply has the stats from just before
                                               ("rate": p applies it to each matching
@@ -84,6 +84,9 @@ Control API (plain HTTP, no auth) on every listener:
                                               the object "fields" put into the
                                               answer, e.g. a "\\u0000" in a title)
     POST /_standin/credentials                replace the accepted credentials
+    POST /_standin/quota                      a points quota (see parse_quota), or
+                                              null / {"limit": 0} for none
+    GET  /_standin/quota                      the quota and its counters, as JSON
     POST /_standin/seed                       create objects straight in the store:
         {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
          "title_prefix": "Seed ", "body": "<p>x</p>" (storage; null: none),
@@ -345,6 +348,85 @@ def parse_fault(obj):
     return f
 
 
+QUOTA_KEYS = {"limit", "window_s", "near", "headers", "reason", "policy", "match"}
+
+
+def parse_quota(obj):
+    """A points quota, as Confluence Cloud enforces one per site: every request
+    under "match" (default /wiki) costs a point, "limit" points per window of
+    "window_s" seconds (windows start on a whole second when the quota is set).
+    With "headers" (default true) every answer says so: X-RateLimit-Limit,
+    -Remaining (after this request), -Reset (ISO 8601, whole seconds),
+    -NearLimit (true from "near", default 0.2, of the limit left),
+    RateLimit-Reason ("reason", when near the limit and on a 429),
+    Beta-RateLimit-Policy ("policy";q=limit;w=window_s) and Beta-RateLimit
+    ("policy";r=remaining;t=seconds to the reset).  An exhausted window
+    answers 429 with Retry-After (seconds to the reset, headers or not) and
+    costs nothing.  None (or a limit of 0) turns the quota off."""
+    if obj is None or (isinstance(obj, dict) and obj.get("limit") == 0):
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError("a quota must be a JSON object or null")
+    unknown = set(obj) - QUOTA_KEYS
+    if unknown:
+        raise ValueError("unknown quota keys: " + ", ".join(sorted(unknown)))
+    q = {"window_s": 60, "near": 0.2, "headers": True, "reason": "confluence-quota-tenant-based",
+         "policy": "tenant-app-quota", "match": "/wiki"}
+    q.update(obj)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = [
+        (is_int(q.get("limit")) and q["limit"] >= 1, "limit must be an integer >= 1"),
+        (is_int(q["window_s"]) and 1 <= q["window_s"] <= 86400, "window_s must be 1 .. 86400"),
+        (isinstance(q["near"], (int, float)) and not isinstance(q["near"], bool) and 0 <= q["near"] <= 1,
+         "near must be a fraction, 0 .. 1"),
+        (isinstance(q["headers"], bool), "headers must be true or false"),
+        (isinstance(q["reason"], str) and isinstance(q["policy"], str) and isinstance(q["match"], str),
+         "reason, policy and match must be strings"),
+        (not any(c in q["reason"] + q["policy"] for c in '\r\n"'), "reason and policy must be one line"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(msg)
+    q.update(start=float(int(time.time())), window=-1, used=0, answered=0, refused=0)
+    return q
+
+
+def quota_take(q, path, now):
+    """Charge one request to the quota: (allowed, headers for the answer).
+    Caller holds the lock."""
+    if not path.startswith(q["match"]):
+        return True, []
+    window = int((now - q["start"]) // q["window_s"])
+    if window != q["window"]:
+        q["window"], q["used"] = window, 0
+    reset = q["start"] + (window + 1) * q["window_s"]
+    allowed = q["used"] < q["limit"]
+    if allowed:
+        q["used"] += 1
+        q["answered"] += 1
+    else:
+        q["refused"] += 1
+    remaining = q["limit"] - q["used"]
+    near = remaining <= q["near"] * q["limit"]
+    left_s = max(1, int(-(-(reset - now) // 1)))
+    hdrs = []
+    if q["headers"]:
+        hdrs = [("X-RateLimit-Limit", str(q["limit"])),
+                ("X-RateLimit-Remaining", str(remaining)),
+                ("X-RateLimit-Reset", datetime.fromtimestamp(reset, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                ("X-RateLimit-NearLimit", "true" if near else "false"),
+                ("Beta-RateLimit-Policy", '"%s";q=%d;w=%d' % (q["policy"], q["limit"], q["window_s"])),
+                ("Beta-RateLimit", '"%s";r=%d;t=%d' % (q["policy"], remaining, left_s))]
+        if near or not allowed:
+            hdrs.append(("RateLimit-Reason", q["reason"]))
+    if not allowed:
+        hdrs.append(("Retry-After", str(left_s)))
+    return allowed, hdrs
+
+
 # ----------------------------------------------------------------------------
 # Shared state: request logs, counters, faults, stored objects
 
@@ -375,6 +457,7 @@ class State:
         self.epoch = 0   # bumped by reset, so open connections get new ids
         self.counters = {name: Counters() for name in LISTENERS}
         self.faults = []
+        self.quota = None    # parse_quota's, or None
         self.store = {"pages": {}, "blogposts": {}, "footer-comments": {}, "inline-comments": {}}
         self.titles = {}  # (collection, spaceId, title) -> id, current objects only
         # Indexes for the list endpoints, kept in step with the store by
@@ -394,6 +477,7 @@ class State:
                 c.clear()
             self.epoch += 1
             self.faults.clear()
+            self.quota = None
             if keep_objects:
                 return
             for index in (self.store, self.order, self.by_title, self.by_container):
@@ -1438,7 +1522,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.control(path, query, self.read_body())
             return
         st = self.state
-        fault = st.take_fault(self.server.name, self.command, path)
+        self.quota_headers = []
+        quota_refused = False
+        if st.quota is not None:
+            with st.lock:
+                if st.quota is not None:
+                    allowed, self.quota_headers = quota_take(st.quota, path, time.time())
+                    quota_refused = not allowed
+        fault = None if quota_refused else st.take_fault(self.server.name, self.command, path)
         headers = {}
         for k, v in self.headers.items():
             k = k.lower()
@@ -1461,6 +1552,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except (ValueError, RecursionError):
                 pass
         rec = self.record(path, query, headers, auth, body, parsed, fault)
+        if quota_refused:
+            rec["quota"] = "refused"
+            self.send(rec, 429, [("Content-Type", JSON)],
+                      errors_body(429, "TOO_MANY_REQUESTS", "Rate limit exceeded"))
+            return
 
         def answer():
             return self.answer(path, query, auth, headers.get("content-type", ""), body, parsed)
@@ -1542,6 +1638,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "Date: " + email.utils.formatdate(usegmt=True),
                 "Server: " + self.server_version]
         head += ["%s: %s" % kv for kv in headers]
+        if rec is not None:
+            head += ["%s: %s" % kv for kv in getattr(self, "quota_headers", [])]
         if not no_body:
             head.append("Content-Length: %d" % length)
         if rec is not None:
@@ -1623,6 +1721,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 reply({"ok": True, "queued": len(faults), "pending": n, "stats": before})
             elif m == "POST" and path == "/_standin/seed":
                 reply(st.seed(json.loads(body or b"null")))
+            elif m == "POST" and path == "/_standin/quota":
+                q = parse_quota(json.loads(body or b"null"))
+                with st.lock:
+                    st.quota = q
+                reply({"ok": True})
+            elif m == "GET" and path == "/_standin/quota":
+                with st.lock:
+                    reply(None if st.quota is None else dict(st.quota))
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})

@@ -117,6 +117,45 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(set(e), {"status", "code", "title", "detail"})
         return e
 
+    def test_quota(self):
+        # 5 points per 60 s window: headers on every answer, NearLimit from
+        # 20 % left, then 429 with Retry-After that costs nothing
+        self.ctl("POST", "/_standin/quota", {"limit": 5, "window_s": 60})
+        seen = []
+        for i in range(6):
+            st, h, _ = self.page("Q%d" % i)
+            seen.append((st, h.get("x-ratelimit-remaining"), h.get("x-ratelimit-nearlimit"),
+                         h.get("ratelimit-reason")))
+        self.assertEqual(seen, [(200, "4", "false", None), (200, "3", "false", None),
+                                (200, "2", "false", None), (200, "1", "true", "confluence-quota-tenant-based"),
+                                (200, "0", "true", "confluence-quota-tenant-based"),
+                                (429, "0", "true", "confluence-quota-tenant-based")])
+        st, h, _ = self.req("GET", "/wiki/api/v2/pages")
+        self.assertEqual(st, 429)
+        self.assertEqual(h["x-ratelimit-limit"], "5")
+        self.assertRegex(h["x-ratelimit-reset"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertTrue(1 <= int(h["retry-after"]) <= 60, h["retry-after"])
+        self.assertEqual(h["beta-ratelimit-policy"], '"tenant-app-quota";q=5;w=60')
+        self.assertRegex(h["beta-ratelimit"], r'^"tenant-app-quota";r=0;t=\d+$')
+        q = json.loads(self.ctl("GET", "/_standin/quota"))
+        self.assertEqual((q["answered"], q["refused"]), (5, 2))
+        self.assertEqual(self.stats()["pages"], 5)
+        # without headers: only the 429's Retry-After
+        self.ctl("POST", "/_standin/quota", {"limit": 1, "window_s": 60, "headers": False})
+        st, h, _ = self.page("H1")
+        self.assertEqual((st, [k for k in h if "ratelimit" in k]), (200, []))
+        st, h, _ = self.page("H2")
+        self.assertEqual((st, [k for k in h if "ratelimit" in k], "retry-after" in h), (429, [], True))
+        # off again, and reset turns it off too
+        self.ctl("POST", "/_standin/quota", {"limit": 0})
+        self.assertEqual(self.page("off")[0], 200)
+        self.ctl("POST", "/_standin/quota", {"limit": 1})
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.ctl("GET", "/_standin/quota").strip(), b"null")
+        for bad in ({"limit": -1}, {"limit": 5, "window_s": 0}, {"limit": 5, "bogus": 1}, [1]):
+            st, _, data = self.req("POST", "/_standin/quota", bad, headers={"Authorization": "none"})
+            self.assertEqual(st, 400, (bad, data))
+
     # --- Confluence behaviour ------------------------------------------------------
 
     def test_create_page(self):
