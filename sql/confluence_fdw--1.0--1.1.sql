@@ -16,3 +16,19 @@ ALTER POLICY queue_own_rows ON @extschema@.queue
   USING (enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=)
          (SELECT r.oid FROM pg_catalog.pg_roles r
            WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER));
+
+-- Rate limits are kept per site rather than per server, and show what the
+-- rate-limit headers said and the pace: the view and its function get new
+-- columns (site in place of server_name), so both are made anew.
+DROP VIEW @extschema@.rate_limits;
+DROP FUNCTION @extschema@.rate_limit_state();
+CREATE FUNCTION rate_limit_state(OUT site text, OUT paused_until timestamptz,
+    OUT rate_limit bigint, OUT remaining bigint, OUT reset_at timestamptz,
+    OUT near_limit boolean, OUT reason text, OUT paced bigint,
+    OUT recent_429s bigint, OUT last_429_at timestamptz, OUT seen_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'confluence_fdw_rate_limits'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW rate_limits AS SELECT * FROM rate_limit_state();
+GRANT SELECT ON rate_limits TO PUBLIC;

@@ -130,10 +130,15 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'confluence_fdw_requeue'
 LANGUAGE C STRICT VOLATILE;
 
--- Each server's shared rate limit: requests to it pause until paused_until
--- after a 429 (or a 503 with Retry-After) seen by any session or the worker.
-CREATE FUNCTION rate_limit_state(OUT server_name text, OUT paused_until timestamptz,
-    OUT recent_429s bigint, OUT last_429_at timestamptz)
+-- Each site's rate limit, shared by every session and the worker (the key
+-- of a site: the cloudId of a gateway URL, else host and port): requests to
+-- it pause until paused_until after a 429 (or a 503 with Retry-After); what
+-- the last answer's rate-limit headers said (limit, remaining, reset,
+-- near_limit, reason); how many requests waited for the pace, and the 429s.
+CREATE FUNCTION rate_limit_state(OUT site text, OUT paused_until timestamptz,
+    OUT rate_limit bigint, OUT remaining bigint, OUT reset_at timestamptz,
+    OUT near_limit boolean, OUT reason text, OUT paced bigint,
+    OUT recent_429s bigint, OUT last_429_at timestamptz, OUT seen_at timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'confluence_fdw_rate_limits'
 LANGUAGE C STRICT VOLATILE;

@@ -181,6 +181,10 @@ typedef struct CfdwSite
 	bool		restricted;		/* owner is no superuser: egress control */
 	List	   *headers;		/* extra "Name: value" lines (table option) */
 
+	/* rate limits (ratelimit.c) */
+	char	   *rate_key;		/* the site's key, NULL: none */
+	double		max_rate;		/* requests per second to the site, 0: no cap */
+
 	/* user mapping; never printed */
 	char	   *username;
 	char	   *api_token;
@@ -522,11 +526,17 @@ extern void cfdw_send_all(CfdwConnection *c, const CfdwTable *t,
 						  CfdwStartCallback starting,
 						  CfdwOutcomeCallback done, void *arg);
 
-/* in ratelimit.c */
+/* in ratelimit.c: rate limits per site (a site key: cfdw_rate_site_key) */
+struct CfdwRateHeaders;
 extern void cfdw_ratelimit_shmem_request(void);
 extern void cfdw_ratelimit_shmem_startup(void);
-extern TimestampTz cfdw_rate_paused_until(Oid serverid);
-extern void cfdw_rate_note(Oid serverid, const char *servername, long ms, long max_wait_ms);
+extern char *cfdw_rate_site_key(const char *base, const char *cloud_id);
+extern TimestampTz cfdw_rate_paused_until(const char *key);
+extern TimestampTz cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before,
+								   int64 *claim_no);
+extern void cfdw_rate_observe(const char *key, const struct CfdwRateHeaders *h,
+							  int64 claim_no);
+extern void cfdw_rate_note(const char *key, long ms, long max_wait_ms);
 
 /* in upsert.c */
 

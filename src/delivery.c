@@ -34,7 +34,7 @@
 #include "pure.h"
 
 /*
- * An answer asked every client of the server to wait: tell the others
+ * An answer asked every client of the site to wait: tell the others
  * (ratelimit.c).  A wait longer than anyone here would retry after
  * (max_retry_wait_ms) is not shared: that row fails with its 429, and later
  * statements are not held back for it.  Every such answer is counted for
@@ -46,7 +46,7 @@ note_rate_limit(const CfdwTable *t, const CfdwResponse *resp)
 	if (resp->outcome != CFDW_ANSWERED ||
 		!(resp->status == 429 || (resp->status == 503 && resp->retry_after[0])))
 		return;
-	cfdw_rate_note(t->site.serverid, t->servername,
+	cfdw_rate_note(t->site.rate_key,
 				   cfdw_retry_after_ms(resp->retry_after, time(NULL)),
 				   t->max_retry_wait_ms);
 }

@@ -70,7 +70,8 @@ typedef enum CfdwOptType
 	OPT_PROXY,
 	OPT_READ_ENDPOINT,			/* a manual path only */
 	OPT_ON_CONFLICT,
-	OPT_COLUMN_REPRESENTATION
+	OPT_COLUMN_REPRESENTATION,
+	OPT_RATE					/* requests per second, above 0 */
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -94,6 +95,7 @@ static const CfdwOption cfdw_options[] = {
 	{"max_retries", ForeignServerRelationId, OPT_COUNT},
 	{"max_retry_wait_ms", ForeignServerRelationId, OPT_COUNT},
 	{"max_concurrency", ForeignServerRelationId, OPT_CONCURRENCY},
+	{"max_rate", ForeignServerRelationId, OPT_RATE},
 	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
 	{"proxy", ForeignServerRelationId, OPT_PROXY},
 	{"delivery", ForeignServerRelationId, OPT_DELIVERY},
@@ -573,6 +575,29 @@ check_number(const CfdwOption *opt, const char *value)
 	elog(ERROR, "option \"%s\" has no number range", opt->name);
 }
 
+/*
+ * max_rate: requests per second, a plain decimal number above 0 and at most
+ * CFDW_MAX_RATE ("10", "0.5"); no sign, exponent, or anything else.
+ */
+#define CFDW_MAX_RATE 1000000.0
+
+static bool
+parse_rate(const char *value, double *rate)
+{
+	const char *p = value;
+	bool		digits = false;
+
+	for (; *p >= '0' && *p <= '9'; p++)
+		digits = true;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			digits = true;
+	if (!digits || *p != '\0' || strlen(value) > 32)
+		return false;
+	*rate = strtod(value, NULL);
+	return *rate > 0 && *rate <= CFDW_MAX_RATE;
+}
+
 /* An option that takes one of a few words. */
 static void
 check_word(const CfdwOption *opt, const char *value)
@@ -717,6 +742,15 @@ check_value(const CfdwOption *opt, DefElem *def)
 		case OPT_BATCH_SIZE:
 		case OPT_CONCURRENCY:
 			check_number(opt, value);
+			break;
+		case OPT_RATE:
+			{
+				double		rate;
+
+				if (!parse_rate(value, &rate))
+					invalid_value(opt->name, value,
+								  "Give requests per second to the site, a number above 0 such as 10 or 0.5.");
+			}
 			break;
 	}
 }
@@ -1161,9 +1195,19 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.proxy = v;
 		else if (strcmp(def->defname, "delivery") == 0)
 			t->queued = strcmp(v, "queue") == 0;	/* the tables' default */
+		else if (strcmp(def->defname, "max_rate") == 0 &&
+				 !parse_rate(v, &t->site.max_rate))
+			invalid_value(def->defname, v, NULL);
 	}
 
 	t->base = server_base(server->options);
+
+	/*
+	 * The site whose rate limit the requests share.  A server whose cloudId
+	 * is known without a gateway base URL (resolved from its domain) gives
+	 * it here instead of NULL.
+	 */
+	t->site.rate_key = cfdw_rate_site_key(t->base, NULL);
 
 	/* checked again here: the setting may have changed since */
 	t->site.restricted = !superuser_arg(server->owner);

@@ -1487,33 +1487,41 @@ cfdw_site_key(const char *url, const char *cloud_id, char *out, size_t outsize)
 }
 
 void
-cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t now)
+cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t now,
+				  long long claim_no)
 {
+	long long	later = p->claims - claim_no;
 	bool		new_window;
 
-	if (info->near_limit >= 0)
-		p->near_limit = info->near_limit;
 	if (info->remaining < 0)
+	{
+		if (info->near_limit >= 0)
+			p->near_limit = info->near_limit;
 		return;
+	}
 
 	/*
-	 * The same window (the same reset, give or take the rounding of a
-	 * second): requests started since the answer was made are not in its
-	 * Remaining, but they are counted in the budget already, so the lower
-	 * of the two is what is left.  A new window starts from its Remaining.
+	 * Remaining was counted when the server took this request: the ones
+	 * claimed after it (by any session) were not in it yet, and each of
+	 * them goes out (or already went).  With many requests in flight,
+	 * taking Remaining as it is would overspend by as many.
 	 */
-	new_window = p->budget < 0 || p->reset == 0 || p->reset <= now || reset == 0 ||
+	if (later < 0)
+		later = 0;				/* the slot was taken anew since */
+	if (later > info->remaining)
+		later = info->remaining;
+	new_window = p->reset == 0 || reset == 0 || p->reset <= now ||
 		reset - p->reset > 1000000 || p->reset - reset > 1000000;
-	if (new_window || info->remaining < p->budget)
-		p->budget = info->remaining;
-	if (new_window && info->near_limit < 0)
-		p->near_limit = -1;
+	p->budget = info->remaining - later;
+	p->near_limit = info->near_limit >= 0 ? info->near_limit :
+		new_window ? -1 : p->near_limit;
 	p->limit = info->limit;
 	p->reset = reset;
 }
 
 int64_t
-cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced)
+cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced,
+				long long *claim_no)
 {
 	int64_t		base = now;
 	int64_t		t;
@@ -1552,5 +1560,6 @@ cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, b
 	}
 	p->next_at = t + gap;
 	*paced = t > base;
+	*claim_no = ++p->claims;
 	return t;
 }

@@ -187,8 +187,10 @@ extern bool cfdw_site_key(const char *url, const char *cloud_id, char *out, size
 
 /*
  * Pacing of one site, in microseconds on any one clock.  budget counts the
- * requests still allowed before reset: the last Remaining seen, less each
- * request started since.  A request starts no earlier than now, not_before,
+ * requests still allowed before reset: the last Remaining seen, less the
+ * requests claimed after the one it answers (in flight or waiting, which
+ * that Remaining cannot know of), less each request claimed since.  A
+ * request starts no earlier than now, not_before,
  * the pause and next_at; when the site is near its limit (near_limit, or a
  * budget under a fifth of limit) the budget left is spread evenly until the
  * reset, an exhausted budget waits for the reset, and max_rate (requests
@@ -202,15 +204,22 @@ typedef struct CfdwPace
 	long long	limit;			/* -1: unknown */
 	long long	budget;			/* -1: unknown */
 	int			near_limit;		/* 1, 0, -1: unknown */
+	long long	claims;			/* requests claimed so far */
 } CfdwPace;
 
-/* An answer's headers, reset already on the pace's clock (0: none). */
+/*
+ * An answer's headers, reset already on the pace's clock (0: none), to the
+ * request whose claim had number claim_no (cfdw_pace_claim).
+ */
 extern void cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
-							  int64_t now);
+							  int64_t now, long long claim_no);
 
-/* When a request may start; claims that time.  *paced: later than it would
- * have started without pacing or max_rate. */
+/*
+ * When a request may start; claims that time, and numbers the claim
+ * (*claim_no).  *paced: later than it would have started without the pace
+ * or max_rate.
+ */
 extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
-							   double max_rate, bool *paced);
+							   double max_rate, bool *paced, long long *claim_no);
 
 #endif							/* CFDW_PURE_H */

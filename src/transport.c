@@ -157,7 +157,10 @@ typedef struct CfdwTransfer
 	CfdwRequest req;
 	size_t		body_pos;		/* bytes handed to libcurl so far */
 	TimestampTz start_at;		/* CFDW_SLOT_SCHEDULED: when to start */
-	Oid			serverid;		/* whose shared rate limit applies */
+	char		rate_key[CFDW_SITE_KEY_LEN];	/* the site's rate limit, "": none */
+	double		max_rate;		/* the server's cap on the site's pace */
+	bool		reclaim;		/* held by a pause: claim its start again */
+	int64		claim_no;		/* its claim in the site's pace */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -1316,6 +1319,45 @@ read_headers(CURL *easy, CfdwResponse *resp)
 }
 
 /*
+ * Every answer's rate-limit headers, 2xx or not, go to the site's rate
+ * limit (ratelimit.c), which paces the next requests from them.
+ */
+static void
+observe_rate_headers(CfdwTransfer *x)
+{
+	char		limit[32],
+				remaining[32],
+				reset[64],
+				near_limit[16],
+				reason[CFDW_RATE_REASON_LEN],
+				policy[256],
+				beta[256];
+	CfdwRateHeaders h;
+
+	if (x->rate_key[0] == '\0')
+		return;
+	copy_header(x->easy, "X-RateLimit-Limit", limit, sizeof(limit));
+	copy_header(x->easy, "X-RateLimit-Remaining", remaining, sizeof(remaining));
+	copy_header(x->easy, "X-RateLimit-Reset", reset, sizeof(reset));
+	copy_header(x->easy, "X-RateLimit-NearLimit", near_limit, sizeof(near_limit));
+	if (near_limit[0] == '\0')
+		copy_header(x->easy, "X-Beta-RateLimit-NearLimit", near_limit, sizeof(near_limit));
+	copy_header(x->easy, "RateLimit-Reason", reason, sizeof(reason));
+	if (reason[0] == '\0')
+		copy_header(x->easy, "X-Beta-RateLimit-Reason", reason, sizeof(reason));
+	copy_header(x->easy, "Beta-RateLimit-Policy", policy, sizeof(policy));
+	copy_header(x->easy, "Beta-RateLimit", beta, sizeof(beta));
+	h.limit = limit;
+	h.remaining = remaining;
+	h.reset = reset;
+	h.near_limit = near_limit;
+	h.reason = reason;
+	h.policy = policy;
+	h.beta = beta;
+	cfdw_rate_observe(x->rate_key, &h, x->claim_no);
+}
+
+/*
  * Did the request certainly not reach Confluence?  Only a failure to
  * resolve, to connect, to set up TLS, or a proxy that refused the tunnel
  * says so; after anything else it may have been processed.
@@ -1442,6 +1484,7 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 		return;
 	}
 	read_headers(x->easy, resp);
+	observe_rate_headers(x);
 	resp->outcome = CFDW_ANSWERED;
 	resp->failure = CFDW_FAIL_NONE;
 	resp->body = x->buf ? x->buf : "";
@@ -1699,11 +1742,20 @@ cfdw_transport_wait(CfdwConnection *c)
 		if (x->state != CFDW_SLOT_SCHEDULED || ms_until(x->start_at) > 0)
 			continue;
 		/* another session may have seen a Retry-After meanwhile */
-		paused = cfdw_rate_paused_until(x->serverid);
+		paused = cfdw_rate_paused_until(x->rate_key[0] ? x->rate_key : NULL);
 		if (paused != 0 && ms_until(paused) > 0)
 		{
 			x->start_at = paused;
+			x->reclaim = true;
 			continue;
+		}
+		/* held by a pause: it takes its turn in the site's pace again */
+		if (x->reclaim)
+		{
+			x->reclaim = false;
+			x->start_at = cfdw_rate_claim(x->rate_key, x->max_rate, 0, &x->claim_no);
+			if (ms_until(x->start_at) > 0)
+				continue;
 		}
 		add_transfer(x);
 		socket_action(c, CURL_SOCKET_TIMEOUT, 0);
@@ -1754,9 +1806,19 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	if (x->req.body == NULL)
 		x->req.body = "";
 	x->owner = site->config_id;
-	x->serverid = site->serverid;
-	/* a server that asked every client to wait (delivery.c) */
-	not_before = Max(not_before, cfdw_rate_paused_until(site->serverid));
+	strlcpy(x->rate_key, site->rate_key ? site->rate_key : "", sizeof(x->rate_key));
+	x->max_rate = site->max_rate;
+	x->reclaim = false;
+
+	/*
+	 * The site's pause (a site that asked every client to wait, delivery.c)
+	 * and its pace (near its limit, or max_rate): the start time is claimed
+	 * here, and a request that must wait is scheduled, so that the other
+	 * slots' answers are read meanwhile.
+	 */
+	x->claim_no = 0;
+	if (site->rate_key)
+		not_before = cfdw_rate_claim(site->rate_key, site->max_rate, not_before, &x->claim_no);
 	if (not_before != 0 && ms_until(not_before) > 0)
 	{
 		x->start_at = not_before;
