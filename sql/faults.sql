@@ -396,10 +396,11 @@ RESET statement_timeout;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 SELECT clock_timestamp() - :'t0' BETWEEN interval '0.9 s' AND interval '2.5 s' AS at_the_timeout;
 SELECT s->'requests' AS requests, s->'pages' AS pages FROM standin_stats() s;
--- That Retry-After paused every session's requests to the server (the
--- shared rate limit): let the pause pass before the next case.
+-- That Retry-After paused every session's requests to the site (the
+-- shared rate limit, by host and port): let the pause pass before the next
+-- case.
 SELECT pg_sleep(greatest(0, extract(epoch FROM paused_until - now())::float8))::text = '' AS pause_over
-  FROM confluence_fdw.rate_limits WHERE server_name = 'flt_srv';
+  FROM confluence_fdw.rate_limits WHERE site = split_part(:'standin_url', '/', 3);
 -- ... and when the retried request itself is slow, statement_timeout ends
 -- it at 1 s with 57014 too (2 requests, nothing more).
 SELECT standin_reset();
@@ -434,12 +435,89 @@ INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'After the victim')
   RETURNING http_status;
 SELECT s->'requests' AS requests FROM standin_stats() s;
 
+--
+-- 8. Rate limits per site (src/ratelimit.c).  max_rate is checked and named
+-- in errors.  The rate-limit headers of every answer are read leniently:
+-- values that make no sense change nothing and never fail a statement.
+-- Another server of the same host shares the site's state: an exhausted
+-- budget seen through one holds the other's request until the reset.  The
+-- view shows what the last answer said, and no secret.
+--
+ALTER SERVER flt_srv OPTIONS (ADD max_rate '0');
+ALTER SERVER flt_srv OPTIONS (ADD max_rate '-2');
+ALTER SERVER flt_srv OPTIONS (ADD max_rate '1e3');
+ALTER SERVER flt_srv OPTIONS (ADD max_rate 'fast');
+ALTER SERVER flt_srv OPTIONS (ADD max_rate '2000000');
+SELECT column_name, data_type FROM information_schema.columns
+ WHERE table_schema = 'confluence_fdw' AND table_name = 'rate_limits'
+ ORDER BY ordinal_position;
+SELECT standin_reset();
+SELECT standin_fault('[
+  {"kind": "merge", "fields": {}, "headers": {"X-RateLimit-Limit": "lots",
+   "X-RateLimit-Remaining": "-5", "X-RateLimit-Reset": "tomorrow",
+   "X-RateLimit-NearLimit": "maybe", "Beta-RateLimit": "\"q\";r=;t=x",
+   "Beta-RateLimit-Policy": ";;;"}},
+  {"kind": "merge", "fields": {}, "headers": {"X-RateLimit-Limit": "10",
+   "X-RateLimit-Remaining": "99", "X-RateLimit-Reset": "2026-13-45T99:99Z",
+   "RateLimit-Reason": "caf\u00e9"}},
+  {"kind": "merge", "fields": {}, "headers": {"X-RateLimit-Remaining": "",
+   "X-RateLimit-Reset": "1999-01-01T00:00Z",
+   "Beta-RateLimit": "\"q\";r=99999999999999999999999;t=1"}}]');
+INSERT INTO flt.pages (space_id, title)
+  VALUES ('98306', 'Weird 1'), ('98306', 'Weird 2'), ('98306', 'Weird 3')
+  RETURNING title, http_status;
+SELECT rate_limit, remaining, reset_at, near_limit, reason
+  FROM confluence_fdw.rate_limits WHERE site = split_part(:'standin_url', '/', 3);
+-- Good headers, through a second server of the same host.
+CREATE SERVER flt_same FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER flt_same
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+CREATE SCHEMA flt_same;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER flt_same INTO flt_same;
+SELECT to_char(now() AT TIME ZONE 'UTC' + interval '4 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS reset \gset
+SELECT standin_fault(format('{"kind": "merge", "fields": {}, "headers": {
+  "X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "900", "X-RateLimit-Reset": "%s",
+  "X-RateLimit-NearLimit": "false", "RateLimit-Reason": "confluence-quota-tenant-based"}}',
+  :'reset')::jsonb);
+INSERT INTO flt_same.pages (space_id, title) VALUES ('98306', 'Good headers') RETURNING http_status;
+SELECT rate_limit, remaining, reset_at - now() BETWEEN interval '2 s' AND interval '4 s' AS reset_soon,
+       near_limit, reason
+  FROM confluence_fdw.rate_limits WHERE site = split_part(:'standin_url', '/', 3);
+-- Nothing left until a reset 2 s ahead, seen through flt_same: flt_srv's
+-- next request waits for the reset, and is counted as paced.
+SELECT paced AS paced_before FROM confluence_fdw.rate_limits
+ WHERE site = split_part(:'standin_url', '/', 3) \gset
+SELECT to_char(now() AT TIME ZONE 'UTC' + interval '2 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS reset \gset
+SELECT standin_fault(format('{"kind": "merge", "fields": {}, "headers": {
+  "X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "%s"}}',
+  :'reset')::jsonb);
+INSERT INTO flt_same.pages (space_id, title) VALUES ('98306', 'Last one') RETURNING http_status;
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'After the reset') RETURNING http_status;
+SELECT clock_timestamp() >= :'reset'::timestamptz AS after_the_reset,
+       clock_timestamp() - :'t0' < interval '3 s' AS not_much_later;
+SELECT paced - :paced_before AS paced, remaining FROM confluence_fdw.rate_limits
+ WHERE site = split_part(:'standin_url', '/', 3);
+-- max_rate 4: five pipelined rows reach the stand-in at least 0.2 s apart.
+ALTER SERVER flt_srv OPTIONS (ADD max_rate '4');
+SELECT standin_reset();
+INSERT INTO flt.pipe_pages (space_id, title) SELECT '98306', 'Capped ' || g FROM generate_series(1, 5) g;
+SELECT count(*) AS requests,
+       min(gap) >= 0.2 AS spaced
+  FROM (SELECT (r->>'t')::float8 - lag((r->>'t')::float8) OVER (ORDER BY (r->>'t')::float8) AS gap
+          FROM standin_requests() r) g;
+ALTER SERVER flt_srv OPTIONS (DROP max_rate);
+SELECT shows_no_secret(string_agg(r::text, ' ')) AS no_secret_in_view
+  FROM confluence_fdw.rate_limits r;
+
 -- Clean up.
 SET client_min_messages = warning;
 DROP SCHEMA flt CASCADE;
 DROP USER MAPPING FOR CURRENT_USER SERVER flt_srv;
 DROP USER MAPPING FOR CURRENT_USER SERVER flt_slow;
-DROP SERVER flt_srv, flt_slow;
+DROP SCHEMA flt_same CASCADE;
+DROP USER MAPPING FOR CURRENT_USER SERVER flt_same;
+DROP SERVER flt_srv, flt_slow, flt_same;
 DROP SEQUENCE flt_title_seq;
 DROP FUNCTION flt_one(text), flt_pipe(text), flt_put(text, boolean), flt_requests_since(int),
   flt_case(text, jsonb, float8), flt_waiting(text, int, int),

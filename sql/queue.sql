@@ -128,14 +128,17 @@ SELECT count(DISTINCT remote_id) AS pages_of_q_dup FROM confluence_fdw.queue
 -- 429 with Retry-After: retried by the worker, then done
 TRUNCATE confluence_fdw.queue;
 SELECT standin_reset();
+SELECT coalesce((SELECT recent_429s FROM confluence_fdw.rate_limits
+                  WHERE site = split_part(:'standin_url', '/', 3)), 0) AS site_429s \gset
 SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "1"}}');
 INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q after 429', '<p>r</p>');
 SELECT confluence_fdw.flush(10000) AS still_waiting;
 SELECT title, state, http_status FROM q_rows();
 SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
 
--- The shared rate limit remembers the 429.
-SELECT server_name, recent_429s FROM confluence_fdw.rate_limits WHERE server_name = 'q_srv';
+-- The shared rate limit of the site (host and port) remembers the 429.
+SELECT recent_429s - :site_429s AS new_429s FROM confluence_fdw.rate_limits
+ WHERE site = split_part(:'standin_url', '/', 3);
 
 --
 -- 4. Bad input: checks before queueing are the immediate path's errors,
