@@ -1334,6 +1334,7 @@ test_rate(void)
 	CfdwRateHeaders h;
 	CfdwPace	p;
 	bool		paced;
+	long long	cn;
 	char		small[8];
 	int64_t		t;
 	int			i;
@@ -1501,65 +1502,80 @@ test_rate(void)
 	{
 		CfdwRateInfo info = {100, 90, 0, 0, ""};
 
-		cfdw_pace_observe(&p, &info, 10000000, 0);
+		cfdw_pace_observe(&p, &info, 10000000, 0, 0);
 	}
 	CHECK(p.budget == 90 && p.reset == 10000000, "observed: budget %lld reset %lld",
 		  p.budget, (long long) p.reset);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
-	CHECK(t == 0 && !paced && p.budget == 89, "far from the limit: at %lld, budget %lld",
-		  (long long) t, p.budget);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	CHECK(t == 0 && !paced && p.budget == 89 && cn == 1,
+		  "far from the limit: at %lld, budget %lld, claim %lld", (long long) t, p.budget, cn);
 	/* below a fifth of the limit: the budget is spread until the reset */
 	p.budget = 10;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 0 && !paced && p.next_at == 1000000, "first paced one at once, next in 1 s: %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 1000000 && paced, "second at 1 s: %lld", (long long) t);
 	for (i = 0; i < 7; i++)
-		t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+		t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 8000000 && p.budget == 1, "ninth at 8 s: %lld, budget %lld", (long long) t, p.budget);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 9000000 && p.budget == 0, "the last one before the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 10000000 && paced, "nothing left: at the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
-	CHECK(t == 10000000 && p.budget == -1, "the new window is unknown: at once %lld",
-		  (long long) t);
-	/* the same window: the lower of budget and Remaining; a new one: Remaining */
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	CHECK(t == 10000000 && p.budget == -1 && cn == 13,
+		  "the new window is unknown: at once %lld (claim %lld)", (long long) t, cn);
+
+	/* Remaining less the requests claimed after the one it answers */
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
+	for (i = 0; i < 4; i++)
+		(void) cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	{
-		CfdwRateInfo info = {100, 50, 0, -1, ""};
+		CfdwRateInfo info = {10, 9, 0, -1, ""};
 
-		cfdw_pace_observe(&p, &info, 60000000, 0);
-		p.budget = 40;
-		cfdw_pace_observe(&p, &info, 60500000, 1000);
-		CHECK(p.budget == 40, "same window: budget kept at %lld", p.budget);
-		info.remaining = 30;
-		cfdw_pace_observe(&p, &info, 60000000, 1000);
-		CHECK(p.budget == 30, "same window: a lower Remaining wins: %lld", p.budget);
+		/* the first of 4 in flight: 9 left for it, 6 for anyone else */
+		cfdw_pace_observe(&p, &info, 60000000, 1000, 1);
+		CHECK(p.budget == 6, "in flight: budget %lld", p.budget);
+		info.remaining = 6;
+		cfdw_pace_observe(&p, &info, 60000000, 2000, 4);
+		CHECK(p.budget == 6, "the last in flight: budget %lld", p.budget);
+		info.remaining = 2;
+		cfdw_pace_observe(&p, &info, 60000000, 2000, 1);
+		CHECK(p.budget == 0, "more claimed after than left: budget %lld", p.budget);
+		info.remaining = 3;
+		cfdw_pace_observe(&p, &info, 60000000, 2000, 99);
+		CHECK(p.budget == 3, "a claim number from the future counts nothing: %lld", p.budget);
 		info.remaining = 100;
-		cfdw_pace_observe(&p, &info, 120000000, 61000000);
-		CHECK(p.budget == 100 && p.reset == 120000000, "new window: %lld", p.budget);
-		info.remaining = 99;
 		info.near_limit = 1;
-		cfdw_pace_observe(&p, &info, 120000000, 61000000);
-		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
-		CHECK(p.next_at == 61000000 + 59000000 / 99, "NearLimit spreads at once: next %lld",
+		cfdw_pace_observe(&p, &info, 120000000, 61000000, 4);
+		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced, &cn);
+		CHECK(p.next_at == 61000000 + 59000000 / 100, "NearLimit spreads at once: next %lld",
 			  (long long) p.next_at);
+		info.near_limit = -1;
+		cfdw_pace_observe(&p, &info, 120000000, 61000000, cn);
+		CHECK(p.near_limit == 1, "NearLimit holds for its window: %d", p.near_limit);
+		cfdw_pace_observe(&p, &info, 180000000, 121000000, cn);
+		CHECK(p.near_limit == -1, "and not into the next: %d", p.near_limit);
+		info.remaining = -1;
+		info.near_limit = 0;
+		cfdw_pace_observe(&p, &info, 0, 121000000, cn);
+		CHECK(p.near_limit == 0 && p.budget == 100, "NearLimit alone: %d, budget %lld",
+			  p.near_limit, p.budget);
 	}
 	/* the pause and not_before come first; max_rate caps without headers */
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
 	p.paused_until = 5000000;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
 	CHECK(t == 5000000 && !paced, "a pause is no pacing: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced);
+	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced, &cn);
 	CHECK(t == 7000000 && !paced && p.next_at == 7250000, "max_rate 4: next %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced);
+	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced, &cn);
 	CHECK(t == 7250000 && paced, "max_rate 4: second %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced, &cn);
 	CHECK(t == 7500000 && p.next_at > t, "a tiny max_rate does not overflow: %lld",
 		  (long long) p.next_at);
 }
