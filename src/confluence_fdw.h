@@ -533,9 +533,8 @@ extern void cfdw_ratelimit_shmem_startup(void);
 extern char *cfdw_rate_site_key(const char *base, const char *cloud_id);
 extern TimestampTz cfdw_rate_paused_until(const char *key);
 extern TimestampTz cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before,
-								   int64 *claim_no);
-extern void cfdw_rate_observe(const char *key, const struct CfdwRateHeaders *h,
-							  int64 claim_no);
+								   int64 *ticket);
+extern void cfdw_rate_answered(int64 ticket, const struct CfdwRateHeaders *h);
 extern void cfdw_rate_note(const char *key, long ms, long max_wait_ms);
 
 /* in upsert.c */

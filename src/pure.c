@@ -1487,11 +1487,16 @@ cfdw_site_key(const char *url, const char *cloud_id, char *out, size_t outsize)
 }
 
 void
-cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t now,
-				  long long claim_no)
+cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t now)
 {
-	long long	later = p->claims - claim_no;
+	long long	others = p->inflight > 0 ? p->inflight - 1 : 0;
+	long long	left;
 	bool		new_window;
+
+	if (p->inflight > 0)
+		p->inflight--;
+	if (info == NULL)
+		return;
 
 	if (info->remaining < 0)
 	{
@@ -1499,20 +1504,19 @@ cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t 
 			p->near_limit = info->near_limit;
 		return;
 	}
+	/* the answer of a window that is over, arriving after a later one's */
+	if (p->reset > now && (reset == 0 || reset < p->reset - 1000000))
+		return;
 
 	/*
-	 * Remaining was counted when the server took this request: the ones
-	 * claimed after it (by any session) were not in it yet, and each of
-	 * them goes out (or already went).  With many requests in flight,
-	 * taking Remaining as it is would overspend by as many.
+	 * Remaining was counted when the server took this request: the others
+	 * in flight may not be in it yet, and each of them goes out (or already
+	 * went).  Counting them as spent errs on the safe side.
 	 */
-	if (later < 0)
-		later = 0;				/* the slot was taken anew since */
-	if (later > info->remaining)
-		later = info->remaining;
+	left = info->remaining - others;
 	new_window = p->reset == 0 || reset == 0 || p->reset <= now ||
-		reset - p->reset > 1000000 || p->reset - reset > 1000000;
-	p->budget = info->remaining - later;
+		reset - p->reset > 1000000;
+	p->budget = left > 0 ? left : 0;
 	p->near_limit = info->near_limit >= 0 ? info->near_limit :
 		new_window ? -1 : p->near_limit;
 	p->limit = info->limit;
@@ -1520,8 +1524,7 @@ cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t 
 }
 
 int64_t
-cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced,
-				long long *claim_no)
+cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced)
 {
 	int64_t		base = now;
 	int64_t		t;
@@ -1559,7 +1562,7 @@ cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, b
 			gap = min_gap > 1e15 ? (int64_t) 1e15 : (int64_t) min_gap;
 	}
 	p->next_at = t + gap;
+	p->inflight++;
 	*paced = t > base;
-	*claim_no = ++p->claims;
 	return t;
 }

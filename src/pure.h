@@ -187,14 +187,14 @@ extern bool cfdw_site_key(const char *url, const char *cloud_id, char *out, size
 
 /*
  * Pacing of one site, in microseconds on any one clock.  budget counts the
- * requests still allowed before reset: the last Remaining seen, less the
- * requests claimed after the one it answers (in flight or waiting, which
- * that Remaining cannot know of), less each request claimed since.  A
- * request starts no earlier than now, not_before,
- * the pause and next_at; when the site is near its limit (near_limit, or a
- * budget under a fifth of limit) the budget left is spread evenly until the
- * reset, an exhausted budget waits for the reset, and max_rate (requests
- * per second, 0: none) caps the pace in any case.
+ * requests still allowed before reset: the last answer's Remaining, less
+ * the other requests in flight then (claimed and not yet answered: waiting
+ * for their turn, sent, or being answered, which that Remaining may not
+ * count yet), less each request claimed since.  A request starts no earlier
+ * than now, not_before, the pause and next_at; when the site is near its
+ * limit (near_limit, or a budget under a fifth of limit) the budget left is
+ * spread evenly until the reset, an exhausted budget waits for the reset,
+ * and max_rate (requests per second, 0: none) caps the pace in any case.
  */
 typedef struct CfdwPace
 {
@@ -204,22 +204,25 @@ typedef struct CfdwPace
 	long long	limit;			/* -1: unknown */
 	long long	budget;			/* -1: unknown */
 	int			near_limit;		/* 1, 0, -1: unknown */
-	long long	claims;			/* requests claimed so far */
+	long long	inflight;		/* claimed and not yet answered */
 } CfdwPace;
 
 /*
- * An answer's headers, reset already on the pace's clock (0: none), to the
- * request whose claim had number claim_no (cfdw_pace_claim).
- */
-extern void cfdw_pace_observe(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
-							  int64_t now, long long claim_no);
-
-/*
- * When a request may start; claims that time, and numbers the claim
- * (*claim_no).  *paced: later than it would have started without the pace
- * or max_rate.
+ * When a request may start; claims that time (the request is in flight
+ * until cfdw_pace_answered).  *paced: later than it would have started
+ * without the pace or max_rate.
  */
 extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
-							   double max_rate, bool *paced, long long *claim_no);
+							   double max_rate, bool *paced);
+
+/*
+ * A claimed request is over: answered, with what its headers said (info,
+ * reset already on the pace's clock, 0: none), or with info NULL, failed
+ * or given up.  An answer with a Remaining but without a reset, or with an
+ * earlier one, while a later window is known is of a window that is over:
+ * only its NearLimit is taken.
+ */
+extern void cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
+							   int64_t now);
 
 #endif							/* CFDW_PURE_H */

@@ -70,6 +70,7 @@ typedef struct RateSlot
 {
 	char		key[CFDW_SITE_KEY_LEN]; /* "": free; changed only under the
 										 * table's lock held exclusively */
+	uint32		generation;		/* bumped when the slot is taken anew */
 	slock_t		mutex;			/* protects everything below */
 	Oid			dbids[RATE_DBS];	/* databases that used it (the view) */
 	CfdwPace	pace;			/* pause, window, budget, next send */
@@ -221,6 +222,7 @@ take_slot(RateTable *t, const char *key, TimestampTz now)
 	}
 	if (victim == NULL)
 		return NULL;
+	victim->generation++;
 	memset(victim->dbids, 0, sizeof(victim->dbids));
 	memset(&victim->pace, 0, sizeof(victim->pace));
 	victim->pace.limit = victim->pace.budget = -1;
@@ -333,17 +335,71 @@ cfdw_rate_paused_until(const char *key)
 }
 
 /*
+ * The requests this backend has in flight per slot (by generation), given
+ * back when it exits however it exits: a terminated backend's scheduled
+ * requests must not count against the site's budget for ever.
+ */
+static int	my_inflight[CFDW_RATE_SLOTS];
+static uint32 my_generation[CFDW_RATE_SLOTS];
+static bool exit_hook_set = false;
+
+/* A ticket names a slot and its generation: 0 is none. */
+#define TICKET(i, gen)		((((int64) (gen)) << 8) | ((i) + 1))
+#define TICKET_SLOT(k)		((int) ((k) & 0xff) - 1)
+#define TICKET_GEN(k)		((uint32) ((k) >> 8))
+
+/* The slot of a ticket with its locks held, or NULL when it was reused. */
+static RateSlot *
+open_ticket(RateTable *t, int64 ticket)
+{
+	int			i = TICKET_SLOT(ticket);
+	RateSlot   *r;
+
+	if (ticket <= 0 || i < 0 || i >= CFDW_RATE_SLOTS)
+		return NULL;
+	r = &t->slots[i];
+	table_lock(t, LW_SHARED);
+	SpinLockAcquire(&r->mutex);
+	if (r->key[0] != '\0' && r->generation == TICKET_GEN(ticket))
+		return r;
+	SpinLockRelease(&r->mutex);
+	table_unlock(t);
+	return NULL;
+}
+
+static void
+release_mine(int code, Datum arg)
+{
+	RateTable  *t = shared_rate;
+	int			i;
+
+	for (i = 0; i < CFDW_RATE_SLOTS; i++)
+	{
+		RateSlot   *r;
+
+		if (my_inflight[i] <= 0)
+			continue;
+		r = open_ticket(t, TICKET(i, my_generation[i]));
+		if (r == NULL)
+			continue;
+		r->pace.inflight = Max(r->pace.inflight - my_inflight[i], 0);
+		my_inflight[i] = 0;
+		close_slot(t, r);
+	}
+}
+
+/*
  * cfdw_rate_claim
  *		When a request to the site may start: not before not_before, the
  *		site's pause, and its pace (near its limit, or max_rate, requests
  *		per second, 0: none).  The time returned is claimed: the next
- *		request, of any session, is paced after it.  *claim_no numbers the
- *		claim, for cfdw_rate_observe of its answer.  The first request to a
- *		site gives it a slot, so that the requests in flight before the
+ *		request, of any session, is paced after it, and this one counts as
+ *		in flight until cfdw_rate_answered(*ticket).  The first request to
+ *		a site gives it a slot, so that the requests in flight before the
  *		first answer are counted too.
  */
 TimestampTz
-cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 *claim_no)
+cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 *ticket)
 {
 	RateTable  *t;
 	RateSlot   *r;
@@ -351,12 +407,17 @@ cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 
 	TimestampTz start;
 	bool		paced;
 	bool		full;
-	long long	n;
+	int			i;
 
-	*claim_no = 0;
+	*ticket = 0;
 	if (key == NULL || key[0] == '\0')
 		return not_before;
 	t = rate_table();
+	if (t->lock != NULL && !exit_hook_set)
+	{
+		before_shmem_exit(release_mine, (Datum) 0);
+		exit_hook_set = true;
+	}
 	r = open_slot(t, key, true, now, &full);
 	if (r == NULL)
 	{
@@ -364,58 +425,69 @@ cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 
 			log_full(key);
 		return not_before;
 	}
-	start = (TimestampTz) cfdw_pace_claim(&r->pace, now, not_before, max_rate, &paced, &n);
-	*claim_no = n;
+	start = (TimestampTz) cfdw_pace_claim(&r->pace, now, not_before, max_rate, &paced);
 	if (paced)
 		r->paced++;
 	r->last_used = now;
 	note_database(r);
+	i = r - t->slots;
+	*ticket = TICKET(i, r->generation);
+	if (my_generation[i] != r->generation)
+	{
+		my_generation[i] = r->generation;
+		my_inflight[i] = 0;
+	}
+	my_inflight[i]++;
 	close_slot(t, r);
 	return start;
 }
 
 /*
- * cfdw_rate_observe
- *		Read the rate-limit headers of an answer of the site to the request
- *		whose claim was claim_no.  An answer that says nothing about rate
- *		limits changes nothing.
+ * cfdw_rate_answered
+ *		The request of a ticket is over: answered, with the rate-limit
+ *		headers h, or (h NULL) failed, stopped or claimed anew.  What the
+ *		headers say is read; an answer that says nothing about rate limits
+ *		changes nothing but the count of requests in flight.
  */
 void
-cfdw_rate_observe(const char *key, const CfdwRateHeaders *h, int64 claim_no)
+cfdw_rate_answered(int64 ticket, const CfdwRateHeaders *h)
 {
 	RateTable  *t;
 	RateSlot   *r;
 	CfdwRateInfo info;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz reset;
-	bool		full;
+	TimestampTz reset = 0;
+	bool		any;
+	int			i = TICKET_SLOT(ticket);
 
-	if (key == NULL || key[0] == '\0' ||
-		!cfdw_rate_parse(h, timestamptz_to_time_t(now), &info))
+	if (ticket <= 0)
 		return;
-	reset = info.reset != 0 ? time_t_to_timestamptz(info.reset) : 0;
+	any = h != NULL && cfdw_rate_parse(h, timestamptz_to_time_t(now), &info);
+	if (any && info.reset != 0)
+		reset = time_t_to_timestamptz(info.reset);
 	t = rate_table();
-	r = open_slot(t, key, true, now, &full);
+	r = open_ticket(t, ticket);
 	if (r == NULL)
-	{
-		if (full)
-			log_full(key);
 		return;
-	}
-	cfdw_pace_observe(&r->pace, &info, (int64) reset, (int64) now, claim_no);
-	r->seen_at = now;
-	r->last_used = now;
-	if (info.remaining >= 0)
+	if (my_generation[i] == r->generation && my_inflight[i] > 0)
+		my_inflight[i]--;
+	cfdw_pace_answered(&r->pace, any ? &info : NULL, (int64) reset, (int64) now);
+	if (any)
 	{
-		r->limit = info.limit;
-		r->remaining = info.remaining;
-		r->reset = reset;
+		r->seen_at = now;
+		r->last_used = now;
+		if (info.remaining >= 0)
+		{
+			r->limit = info.limit;
+			r->remaining = info.remaining;
+			r->reset = reset;
+		}
+		if (info.near_limit >= 0)
+			r->near_limit = info.near_limit;
+		if (info.reason[0] != '\0')
+			strlcpy(r->reason, info.reason, sizeof(r->reason));
+		note_database(r);
 	}
-	if (info.near_limit >= 0)
-		r->near_limit = info.near_limit;
-	if (info.reason[0] != '\0')
-		strlcpy(r->reason, info.reason, sizeof(r->reason));
-	note_database(r);
 	close_slot(t, r);
 }
 

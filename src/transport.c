@@ -160,7 +160,8 @@ typedef struct CfdwTransfer
 	char		rate_key[CFDW_SITE_KEY_LEN];	/* the site's rate limit, "": none */
 	double		max_rate;		/* the server's cap on the site's pace */
 	bool		reclaim;		/* held by a pause: claim its start again */
-	int64		claim_no;		/* its claim in the site's pace */
+	int64		rate_ticket;	/* its claim in the site's pace (0: none),
+								 * given back when it is over */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -725,10 +726,13 @@ trim_response_buffer(CfdwTransfer *x)
 	x->len = 0;
 }
 
+static void give_back_claim(CfdwTransfer *x);
+
 /* Free one slot's handle and buffers; its state is forgotten. */
 static void
 close_transfer(CfdwTransfer *x)
 {
+	give_back_claim(x);
 	if (x->easy)
 	{
 		/* on a cleanup path: report, never raise */
@@ -1320,7 +1324,8 @@ read_headers(CURL *easy, CfdwResponse *resp)
 
 /*
  * Every answer's rate-limit headers, 2xx or not, go to the site's rate
- * limit (ratelimit.c), which paces the next requests from them.
+ * limit (ratelimit.c), which paces the next requests from them; and the
+ * request is no longer in flight there.
  */
 static void
 observe_rate_headers(CfdwTransfer *x)
@@ -1334,7 +1339,7 @@ observe_rate_headers(CfdwTransfer *x)
 				beta[256];
 	CfdwRateHeaders h;
 
-	if (x->rate_key[0] == '\0')
+	if (x->rate_ticket == 0)
 		return;
 	copy_header(x->easy, "X-RateLimit-Limit", limit, sizeof(limit));
 	copy_header(x->easy, "X-RateLimit-Remaining", remaining, sizeof(remaining));
@@ -1354,7 +1359,18 @@ observe_rate_headers(CfdwTransfer *x)
 	h.reason = reason;
 	h.policy = policy;
 	h.beta = beta;
-	cfdw_rate_observe(x->rate_key, &h, x->claim_no);
+	cfdw_rate_answered(x->rate_ticket, &h);
+	x->rate_ticket = 0;
+}
+
+/* A claimed request that got no answer: it is no longer in flight. */
+static void
+give_back_claim(CfdwTransfer *x)
+{
+	if (x->rate_ticket == 0)
+		return;
+	cfdw_rate_answered(x->rate_ticket, NULL);
+	x->rate_ticket = 0;
 }
 
 /*
@@ -1480,6 +1496,7 @@ finish_transfer(CfdwTransfer *x, CURLcode rc)
 		resp->proxy_status = 0;
 	if (rc != CURLE_OK)
 	{
+		give_back_claim(x);
 		record_failure(x, rc);
 		return;
 	}
@@ -1753,7 +1770,8 @@ cfdw_transport_wait(CfdwConnection *c)
 		if (x->reclaim)
 		{
 			x->reclaim = false;
-			x->start_at = cfdw_rate_claim(x->rate_key, x->max_rate, 0, &x->claim_no);
+			give_back_claim(x);
+			x->start_at = cfdw_rate_claim(x->rate_key, x->max_rate, 0, &x->rate_ticket);
 			if (ms_until(x->start_at) > 0)
 				continue;
 		}
@@ -1816,9 +1834,9 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	 * here, and a request that must wait is scheduled, so that the other
 	 * slots' answers are read meanwhile.
 	 */
-	x->claim_no = 0;
+	give_back_claim(x);
 	if (site->rate_key)
-		not_before = cfdw_rate_claim(site->rate_key, site->max_rate, not_before, &x->claim_no);
+		not_before = cfdw_rate_claim(site->rate_key, site->max_rate, not_before, &x->rate_ticket);
 	if (not_before != 0 && ms_until(not_before) > 0)
 	{
 		x->start_at = not_before;

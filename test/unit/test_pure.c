@@ -1334,7 +1334,6 @@ test_rate(void)
 	CfdwRateHeaders h;
 	CfdwPace	p;
 	bool		paced;
-	long long	cn;
 	char		small[8];
 	int64_t		t;
 	int			i;
@@ -1499,68 +1498,85 @@ test_rate(void)
 	/* pacing: far from the limit, requests go at once */
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 0 && !paced && p.inflight == 1, "unknown: at once, in flight %lld", p.inflight);
 	{
 		CfdwRateInfo info = {100, 90, 0, 0, ""};
 
-		cfdw_pace_observe(&p, &info, 10000000, 0, 0);
+		cfdw_pace_answered(&p, &info, 10000000, 0);
 	}
-	CHECK(p.budget == 90 && p.reset == 10000000, "observed: budget %lld reset %lld",
-		  p.budget, (long long) p.reset);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
-	CHECK(t == 0 && !paced && p.budget == 89 && cn == 1,
-		  "far from the limit: at %lld, budget %lld, claim %lld", (long long) t, p.budget, cn);
+	CHECK(p.budget == 90 && p.reset == 10000000 && p.inflight == 0,
+		  "answered: budget %lld reset %lld in flight %lld", p.budget, (long long) p.reset,
+		  p.inflight);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 0 && !paced && p.budget == 89, "far from the limit: at %lld, budget %lld",
+		  (long long) t, p.budget);
 	/* below a fifth of the limit: the budget is spread until the reset */
 	p.budget = 10;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 0 && !paced && p.next_at == 1000000, "first paced one at once, next in 1 s: %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 1000000 && paced, "second at 1 s: %lld", (long long) t);
 	for (i = 0; i < 7; i++)
-		t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+		t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 8000000 && p.budget == 1, "ninth at 8 s: %lld, budget %lld", (long long) t, p.budget);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 9000000 && p.budget == 0, "the last one before the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 10000000 && paced, "nothing left: at the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
-	CHECK(t == 10000000 && p.budget == -1 && cn == 13,
-		  "the new window is unknown: at once %lld (claim %lld)", (long long) t, cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	CHECK(t == 10000000 && p.budget == -1 && p.inflight == 13,
+		  "the new window is unknown: at once %lld (in flight %lld)", (long long) t, p.inflight);
+	for (i = 0; i < 20; i++)
+		cfdw_pace_answered(&p, NULL, 0, 0);
+	CHECK(p.inflight == 0, "failures are no longer in flight, never below 0: %lld", p.inflight);
 
-	/* Remaining less the requests claimed after the one it answers */
+	/* Remaining less the other requests in flight */
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
 	for (i = 0; i < 4; i++)
-		(void) cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+		(void) cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	{
 		CfdwRateInfo info = {10, 9, 0, -1, ""};
 
 		/* the first of 4 in flight: 9 left for it, 6 for anyone else */
-		cfdw_pace_observe(&p, &info, 60000000, 1000, 1);
-		CHECK(p.budget == 6, "in flight: budget %lld", p.budget);
+		cfdw_pace_answered(&p, &info, 60000000, 1000);
+		CHECK(p.budget == 6 && p.inflight == 3, "in flight: budget %lld", p.budget);
 		info.remaining = 6;
-		cfdw_pace_observe(&p, &info, 60000000, 2000, 4);
-		CHECK(p.budget == 6, "the last in flight: budget %lld", p.budget);
-		info.remaining = 2;
-		cfdw_pace_observe(&p, &info, 60000000, 2000, 1);
-		CHECK(p.budget == 0, "more claimed after than left: budget %lld", p.budget);
-		info.remaining = 3;
-		cfdw_pace_observe(&p, &info, 60000000, 2000, 99);
-		CHECK(p.budget == 3, "a claim number from the future counts nothing: %lld", p.budget);
+		cfdw_pace_answered(&p, &info, 60000000, 2000);
+		CHECK(p.budget == 4, "the second, 2 still in flight: budget %lld", p.budget);
+		(void) cfdw_pace_claim(&p, 3000, 0, 0, &paced);
+		(void) cfdw_pace_claim(&p, 3000, 0, 0, &paced);
+		info.remaining = 1;
+		cfdw_pace_answered(&p, &info, 60000000, 4000);
+		CHECK(p.budget == 0, "more in flight than left: budget %lld", p.budget);
+		/* an answer of a window that is over, read after a later one's */
+		info.remaining = 5;
+		cfdw_pace_answered(&p, &info, 0, 4000);
+		CHECK(p.budget == 0 && p.reset == 60000000,
+			  "no reset while a later window is known: budget %lld, reset %lld",
+			  p.budget, (long long) p.reset);
+		cfdw_pace_answered(&p, &info, 50000000, 4000);
+		CHECK(p.budget == 0 && p.reset == 60000000,
+			  "an earlier reset: budget %lld, reset %lld", p.budget, (long long) p.reset);
+		cfdw_pace_answered(&p, NULL, 0, 4000);	/* the sixth failed */
+		CHECK(p.inflight == 0, "all answered: %lld", p.inflight);
 		info.remaining = 100;
 		info.near_limit = 1;
-		cfdw_pace_observe(&p, &info, 120000000, 61000000, 4);
-		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced, &cn);
+		(void) cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
+		cfdw_pace_answered(&p, &info, 120000000, 61000000);
+		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
 		CHECK(p.next_at == 61000000 + 59000000 / 100, "NearLimit spreads at once: next %lld",
 			  (long long) p.next_at);
 		info.near_limit = -1;
-		cfdw_pace_observe(&p, &info, 120000000, 61000000, cn);
+		cfdw_pace_answered(&p, &info, 120000000, 61000000);
 		CHECK(p.near_limit == 1, "NearLimit holds for its window: %d", p.near_limit);
-		cfdw_pace_observe(&p, &info, 180000000, 121000000, cn);
+		cfdw_pace_answered(&p, &info, 180000000, 121000000);
 		CHECK(p.near_limit == -1, "and not into the next: %d", p.near_limit);
 		info.remaining = -1;
 		info.near_limit = 0;
-		cfdw_pace_observe(&p, &info, 0, 121000000, cn);
+		cfdw_pace_answered(&p, &info, 0, 121000000);
 		CHECK(p.near_limit == 0 && p.budget == 100, "NearLimit alone: %d, budget %lld",
 			  p.near_limit, p.budget);
 	}
@@ -1568,14 +1584,14 @@ test_rate(void)
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
 	p.paused_until = 5000000;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
 	CHECK(t == 5000000 && !paced, "a pause is no pacing: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced, &cn);
+	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced);
 	CHECK(t == 7000000 && !paced && p.next_at == 7250000, "max_rate 4: next %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced, &cn);
+	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced);
 	CHECK(t == 7250000 && paced, "max_rate 4: second %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced, &cn);
+	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced);
 	CHECK(t == 7500000 && p.next_at > t, "a tiny max_rate does not overflow: %lld",
 		  (long long) p.next_at);
 }
