@@ -1504,8 +1504,13 @@ cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t
 			p->near_limit = info->near_limit;
 		return;
 	}
-	/* the answer of a window that is over, arriving after a later one's */
-	if (p->reset > now && (reset == 0 || reset < p->reset - 1000000))
+	/*
+	 * No reset (or one that has passed, which reads as none) while a window
+	 * is known: the answer of a window that is over, read after the next
+	 * window's.  Any reset still ahead is news, even an earlier one (the
+	 * headers' other source may have become the slower).
+	 */
+	if (p->reset > now && reset == 0)
 		return;
 
 	/*

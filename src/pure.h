@@ -218,9 +218,8 @@ extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
 /*
  * A claimed request is over: answered, with what its headers said (info,
  * reset already on the pace's clock, 0: none), or with info NULL, failed
- * or given up.  An answer with a Remaining but without a reset, or with an
- * earlier one, while a later window is known is of a window that is over:
- * only its NearLimit is taken.
+ * or given up.  An answer with a Remaining but without a reset while a
+ * window is known is of a window that is over: only its NearLimit is taken.
  */
 extern void cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
 							   int64_t now);

@@ -1558,9 +1558,11 @@ test_rate(void)
 			  "no reset while a later window is known: budget %lld, reset %lld",
 			  p.budget, (long long) p.reset);
 		cfdw_pace_answered(&p, &info, 50000000, 4000);
-		CHECK(p.budget == 0 && p.reset == 60000000,
-			  "an earlier reset: budget %lld, reset %lld", p.budget, (long long) p.reset);
-		cfdw_pace_answered(&p, NULL, 0, 4000);	/* the sixth failed */
+		CHECK(p.budget == 4 && p.reset == 50000000,
+			  "an earlier reset still ahead is taken: budget %lld, reset %lld", p.budget,
+			  (long long) p.reset);
+		info.remaining = 0;
+		cfdw_pace_answered(&p, &info, 60000000, 4000);
 		CHECK(p.inflight == 0, "all answered: %lld", p.inflight);
 		info.remaining = 100;
 		info.near_limit = 1;
