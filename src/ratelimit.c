@@ -25,7 +25,11 @@
  *	  the limit left) the requests left are spread evenly until the reset,
  *	  through one "next send" time that each request claims as it starts
  *	  (cfdw_rate_claim), so sessions and the worker take turns; a server's
- *	  max_rate caps the pace the same way, headers or not.
+ *	  max_rate caps the pace the same way, headers or not;
+ *	- the requests in flight: each claim holds a ticket until its request
+ *	  is answered, fails or is stopped (cfdw_rate_answered), because an
+ *	  answer's Remaining may not count the others in flight yet; a backend
+ *	  gives its tickets back when it exits, however it exits.
  *
  * Locking: the table's LWLock, shared, to find a slot, and the slot's
  * spinlock to read or change it; the LWLock exclusively only to give a
@@ -36,7 +40,8 @@
  * Slots are taken by the first request to a site, and kept while they may
  * matter: when a new site needs one and none is free, the slot used
  * longest ago whose pause, pace and window are all over is reused (its
- * counters go with it).  Only when every slot is still in use does a site
+ * counters go with it, and its generation changes, so that tickets of the
+ * old site no longer count).  Only when every slot is still in use does a site
  * go without: it is then neither paused for others nor paced, and the log
  * says so, once per such episode.
  *
