@@ -426,6 +426,7 @@ extern char *cfdw_error_summary(const CfdwResponse *resp);
 extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
 extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
+extern char *cfdw_rate_limit_lifts(const CfdwResponse *resp);
 extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
 extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
 extern void *cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req,
