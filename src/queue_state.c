@@ -49,8 +49,11 @@
  *			mid-send.  The claim's attempt stays counted then: postpone gives
  *			it back in the same UPDATE that leaves 'sending' (and only from
  *			'sending'), so it is given back once or not at all.  A lost hold
- *			is such a lost outcome too (a 401 or 403 settles nothing, so the
- *			row is looked up, or in_doubt, like any other).
+ *			is such a lost outcome too: a page is looked up, and held again
+ *			when the lookup is refused with 401 or 403 (sent again once the
+ *			credentials change, a page its lost attempt made is then refused
+ *			for its title and found), an upsert goes back to pending (its
+ *			lookup is refused and held), any other row is in_doubt.
  *	resend	(sending -> pending) by the reconciliation: lost, it is redone.
  *	release	(held -> pending) committed with synchronous_commit off; lost,
  *			the row is still held with the old versions, which still differ
