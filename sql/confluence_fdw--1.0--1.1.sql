@@ -6,6 +6,16 @@
 -- Each change from 1.0 to 1.1, in the order of confluence_fdw--1.1.sql; the
 -- objects after this script equal those of a fresh 1.1 (test/versions.sh).
 
+-- Queue rows refused with 401 or 403 wait in the new state 'held' until
+-- their server or user mapping changes (the worker compares the versions
+-- kept in credentials_version) or requeue() is called.
+ALTER TABLE @extschema@.queue
+  DROP CONSTRAINT queue_state_check,
+  ADD CONSTRAINT queue_state_check
+    CHECK (state IN ('pending', 'sending', 'retry_wait', 'done', 'in_doubt', 'dead', 'held')),
+  ADD COLUMN credentials_version text;
+CREATE INDEX queue_held ON @extschema@.queue (id) WHERE state = 'held';
+
 -- The queue's policy compares role OIDs.  1.0's
 --   enqueued_by = current_user::text::regrole
 -- parsed the role's name as role syntax: role "Alice" read the rows of

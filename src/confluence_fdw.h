@@ -426,6 +426,7 @@ extern char *cfdw_error_summary(const CfdwResponse *resp);
 extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
 extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
+extern char *cfdw_rate_limit_lifts(const CfdwResponse *resp);
 extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
 extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
 extern void *cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req,
@@ -609,6 +610,7 @@ typedef enum CfdwQueueState
 	CFDW_Q_DONE,
 	CFDW_Q_DEAD,
 	CFDW_Q_IN_DOUBT,
+	CFDW_Q_HELD,
 	CFDW_Q_NSTATES
 } CfdwQueueState;
 
@@ -619,11 +621,14 @@ typedef enum CfdwQueueMove
 	CFDW_MOVE_PURGE,			/* done -> deleted */
 	CFDW_MOVE_RETRY,			/* sending -> retry_wait */
 	CFDW_MOVE_DEAD,				/* sending -> dead */
-	CFDW_MOVE_REQUEUE,			/* dead, in_doubt -> pending */
+	CFDW_MOVE_REQUEUE,			/* dead, in_doubt, held -> pending */
 	CFDW_MOVE_IN_DOUBT,			/* sending -> in_doubt */
 	CFDW_MOVE_RESEND,			/* sending -> pending */
 	CFDW_MOVE_UNSENDABLE,		/* pending, retry_wait -> dead */
 	CFDW_MOVE_DEFER,			/* pending, retry_wait -> retry_wait */
+	CFDW_MOVE_HOLD,				/* sending -> held */
+	CFDW_MOVE_RELEASE,			/* held -> pending */
+	CFDW_MOVE_POSTPONE,			/* sending -> retry_wait, attempt given back */
 	CFDW_MOVE_COUNT
 } CfdwQueueMove;
 
@@ -637,6 +642,9 @@ typedef struct CfdwQueueOutcome
 	const char *error;
 	TimestampTz next_attempt_at;	/* 0: now (the purge: its cut-off) */
 	bool		sent;			/* a request went out (sent_at) */
+	const char *credentials_version;	/* hold: the server's and user
+										 * mapping's versions it was refused
+										 * with */
 } CfdwQueueOutcome;
 
 extern const char *cfdw_queue_state_name(CfdwQueueState state);

@@ -20,6 +20,7 @@
 #include "catalog/namespace.h"
 
 #include <ctype.h>
+#include <time.h>
 #include <cjson/cJSON.h>
 
 #include "mb/pg_wchar.h"
@@ -32,8 +33,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 /* Names the column and path being converted when an input function fails. */
 typedef struct ConversionContext
@@ -982,6 +985,57 @@ transport_problem(const CfdwTable *t, const CfdwResponse *resp, Problem *p)
 	}
 }
 
+/*
+ * cfdw_rate_limit_lifts
+ *		When a rate-limited answer (429, or 503 with Retry-After) says the
+ *		site takes requests again, in words: "the site accepts requests again
+ *		at 2026-12-08 03:15:00+00 (in 1800 s)", to the second, in the
+ *		session's TimeZone.  NULL when the answer names no time that can be
+ *		read, or one that has come.  Retry-After is capped (pure.c), so the
+ *		time is at most a day away.
+ */
+char *
+cfdw_rate_limit_lifts(const CfdwResponse *resp)
+{
+	long		ms;
+	TimestampTz when;
+
+	if (resp->outcome != CFDW_ANSWERED || resp->retry_after[0] == '\0' ||
+		!(resp->status == 429 || resp->status == 503))
+		return NULL;
+	ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	if (ms <= 0)
+		return NULL;
+	/* whole seconds: the header's own precision */
+	when = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	when -= when % USECS_PER_SEC;
+	return psprintf("the site accepts requests again at %s (in %ld s)",
+					timestamptz_to_str(when), (ms + 999) / 1000);
+}
+
+/*
+ * The hint of a rate-limited answer: when the limit lifts, and whether
+ * waiting longer would have helped.  A wait beyond max_retry_wait_ms is
+ * not waited for by a statement (an hourly quota may ask for half an
+ * hour); a queued row waits for it without spending an attempt.
+ */
+static char *
+rate_limit_hint(const CfdwTable *t, const CfdwResponse *resp)
+{
+	char	   *when = cfdw_rate_limit_lifts(resp);
+	long		ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+
+	if (when == NULL)
+		return pstrdup(ms == 0
+					   ? "Confluence rate-limited the request; it asked to retry at once. Raise max_retries or max_retry_wait_ms on the server to wait longer."
+					   : "Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+	if (ms > t->max_retry_wait_ms)
+		return psprintf("Confluence rate-limited the request: %s, later than a statement waits (max_retry_wait_ms is %d). Send it then, or through a delivery 'queue' table, whose rows wait for it.",
+						when, t->max_retry_wait_ms);
+	return psprintf("Confluence rate-limited the request: %s. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
+					when);
+}
+
 /* Something after a colon, or nothing. */
 #define COLON(s) ((s) ? ": " : ""), ((s) ? (s) : "")
 
@@ -1034,11 +1088,8 @@ status_problem(const CfdwTable *t, const CfdwRequest *req,
 		p->hint = pstrdup("To update a page, send version.number as its current version plus one.");
 	else if (status == 413)
 		p->hint = pstrdup("Confluence refuses request bodies over 5 MB.");
-	else if (status == 429)
-		p->hint = resp->retry_after[0]
-			? psprintf("Confluence rate-limited the request; it asked to wait %s seconds. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
-					   printable_excerpt(resp->retry_after, strlen(resp->retry_after), 60))
-			: pstrdup("Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+	else if (status == 429 || (status == 503 && resp->retry_after[0]))
+		p->hint = rate_limit_hint(t, resp);
 }
 
 /*

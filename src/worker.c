@@ -21,7 +21,11 @@
  * What is resent and when follows delivery.c's one retry rule
  * (cfdw_verdict, cfdw_backoff_ms): within an attempt, the server's
  * max_retries and max_retry_wait_ms as for a statement; between attempts,
- * the row waits in retry_wait, at most MAX_ATTEMPTS attempts.
+ * the row waits in retry_wait, at most MAX_ATTEMPTS attempts.  Two
+ * answers are no attempt's fault: a rate limit that asks for longer than
+ * max_retry_wait_ms (an hourly quota) postpones the row to when it lifts
+ * and gives the attempt back, and a 401 or 403 holds the row ('held')
+ * until its server or user mapping changes or requeue() is called.
  *
  * Signals: SIGHUP reloads the configuration, between two rows as well as
  * between waits; SIGTERM ends the worker at the next CHECK_FOR_INTERRUPTS
@@ -37,9 +41,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_foreign_table.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -62,6 +68,8 @@
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -70,6 +78,7 @@
 #include "utils/wait_event.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 /*
  * Due rows read at once, more than max_concurrency so slots stay busy, and
@@ -244,18 +253,28 @@ spi_text(HeapTuple tup, int col)
 	return copy;
 }
 
+/*
+ * Whether the queue can hold rows (state 'held', column
+ * credentials_version): not until ALTER EXTENSION ... UPDATE has brought a
+ * 1.0 queue to 1.1.  Until then a 401 or 403 makes a row dead, as in 1.0.
+ */
+static bool queue_holds = false;
+
 /* Is the extension installed in the worker's database? */
 static bool
 queue_exists(void)
 {
-	bool		exists;
 	Oid			nsp;
+	Oid			relid = InvalidOid;
 
 	begin_work();
 	nsp = get_namespace_oid("confluence_fdw", true);
-	exists = OidIsValid(nsp) && OidIsValid(get_relname_relid("queue", nsp));
+	if (OidIsValid(nsp))
+		relid = get_relname_relid("queue", nsp);
+	queue_holds = OidIsValid(relid) &&
+		get_attnum(relid, "credentials_version") != InvalidAttrNumber;
 	end_work();
-	return exists;
+	return OidIsValid(relid);
 }
 
 /* Copy the rows of an SPI result into batch_cxt. */
@@ -385,6 +404,7 @@ typedef struct SendGroup
 	QueuedRow  *rows;
 	CfdwRequest *reqs;			/* the rows' requests, bodies in UTF-8 */
 	int			n;
+	char	   *credentials_version;	/* of the server and mapping used */
 } SendGroup;
 
 /*
@@ -409,10 +429,11 @@ typedef enum TitleLookup
 /*
  * Look the row's page up by its space and title (upsert.c's lookup).
  * A draft is never looked up: drafts may share a title, so one found
- * proves nothing.
+ * proves nothing.  *http_status, when asked for, is the lookup's answer
+ * (0: none).
  */
 static TitleLookup
-lookup_by_title(SendGroup *g, const CfdwRequest *post, char **id)
+lookup_by_title(SendGroup *g, const CfdwRequest *post, char **id, long *http_status)
 {
 	cJSON	   *body = post->body ? cfdw_json_parse_owned(post->body, post->body_len) : NULL;
 	cJSON	   *space = cJSON_GetObjectItemCaseSensitive(body, "spaceId");
@@ -428,6 +449,8 @@ lookup_by_title(SendGroup *g, const CfdwRequest *post, char **id)
 		return TITLE_UNSURE;
 	cfdw_title_lookup(g->table, space->valuestring, title->valuestring, "current", false, &req);
 	cfdw_send(g->conn, g->table, &req, &resp);
+	if (http_status)
+		*http_status = resp.outcome == CFDW_ANSWERED ? resp.status : 0;
 	if (resp.outcome != CFDW_ANSWERED || resp.status != 200)
 		return TITLE_UNSURE;
 	item = cfdw_title_lookup_find(&resp, space->valuestring, title->valuestring);
@@ -450,9 +473,31 @@ next_attempt(const CfdwResponse *resp, int attempts)
 }
 
 /*
+ * A rate limit that asks for a longer wait than a statement would retry
+ * after (an hourly quota's Retry-After is in minutes): no attempt of the
+ * row's could have got through, so none is spent on it.
+ */
+static bool
+rate_limited_beyond_retries(const CfdwTable *t, const CfdwResponse *resp)
+{
+	return resp->outcome == CFDW_ANSWERED && resp->retry_after[0] &&
+		(resp->status == 429 || resp->status == 503) &&
+		cfdw_retry_after_ms(resp->retry_after, time(NULL)) > t->max_retry_wait_ms;
+}
+
+/* Refused for its credentials: a person must change them (or the rights). */
+static bool
+credentials_refused(long status)
+{
+	return status == 401 || status == 403;
+}
+
+/*
  * What an answered or failed attempt makes of a row, by delivery.c's
  * verdict (the statements' retry rule): done, retry_wait (until
- * MAX_ATTEMPTS attempts), dead or in_doubt.
+ * MAX_ATTEMPTS attempts; postponed without spending one when a rate limit
+ * asks for longer than max_retry_wait_ms), dead, held (401, 403) or
+ * in_doubt.
  */
 static CfdwQueueMove
 judge(const SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
@@ -478,6 +523,12 @@ judge(const SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
 			}
 		case CFDW_VERDICT_RETRY:
 			o->error = cfdw_outcome_message(g->table, req, resp);
+			if (rate_limited_beyond_retries(g->table, resp))
+			{
+				o->error = psprintf("%s; %s", o->error, cfdw_rate_limit_lifts(resp));
+				o->next_attempt_at = next_attempt(resp, row->attempts);
+				return CFDW_MOVE_POSTPONE;
+			}
 			if (row->attempts >= MAX_ATTEMPTS)
 			{
 				o->error = psprintf("gave up after %d attempts: %s", row->attempts, o->error);
@@ -487,6 +538,12 @@ judge(const SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
 			return CFDW_MOVE_RETRY;
 		case CFDW_VERDICT_REFUSED:
 			o->error = cfdw_outcome_message(g->table, req, resp);
+			if (resp->outcome == CFDW_ANSWERED && credentials_refused(resp->status) &&
+				queue_holds)
+			{
+				o->credentials_version = g->credentials_version;
+				return CFDW_MOVE_HOLD;
+			}
 			return CFDW_MOVE_DEAD;
 		case CFDW_VERDICT_UNKNOWN:
 			break;
@@ -509,7 +566,7 @@ settle_duplicate(SendGroup *g, const QueuedRow *row, const CfdwRequest *req,
 {
 	char	   *id = NULL;
 
-	switch (lookup_by_title(g, req, &id))
+	switch (lookup_by_title(g, req, &id, NULL))
 	{
 		case TITLE_FOUND:
 			o->remote_id = id;
@@ -560,17 +617,61 @@ permanent_error(int sqlerrcode)
 }
 
 /*
+ * The versions of the server and user mapping that rows of foreign table
+ * relid are sent with as role, from the system caches:
+ * "serverOID:xmin/mappingOID:xmin" (mapping 0:0 when there is none), or
+ * NULL when relid is no foreign table.  Any ALTER of either row, or a DROP
+ * and CREATE, gives another one; no option's value goes into it, so it can
+ * be kept in the queue.  A held row keeps the one it was refused with.
+ */
+static char *
+credentials_version(Oid relid, Oid role)
+{
+	HeapTuple	tp;
+	Oid			serverid;
+	Oid			umid;
+	TransactionId server_xmin;
+	TransactionId um_xmin = InvalidTransactionId;
+
+	tp = SearchSysCache1(FOREIGNTABLEREL, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	serverid = ((Form_pg_foreign_table) GETSTRUCT(tp))->ftserver;
+	ReleaseSysCache(tp);
+	tp = SearchSysCache1(FOREIGNSERVEROID, ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	server_xmin = HeapTupleHeaderGetRawXmin(tp->t_data);
+	ReleaseSysCache(tp);
+	umid = cfdw_find_user_mapping(role, serverid);
+	if (OidIsValid(umid))
+	{
+		tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(umid));
+		if (HeapTupleIsValid(tp))
+		{
+			um_xmin = HeapTupleHeaderGetRawXmin(tp->t_data);
+			ReleaseSysCache(tp);
+		}
+	}
+	return psprintf("%u:%u/%u:%u", serverid, server_xmin, umid, um_xmin);
+}
+
+/*
  * The table of a group, resolved for its role as the INSERT would: the
  * server's and user mapping's options of now (a rotated token applies).
  * NULL with *error set when it cannot be (the table or the user mapping
- * was dropped).  No network work happens in the error path.
+ * was dropped).  No network work happens in the error path.  *version is
+ * credentials_version(), read before the options: if they change between
+ * the two, the version is the older one, and a row held with it is sent
+ * again, never held with credentials it was not refused with.
  */
 static CfdwTable *
-resolve_group(const QueuedRow *row, char **error)
+resolve_group(const QueuedRow *row, char **error, char **version)
 {
 	CfdwTable  *t = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*version = NULL;
 	PG_TRY();
 	{
 		List	   *names;
@@ -589,6 +690,7 @@ resolve_group(const QueuedRow *row, char **error)
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("%s is no longer a foreign table", row->table_name)));
+		*version = credentials_version(relid, row->role);
 		t = cfdw_resolve_table(rel, row->role);
 		RelationClose(rel);
 		end_work();
@@ -688,7 +790,7 @@ prepare_group(SendGroup *g, QueuedRow *rows, int n, CfdwQueueMove move_unsendabl
 	int			ok = 0;
 	CfdwQueueOutcome o;
 
-	g->table = resolve_group(&rows[0], &error);
+	g->table = resolve_group(&rows[0], &error, &g->credentials_version);
 	if (g->table == NULL)
 	{
 		o = failure(error);
@@ -949,6 +1051,7 @@ reconcile_row(SendGroup *g, int index)
 	CfdwQueueOutcome o = {0};
 	CfdwQueueMove move = CFDW_MOVE_IN_DOUBT;
 	char	   *id = NULL;
+	long		status = 0;
 
 	bool		may_resend = row->attempts < MAX_ATTEMPTS;
 
@@ -969,7 +1072,7 @@ reconcile_row(SendGroup *g, int index)
 		o.error = "the worker was interrupted while sending this row; it may or may not have reached Confluence";
 	else
 	{
-		switch (lookup_by_title(g, &g->reqs[index], &id))
+		switch (lookup_by_title(g, &g->reqs[index], &id, &status))
 		{
 			case TITLE_FOUND:
 				o.remote_id = id;
@@ -992,6 +1095,21 @@ reconcile_row(SendGroup *g, int index)
 				}
 				break;
 			case TITLE_UNSURE:
+
+				/*
+				 * Refused for the credentials: held like a refused send.
+				 * Sent again once they change, a page its interrupted
+				 * attempt did create is refused for its title, and found.
+				 */
+				if (credentials_refused(status) && queue_holds)
+				{
+					o.http_status = (int) status;
+					o.error = psprintf("the worker was interrupted while sending this row, and Confluence refused the credentials when asked whether it has it (HTTP %ld)",
+									   status);
+					o.credentials_version = g->credentials_version;
+					move = CFDW_MOVE_HOLD;
+					break;
+				}
 				o.error = "the worker was interrupted while sending this row, and Confluence could not be asked whether it has it";
 				break;
 		}
@@ -1047,6 +1165,107 @@ reconcile_all(void)
 		for_each_group(rows, n, reconcile_group, true);
 		MemoryContextReset(batch_cxt);
 	} while (n > 0 && ++passes < 64);
+}
+
+/* ---------------------------------------------------------------------
+ * Held rows: sent again when their credentials change
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A server or user mapping may have changed (a syscache invalidation of
+ * either, which a reset of the caches also calls): held rows are compared
+ * at the next round.  True at start, when nothing is known.
+ */
+static bool credentials_changed = true;
+
+static void
+credentials_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	credentials_changed = true;
+}
+
+/* One (table, role, version) of held rows. */
+typedef struct HeldGroup
+{
+	char	   *table_name;
+	Oid			role;
+	char	   *version;
+} HeldGroup;
+
+/*
+ * Put back to pending the held rows whose server or user mapping is no
+ * longer the one they were refused with (a rotated token, a new mapping, a
+ * changed server; a dropped table or mapping too: the row then says why it
+ * cannot be sent).  Rows are compared by group, in one transaction.
+ */
+static void
+release_changed(void)
+{
+	CfdwPrivileged priv;
+	HeldGroup  *groups;
+	int			n;
+	int			released = 0;
+
+	credentials_changed = false;
+	begin_work();
+	cfdw_privileged_begin(InvalidOid, &priv);
+	if (SPI_execute("SELECT table_name, enqueued_by::pg_catalog.oid, credentials_version"
+					" FROM confluence_fdw.queue WHERE state = 'held' GROUP BY 1, 2, 3",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "confluence_fdw worker: could not read the held rows");
+	n = (int) SPI_processed;
+	groups = MemoryContextAllocZero(batch_cxt, sizeof(HeldGroup) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+
+		groups[i].table_name = spi_text(tup, 1);
+		groups[i].role = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		groups[i].version = spi_text(tup, 3);
+	}
+	cfdw_privileged_end(&priv);
+
+	for (int i = 0; i < n; i++)
+	{
+		List	   *names = cfdw_qualified_name_list(groups[i].table_name);
+		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+		char	   *now = OidIsValid(relid) ? credentials_version(relid, groups[i].role) : NULL;
+		Datum		args[3];
+		Oid			types[3] = {TEXTOID, OIDOID, TEXTOID};
+		char		nulls[3] = {' ', ' ', ' '};
+		int64	   *ids;
+		int			k;
+
+		if (now && groups[i].version && strcmp(now, groups[i].version) == 0)
+			continue;
+		args[0] = CStringGetTextDatum(groups[i].table_name);
+		args[1] = ObjectIdGetDatum(groups[i].role);
+		args[2] = groups[i].version ? CStringGetTextDatum(groups[i].version) : (Datum) 0;
+		nulls[2] = groups[i].version ? ' ' : 'n';
+		cfdw_privileged_begin(InvalidOid, &priv);
+		if (SPI_execute_with_args("SELECT id FROM confluence_fdw.queue WHERE state = 'held'"
+								  " AND table_name = $1 AND enqueued_by::pg_catalog.oid = $2"
+								  " AND credentials_version IS NOT DISTINCT FROM $3",
+								  3, types, args, nulls, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "confluence_fdw worker: could not read the held rows");
+		k = (int) SPI_processed;
+		ids = MemoryContextAlloc(batch_cxt, sizeof(int64) * Max(k, 1));
+		for (int j = 0; j < k; j++)
+		{
+			bool		isnull;
+
+			ids[j] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		cfdw_privileged_end(&priv);
+		released += cfdw_queue_move(CFDW_MOVE_RELEASE, ids, k, InvalidOid, NULL, NULL);
+	}
+	end_work();
+	if (released > 0)
+		ereport(LOG,
+				(errmsg("confluence_fdw worker: %d held queue rows are sent again: their server or user mapping changed",
+						released)));
 }
 
 /* ---------------------------------------------------------------------
@@ -1146,6 +1365,8 @@ cfdw_worker_main(Datum arg)
 	cfdw_shared->worker_latch = MyLatch;
 	SpinLockRelease(&cfdw_shared->mutex);
 	on_shmem_exit(forget_latch, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, credentials_inval_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, credentials_inval_callback, (Datum) 0);
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "confluence_fdw worker",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -1180,6 +1401,7 @@ cfdw_worker_main(Datum arg)
 		MemoryContextReset(row_cxt);
 		RESUME_INTERRUPTS();
 		reconcile_needed = true;
+		credentials_changed = true;
 		errors = Min(errors + 1, 6);
 		pause_after_error(POLL_MS << (errors - 1));
 	}
@@ -1193,12 +1415,18 @@ cfdw_worker_main(Datum arg)
 			if (reconcile_needed)
 				reconcile_all();
 			MemoryContextReset(batch_cxt);
+			if (credentials_changed && queue_holds)
+				release_changed();
+			MemoryContextReset(batch_cxt);
 			while (deliver_batch() > 0)
 			{
 				CHECK_FOR_INTERRUPTS();
 				MemoryContextReset(batch_cxt);
 				if (reconcile_needed)
 					reconcile_all();
+				if (credentials_changed && queue_holds)
+					release_changed();
+				MemoryContextReset(batch_cxt);
 			}
 			if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), 60000))
 			{
