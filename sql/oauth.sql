@@ -321,6 +321,20 @@ INSERT INTO oaq.pages (space_id, title) VALUES ('98306', 'Queued shared');
 SELECT confluence_fdw.flush(7000) AS still_waiting;
 SELECT oa_fetches() AS token_fetches, count(DISTINCT token) AS tokens_used
   FROM oa_log() WHERE path LIKE '/wiki/%';
+-- One fetch at a time: the worker and this session need a new token at
+-- the same moment, while the endpoint takes a second to answer; one of
+-- them fetches it, the other waits for that fetch.
+CREATE SCHEMA oaqi;
+IMPORT FOREIGN SCHEMA v2 LIMIT TO (pages) FROM SERVER oa_q INTO oaqi;
+ALTER USER MAPPING FOR CURRENT_USER SERVER oa_q OPTIONS (SET scope 'write:page:confluence read:space:confluence');
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "delay", "delay_ms": 1000, "match": "/oauth/token"}');
+INSERT INTO oaq.pages (space_id, title) VALUES ('98306', 'Queued at once');
+INSERT INTO oaqi.pages (space_id, title) VALUES ('98306', 'Sent at once');
+SELECT confluence_fdw.flush(7000) AS still_waiting;
+SELECT oa_fetches() AS token_fetches, count(*) AS pages_sent, count(DISTINCT token) AS tokens_used
+  FROM oa_log() WHERE path LIKE '/wiki/%';
+
 SELECT standin_oauth('{"lifetime_s": 2}') ->> 'lifetime_s' AS lifetime_s;
 ALTER USER MAPPING FOR CURRENT_USER SERVER oa_q OPTIONS (SET scope 'write:page:confluence');
 SELECT standin_reset();
@@ -354,5 +368,6 @@ SELECT count(*) AS errors_seen,
 
 DROP SCHEMA oa CASCADE;
 DROP SCHEMA oaq CASCADE;
+DROP SCHEMA oaqi CASCADE;
 DROP SERVER oa_srv CASCADE;
 DROP SERVER oa_q CASCADE;
