@@ -45,7 +45,7 @@ _PG_init(void)
 							   "Comma-separated host names; *.domain matches any name under domain. "
 							   "Such servers are also refused loopback, link-local and private addresses.",
 							   &cfdw_allowed_hosts,
-							   "*.atlassian.net,api.atlassian.com",
+							   "*.atlassian.net,api.atlassian.com,auth.atlassian.com",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
 	/*
 	 * The worker's database is fixed at server start.  PostgreSQL refuses to
@@ -160,6 +160,16 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	req.method = CFDW_GET;
 	req.url = psprintf("%s/wiki/api/v2/spaces?limit=1", t->base);
 	req.path_for_messages = "/wiki/api/v2/spaces?limit=1";
+
+	/* OAuth client credentials: no token, no request (and the reason why) */
+	problem = cfdw_oauth_check(&t->site);
+	if (problem)
+	{
+		values[0] = BoolGetDatum(false);
+		nulls[1] = true;
+		values[2] = CStringGetTextDatum(problem);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
 
 	/* one request, no retries: the answer is what the user wants to see */
 	t->max_retries = 0;

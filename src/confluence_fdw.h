@@ -25,6 +25,8 @@
  *				every storage body, the SQL helpers (storage.c does the
  *				work, without PostgreSQL: storage.h)
  *	upsert.c	on_conflict: a page found by its title is updated or kept
+ *	oauth.c		OAuth 2.0 client credentials: the access token of a
+ *				client_id and client_secret, kept until it expires
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *	compat.h	what differs between the PostgreSQL majors (15 to 19)
  *
@@ -185,6 +187,27 @@ typedef struct CfdwSite
 	char	   *username;
 	char	   *api_token;
 	char	   *bearer_token;
+
+	/*
+	 * OAuth 2.0 client credentials (user mapping; client_secret never
+	 * printed) and where their access token comes from (server option
+	 * token_url, or its default): oauth.c
+	 */
+	char	   *client_id;
+	char	   *client_secret;
+	char	   *scope;
+	char	   *token_url;
+
+
+	/*
+	 * Made from those when resolved (cfdw_oauth_resolve), as hashing and
+	 * encoding conversions need a transaction and the worker sends without
+	 * one: the SHA-256 naming the credential, and the token request's body
+	 * (never printed) with its Content-Type.
+	 */
+	uint8		oauth_key[32];
+	char	   *token_body;
+	const char *token_body_type;
 } CfdwSite;
 
 /*
@@ -275,6 +298,10 @@ typedef struct CfdwResponse
 	char		request_id[128];	/* atl-request-id / atl-traceid */
 	char		link[2048];		/* Link: <...>; rel="next", for pagination */
 	const char *action;			/* what an upsert did ($action), or NULL */
+
+	/* OAuth client credentials: the access token the request went with */
+	uint64		token_serial;	/* which one (oauth.c); 0: none */
+	bool		token_fresh;	/* fetched for this very request */
 } CfdwResponse;
 
 /* A request, as request.c builds it for the transport. */
@@ -472,6 +499,7 @@ typedef struct CfdwAttempts
 	int			retries;
 	long		waited_ms;
 	int64		row_no;			/* for messages */
+	bool		reauthorized;	/* sent again with a new access token */
 } CfdwAttempts;
 
 /* A pipeline: one statement's requests in flight on a connection. */
@@ -528,6 +556,20 @@ extern void cfdw_ratelimit_shmem_request(void);
 extern void cfdw_ratelimit_shmem_startup(void);
 extern TimestampTz cfdw_rate_paused_until(Oid serverid);
 extern void cfdw_rate_note(Oid serverid, const char *servername, long ms, long max_wait_ms);
+
+/* in oauth.c */
+
+/* The longest access token kept, with its NUL. */
+#define CFDW_OAUTH_TOKEN_MAX	8192
+#define CFDW_DEFAULT_TOKEN_URL	"https://auth.atlassian.com/oauth/token"
+
+extern void cfdw_oauth_shmem_request(void);
+extern void cfdw_oauth_shmem_startup(void);
+extern void cfdw_oauth_resolve(CfdwSite *site);
+extern const char *cfdw_oauth_bearer(const CfdwSite *site, uint64 *serial, bool *fresh);
+extern void cfdw_oauth_ready(const CfdwSite *site);
+extern char *cfdw_oauth_check(const CfdwSite *site);
+extern bool cfdw_oauth_refused(const CfdwSite *site, const CfdwResponse *resp);
 
 /* in upsert.c */
 

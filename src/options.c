@@ -97,11 +97,15 @@ static const CfdwOption cfdw_options[] = {
 	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
 	{"proxy", ForeignServerRelationId, OPT_PROXY},
 	{"delivery", ForeignServerRelationId, OPT_DELIVERY},
+	{"token_url", ForeignServerRelationId, OPT_URL},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
 	{"api_token", UserMappingRelationId, OPT_SECRET},
 	{"bearer_token", UserMappingRelationId, OPT_SECRET},
+	{"client_id", UserMappingRelationId, OPT_TEXT},
+	{"client_secret", UserMappingRelationId, OPT_SECRET},
+	{"scope", UserMappingRelationId, OPT_TEXT},
 
 	/* foreign table */
 	{"endpoint", ForeignTableRelationId, OPT_ENDPOINT},
@@ -363,7 +367,8 @@ check_egress_host(const char *option, const char *host, bool for_server_owner,
  * base_url: an http(s) origin with an optional path prefix, parsed by
  * libcurl's URL API so that what we accept is what libcurl will connect to.
  * Plain http is for a local stand-in and only a superuser may choose it, as
- * it would send the token in clear.
+ * it would send the token in clear.  token_url follows the same rules: the
+ * client secret goes there.
  */
 static void
 check_base_url(const char *name, const char *value)
@@ -406,7 +411,8 @@ check_base_url(const char *name, const char *value)
 
 	/* The URL itself is not a secret: user information is refused above. */
 	if (problem)
-		invalid_value_because(name, problem,
+		invalid_value_because(name, problem, strcmp(name, "token_url") == 0 ?
+							  "Give the URL of the OAuth 2.0 token endpoint, e.g. https://auth.atlassian.com/oauth/token." :
 							  "Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.");
 	if (!is_https && !superuser())
 		ereport(ERROR,
@@ -852,6 +858,42 @@ check_on_conflict(const char *endpoint, bool upsert, bool batch)
 				 errdetail("Each row of an upsert needs answers of its own.")));
 }
 
+/*
+ * OAuth 2.0 client credentials (client_id, client_secret, optional scope)
+ * are a kind of credential of their own: combined with another one, which
+ * would be sent is anyone's guess, so the combination is refused, naming
+ * both options.
+ */
+static void
+check_client_credentials(bool has_client_id, bool has_client_secret, bool has_scope,
+						 bool has_username, bool has_api_token, bool has_bearer)
+{
+	const char *other = has_api_token ? "api_token" : has_username ? "username" :
+		has_bearer ? "bearer_token" : NULL;
+
+	if ((has_client_id || has_client_secret) && other)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" cannot be combined with \"%s\"",
+						has_client_id ? "client_id" : "client_secret", other),
+				 errhint("Use client_id and client_secret (OAuth 2.0 client credentials of a service account), username and api_token, or bearer_token: one of them.")));
+	if (has_client_secret && !has_client_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"client_secret\" needs option \"client_id\""),
+				 errhint("A service account's OAuth 2.0 credential has both: set them together.")));
+	if (has_client_id && !has_client_secret)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"client_id\" needs option \"client_secret\""),
+				 errhint("A service account's OAuth 2.0 credential has both: set them together.")));
+	if (has_scope && !has_client_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"scope\" needs option \"client_id\""),
+				 errdetail("scope is what an access token is asked for with client_id and client_secret.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -878,6 +920,9 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 				has_username = false,
 				has_api_token = false,
 				has_bearer = false;
+	bool		has_client_id = false,
+				has_client_secret = false,
+				has_scope = false;
 
 	foreach(lc, options)
 	{
@@ -893,6 +938,9 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		has_username |= strcmp(opt->name, "username") == 0;
 		has_api_token |= strcmp(opt->name, "api_token") == 0;
 		has_bearer |= strcmp(opt->name, "bearer_token") == 0;
+		has_client_id |= strcmp(opt->name, "client_id") == 0;
+		has_client_secret |= strcmp(opt->name, "client_secret") == 0;
+		has_scope |= strcmp(opt->name, "scope") == 0;
 		if (strcmp(opt->name, "batch_mode") == 0)
 			batch = cfdw_option_bool(def);
 		else if (strcmp(opt->name, "format") == 0)
@@ -934,6 +982,8 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("options \"domain\" and \"base_url\" cannot both be set"),
 				 errhint("Use domain for a Confluence Cloud site, base_url for anything else.")));
+	check_client_credentials(has_client_id, has_client_secret, has_scope,
+							 has_username, has_api_token, has_bearer);
 	if (has_bearer && (has_username || has_api_token))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -1033,7 +1083,8 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 	bool		has_address = false;
 	bool		has_user = false,
 				has_token = false,
-				has_bearer = false;
+				has_bearer = false,
+				has_client = false;
 
 	foreach(lc, server->options)
 	{
@@ -1056,11 +1107,13 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 		has_user |= strcmp(name, "username") == 0;
 		has_token |= strcmp(name, "api_token") == 0;
 		has_bearer |= strcmp(name, "bearer_token") == 0;
+		/* the validator lets client_id in only with client_secret */
+		has_client |= strcmp(name, "client_id") == 0;
 	}
 	/* No token, no request: there is no ambient identity to fall back on. */
-	if (!has_bearer && !(has_user && has_token))
+	if (!has_bearer && !(has_user && has_token) && !has_client)
 	{
-		*hint = "Set username and api_token, or bearer_token, in the user mapping.";
+		*hint = "Set username and api_token, bearer_token, or client_id and client_secret (a service account's OAuth 2.0 credential) in the user mapping.";
 		return psprintf("user mapping for server \"%s\" has no credentials",
 						server->servername);
 	}
@@ -1099,6 +1152,27 @@ server_base(List *server_options)
 	if (domain)
 		return psprintf("https://%s", domain);
 	return NULL;
+}
+
+/*
+ * OAuth client credentials fetch their access token from token_url, or
+ * from Atlassian Cloud's by default; the client secret goes there, so its
+ * host is held to the same egress rules as the server's own.  Without
+ * client credentials there is no token_url to use.
+ */
+static void
+resolve_token_url(CfdwTable *t)
+{
+	if (t->site.client_id == NULL)
+	{
+		t->site.token_url = NULL;
+		return;
+	}
+	if (t->site.token_url == NULL)
+		t->site.token_url = CFDW_DEFAULT_TOKEN_URL;
+	if (t->site.restricted)
+		check_egress_host(NULL, url_host(t->site.token_url), true, t->servername);
+	cfdw_oauth_resolve(&t->site);
 }
 
 /*
@@ -1161,6 +1235,8 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.proxy = v;
 		else if (strcmp(def->defname, "delivery") == 0)
 			t->queued = strcmp(v, "queue") == 0;	/* the tables' default */
+		else if (strcmp(def->defname, "token_url") == 0)
+			t->site.token_url = v;
 	}
 
 	t->base = server_base(server->options);
@@ -1180,7 +1256,14 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.api_token = defGetString(def);
 		else if (strcmp(def->defname, "bearer_token") == 0)
 			t->site.bearer_token = defGetString(def);
+		else if (strcmp(def->defname, "client_id") == 0)
+			t->site.client_id = defGetString(def);
+		else if (strcmp(def->defname, "client_secret") == 0)
+			t->site.client_secret = defGetString(def);
+		else if (strcmp(def->defname, "scope") == 0)
+			t->site.scope = defGetString(def);
 	}
+	resolve_token_url(t);
 
 }
 

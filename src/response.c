@@ -1062,6 +1062,15 @@ status_problem(const CfdwTable *t, const CfdwRequest *req,
 		p->line = psprintf("%s answered with a redirect (HTTP %ld), which is not followed: check the server's domain or base_url",
 						   t->base, status);
 	}
+	else if (status == 401 && t->site.client_id)
+	{
+		/* a kept token was replaced once already (delivery.c): this one is new */
+		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		p->hint = psprintf("Confluence refused the access token just fetched from %s for client_id \"%s\": check that the service account may use this site (requests go through https://api.atlassian.com/ex/confluence/<cloudId>) and that its credential has the scopes this operation needs.",
+						   t->site.token_url, t->site.client_id);
+		p->line = psprintf("Confluence refused the access token just fetched for client_id \"%s\" (HTTP 401%s%s): check the service account's access to the site and its scopes",
+						   t->site.client_id, COLON(summary));
+	}
 	else if (status == 401)
 	{
 		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;

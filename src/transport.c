@@ -158,6 +158,8 @@ typedef struct CfdwTransfer
 	size_t		body_pos;		/* bytes handed to libcurl so far */
 	TimestampTz start_at;		/* CFDW_SLOT_SCHEDULED: when to start */
 	Oid			serverid;		/* whose shared rate limit applies */
+	const CfdwSite *oauth_site; /* its owner's site, when it has OAuth client
+								 * credentials: the token is set as it starts */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -1188,12 +1190,18 @@ set_auth_and_method(CfdwTransfer *x, const CfdwSite *site, CfdwMethod method)
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
 		SETOPT(x, CURLOPT_XOAUTH2_BEARER, site->bearer_token);
 	}
-	else
+	else if (site->client_id)
+	{
+		/* the access token of the moment is set as each request starts */
+		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
+	}
+	else if (site->username)
 	{
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 		SETOPT(x, CURLOPT_USERNAME, site->username);
 		SETOPT(x, CURLOPT_PASSWORD, site->api_token);
 	}
+	/* else none: a token request (oauth.c) carries its credential in its body */
 
 	switch (method)
 	{
@@ -1261,6 +1269,15 @@ add_transfer(CfdwTransfer *x)
 	x->too_large = x->out_of_memory = x->egress_refused = false;
 	x->errbuf[0] = '\0';
 	x->body_pos = 0;
+
+	/*
+	 * OAuth client credentials: the token good now (oauth.c fetches one
+	 * when the kept one is about to expire), at every start, as a retry
+	 * may start long after the first attempt.
+	 */
+	if (x->oauth_site)
+		SETOPT(x, CURLOPT_XOAUTH2_BEARER,
+			   cfdw_oauth_bearer(x->oauth_site, &x->resp.token_serial, &x->resp.token_fresh));
 
 	SETOPT(x, CURLOPT_URL, x->req.url);
 	if (x->req.method != CFDW_GET)
@@ -1755,6 +1772,7 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 		x->req.body = "";
 	x->owner = site->config_id;
 	x->serverid = site->serverid;
+	x->oauth_site = site->client_id ? site : NULL;
 	/* a server that asked every client to wait (delivery.c) */
 	not_before = Max(not_before, cfdw_rate_paused_until(site->serverid));
 	if (not_before != 0 && ms_until(not_before) > 0)

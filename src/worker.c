@@ -130,6 +130,7 @@ cfdw_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(CfdwShared)));
 	cfdw_ratelimit_shmem_request();
+	cfdw_oauth_shmem_request();
 }
 
 static void
@@ -147,6 +148,7 @@ cfdw_shmem_startup(void)
 		SpinLockInit(&cfdw_shared->mutex);
 	}
 	cfdw_ratelimit_shmem_startup();
+	cfdw_oauth_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -915,6 +917,8 @@ send_group(QueuedRow *rows, int n)
 	g.conn = connect_group(g.table);
 	PG_TRY();
 	{
+		/* an access token first: no row is claimed while none can be had */
+		cfdw_oauth_ready(&g.table->site);
 		if (g.table->on_conflict != CFDW_CONFLICT_ERROR)
 			send_upserts(&g);
 		else

@@ -57,6 +57,32 @@ any request back (see State.echo).
         [--tls-cert C --tls-key K [--tls-port-file DIR/standin_tls.port]]
         [--seed N] [--max-lifetime-s N] [--verbose]
 
+OAuth 2.0 client credentials (Atlassian service accounts), on every listener:
+    POST   /oauth/token                       the token endpoint (Atlassian Cloud's
+    POST   /rest/oauth2/latest/token          path, and Data Center's); either takes
+                                              a JSON or a form-encoded body:
+                                              grant_type=client_credentials,
+                                              client_id, client_secret[, scope] ->
+                                              200 {"access_token", "token_type":
+                                              "Bearer", "expires_in"[, "scope"]};
+                                              401 invalid_client for a client or
+                                              secret not accepted now; 400
+                                              unsupported_grant_type, invalid_request
+The accepted client is CFDW_CLIENT_ID with the secrets CFDW_CLIENT_SECRET
+(secret 1, accepted at start) and CFDW_CLIENT_SECRET2 (secret 2).  Issued
+tokens ("cfdwat-" and 32 hex digits) are accepted as "Authorization: Bearer"
+by the Confluence endpoints until they expire or are revoked, then 401.
+The log shows an issued token as auth "oauth:N" (N counts tokens issued),
+an expired or revoked one as "expired:oauth:N", and a token request's
+client_secret as "secret:N" or "invalid": never a secret or a token.
+    GET  /_standin/oauth                      {"lifetime_s", "accept", "issued", "valid"}
+    POST /_standin/oauth                      {"lifetime_s": n} tokens issued from now
+                                              on live n seconds (default 3600);
+                                              {"accept": [2]} which secrets are
+                                              accepted; {"revoke": true} every token
+                                              issued so far is refused from now on
+reset leaves the OAuth state alone.
+
 With --tls-cert and --tls-key alone the main listener speaks TLS.  With
 --tls-port-file too, the main listener stays plain HTTP and a third
 listener ("tls", same state) speaks TLS on a free port written there.
@@ -111,6 +137,7 @@ import json
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import socketserver
@@ -292,6 +319,110 @@ class Credentials:
         return "invalid"
 
 
+class OAuth:
+    """The token endpoint of the client-credentials grant, and the tokens it
+    issued.  Labels name secrets and tokens by number, never by value."""
+
+    PATHS = ("/oauth/token", "/rest/oauth2/latest/token")
+
+    def __init__(self, client_id=None, secrets_=None):
+        self.client_id = client_id
+        self.secrets = secrets_ or []   # [secret or None, ...]: secret 1, 2
+        self.accept = [1]
+        self.lifetime_s = 3600
+        self.issued = {}                # token -> {"n", "expires", "revoked"}
+        self.count = 0
+
+    @classmethod
+    def from_env(cls):
+        return cls(os.environ.get("CFDW_CLIENT_ID") or None,
+                   [os.environ.get("CFDW_CLIENT_SECRET") or None,
+                    os.environ.get("CFDW_CLIENT_SECRET2") or None])
+
+    def secret_label(self, client_id, secret):
+        if client_id != self.client_id or not isinstance(secret, str) or secret not in self.secrets:
+            return "invalid"
+        return "secret:%d" % (self.secrets.index(secret) + 1)
+
+    @staticmethod
+    def params(ctype, raw, parsed):
+        """The grant's parameters from a JSON or form body, or None."""
+        if media_type(ctype) == "application/x-www-form-urlencoded":
+            qs = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            return {k: v[0] for k, v in qs.items()}
+        return parsed if isinstance(parsed, dict) else None
+
+    def redacted(self, ctype, raw, parsed):
+        """(body, parsed) for the request log: the secret as its label."""
+        p = self.params(ctype, raw, parsed)
+        if p is None:
+            return b"", NOT_JSON
+        p = dict(p)
+        if "client_secret" in p:
+            p["client_secret"] = self.secret_label(p.get("client_id"), p["client_secret"])
+        if media_type(ctype) == "application/x-www-form-urlencoded":
+            return urllib.parse.urlencode(p).encode(), NOT_JSON
+        return dumps(p).encode(), p
+
+    def grant(self, method, p, lock):
+        """(status, headers, body) of a token request."""
+        def error(status, code, description):
+            return status, [("Content-Type", JSON)], dumps(
+                {"error": code, "error_description": description}).encode()
+        if method != "POST":
+            return error(405, "invalid_request", "Use POST")
+        if p is None:
+            return error(400, "invalid_request", "Send a JSON or form-encoded body")
+        if p.get("grant_type") != "client_credentials":
+            return error(400, "unsupported_grant_type", "Only client_credentials is supported")
+        if not p.get("client_id") or not p.get("client_secret"):
+            return error(400, "invalid_request", "client_id and client_secret are required")
+        label = self.secret_label(p["client_id"], p["client_secret"])
+        with lock:
+            if label == "invalid" or int(label.split(":")[1]) not in self.accept:
+                return error(401, "invalid_client", "Client authentication failed")
+            self.count += 1
+            token = "cfdwat-" + secrets.token_hex(16)
+            self.issued[token] = {"n": self.count, "revoked": False,
+                                  "expires": time.monotonic() + self.lifetime_s}
+            out = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime_s}
+        if p.get("scope"):
+            out["scope"] = p["scope"]
+        return 200, [("Content-Type", JSON), ("Cache-Control", "no-store")], dumps(out).encode()
+
+    def label(self, header):
+        """oauth:N for a good issued token, expired:oauth:N for a spent one."""
+        if header is None:
+            return None
+        scheme, _, cred = header.strip().partition(" ")
+        t = self.issued.get(cred.strip()) if scheme.lower() == "bearer" else None
+        if t is None:
+            return None
+        good = not t["revoked"] and time.monotonic() < t["expires"]
+        return ("oauth:%d" if good else "expired:oauth:%d") % t["n"]
+
+    def control(self, obj, lock):
+        with lock:
+            if obj is not None:
+                if not isinstance(obj, dict) or set(obj) - {"lifetime_s", "accept", "revoke"}:
+                    raise ValueError('oauth takes {"lifetime_s": n, "accept": [1, 2], "revoke": true}')
+                if "lifetime_s" in obj:
+                    if not isinstance(obj["lifetime_s"], int) or obj["lifetime_s"] < 1:
+                        raise ValueError("lifetime_s must be a whole number of seconds, 1 or more")
+                    self.lifetime_s = obj["lifetime_s"]
+                if "accept" in obj:
+                    if not isinstance(obj["accept"], list) or not set(obj["accept"]) <= {1, 2}:
+                        raise ValueError("accept must be a list of 1 and 2")
+                    self.accept = list(obj["accept"])
+                if obj.get("revoke"):
+                    for t in self.issued.values():
+                        t["revoked"] = True
+            now = time.monotonic()
+            valid = sum(1 for t in self.issued.values() if not t["revoked"] and now < t["expires"])
+            return {"ok": True, "lifetime_s": self.lifetime_s, "accept": self.accept,
+                    "issued": self.count, "valid": valid}
+
+
 def parse_fault(obj):
     """Validates one fault strictly, so that a typo in a test fails loudly."""
     if not isinstance(obj, dict):
@@ -371,6 +502,7 @@ class State:
         self.lock = threading.Lock()
         self.rng = random.Random(seed)   # for faults with a "rate"
         self.creds = creds
+        self.oauth = OAuth.from_env()
         self.next_id = FIRST_ID
         self.epoch = 0   # bumped by reset, so open connections get new ids
         self.counters = {name: Counters() for name in LISTENERS}
@@ -1444,6 +1576,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             k = k.lower()
             headers[k] = headers[k] + ", " + v if k in headers else v
         auth = st.creds.label(headers.get("authorization"))
+        if auth == "invalid":
+            auth = st.oauth.label(headers.get("authorization")) or auth
         if "authorization" in headers:
             headers["authorization"] = auth
         if "proxy-authorization" in headers:
@@ -1460,9 +1594,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 parsed = json.loads(body, parse_constant=reject_constant)
             except (ValueError, RecursionError):
                 pass
+        token_params = None
+        if path in OAuth.PATHS:
+            # the grant's parameters; the log gets the secret's label only
+            token_params = OAuth.params(headers.get("content-type", ""), body, parsed)
+            body, parsed = st.oauth.redacted(headers.get("content-type", ""), body, parsed)
         rec = self.record(path, query, headers, auth, body, parsed, fault)
 
         def answer():
+            if path in OAuth.PATHS:
+                return st.oauth.grant(self.command, token_params, st.lock)
             return self.answer(path, query, auth, headers.get("content-type", ""), body, parsed)
 
         if kind == "drop_after_body":
@@ -1500,7 +1641,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """What Confluence would say: (status, headers, body)."""
         if not (path == "/wiki" or path.startswith("/wiki/")):
             return 404, [("Content-Type", "text/plain")], b"Not Found"
-        if not auth.startswith(("basic:", "bearer:")):
+        if not auth.startswith(("basic:", "bearer:", "oauth:")):
             return 401, [("Content-Type", JSON)], errors_body(
                 401, "UNAUTHORIZED", "Unauthorized", "Authentication credentials are missing or invalid")
         try:
@@ -1623,6 +1764,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 reply({"ok": True, "queued": len(faults), "pending": n, "stats": before})
             elif m == "POST" and path == "/_standin/seed":
                 reply(st.seed(json.loads(body or b"null")))
+            elif path == "/_standin/oauth" and m in ("GET", "POST"):
+                reply(st.oauth.control(json.loads(body) if m == "POST" and body else None, st.lock))
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})

@@ -22,7 +22,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "standin.py")
 USER, TOKEN_A, TOKEN_B, BEARER = "user@example.com", "tok-aaaa-1111", "tok-bbbb-2222", "tok-cccc-3333"
-SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999")
+CLIENT, CSECRET, CSECRET2 = "client-1", "csec-dddd-4444", "csec-eeee-5555"
+SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999", CSECRET, CSECRET2)
 
 
 def basic(user, token):
@@ -41,7 +42,9 @@ def start(tmp, *extra):
     proc = subprocess.Popen([sys.executable, STANDIN, "--port", "0", "--port-file", pf,
                              "--extra-port-file", pf2, "--credentials", creds,
                              "--max-lifetime-s", "300", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, CFDW_CLIENT_ID=CLIENT, CFDW_CLIENT_SECRET=CSECRET,
+                                     CFDW_CLIENT_SECRET2=CSECRET2))
     for _ in range(200):
         if os.path.exists(pf):
             with open(pf) as f1, open(pf2) as f2:
@@ -204,6 +207,58 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 401)
         self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers={"Authorization": "Bearer new-one"})[0], 200)
         self.ctl("POST", "/_standin/credentials", {"basic": {USER: [TOKEN_A, TOKEN_B]}, "bearer": [BEARER]})
+
+    def test_oauth(self):
+        """The client-credentials token endpoint, its tokens, and the log."""
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 3600, "accept": [1]})
+        grant = {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": CSECRET,
+                 "scope": "write:page:confluence"}
+        st, h, data = self.req("POST", "/oauth/token", grant, headers={"Authorization": "none"})
+        self.assertEqual(st, 200, data)
+        tok = json.loads(data)
+        self.assertEqual((tok["token_type"], tok["expires_in"], tok["scope"]),
+                         ("Bearer", 3600, "write:page:confluence"))
+        self.assertRegex(tok["access_token"], "^cfdwat-[0-9a-f]{32}$")
+        n = json.loads(self.ctl("GET", "/_standin/oauth"))["issued"]
+        bearer = {"Authorization": "Bearer " + tok["access_token"]}
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=bearer)[0], 200)
+        # form-encoded at the Data Center path; secret 2 is refused until accepted
+        form = "grant_type=client_credentials&client_id=%s&client_secret=%s" % (CLIENT, CSECRET2)
+        ctype = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "none"}
+        st, _, data = self.req("POST", "/rest/oauth2/latest/token", form, headers=ctype)
+        self.assertEqual((st, json.loads(data)["error"]), (401, "invalid_client"))
+        self.ctl("POST", "/_standin/oauth", {"accept": [2]})
+        st, _, data = self.req("POST", "/rest/oauth2/latest/token", form, headers=ctype)
+        self.assertEqual(st, 200, data)
+        st, _, data = self.req("POST", "/oauth/token", dict(grant, grant_type="password"),
+                               headers={"Authorization": "none"})
+        self.assertEqual((st, json.loads(data)["error"]), (400, "unsupported_grant_type"))
+        # revoked: 401, logged as expired
+        self.ctl("POST", "/_standin/oauth", {"revoke": True})
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=bearer)[0], 401)
+        log = self.log()
+        self.assertEqual([(r["path"], r["auth"], r["status"]) for r in log],
+                         [("/oauth/token", "invalid", 200),   # (the helper's "Authorization: none")
+                          ("/wiki/api/v2/spaces", "oauth:%d" % n, 200),
+                          ("/rest/oauth2/latest/token", "invalid", 401),
+                          ("/rest/oauth2/latest/token", "invalid", 200),
+                          ("/oauth/token", "invalid", 400),
+                          ("/wiki/api/v2/spaces", "expired:oauth:%d" % n, 401)])
+        self.assertEqual(log[0]["body_json"]["client_secret"], "secret:1")
+        self.assertEqual(log[2]["body_form"]["client_secret"], "secret:2")
+        text = json.dumps(log)
+        for secret in (CSECRET, CSECRET2, tok["access_token"]):
+            self.assertNotIn(secret, text)
+        # expiry
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 1, "accept": [1]})
+        st, _, data = self.req("POST", "/oauth/token", grant, headers={"Authorization": "none"})
+        short = {"Authorization": "Bearer " + json.loads(data)["access_token"]}
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=short)[0], 200)
+        time.sleep(1.1)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=short)[0], 401)
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 3600})
+        st, _, data = self.req("POST", "/_standin/oauth", {"lifetime_s": 0}, headers={"Authorization": "none"})
+        self.assertEqual(st, 400, data)
 
     def test_comments(self):
         pid = json.loads(self.page("Commented")[2])["id"]
