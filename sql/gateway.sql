@@ -16,11 +16,12 @@
 SELECT standin_reset();
 \set cloud_id '5d1a0c3e-8b7f-4e2a-9c6d-0f1e2d3c4b5a'
 
--- The stand-in's requests with its address and our user masked.
+-- The stand-in's requests with our user and the objects' ids masked (ids
+-- depend on the suites run before).
 CREATE FUNCTION gw_requests(OUT seq int, OUT method text, OUT path text, OUT query text,
                             OUT auth text, OUT status int)
 RETURNS SETOF record LANGUAGE sql AS $$
-  SELECT (r->>'seq')::int, r->>'method', r->>'path', r->>'query',
+  SELECT (r->>'seq')::int, r->>'method', regexp_replace(r->>'path', '/[0-9]+(/|$)', '/<id>\1'), r->>'query',
          replace(r->>'auth', current_setting('gw.user'), '<user>'), (r->>'status')::int
     FROM standin_requests() r ORDER BY 1 $$;
 SELECT set_config('gw.user', :'cfdw_user', false) IS NOT NULL AS user_set;
@@ -40,19 +41,21 @@ BEGIN
     RETURN NEXT standin_masked(line);
   END LOOP;
 END $$;
--- a statement's error with the stand-in's address masked
+-- a statement's error (SQLSTATE, message, detail, hint, the context's
+-- first line) with the stand-in's address and the objects' ids masked
 CREATE FUNCTION gw_error(stmt text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
-  st text; msg text; det text; hint text;
+  st text; msg text; det text; hint text; ctx text;
 BEGIN
   EXECUTE stmt;
   RETURN NEXT 'no error';
 EXCEPTION WHEN OTHERS THEN
   GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                          hint = PG_EXCEPTION_HINT;
+                          hint = PG_EXCEPTION_HINT, ctx = PG_EXCEPTION_CONTEXT;
   RETURN NEXT 'ERROR ' || st || ': ' || msg;
   RETURN NEXT 'DETAIL: ' || regexp_replace(standin_masked(det), 'Request id: [a-z0-9]+', 'Request id: R');
   RETURN NEXT 'HINT: ' || hint;
+  RETURN NEXT 'CONTEXT: ' || regexp_replace(split_part(ctx, E'\n', 1), '/[0-9]+(/|\?|$)', '/<id>\1', 'g');
 END $$;
 
 -- ---------------------------------------------------------------------
@@ -228,9 +231,9 @@ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN
   RAISE NOTICE 'insufficient_privilege (%)', SQLSTATE;
 END $$;
-UPDATE gws.pages SET title = 'Renamed' WHERE id = :'page_id';
-DELETE FROM gws.pages WHERE id = :'page_id';
-SELECT id FROM gws.footer_comments WHERE page_id = :'page_id';
+SELECT * FROM gw_error('UPDATE gws.pages SET title = ''Renamed'' WHERE id = ' || quote_literal(:'page_id'));
+SELECT * FROM gw_error('DELETE FROM gws.pages WHERE id = ' || quote_literal(:'page_id'));
+SELECT * FROM gw_error('SELECT id FROM gws.footer_comments WHERE page_id = ' || quote_literal(:'page_id'));
 -- a manual table's read needs its endpoint's scope (labels: read:page)
 CREATE FOREIGN TABLE gws.page_labels (page_id text OPTIONS (send 'false'), name text)
   SERVER gw_scoped OPTIONS (endpoint '/wiki/api/v2/pages/{page_id}/labels', method 'GET');
