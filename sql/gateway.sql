@@ -153,6 +153,15 @@ CREATE FOREIGN TABLE gw.pages_by_two (id text, title text)
 SELECT title FROM gw.pages_by_two ORDER BY id;
 SELECT method, path, regexp_replace(query, 'cursor=[A-Za-z0-9_-]+', 'cursor=C') AS query, status
   FROM gw_requests();
+-- A next link that already carries the prefix is joined onto the origin:
+-- the prefix is not doubled (which would be a 404).
+SELECT standin_call('POST', 'reset?keep=objects') IS NOT NULL AS requests_forgotten;
+SELECT standin_fault(jsonb_build_object('kind', 'status', 'status', 200, 'method', 'GET',
+         'match', '/ex/confluence/', 'body',
+         '{"results": [{"id": "1", "title": "First"}], "_links": {"next": "/ex/confluence/'
+         || :'cloud_id' || '/wiki/api/v2/pages?limit=2&title=Gw%203"}}'));
+SELECT title FROM gw.pages_by_two;
+SELECT method, path, query, status FROM gw_requests();
 -- a template reads 250 at a time and follows the links the same way
 SELECT standin_call('POST', 'seed', '{"collection": "pages", "count": 300, "title_prefix": "Many "}')->>'created' AS seeded;
 SELECT standin_call('POST', 'reset?keep=objects') IS NOT NULL AS requests_forgotten;
