@@ -26,10 +26,12 @@ CREATE FOREIGN DATA WRAPPER confluence_fdw
 COMMENT ON FOREIGN DATA WRAPPER confluence_fdw IS
   'sends INSERTed rows to Confluence Cloud REST API v2';
 
--- The SQL form of a connector's "Test" button: one cheap authenticated GET
--- (GET /wiki/api/v2/spaces?limit=1) with the caller's user mapping.
+-- The SQL form of a connector's "Test" button, with the caller's user
+-- mapping: who the credentials belong to (GET /wiki/rest/api/user/current)
+-- and whether they may read (GET /wiki/api/v2/spaces?limit=1).
 CREATE FUNCTION test_connection(server_name text,
-    OUT ok boolean, OUT http_status integer, OUT message text)
+    OUT ok boolean, OUT http_status integer, OUT message text,
+    OUT account_id text, OUT display_name text, OUT email text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'confluence_fdw_test_connection'
 LANGUAGE C STRICT VOLATILE;

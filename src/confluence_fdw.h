@@ -29,6 +29,8 @@
  *				client_id and client_secret, kept until it expires
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *	compat.h	what differs between the PostgreSQL majors (15 to 19)
+ *	gateway.c	Atlassian's API gateway: cloud_id, api_gateway and the
+ *				cloudId looked up from the site
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.h
@@ -65,6 +67,9 @@
 #define CFDW_DEFAULT_MAX_RESPONSE_BYTES	(16 * 1024 * 1024)
 #define CFDW_DEFAULT_MAX_RETRIES		4
 #define CFDW_DEFAULT_MAX_RETRY_WAIT_MS	60000
+
+/* Where api.atlassian.com is, unless api_gateway_url says otherwise. */
+#define CFDW_DEFAULT_GATEWAY_URL		"https://api.atlassian.com"
 
 /* Confluence refuses request bodies over 5 MB with 413; refuse them first. */
 #define CFDW_MAX_REQUEST_BYTES			(5 * 1024 * 1024)
@@ -296,6 +301,7 @@ typedef struct CfdwResponse
 	char		location[512];
 	char		retry_after[64];
 	char		request_id[128];	/* atl-request-id / atl-traceid */
+	char		failure_category[64];	/* X-Failure-Category (the gateway's) */
 	char		link[2048];		/* Link: <...>; rel="next", for pagination */
 	const char *action;			/* what an upsert did ($action), or NULL */
 
@@ -351,6 +357,11 @@ extern bool cfdw_parse_method(const char *s, CfdwMethod *method);
 extern bool cfdw_option_bool(DefElem *def);
 extern List *cfdw_split_path(const char *dotted);
 extern char *cfdw_camel_case(const char *name);
+
+/* in gateway.c */
+extern char *cfdw_gateway_url(List *server_options);
+extern char *cfdw_gateway_base(ForeignServer *server, const CfdwTable *t);
+extern const char *cfdw_server_cloud_id(ForeignServer *server);
 
 /* in templates.c */
 typedef struct CfdwTemplateColumn
@@ -450,7 +461,8 @@ extern void cfdw_report_transport_error(const CfdwTable *t,
 										const CfdwRequest *req,
 										const CfdwResponse *resp);
 extern char *cfdw_error_summary(const CfdwResponse *resp);
-extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
+extern char *cfdw_test_summary(const CfdwTable *t, const CfdwRequest *req,
+							   const CfdwResponse *resp);
 extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
 extern char *cfdw_rate_limit_lifts(const CfdwResponse *resp);

@@ -813,6 +813,8 @@ cfdw_oauth_check(const CfdwSite *site)
  *		new token: that one is dropped (unless someone has replaced it
  *		already), so the next request fetches another.  A token fetched for
  *		this very request is not fetched again: the 401 is the answer.
+ *		Nor is one the gateway refused for a missing scope: a new token of
+ *		the same credential has the same scopes.
  */
 bool
 cfdw_oauth_refused(const CfdwSite *site, const CfdwResponse *resp)
@@ -821,7 +823,8 @@ cfdw_oauth_refused(const CfdwSite *site, const CfdwResponse *resp)
 	TokenSlot  *slot;
 
 	if (site->client_id == NULL || resp->outcome != CFDW_ANSWERED ||
-		resp->status != 401 || resp->token_fresh || resp->token_serial == 0)
+		resp->status != 401 || resp->token_fresh || resp->token_serial == 0 ||
+		pg_strcasecmp(resp->failure_category, "FAILURE_CLIENT_SCOPE_CHECK") == 0)
 		return false;
 	c = token_cache();
 	lock_cache(c);

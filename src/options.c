@@ -70,7 +70,8 @@ typedef enum CfdwOptType
 	OPT_PROXY,
 	OPT_READ_ENDPOINT,			/* a manual path only */
 	OPT_ON_CONFLICT,
-	OPT_COLUMN_REPRESENTATION
+	OPT_COLUMN_REPRESENTATION,
+	OPT_CLOUD_ID				/* a cloudId: a UUID */
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -98,6 +99,9 @@ static const CfdwOption cfdw_options[] = {
 	{"proxy", ForeignServerRelationId, OPT_PROXY},
 	{"delivery", ForeignServerRelationId, OPT_DELIVERY},
 	{"token_url", ForeignServerRelationId, OPT_URL},
+	{"cloud_id", ForeignServerRelationId, OPT_CLOUD_ID},
+	{"api_gateway", ForeignServerRelationId, OPT_BOOL},
+	{"api_gateway_url", ForeignServerRelationId, OPT_URL},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
@@ -411,8 +415,11 @@ check_base_url(const char *name, const char *value)
 
 	/* The URL itself is not a secret: user information is refused above. */
 	if (problem)
-		invalid_value_because(name, problem, strcmp(name, "token_url") == 0 ?
+		invalid_value_because(name, problem,
+							  strcmp(name, "token_url") == 0 ?
 							  "Give the URL of the OAuth 2.0 token endpoint, e.g. https://auth.atlassian.com/oauth/token." :
+							  strcmp(name, "api_gateway_url") == 0 ?
+							  "Give the gateway's origin, e.g. https://api.atlassian.com (the default)." :
 							  "Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.");
 	if (!is_https && !superuser())
 		ereport(ERROR,
@@ -681,6 +688,12 @@ check_value(const CfdwOption *opt, DefElem *def)
 		case OPT_PROXY:
 			check_proxy(opt->name, value);
 			break;
+		case OPT_CLOUD_ID:
+			/* it goes into every URL: nothing but a UUID */
+			if (!cfdw_cloud_id_valid(value))
+				invalid_value(opt->name, value,
+							  "A cloudId is a UUID such as a436116f-02ce-4520-8fbb-7301462a1674; https://{your-site}.atlassian.net/_edge/tenant_info shows your site's, or use api_gateway 'true' with domain to look it up.");
+			break;
 		case OPT_CA_FILE:
 			check_ca_file(opt->name, value);
 			break;
@@ -894,6 +907,38 @@ check_client_credentials(bool has_client_id, bool has_client_secret, bool has_sc
 				 errdetail("scope is what an access token is asked for with client_id and client_secret.")));
 }
 
+/*
+ * Where a server's requests go: its site (domain or base_url), or the API
+ * gateway with the site's cloudId (cloud_id, or api_gateway 'true' to look
+ * it up from the site).  Options that say two different things are refused
+ * naming both.
+ */
+static void
+check_gateway_combination(bool has_domain, bool has_base_url, bool has_cloud_id,
+						  bool has_api_gateway, bool api_gateway, bool has_gateway_url)
+{
+	if (has_cloud_id && (has_domain || has_base_url))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("options \"cloud_id\" and \"%s\" cannot both be set",
+						has_domain ? "domain" : "base_url"),
+				 errdetail("cloud_id sends requests to https://api.atlassian.com/ex/confluence/{cloud_id}; %s names another address.",
+						   has_domain ? "domain" : "base_url"),
+				 has_domain ?
+				 errhint("Drop domain, or drop cloud_id and set api_gateway 'true' to look the cloudId up from the domain.") :
+				 errhint("Drop one of them.")));
+	if (has_cloud_id && has_api_gateway && !api_gateway)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"cloud_id\" cannot be used with api_gateway 'false'"),
+				 errdetail("A cloudId is reached only through the API gateway.")));
+	if (has_gateway_url && !has_cloud_id && !api_gateway)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"api_gateway_url\" needs option \"cloud_id\" or api_gateway 'true'"),
+				 errdetail("Without them requests go to the site, not through the gateway.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -917,6 +962,10 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	bool		upsert = false;
 	bool		has_domain = false,
 				has_base_url = false,
+				has_cloud_id = false,
+				has_gateway_url = false,
+				api_gateway = false,
+				has_api_gateway = false,
 				has_username = false,
 				has_api_token = false,
 				has_bearer = false;
@@ -941,6 +990,13 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		has_client_id |= strcmp(opt->name, "client_id") == 0;
 		has_client_secret |= strcmp(opt->name, "client_secret") == 0;
 		has_scope |= strcmp(opt->name, "scope") == 0;
+		has_cloud_id |= strcmp(opt->name, "cloud_id") == 0;
+		has_gateway_url |= strcmp(opt->name, "api_gateway_url") == 0;
+		if (strcmp(opt->name, "api_gateway") == 0)
+		{
+			has_api_gateway = true;
+			api_gateway = cfdw_option_bool(def);
+		}
 		if (strcmp(opt->name, "batch_mode") == 0)
 			batch = cfdw_option_bool(def);
 		else if (strcmp(opt->name, "format") == 0)
@@ -984,6 +1040,8 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 				 errhint("Use domain for a Confluence Cloud site, base_url for anything else.")));
 	check_client_credentials(has_client_id, has_client_secret, has_scope,
 							 has_username, has_api_token, has_bearer);
+	check_gateway_combination(has_domain, has_base_url, has_cloud_id, has_api_gateway,
+							  api_gateway, has_gateway_url);
 	if (has_bearer && (has_username || has_api_token))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -1090,7 +1148,8 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 	{
 		const char *name = ((DefElem *) lfirst(lc))->defname;
 
-		has_address |= strcmp(name, "domain") == 0 || strcmp(name, "base_url") == 0;
+		has_address |= strcmp(name, "domain") == 0 || strcmp(name, "base_url") == 0 ||
+			strcmp(name, "cloud_id") == 0;
 	}
 	if (!has_address)
 	{
@@ -1120,13 +1179,9 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 	return NULL;
 }
 
-/*
- * Where a server's requests go, before the path: "https://domain", or
- * base_url in one canonical form, without trailing '/' (the path adds its
- * own).  NULL when the server has neither; the validator refuses both.
- */
+/* The site a server names: "https://domain" or base_url, or NULL. */
 static char *
-server_base(List *server_options)
+site_base(List *server_options)
 {
 	ListCell   *lc;
 	const char *domain = NULL;
@@ -1173,6 +1228,22 @@ resolve_token_url(CfdwTable *t)
 	if (t->site.restricted)
 		check_egress_host(NULL, url_host(t->site.token_url), true, t->servername);
 	cfdw_oauth_resolve(&t->site);
+}
+
+/*
+ * Where a server's requests go, before the path: "https://domain", or
+ * base_url in one canonical form, without trailing '/' (the path adds its
+ * own); through the gateway, {gateway}/ex/confluence/{cloudId}, with
+ * "{cloudId}" for one api_gateway has not looked up yet in this backend
+ * (this is for EXPLAIN and planning, which send nothing).  NULL when the
+ * server has no address.
+ */
+static char *
+server_base(ForeignServer *server)
+{
+	char	   *gateway = cfdw_gateway_base(server, NULL);
+
+	return gateway ? gateway : site_base(server->options);
 }
 
 /*
@@ -1239,12 +1310,23 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.token_url = v;
 	}
 
-	t->base = server_base(server->options);
-
 	/* checked again here: the setting may have changed since */
 	t->site.restricted = !superuser_arg(server->owner);
+	t->base = site_base(server->options);
 	if (t->site.restricted && t->base)
 		check_egress_host(NULL, url_host(t->base), true, t->servername);
+
+	/* through the gateway: the site is asked for its cloudId, if need be */
+	{
+		char	   *gateway = cfdw_gateway_base(server, t);
+
+		if (gateway)
+		{
+			t->base = gateway;
+			if (t->site.restricted)
+				check_egress_host(NULL, url_host(t->base), true, t->servername);
+		}
+	}
 
 	foreach(lc, um->options)
 	{
@@ -1748,7 +1830,7 @@ cfdw_resolve_shape(Relation rel)
 	int			table_delivery = -1;
 
 	resolve_shape(t, rel, table, &headers, &table_delivery, &table_concurrency);
-	t->base = server_base(GetForeignServer(table->serverid)->options);
+	t->base = server_base(GetForeignServer(table->serverid));
 	if (t->base == NULL)
 		t->base = "";
 	return t;
@@ -1853,7 +1935,7 @@ char *
 cfdw_describe_request(Oid relid, CmdType operation)
 {
 	ForeignTable *table = GetForeignTable(relid);
-	const char *base = server_base(GetForeignServer(table->serverid)->options);
+	const char *base = server_base(GetForeignServer(table->serverid));
 	char	   *endpoint;
 	CfdwMethod	method = CFDW_POST;
 	bool		has_method = read_table_target(table->options, &endpoint, &method);

@@ -1327,6 +1327,9 @@ read_headers(CURL *easy, CfdwResponse *resp)
 	copy_header(easy, "Content-Type", resp->content_type, sizeof(resp->content_type));
 	copy_header(easy, "Location", resp->location, sizeof(resp->location));
 	copy_header(easy, "Link", resp->link, sizeof(resp->link));
+	/* the gateway's reason for a 401 (a scope the token lacks) */
+	copy_header(easy, "X-Failure-Category", resp->failure_category,
+				sizeof(resp->failure_category));
 	copy_header(easy, "atl-request-id", resp->request_id, sizeof(resp->request_id));
 	if (resp->request_id[0] == '\0')
 		copy_header(easy, "atl-traceid", resp->request_id, sizeof(resp->request_id));

@@ -170,7 +170,7 @@ run_extras() {  # run_extras LABEL CMD...
 }
 
 # The suites that send requests, run again through the front (4b).
-FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection triggers faults badinput queue queue_roles queue_safety cron oauth"
+FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection gateway triggers faults badinput queue queue_roles queue_safety cron oauth"
 
 # ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
 # in_cluster RUN: RUN is "direct" (step 4) or "front-h2" / "front-h1" (4b).

@@ -52,6 +52,23 @@ other single-object formats).  The value is the one stored, not converted.
 Create and update answers carry the body as sent.  /wiki/echo/... describes
 any request back (see State.echo).
 
+Atlassian's API gateway and the user endpoints:
+    GET    /_edge/tenant_info                 {"cloudId": CLOUD_ID}, no credentials
+                                              needed (the site's own endpoint)
+    *      /ex/confluence/{cloudId}/wiki/...  every /wiki endpoint, as through
+                                              api.atlassian.com: answers are the
+                                              same (next links and _links.base are
+                                              the site's, without the prefix, as
+                                              Confluence writes them); another
+                                              cloudId is 404
+    GET    /wiki/rest/api/user/current        who the credentials belong to
+                                              (accountId, displayName, email)
+A token given scopes (POST /_standin/scopes) is a scoped API token: it gets
+401 on the site's own paths, and through the gateway each operation needs the
+scope Atlassian's v2 spec (test/contract/openapi-v2.v3.json, "security")
+names; without it: 401, X-Failure-Category: FAILURE_CLIENT_SCOPE_CHECK,
+{"code": 401, "message": "Unauthorized; scope does not match"}.
+
     python3 test/standin.py --port 0 --port-file DIR/standin.port \
         [--extra-port-file DIR/standin2.port] [--credentials creds.json] \
         [--tls-cert C --tls-key K [--tls-port-file DIR/standin_tls.port]]
@@ -110,6 +127,12 @@ Control API (plain HTTP, no auth) on every listener:
                                               the object "fields" put into the
                                               answer, e.g. a "\\u0000" in a title)
     POST /_standin/credentials                replace the accepted credentials
+    POST /_standin/scopes                     {"<label>": ["read:page:confluence", ...]}:
+                                              the tokens with these labels (as the
+                                              request log shows them, e.g.
+                                              "basic:<user>:2") become scoped tokens
+                                              with these scopes; {} for none.  A
+                                              reset (without keep) forgets them
     POST /_standin/seed                       create objects straight in the store:
         {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
          "title_prefix": "Seed ", "body": "<p>x</p>" (storage; null: none),
@@ -174,6 +197,12 @@ SPACE_TYPES = ("global", "collaboration", "knowledge_base", "personal", "system"
                "xflow_sample_space")
 SEED_MAX = 1000000
 JSON = "application/json"
+# The stand-in site's cloudId, and the paths of Atlassian's API gateway.
+CLOUD_ID = "5d1a0c3e-8b7f-4e2a-9c6d-0f1e2d3c4b5a"
+GATEWAY_RE = re.compile(r"^/ex/confluence/([^/]+)(/.*)?$")
+TENANT_INFO = "/_edge/tenant_info"
+USER_CURRENT = "/wiki/rest/api/user/current"
+SPEC_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "contract", "openapi-v2.v3.json")
 
 # Per collection: the body keys Confluence accepts on create and on update.
 CONTENT = {
@@ -518,6 +547,7 @@ class State:
         self.spaces = {}                                # id -> space
         self.space_order = []                           # int ids, ascending
         self.labels = {}             # (collection, id) -> [label], ascending ids
+        self.scopes = {}             # token label -> set of scopes: scoped tokens
         self.add_space(make_space(DEFAULT_SPACE))
 
     def reset(self, keep_objects=False):
@@ -532,6 +562,7 @@ class State:
                 for d in index.values():
                     d.clear()
             self.titles.clear()
+            self.scopes.clear()
             self.spaces.clear()
             self.space_order.clear()
             self.labels.clear()
@@ -1639,11 +1670,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, path, query, auth, ctype, body, parsed):
         """What Confluence would say: (status, headers, body)."""
+        if path == TENANT_INFO and self.command in ("GET", "HEAD"):
+            return 200, [("Content-Type", JSON)], dumps({"cloudId": CLOUD_ID}).encode()
+        gateway = GATEWAY_RE.match(path)
+        if gateway:
+            if gateway.group(1) != CLOUD_ID:
+                return 404, [("Content-Type", JSON)], dumps({"code": 404, "message": "Not Found"}).encode()
+            path = gateway.group(2) or "/"
         if not (path == "/wiki" or path.startswith("/wiki/")):
             return 404, [("Content-Type", "text/plain")], b"Not Found"
-        if not auth.startswith(("basic:", "bearer:", "oauth:")):
+        scopes = self.state.scopes.get(auth)
+        if not auth.startswith(("basic:", "bearer:", "oauth:")) or (scopes is not None and not gateway):
+            # a scoped token works only through the gateway
             return 401, [("Content-Type", JSON)], errors_body(
                 401, "UNAUTHORIZED", "Unauthorized", "Authentication credentials are missing or invalid")
+        method = "GET" if self.command == "HEAD" else self.command
+        if scopes is not None and not scopes_allow(scopes, method, path):
+            return 401, [("Content-Type", JSON), ("X-Failure-Category", "FAILURE_CLIENT_SCOPE_CHECK")], \
+                dumps({"code": 401, "message": "Unauthorized; scope does not match"}).encode()
+        if path == USER_CURRENT and method == "GET":
+            return 200, [("Content-Type", JSON)], dumps(current_user(auth)).encode()
         try:
             method = "GET" if self.command == "HEAD" else self.command
             status, hdrs, out = self.state.api(method, path, query, ctype, body, parsed,
@@ -1769,10 +1815,66 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})
+            elif m == "POST" and path == "/_standin/scopes":
+                obj = json.loads(body or b"null")
+                if not (isinstance(obj, dict) and all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                                      for v in obj.values())):
+                    raise ValueError('scopes must be {"<token label>": ["scope", ...]}')
+                spec_scopes()   # a missing spec fails here, not in a request
+                with st.lock:
+                    st.scopes = {k: set(v) for k, v in obj.items()}
+                reply({"ok": True, "tokens": len(obj)})
             else:
                 reply({"ok": False, "error": "no such control call: %s %s" % (m, path)}, 404)
         except ValueError as e:   # includes JSON errors; never echoes credentials
             reply({"ok": False, "error": str(e)}, 400)
+
+
+# ----------------------------------------------------------------------------
+# Scoped tokens and the user endpoint
+
+_SPEC_SCOPES = None
+
+
+def spec_scopes():
+    """[(method, path regex, scope)] from the v2 spec's security sections, read
+    once; plus the v1 user endpoint, whose scope the v1 spec gives."""
+    global _SPEC_SCOPES
+    if _SPEC_SCOPES is None:
+        with open(SPEC_FILE) as f:
+            spec = json.load(f)
+        rows = [("GET", re.compile("^" + re.escape(USER_CURRENT) + "$"), "read:confluence-user")]
+        for p, ops in spec["paths"].items():
+            rx = re.compile("^" + re.escape(API) + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(p)) + "$")
+            for m, op in ops.items():
+                for req in (op.get("security") or []) if isinstance(op, dict) else []:
+                    for scope in req.get("oAuthDefinitions") or []:
+                        rows.append((m.upper(), rx, scope))
+        _SPEC_SCOPES = rows
+    return _SPEC_SCOPES
+
+
+def scopes_allow(scopes, method, path):
+    """Does a scoped token with these scopes pass the gateway's check for
+    this operation?  An operation the spec does not know is refused."""
+    need = [scope for m, rx, scope in spec_scopes() if m == method and rx.match(path)]
+    return bool(need) and any(n in scopes for n in need)
+
+
+def current_user(auth):
+    """GET /wiki/rest/api/user/current for the credentials with this label.
+    The e-mail is the Basic user name; a bearer token's account has none shown
+    (as for an account whose profile hides it)."""
+    kind, _, rest = auth.partition(":")
+    if kind == "basic":
+        user, _, n = rest.rpartition(":")
+        account = "557058:standin-" + n
+        out = {"email": user, "publicName": "Stand-in User", "displayName": "Stand-in User"}
+    else:
+        account = "557058:standin-bearer-" + rest
+        out = {"publicName": "Stand-in Bot", "displayName": "Stand-in Bot"}
+    return dict({"type": "known", "accountId": account, "accountType": "atlassian",
+                 "_links": {"self": "/wiki/rest/api/user?accountId=" + account}}, **out)
 
 
 def phrase(status):

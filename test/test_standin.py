@@ -21,6 +21,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "standin.py")
+sys.path.insert(0, HERE)
+import standin  # noqa: E402  (its constants: the cloudId)
 USER, TOKEN_A, TOKEN_B, BEARER = "user@example.com", "tok-aaaa-1111", "tok-bbbb-2222", "tok-cccc-3333"
 CLIENT, CSECRET, CSECRET2 = "client-1", "csec-dddd-4444", "csec-eeee-5555"
 SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999", CSECRET, CSECRET2)
@@ -259,6 +261,45 @@ class StandinTest(unittest.TestCase):
         self.ctl("POST", "/_standin/oauth", {"lifetime_s": 3600})
         st, _, data = self.req("POST", "/_standin/oauth", {"lifetime_s": 0}, headers={"Authorization": "none"})
         self.assertEqual(st, 400, data)
+
+    def test_gateway(self):
+        gw = "/ex/confluence/" + standin.CLOUD_ID
+        # the site's tenant_info: no credentials needed, none recorded
+        st, _, data = self.req("GET", "/_edge/tenant_info", headers={"Authorization": "none"})
+        self.assertEqual((st, json.loads(data)), (200, {"cloudId": standin.CLOUD_ID}))
+        # the same endpoints under the prefix; next links and base are the
+        # site's, without the prefix, as Confluence writes them
+        self.seed(collection="pages", count=5)
+        h, out = self.get(gw + "/wiki/api/v2/pages?limit=2")
+        self.assertRegex(out["_links"]["next"], r"^/wiki/api/v2/pages\?limit=2&cursor=[A-Za-z0-9_-]+$")
+        self.assertEqual(out["_links"]["base"], "http://127.0.0.1:%d/wiki" % self.port)
+        self.assertTrue(h["link"].startswith("</wiki/api/v2/pages?limit=2&cursor="))
+        _, out2 = self.get(gw + out["_links"]["next"])
+        self.assertEqual(len(out2["results"]), 2)
+        self.assertEqual(self.log()[-1]["path"], gw + "/wiki/api/v2/pages")
+        # another cloudId: 404
+        self.assertEqual(self.req("GET", "/ex/confluence/00000000-0000-0000-0000-000000000000/wiki/api/v2/pages")[0], 404)
+        # who the credentials belong to
+        _, me = self.get("/wiki/rest/api/user/current")
+        self.assertEqual((me["email"], me["accountId"], me["type"]), (USER, "557058:standin-1", "known"))
+        _, me = self.get(gw + "/wiki/rest/api/user/current")
+        self.assertEqual(me["accountId"], "557058:standin-1")
+        # a scoped token: 401 on the site; through the gateway, the spec's scope per operation
+        label = "basic:%s:2" % USER
+        self.ctl("POST", "/_standin/scopes", {label: ["read:page:confluence"]})
+        b = {"Authorization": basic(USER, TOKEN_B)}
+        st, h, data = self.req("GET", "/wiki/api/v2/pages", headers=b)
+        self.assertEqual((st, "x-failure-category" in h), (401, False))
+        self.assertEqual(self.req("GET", gw + "/wiki/api/v2/pages/" + out["results"][0]["id"], headers=b)[0], 200)
+        st, h, data = self.req("POST", gw + "/wiki/api/v2/pages", {"spaceId": "98306", "title": "x"}, headers=b)
+        self.assertEqual((st, h.get("x-failure-category"), json.loads(data)),
+                         (401, "FAILURE_CLIENT_SCOPE_CHECK", {"code": 401, "message": "Unauthorized; scope does not match"}))
+        self.assertEqual(self.req("GET", gw + "/wiki/api/v2/spaces", headers=b)[0], 401)
+        self.assertEqual(self.req("GET", gw + "/wiki/rest/api/user/current", headers=b)[0], 401)
+        # the other tokens are unchanged; a reset forgets the scopes
+        self.assertEqual(self.req("POST", gw + "/wiki/api/v2/pages", {"spaceId": "98306", "title": "y"})[0], 200)
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages", headers=b)[0], 200)
 
     def test_comments(self):
         pid = json.loads(self.page("Commented")[2])["id"]
