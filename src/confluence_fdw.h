@@ -466,6 +466,7 @@ extern char *cfdw_test_summary(const CfdwTable *t, const CfdwRequest *req,
 extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
 extern char *cfdw_rate_limit_lifts(const CfdwResponse *resp);
+extern char *cfdw_rate_limit_lifts_in(long ms, TimestampTz *when);
 extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
 extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
 extern void *cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req,
@@ -683,6 +684,10 @@ typedef enum CfdwQueueMove
 	CFDW_MOVE_HOLD,				/* sending -> held */
 	CFDW_MOVE_RELEASE,			/* held -> pending */
 	CFDW_MOVE_POSTPONE,			/* sending -> retry_wait, attempt given back */
+	CFDW_MOVE_DELAY,			/* pending, retry_wait -> retry_wait, unsent,
+								 * no attempt counted */
+	CFDW_MOVE_PROBE,			/* held -> pending, its versions kept */
+	CFDW_MOVE_REHOLD,			/* held -> held, with other versions */
 	CFDW_MOVE_COUNT
 } CfdwQueueMove;
 
@@ -696,9 +701,9 @@ typedef struct CfdwQueueOutcome
 	const char *error;
 	TimestampTz next_attempt_at;	/* 0: now (the purge: its cut-off) */
 	bool		sent;			/* a request went out (sent_at) */
-	const char *credentials_version;	/* hold: the server's and user
-										 * mapping's versions it was refused
-										 * with */
+	const char *credentials_version;	/* hold, rehold: the server's and
+										 * user mapping's versions it was
+										 * refused with */
 } CfdwQueueOutcome;
 
 extern const char *cfdw_queue_state_name(CfdwQueueState state);

@@ -214,23 +214,28 @@ cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req,
 }
 
 /*
- * How many of the role's rows are in the given states ('{...}').  The
- * caller's own statement, with the caller's rights: nothing to pin.  The
- * result is freed at once: flush() looks every 50 ms, and SPI keeps every
+ * How many of the role's rows still wait to be sent (pending, sending,
+ * retry_wait), or are held.  The caller's own statement, with the caller's
+ * rights: nothing to pin.  Nothing is allocated per call but the result,
+ * which is freed at once: flush() looks every 50 ms, and SPI keeps every
  * tuple table until SPI_finish.
  */
 static int64
-count_in(Oid userid, const char *states)
+count_in(Oid userid, bool held)
 {
-	Datum		args[2] = {ObjectIdGetDatum(userid), CStringGetTextDatum(states)};
-	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		arg = ObjectIdGetDatum(userid);
+	Oid			type = OIDOID;
 	bool		isnull;
 	int64		n;
 
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
+	if (SPI_execute_with_args(held
+							  ? "SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
 							  " WHERE enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
-							  " AND state OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])",
-							  2, types, args, NULL, false, 1) != SPI_OK_SELECT)
+							  " AND state OPERATOR(pg_catalog.=) 'held'"
+							  : "SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
+							  " WHERE enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+							  " AND state OPERATOR(pg_catalog.=) ANY ('{pending,sending,retry_wait}'::pg_catalog.text[])",
+							  1, &type, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "confluence_fdw: could not count the queue");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
@@ -276,7 +281,7 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 		long		secs;
 		int			usecs;
 
-		left = count_in(GetUserId(), "{pending,sending,retry_wait}");
+		left = count_in(GetUserId(), false);
 		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
 		if (left == 0 || (secs == 0 && usecs == 0))
 			break;
@@ -285,14 +290,14 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	held = count_in(GetUserId(), "{held}");
+	held = count_in(GetUserId(), true);
 	SPI_finish();
 	if (held > 0)
 		ereport(NOTICE,
-				(errmsg_plural("%lld queued row of yours is held: Confluence refused its credentials",
-							   "%lld queued rows of yours are held: Confluence refused their credentials",
+				(errmsg_plural("%lld queued row is held",
+							   "%lld queued rows are held",
 							   (unsigned long) held, (long long) held),
-				 errdetail("Held rows are not counted: they wait for a change of their user mapping or server, not for time."),
+				 errdetail("Confluence refused them with HTTP 401 or 403. flush() does not wait for held rows."),
 				 errhint("Fix the user mapping (ALTER USER MAPPING sends them again), or call confluence_fdw.requeue(id) for each; SELECT id, error FROM confluence_fdw.queue WHERE state = 'held' lists them.")));
 	PG_RETURN_INT64(left);
 }

@@ -986,44 +986,63 @@ transport_problem(const CfdwTable *t, const CfdwResponse *resp, Problem *p)
 }
 
 /*
+ * cfdw_rate_limit_lifts_in
+ *		"the site accepts requests again at 2026-12-08 03:15:00+00 (in
+ *		1800 s)" for a wait of ms from now, in the session's TimeZone; *when,
+ *		when asked for, is that time.  It is rounded up to the second (the
+ *		header's own precision; never before the limit lifts), so a caller
+ *		that schedules for *when says the time it schedules for.
+ */
+char *
+cfdw_rate_limit_lifts_in(long ms, TimestampTz *when)
+{
+	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	if (at % USECS_PER_SEC != 0)
+		at += USECS_PER_SEC - at % USECS_PER_SEC;
+	if (when)
+		*when = at;
+	return psprintf("the site accepts requests again at %s (in %ld s)",
+					timestamptz_to_str(at), (ms + 999) / 1000);
+}
+
+/* How long a rate-limited answer (429, or 503 with Retry-After) asks to wait (ms; -1: none). */
+static long
+rate_limit_ms(const CfdwResponse *resp)
+{
+	if (resp->outcome != CFDW_ANSWERED || resp->retry_after[0] == '\0' ||
+		!(resp->status == 429 || resp->status == 503))
+		return -1;
+	return cfdw_retry_after_ms(resp->retry_after, time(NULL));
+}
+
+/*
  * cfdw_rate_limit_lifts
- *		When a rate-limited answer (429, or 503 with Retry-After) says the
- *		site takes requests again, in words: "the site accepts requests again
- *		at 2026-12-08 03:15:00+00 (in 1800 s)", to the second, in the
- *		session's TimeZone.  NULL when the answer names no time that can be
- *		read, or one that has come.  Retry-After is capped (pure.c), so the
- *		time is at most a day away.
+ *		When a rate-limited answer says the site takes requests again, in
+ *		words (cfdw_rate_limit_lifts_in).  NULL when the answer names no
+ *		time that can be read, or one that has come.  Retry-After is capped
+ *		(pure.c), so the time is at most a day away.
  */
 char *
 cfdw_rate_limit_lifts(const CfdwResponse *resp)
 {
-	long		ms;
-	TimestampTz when;
+	long		ms = rate_limit_ms(resp);
 
-	if (resp->outcome != CFDW_ANSWERED || resp->retry_after[0] == '\0' ||
-		!(resp->status == 429 || resp->status == 503))
-		return NULL;
-	ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
-	if (ms <= 0)
-		return NULL;
-	/* whole seconds: the header's own precision */
-	when = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-	when -= when % USECS_PER_SEC;
-	return psprintf("the site accepts requests again at %s (in %ld s)",
-					timestamptz_to_str(when), (ms + 999) / 1000);
+	return ms > 0 ? cfdw_rate_limit_lifts_in(ms, NULL) : NULL;
 }
 
 /*
  * The hint of a rate-limited answer: when the limit lifts, and whether
  * waiting longer would have helped.  A wait beyond max_retry_wait_ms is
  * not waited for by a statement (an hourly quota may ask for half an
- * hour); a queued row waits for it without spending an attempt.
+ * hour); a queued row waits for it without spending an attempt.  The wait
+ * is read once: an HTTP-date read twice can have come in between.
  */
 static char *
 rate_limit_hint(const CfdwTable *t, const CfdwResponse *resp)
 {
-	char	   *when = cfdw_rate_limit_lifts(resp);
 	long		ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	char	   *when = ms > 0 ? cfdw_rate_limit_lifts_in(ms, NULL) : NULL;
 
 	if (when == NULL)
 		return pstrdup(ms == 0
