@@ -352,6 +352,33 @@ SELECT oa_fetches() >= 4 AS three_expiries_or_more,
        count(DISTINCT token) >= 4 AS tokens_used_four_or_more
   FROM oa_log() WHERE path LIKE '/wiki/%' AND status = 200;
 SELECT oa_log_clean() AS log_clean;
+-- The token endpoint refuses the mapping's client credentials (a secret
+-- revoked in Atlassian Administration): the rows are held, not sent and
+-- not counted as attempts, until the mapping changes; then they go.
+CREATE FUNCTION oa_wait_until(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  ok boolean;
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXECUTE 'SELECT ' || cond INTO ok;
+    EXIT WHEN ok;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN ok;
+END $$;
+SELECT standin_reset();
+DELETE FROM confluence_fdw.queue;
+ALTER USER MAPPING FOR CURRENT_USER SERVER oa_q OPTIONS (SET client_secret :'client_secret2');
+INSERT INTO oaq.pages (space_id, title)
+  SELECT '98306', 'Queued refused ' || i FROM generate_series(1, 3) i;
+SELECT oa_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'held') = 3$$) AS held;
+SELECT state, attempts, http_status, oa_masked(error) AS error
+  FROM confluence_fdw.queue ORDER BY id LIMIT 1;
+SELECT count(*) AS pages_sent FROM standin_requests() r WHERE r->>'path' LIKE '/wiki/%';
+ALTER USER MAPPING FOR CURRENT_USER SERVER oa_q OPTIONS (SET client_secret :'client_secret');
+SELECT oa_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done') = 3$$) AS delivered;
+SELECT count(*) AS posts, count(DISTINCT r->'body_json'->>'title') AS titles
+  FROM standin_requests() r WHERE r->>'method' = 'POST' AND r->>'path' = '/wiki/api/v2/pages';
 SELECT standin_reset();
 DELETE FROM confluence_fdw.queue;
 SELECT standin_oauth('{"lifetime_s": 3600, "accept": [1]}') - 'issued' - 'valid' AS oauth;

@@ -688,6 +688,9 @@ typedef enum CfdwQueueMove
 								 * no attempt counted */
 	CFDW_MOVE_PROBE,			/* held -> pending, its versions kept */
 	CFDW_MOVE_REHOLD,			/* held -> held, with other versions */
+	CFDW_MOVE_HOLD_UNSENT,		/* pending, retry_wait -> held, unsent: the
+								 * OAuth token endpoint refused the
+								 * credentials */
 	CFDW_MOVE_COUNT
 } CfdwQueueMove;
 

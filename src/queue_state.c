@@ -30,6 +30,9 @@
  *	 pending/retry_wait ──its server is rate-limited (another row's postpone)──▶ retry_wait
  *	                      (delay: not sent, no attempt counted; dead instead once
  *	                       the row was queued 7 days ago)
+ *	 pending/retry_wait ──the OAuth token endpoint refused the user mapping's
+ *	                      client credentials──▶ held (hold_unsent: nothing was sent,
+ *	                      no attempt counted; it leaves held as above)
  *
  * held is no end: the row waits for a person (credentials rotated, a
  * permission granted), so flush() does not wait for it, the purge does not
@@ -75,6 +78,9 @@
  *	delay	committed with synchronous_commit off; lost, the row is due
  *			again and sent once (the worker's wait for its server, kept in
  *			its memory, went with it), and that answer postpones it again.
+ *	hold_unsent  committed with synchronous_commit off; lost, the row is
+ *			due again, its group asks the token endpoint once more (nothing
+ *			reaches Confluence without a token) and is held again.
  *	probe, release, rehold
  *			committed with synchronous_commit off; each is decided afresh
  *			from what the queue holds (no state of the worker's), so a lost
@@ -165,6 +171,8 @@ static const QueueTransition transitions[] = {
 	{CFDW_MOVE_REHOLD, "rehold", S(CFDW_Q_HELD), CFDW_Q_HELD, "credentials_version = $9", false},
 	{CFDW_MOVE_DELAY, "delay", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_RETRY_WAIT,
 	OUTCOME_SET, false},
+	{CFDW_MOVE_HOLD_UNSENT, "hold_unsent", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_HELD,
+	OUTCOME_SET ", credentials_version = $9", false},
 };
 
 /* Each transition's statement, prepared once per process. */

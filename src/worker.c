@@ -1095,14 +1095,23 @@ send_upserts(SendGroup *g)
 	}
 }
 
+/*
+ * The versions of the server and user mapping the group being sent was
+ * resolved with (in batch_cxt; NULL between groups): what its rows are held
+ * with when the token endpoint refuses their credentials (see guarded).
+ */
+static const char *sending_version = NULL;
+
 /* Send a group of due rows: same table, same role. */
 static void
 send_group(QueuedRow *rows, int n)
 {
 	SendGroup	g;
 
+	sending_version = NULL;
 	if (!prepare_group(&g, rows, n, CFDW_MOVE_UNSENDABLE))
 		return;
+	sending_version = g.credentials_version;
 	if (delayed_by_server(&g, g.rows, g.n))
 		return;
 	g.conn = connect_group(g.table);
@@ -1190,6 +1199,29 @@ guarded(void (*fn) (QueuedRow *rows, int n), QueuedRow *rows, int n, bool reconc
 			for (int i = 0; i < n; i++)
 				move_row(CFDW_MOVE_IN_DOUBT, rows[i].id, &o);
 		}
+		else if (edata->sqlerrcode == ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION &&
+				 queue_holds && sending_version != NULL)
+		{
+			/*
+			 * The OAuth token endpoint refused the mapping's client
+			 * credentials (oauth.c): as with a 401 from Confluence, the rows
+			 * wait for new credentials rather than spend their attempts.
+			 * Only rows not claimed move; claimed ones are reconciled.
+			 */
+			CfdwQueueOutcome o = failure(edata->message);
+			int64	   *ids = palloc(sizeof(int64) * n);
+
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("confluence_fdw worker: %d queued rows of %s were not sent: %s",
+							n, rows[0].table_name, edata->message),
+					 errdetail("They are held until the user mapping or the server changes, or requeue().")));
+			for (int i = 0; i < n; i++)
+				ids[i] = rows[i].id;
+			o.credentials_version = sending_version;
+			(void) move_rows(CFDW_MOVE_HOLD_UNSENT, ids, n, &o, NULL);
+			reconcile_needed = true;
+		}
 		else
 		{
 			ereport(WARNING,
@@ -1199,6 +1231,7 @@ guarded(void (*fn) (QueuedRow *rows, int n), QueuedRow *rows, int n, bool reconc
 					 errdetail("They are tried again later, and rows that were being sent are reconciled first.")));
 			defer_group(rows, n, edata->message);
 		}
+		sending_version = NULL;
 	}
 	PG_END_TRY();
 }
