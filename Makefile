@@ -4,8 +4,10 @@ OBJS = \
 	src/confluence_fdw.o \
 	src/content.o \
 	src/delivery.o \
+	src/gateway.o \
 	src/insert.o \
 	src/modify.o \
+	src/oauth.o \
 	src/options.o \
 	src/privileged.o \
 	src/pure.o \
@@ -32,7 +34,7 @@ SHLIB_LINK += -lcurl -lcjson -lxml2 -lcmark-gfm -lcmark-gfm-extensions
 PG_CPPFLAGS += -I$(srcdir)/src $(shell xml2-config --cflags)
 PG_CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
-REGRESS = setup options insert returning manual http errors explain import read change content contract test_connection triggers faults badinput answers security front queue queue_roles queue_safety cron
+REGRESS = setup options insert returning manual http errors explain import read change content contract test_connection gateway triggers faults badinput answers security front queue queue_roles queue_safety cron oauth
 REGRESS_OPTS = --dbname=contrib_regression
 
 PG_CONFIG ?= pg_config

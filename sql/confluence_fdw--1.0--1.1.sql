@@ -6,6 +6,26 @@
 -- Each change from 1.0 to 1.1, in the order of confluence_fdw--1.1.sql; the
 -- objects after this script equal those of a fresh 1.1 (test/versions.sh).
 
+-- test_connection also says who the credentials belong to: three more
+-- output columns after the three of 1.0, which keep their names and order.
+DROP FUNCTION @extschema@.test_connection(text);
+CREATE FUNCTION @extschema@.test_connection(server_name text,
+    OUT ok boolean, OUT http_status integer, OUT message text,
+    OUT account_id text, OUT display_name text, OUT email text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'confluence_fdw_test_connection'
+LANGUAGE C STRICT VOLATILE;
+
+-- Queue rows refused with 401 or 403 wait in the new state 'held' until
+-- their server or user mapping changes (the worker compares the versions
+-- kept in credentials_version) or requeue() is called.
+ALTER TABLE @extschema@.queue
+  DROP CONSTRAINT queue_state_check,
+  ADD CONSTRAINT queue_state_check
+    CHECK (state IN ('pending', 'sending', 'retry_wait', 'done', 'in_doubt', 'dead', 'held')),
+  ADD COLUMN credentials_version text;
+CREATE INDEX queue_held ON @extschema@.queue (id) WHERE state = 'held';
+
 -- The queue's policy compares role OIDs.  1.0's
 --   enqueued_by = current_user::text::regrole
 -- parsed the role's name as role syntax: role "Alice" read the rows of

@@ -26,10 +26,12 @@ CREATE FOREIGN DATA WRAPPER confluence_fdw
 COMMENT ON FOREIGN DATA WRAPPER confluence_fdw IS
   'sends INSERTed rows to Confluence Cloud REST API v2';
 
--- The SQL form of a connector's "Test" button: one cheap authenticated GET
--- (GET /wiki/api/v2/spaces?limit=1) with the caller's user mapping.
+-- The SQL form of a connector's "Test" button, with the caller's user
+-- mapping: who the credentials belong to (GET /wiki/rest/api/user/current)
+-- and whether they may read (GET /wiki/api/v2/spaces?limit=1).
 CREATE FUNCTION test_connection(server_name text,
-    OUT ok boolean, OUT http_status integer, OUT message text)
+    OUT ok boolean, OUT http_status integer, OUT message text,
+    OUT account_id text, OUT display_name text, OUT email text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'confluence_fdw_test_connection'
 LANGUAGE C STRICT VOLATILE;
@@ -78,7 +80,7 @@ CREATE TABLE queue (
     body            text,
     context         jsonb,
     state           text NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'sending', 'retry_wait', 'done', 'in_doubt', 'dead')),
+                    CHECK (state IN ('pending', 'sending', 'retry_wait', 'done', 'in_doubt', 'dead', 'held')),
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_at      timestamptz,
@@ -88,7 +90,10 @@ CREATE TABLE queue (
     response        jsonb,
     error           text,
     sent_at         timestamptz,
-    done_at         timestamptz
+    done_at         timestamptz,
+    -- the versions (OIDs and xmin) of the server and user mapping that
+    -- Confluence last refused the row with (state 'held'); no option's value
+    credentials_version text
 );
 
 COMMENT ON TABLE queue IS
@@ -98,6 +103,10 @@ COMMENT ON TABLE queue IS
 CREATE INDEX queue_todo ON queue (next_attempt_at, id)
   WHERE state IN ('pending', 'retry_wait', 'sending');
 CREATE INDEX queue_by_role ON queue (enqueued_by, state);
+-- the held rows, which the worker compares when a server or user mapping
+-- changes (not in queue_todo: nothing is due in them, and flush() does not
+-- wait for them)
+CREATE INDEX queue_held ON queue (id) WHERE state = 'held';
 
 -- A role reads its own rows: enqueued_by holds the OID of the role that
 -- queued the row, compared with the OID of the current role, looked up by
@@ -118,13 +127,14 @@ SELECT pg_catalog.pg_extension_config_dump('queue_id_seq', '');
 
 -- Wait until the caller's queued rows are sent (no longer pending, sending
 -- or retry_wait), at most timeout_ms; returns how many are still waiting.
+-- Held rows wait for a person, not for time: not waited for nor counted.
 CREATE FUNCTION flush(timeout_ms integer DEFAULT 30000)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'confluence_fdw_flush'
 LANGUAGE C STRICT VOLATILE;
 
--- Put a dead or in_doubt row back to pending; a role may requeue only its
--- own rows.  True when the row was requeued.
+-- Put a dead, in_doubt or held row back to pending; a role may requeue only
+-- its own rows.  True when the row was requeued.
 CREATE FUNCTION requeue(id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'confluence_fdw_requeue'

@@ -40,6 +40,8 @@ EXCEPTION WHEN OTHERS THEN
   INSERT INTO err_seen VALUES (stmt, code, message, detail, hint, context);
   context := regexp_replace(context, E'\nSQL statement ".*$', '');
   detail := regexp_replace(detail, '\m\d+ ms\M', 'N ms', 'g');
+  -- when a rate limit lifts (checked against the clock where it matters)
+  hint := regexp_replace(hint, '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d(:\d\d)?', '<time>', 'g');
   -- libcurl's own words, as 7.x wrote them (8.x says "Could not")
   detail := replace(detail, 'Could not connect to server', 'Couldn''t connect to server');
   -- and "HOST:PORT" where 7.x said "HOST port PORT"
@@ -145,6 +147,20 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT code, message, hint FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Rate limited long')$$);
 SELECT clock_timestamp() - :'t0' < interval '2 s' AS gave_up_at_once;
 SELECT seq, title, fault, status FROM err_log();
+-- An hourly quota asks for half an hour: the statement still fails at once,
+-- and its hint says when the site takes requests again (that time, to the
+-- second, 1800 s after the answer).
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 429, "headers": {"Retry-After": "1800"}}');
+SELECT clock_timestamp() AS t0 \gset
+SELECT code, message, hint FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Quota used up')$$);
+SELECT clock_timestamp() - :'t0' < interval '2 s' AS gave_up_at_once,
+       (substring(hint from 'again at (.*) \(in')::timestamptz - :'t0'::timestamptz)
+         BETWEEN interval '1799 s' AND interval '1802 s' AS says_when
+  FROM err_seen WHERE stmt LIKE '%Quota used up%';
+-- a 503 with Retry-After says when too
+SELECT standin_fault('{"kind": "status", "status": 503, "headers": {"Retry-After": "900"}}');
+SELECT code, message, hint FROM err_try($$INSERT INTO err_t.pages (space_id, title) VALUES ('98306', 'Site busy')$$);
 ALTER SERVER err_srv OPTIONS (DROP max_retry_wait_ms);
 
 --

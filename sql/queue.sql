@@ -210,6 +210,133 @@ SELECT title, state, http_status FROM q_rows();
 SELECT shows_no_secret(q::text) AS queue_has_no_secret FROM confluence_fdw.queue q;
 
 --
+-- 5. Credentials refused: a 401 or 403 holds the row (state held), which
+-- ends nothing: flush() does not wait for it (a NOTICE counts it), and a
+-- change of the row's user mapping or server sends it again, once.
+--
+CREATE FUNCTION q_wait_until(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  ok boolean;
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXECUTE 'SELECT ' || cond INTO ok;
+    EXIT WHEN ok;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RETURN ok;
+END $$;
+CREATE FUNCTION q_held(OUT title text, OUT state text, OUT attempts int, OUT http_status int,
+                       OUT ended boolean, OUT error text)
+RETURNS SETOF record LANGUAGE sql AS $$
+  SELECT body::jsonb->>'title', state, attempts, http_status, done_at IS NOT NULL,
+         standin_masked(error)
+    FROM confluence_fdw.queue ORDER BY id $$;
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+-- a 401 (a revoked token, say): held, not dead
+SELECT standin_fault('{"kind": "status", "status": 401, "method": "POST"}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q unauthorized', '<p>401</p>');
+SELECT q_wait_until($$EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS held;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_held();
+SELECT credentials_version ~ '^\d+:\d+/\d+:\d+$' AS has_versions FROM confluence_fdw.queue;
+-- a change elsewhere (another server) leaves it held
+CREATE SERVER q_other_srv FOREIGN DATA WRAPPER confluence_fdw OPTIONS (base_url :'standin_url');
+ALTER SERVER q_other_srv OPTIONS (ADD max_retries '1');
+SELECT pg_sleep(2.5);
+SELECT state FROM confluence_fdw.queue;
+DROP SERVER q_other_srv;
+-- the user mapping changes (the token rotated: here set to the same one):
+-- sent again, and done, with one more POST
+ALTER USER MAPPING FOR CURRENT_USER SERVER q_srv OPTIONS (SET api_token :'cfdw_token');
+SELECT q_wait_until($$NOT EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS released;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_held();
+SELECT r->>'status' AS status FROM standin_requests() r WHERE r->>'method' = 'POST'
+ ORDER BY (r->>'seq')::int;
+
+-- a 403 (no permission): held too; requeue() sends it again
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 403, "method": "POST"}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q forbidden', '<p>403</p>');
+SELECT q_wait_until($$EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS held;
+SELECT * FROM q_held();
+SELECT confluence_fdw.requeue(id) AS requeued FROM confluence_fdw.queue WHERE state = 'held';
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_held();
+
+-- a change of the server's options sends held rows again too, and so does
+-- a user mapping dropped and created again
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('[{"kind": "status", "status": 401, "method": "POST", "times": 2}]');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q server changed', '<p>s</p>');
+SELECT q_wait_until($$EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS held;
+ALTER SERVER q_srv OPTIONS (SET max_retry_wait_ms '2000');
+SELECT q_wait_until($$(SELECT count(*) FROM standin_requests() r WHERE r->>'method' = 'POST') = 2$$)
+  AS sent_again;
+SELECT q_wait_until($$EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS held_again;
+SELECT * FROM q_held();
+BEGIN;
+DROP USER MAPPING FOR CURRENT_USER SERVER q_srv;
+CREATE USER MAPPING FOR CURRENT_USER SERVER q_srv
+  OPTIONS (username :'cfdw_user', api_token :'cfdw_token');
+COMMIT;
+SELECT q_wait_until($$NOT EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'held')$$) AS released;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT * FROM q_held();
+SELECT r->>'status' AS status FROM standin_requests() r WHERE r->>'method' = 'POST'
+ ORDER BY (r->>'seq')::int;
+-- the versions held rows keep are no credential either
+SELECT shows_no_secret(q::text) AS queue_has_no_secret FROM confluence_fdw.queue q;
+
+-- A change that fixes nothing (here a GRANT on the server) sends one held
+-- row of the group (a probe), not all: refused again, the others stay held
+-- with the new versions and send nothing.  A change that fixes it sends
+-- the probe, then, once it is done, the others.
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 401, "method": "POST", "times": 4}');
+INSERT INTO q.pages (space_id, title, body)
+  SELECT '98306', 'Q probe ' || g, '<p>p</p>' FROM generate_series(1, 3) g;
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'held') = 3$$) AS held;
+GRANT USAGE ON FOREIGN SERVER q_srv TO PUBLIC;
+SELECT q_wait_until($$(SELECT count(*) FROM standin_requests() r WHERE r->>'method' = 'POST') = 4$$)
+  AS probe_sent;
+SELECT q_wait_until($$(SELECT count(DISTINCT credentials_version) FROM confluence_fdw.queue) = 1$$)
+  AS held_with_the_probes_versions;
+SELECT pg_sleep(2.5);
+SELECT state, attempts, count(*) FROM confluence_fdw.queue GROUP BY 1, 2;
+SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
+ALTER USER MAPPING FOR CURRENT_USER SERVER q_srv OPTIONS (SET api_token :'cfdw_token');
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done') = 3$$) AS done;
+REVOKE USAGE ON FOREIGN SERVER q_srv FROM PUBLIC;
+SELECT title, state, attempts, http_status, ended FROM q_held();
+SELECT r->>'status' AS status FROM standin_requests() r WHERE r->>'method' = 'POST'
+ ORDER BY (r->>'seq')::int;
+-- released and requeued rows keep no versions; the probe keeps the ones it
+-- was sent for
+SELECT count(*) FILTER (WHERE credentials_version IS NULL) AS without_versions
+  FROM confluence_fdw.queue;
+
+-- A held row that cannot be compared (its table's name cannot be read)
+-- is a WARNING in the server log; it stops neither the other held rows nor
+-- the delivery of new ones.
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 401, "method": "POST", "times": 2}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q unreadable', '<p>u</p>');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q readable', '<p>r</p>');
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'held') = 2$$) AS held;
+UPDATE confluence_fdw.queue SET table_name = 'q."pages' WHERE body LIKE '%Q unreadable%';
+ALTER USER MAPPING FOR CURRENT_USER SERVER q_srv OPTIONS (SET api_token :'cfdw_token');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q after', '<p>a</p>');
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done') = 2$$) AS delivered;
+SELECT title, state FROM q_held();
+DELETE FROM confluence_fdw.queue WHERE state = 'held';
+
+--
 -- Content in queue mode: Markdown is converted and a malformed storage body
 -- refused at INSERT time (nothing is queued); an upsert is looked up by the
 -- worker, and a second run of an unchanged report makes no new version.
@@ -234,6 +361,73 @@ SELECT r->>'method' AS method, r->>'status' AS status,
        r->'body_json'->'version'->>'number' AS put_version
   FROM standin_requests() r ORDER BY (r->>'seq')::int;
 DROP FOREIGN TABLE q.reports;
+
+--
+-- 6. A rate limit longer than a statement waits (an hourly quota asks for
+-- half an hour): the row waits in retry_wait until the limit lifts, and
+-- that costs no attempt.
+--
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+SELECT standin_fault('{"kind": "status", "status": 429, "method": "POST", "headers": {"Retry-After": "1800"}}');
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q quota', '<p>q</p>');
+SELECT q_wait_until($$EXISTS (SELECT FROM confluence_fdw.queue WHERE http_status = 429)$$) AS answered;
+SELECT state, attempts, http_status, done_at IS NULL AS not_ended,
+       next_attempt_at - now() BETWEEN interval '1790 s' AND interval '1801 s' AS waits_30_minutes,
+       regexp_replace(error, 'at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d', 'at <time>') AS error,
+       substring(error from 'again at (.*) \(in')::timestamptz = next_attempt_at AS says_when
+  FROM confluence_fdw.queue;
+-- flush() counts it: it still waits to be sent
+SELECT confluence_fdw.flush(200) AS still_waiting;
+-- once due, it is sent: one attempt in all (the worker waits for the
+-- server until then; a change of the server makes it forget that)
+ALTER SERVER q_srv OPTIONS (SET max_retry_wait_ms '2000');
+UPDATE confluence_fdw.queue SET next_attempt_at = now();
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT state, attempts, http_status FROM confluence_fdw.queue;
+SELECT r->>'status' AS status FROM standin_requests() r WHERE r->>'method' = 'POST'
+ ORDER BY (r->>'seq')::int;
+
+-- The server's other rows wait too, without a request and without an
+-- attempt, each until the limit lifts plus a little (up to a tenth of the
+-- wait), so that they do not all come due at once.
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+ALTER SERVER q_srv OPTIONS (ADD max_concurrency '1');
+SELECT standin_fault('{"kind": "status", "status": 429, "method": "POST", "headers": {"Retry-After": "1800"}}');
+INSERT INTO q.pages (space_id, title, body)
+  SELECT '98306', 'Q quota ' || g, '<p>q</p>' FROM generate_series(1, 5) g;
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'retry_wait') = 5$$)
+  AS all_wait;
+-- a row queued later waits as well
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q quota later', '<p>q</p>');
+SELECT q_wait_until($$(SELECT count(*) FROM confluence_fdw.queue WHERE state = 'retry_wait') = 6$$)
+  AS later_waits;
+SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
+SELECT state, attempts, count(*),
+       bool_and(next_attempt_at - now() BETWEEN interval '1790 s' AND interval '1861 s') AS until_it_lifts,
+       count(DISTINCT next_attempt_at) > 1 AS spread
+  FROM confluence_fdw.queue GROUP BY 1, 2;
+SELECT regexp_replace(error, 'until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d', 'until <time>') AS error,
+       count(*)
+  FROM confluence_fdw.queue WHERE http_status IS NULL GROUP BY 1;
+
+-- Rate limits postpone a row for at most 7 days after it was queued: then
+-- it is dead, and says why.
+TRUNCATE confluence_fdw.queue;
+SELECT standin_reset();
+ALTER SERVER q_srv OPTIONS (DROP max_concurrency);
+SELECT standin_fault('{"kind": "status", "status": 429, "method": "POST", "headers": {"Retry-After": "1800"}}');
+BEGIN;
+INSERT INTO q.pages (space_id, title, body) VALUES ('98306', 'Q quota old', '<p>q</p>');
+UPDATE confluence_fdw.queue SET enqueued_at = now() - interval '8 days';
+COMMIT;
+SELECT confluence_fdw.flush(10000) AS still_waiting;
+SELECT state, attempts, http_status, done_at IS NOT NULL AS ended,
+       regexp_replace(error, 'at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d', 'at <time>') AS error
+  FROM confluence_fdw.queue;
+DROP FUNCTION q_wait_until(text);
+DROP FUNCTION q_held();
 
 REVOKE ALL ON SCHEMA q FROM q_user;
 REVOKE ALL ON FOREIGN SERVER q_srv FROM q_user;

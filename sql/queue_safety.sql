@@ -233,6 +233,45 @@ SELECT state, remote_id <> :'draft_id' AS not_the_draft, standin_masked(error) A
 SELECT count(*) AS posts FROM standin_requests() r WHERE r->>'method' = 'POST';
 
 --
+-- 8. A row left in 'sending' whose credentials are refused when the
+-- reconciliation asks for its page (as after a crash that lost the outcome
+-- of a 401): held, not in_doubt.  Once the user mapping changes it is sent
+-- again, and the page its lost attempt did create is found by its title,
+-- not made twice.
+--
+SELECT standin_reset();
+TRUNCATE confluence_fdw.queue;
+SELECT (r->>'first_id') AS lost_id FROM standin_call('POST', 'seed',
+  '{"collection": "pages", "count": 1, "spaceId": "98306", "title_prefix": "QS lost hold "}') r \gset
+BEGIN;
+INSERT INTO qs.pages (space_id, title, body) VALUES ('98306', 'QS lost hold 1', '<p>8</p>');
+UPDATE confluence_fdw.queue SET state = 'sending', attempts = 1;
+COMMIT;
+SELECT standin_fault('{"kind": "status", "status": 401, "method": "GET"}');
+SELECT pg_cancel_backend(qs_worker()) AS cancelled;
+DO $$
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXIT WHEN EXISTS (SELECT FROM confluence_fdw.queue WHERE state <> 'sending');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT state, attempts, http_status, standin_masked(error) AS error FROM confluence_fdw.queue;
+ALTER USER MAPPING FOR CURRENT_USER SERVER qs_srv OPTIONS (SET api_token :'cfdw_token');
+DO $$
+BEGIN
+  FOR i IN 1..150 LOOP
+    EXIT WHEN EXISTS (SELECT FROM confluence_fdw.queue WHERE state = 'done');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT state, attempts, remote_id = :'lost_id' AS the_page_of_the_lost_attempt,
+       standin_masked(error) AS error
+  FROM confluence_fdw.queue;
+SELECT r->>'method' AS method, r->>'status' AS status FROM standin_requests() r
+ ORDER BY (r->>'seq')::int;
+
+--
 -- 9. One group's persistent error stops no other group: an upsert whose
 -- lookup lists the page without a version (an ERROR in the worker each
 -- time), and a row whose table was replaced by a plain table, both sorted

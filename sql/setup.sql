@@ -108,7 +108,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER vault_bad
 CREATE FUNCTION test_secrets() RETURNS SETOF text LANGUAGE sql AS $$
   SELECT DISTINCT o.option_value
     FROM pg_user_mappings m, pg_options_to_table(m.umoptions) o
-   WHERE o.option_name IN ('api_token', 'bearer_token') $$;
+   WHERE o.option_name IN ('api_token', 'bearer_token', 'client_secret') $$;
 -- true when text shows none of them
 CREATE FUNCTION shows_no_secret(t text) RETURNS boolean LANGUAGE sql AS $$
   SELECT NOT EXISTS (SELECT 1 FROM test_secrets() s WHERE position(s IN t) > 0) $$;

@@ -1,8 +1,9 @@
 --
 -- confluence_fdw.test_connection(server): the SQL form of the Test button.
--- One GET /wiki/api/v2/spaces?limit=1 with the caller's user mapping;
--- problems are answered (ok false, a message), not raised.  Also
--- confluence_fdw.disconnect_all().
+-- GET /wiki/rest/api/user/current (who the credentials belong to) and GET
+-- /wiki/api/v2/spaces?limit=1 (may they read) with the caller's user
+-- mapping; problems are answered (ok false, a message), not raised.  Also
+-- confluence_fdw.disconnect_all().  Scoped tokens and the gateway: gateway.sql.
 --
 \getenv standin_url STANDIN_URL
 \getenv cfdw_user CFDW_USER
@@ -27,7 +28,14 @@ SELECT confluence_fdw.disconnect_all();
 
 -- The good mapping: ok, 200, authenticated as the mapping's user.
 SELECT * FROM tc('standin');
--- the request: GET /wiki/api/v2/spaces?limit=1 with Basic auth, no body
+-- who: the account of the mapping's credentials (the stand-in shows the
+-- Basic user name as its e-mail)
+SELECT account_id, display_name, email = :'cfdw_user' AS email_is_user
+  FROM confluence_fdw.test_connection('standin');
+SELECT standin_reset();
+SELECT * FROM tc('standin');
+-- the requests: GET /wiki/rest/api/user/current and GET
+-- /wiki/api/v2/spaces?limit=1, with Basic auth, no body
 SELECT r->>'method' AS method, r->>'path' AS path, r->>'query' AS query,
        r->>'auth' = 'basic:' || :'cfdw_user' || ':1' AS basic_auth_ok,
        r->>'body_size' AS body_size, r->>'status' AS status
@@ -87,8 +95,9 @@ SELECT standin_reset();
 SELECT standin_fault(jsonb_build_object('kind', 'redirect', 'status', 302,
          'location', :'standin_url' || '/wiki/echo/redirected', 'match', '/wiki/api/v2/spaces'));
 SELECT * FROM tc('standin');
--- not followed: one request only
-SELECT count(*) AS requests, min(r->>'status') AS status FROM standin_requests() r;
+-- not followed: one request for spaces only
+SELECT count(*) AS requests, min(r->>'status') AS status FROM standin_requests() r
+ WHERE r->>'path' = '/wiki/api/v2/spaces';
 
 -- A base_url that is not a Confluence site: 404.
 SELECT format('%s/not-confluence', :'standin_url') AS wrong_url \gset

@@ -29,6 +29,7 @@
 #include "utils/syscache.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 PG_MODULE_MAGIC;
 
@@ -45,7 +46,7 @@ _PG_init(void)
 							   "Comma-separated host names; *.domain matches any name under domain. "
 							   "Such servers are also refused loopback, link-local and private addresses.",
 							   &cfdw_allowed_hosts,
-							   "*.atlassian.net,api.atlassian.com",
+							   "*.atlassian.net,api.atlassian.com,auth.atlassian.com",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
 	/*
 	 * The worker's database is fixed at server start.  PostgreSQL refuses to
@@ -104,10 +105,113 @@ confluence_fdw_handler(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(confluence_fdw_test_connection);
 
+/* The columns of test_connection's answer. */
+enum
+{
+	TC_OK,
+	TC_STATUS,
+	TC_MESSAGE,
+	TC_ACCOUNT_ID,
+	TC_DISPLAY_NAME,
+	TC_EMAIL,
+	TC_NCOLUMNS
+};
+
+/* Who the credentials belong to (v1: v2 has no such endpoint). */
+#define TC_USER_PATH "/wiki/rest/api/user/current"
+
+/* One GET of the test, by path; no retries: the answer is what is wanted. */
+static void
+test_get(CfdwConnection *conn, CfdwTable *t, const char *path, CfdwRequest *req,
+		 CfdwResponse *resp)
+{
+	memset(req, 0, sizeof(CfdwRequest));
+	req->method = CFDW_GET;
+	req->url = psprintf("%s%s", t->base, path);
+	req->path_for_messages = path;
+	cfdw_send(conn, t, req, resp);
+}
+
+/* A non-empty string at a key of the answer, or NULL. */
+static char *
+answer_string(void *jsonb, const char *key)
+{
+	char	   *v = cfdw_jsonb_text_at(jsonb, key);
+
+	return v && v[0] ? v : NULL;
+}
+
 /*
- * confluence_fdw_test_connection(server_name) -> (ok, http_status, message)
- *		One cheap authenticated GET with the caller's user mapping: the SQL
- *		form of a connector's Test button.  Problems are answered, not raised.
+ * Who the credentials belong to, from GET /wiki/rest/api/user/current:
+ * fills the identity columns; false with *line when the answer is a
+ * failure that ends the test (a scope failure does not: the read is tested
+ * anyway, and *line says why nobody is named).
+ */
+static bool
+test_identity(CfdwConnection *conn, CfdwTable *t, Datum *values, bool *nulls,
+			  char **line)
+{
+	CfdwRequest req;
+	CfdwResponse resp;
+	void	   *jb;
+	char	   *v;
+
+	*line = NULL;
+	test_get(conn, t, TC_USER_PATH, &req, &resp);
+	if (resp.outcome == CFDW_ANSWERED && resp.status == 401 &&
+		pg_strcasecmp(resp.failure_category, "FAILURE_CLIENT_SCOPE_CHECK") == 0)
+	{
+		const CfdwScope *scope = cfdw_scope_find("GET", TC_USER_PATH);
+
+		*line = psprintf("the token lacks scope %s (GET %s) to say whose it is",
+						 scope ? scope->scope : "read:confluence-user", TC_USER_PATH);
+		return true;
+	}
+	if (resp.outcome != CFDW_ANSWERED || resp.status < 200 || resp.status >= 300)
+	{
+		values[TC_OK] = BoolGetDatum(false);
+		nulls[TC_STATUS] = resp.outcome != CFDW_ANSWERED;
+		values[TC_STATUS] = Int32GetDatum((int32) resp.status);
+		*line = cfdw_test_summary(t, &req, &resp);
+		return false;
+	}
+	jb = cfdw_answer_jsonb(&resp);
+	if ((v = answer_string(jb, "accountId")) != NULL)
+		values[TC_ACCOUNT_ID] = CStringGetTextDatum(v), nulls[TC_ACCOUNT_ID] = false;
+	if ((v = answer_string(jb, "displayName")) != NULL ||
+		(v = answer_string(jb, "publicName")) != NULL)
+		values[TC_DISPLAY_NAME] = CStringGetTextDatum(v), nulls[TC_DISPLAY_NAME] = false;
+	/* only where the account's privacy settings show it */
+	if ((v = answer_string(jb, "email")) != NULL)
+		values[TC_EMAIL] = CStringGetTextDatum(v), nulls[TC_EMAIL] = false;
+	return true;
+}
+
+/* " as Jane Doe (jane@acme.com, account 5b10...)", from what is known. */
+static char *
+identity_words(const Datum *values, const bool *nulls)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (!nulls[TC_EMAIL])
+		appendStringInfoString(&buf, TextDatumGetCString(values[TC_EMAIL]));
+	if (!nulls[TC_ACCOUNT_ID])
+		appendStringInfo(&buf, "%saccount %s", buf.len > 0 ? ", " : "",
+						 TextDatumGetCString(values[TC_ACCOUNT_ID]));
+	if (!nulls[TC_DISPLAY_NAME])
+		return psprintf(" as %s%s%s%s", TextDatumGetCString(values[TC_DISPLAY_NAME]),
+						buf.len > 0 ? " (" : "", buf.data, buf.len > 0 ? ")" : "");
+	return buf.len > 0 ? psprintf(" as %s", buf.data) : "";
+}
+
+/*
+ * confluence_fdw_test_connection(server_name) -> (ok, http_status, message,
+ *		account_id, display_name, email)
+ *		The SQL form of a connector's Test button, with the caller's user
+ *		mapping: who the credentials belong to (GET
+ *		/wiki/rest/api/user/current), and whether they may read (GET
+ *		/wiki/api/v2/spaces?limit=1).  Problems are answered, not raised.
  */
 Datum
 confluence_fdw_test_connection(PG_FUNCTION_ARGS)
@@ -115,8 +219,8 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	char	   *servername = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	ForeignServer *server = GetForeignServerByName(servername, false);
 	TupleDesc	tupdesc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[TC_NCOLUMNS] = {0};
+	bool		nulls[TC_NCOLUMNS] = {false, true, false, true, true, true};
 	Oid			umid;
 	UserMapping *um;
 	char	   *problem;
@@ -126,19 +230,24 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	CfdwRequest req;
 	CfdwResponse resp;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	/*
+	 * 1.0's function has the first three columns only: heap_form_tuple
+	 * takes as many values as the row type has, so a library newer than the
+	 * SQL (before ALTER EXTENSION UPDATE) still answers.
+	 */
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts > TC_NCOLUMNS || tupdesc->natts < TC_MESSAGE + 1)
+		elog(ERROR, "return type must be a row type of test_connection's columns");
 	tupdesc = BlessTupleDesc(tupdesc);
+	values[TC_OK] = BoolGetDatum(false);
 
 	umid = cfdw_find_user_mapping(GetUserId(), server->serverid);
 	if (!OidIsValid(umid))
 	{
-		values[0] = BoolGetDatum(false);
-		nulls[1] = true;
-		values[2] = CStringGetTextDatum(psprintf("no user mapping for role \"%s\" on server \"%s\": CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (username '...', api_token '...')",
-												 GetUserNameFromId(GetUserId(), false),
-												 server->servername,
-												 quote_identifier(server->servername)));
+		values[TC_MESSAGE] = CStringGetTextDatum(psprintf("no user mapping for role \"%s\" on server \"%s\": CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (username '...', api_token '...')",
+														  GetUserNameFromId(GetUserId(), false),
+														  server->servername,
+														  quote_identifier(server->servername)));
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
@@ -146,9 +255,7 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	problem = cfdw_server_problem(server, um, &hint);
 	if (problem)
 	{
-		values[0] = BoolGetDatum(false);
-		nulls[1] = true;
-		values[2] = CStringGetTextDatum(psprintf("%s: %s", problem, hint));
+		values[TC_MESSAGE] = CStringGetTextDatum(psprintf("%s: %s", problem, hint));
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
@@ -156,24 +263,39 @@ confluence_fdw_test_connection(PG_FUNCTION_ARGS)
 	t->relname = "(test connection)";
 	cfdw_resolve_server(t, server, um);
 
-	memset(&req, 0, sizeof(req));
-	req.method = CFDW_GET;
-	req.url = psprintf("%s/wiki/api/v2/spaces?limit=1", t->base);
-	req.path_for_messages = "/wiki/api/v2/spaces?limit=1";
+	/* OAuth client credentials: no token, no request (and the reason why) */
+	problem = cfdw_oauth_check(&t->site);
+	if (problem)
+	{
+		values[TC_MESSAGE] = CStringGetTextDatum(problem);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
 
-	/* one request, no retries: the answer is what the user wants to see */
+	/* one request at a time, no retries: each answer is what the user sees */
 	t->max_retries = 0;
 	conn = cfdw_get_connection(&t->site);
 	PG_TRY();
 	{
-		cfdw_send(conn, t, &req, &resp);
-		values[0] = BoolGetDatum(resp.outcome == CFDW_ANSWERED &&
-								 resp.status >= 200 && resp.status < 300);
-		if (resp.outcome == CFDW_ANSWERED)
-			values[1] = Int32GetDatum((int32) resp.status);
+		char	   *identity_line;
+
+		if (!test_identity(conn, t, values, nulls, &identity_line))
+			values[TC_MESSAGE] = CStringGetTextDatum(identity_line);
 		else
-			nulls[1] = true;
-		values[2] = CStringGetTextDatum(cfdw_test_summary(t, &resp));
+		{
+			test_get(conn, t, "/wiki/api/v2/spaces?limit=1", &req, &resp);
+			values[TC_OK] = BoolGetDatum(resp.outcome == CFDW_ANSWERED &&
+										 resp.status >= 200 && resp.status < 300);
+			nulls[TC_STATUS] = resp.outcome != CFDW_ANSWERED;
+			values[TC_STATUS] = Int32GetDatum((int32) resp.status);
+			if (!DatumGetBool(values[TC_OK]))
+				values[TC_MESSAGE] = CStringGetTextDatum(cfdw_test_summary(t, &req, &resp));
+			else if (identity_line)
+				values[TC_MESSAGE] = CStringGetTextDatum(psprintf("connected to %s and authenticated, but %s",
+																  t->base, identity_line));
+			else
+				values[TC_MESSAGE] = CStringGetTextDatum(psprintf("connected to %s and authenticated%s",
+																  t->base, identity_words(values, nulls)));
+		}
 	}
 	PG_FINALLY();
 	{

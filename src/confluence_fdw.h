@@ -25,8 +25,12 @@
  *				every storage body, the SQL helpers (storage.c does the
  *				work, without PostgreSQL: storage.h)
  *	upsert.c	on_conflict: a page found by its title is updated or kept
+ *	oauth.c		OAuth 2.0 client credentials: the access token of a
+ *				client_id and client_secret, kept until it expires
  *	pure.c		rules that need no PostgreSQL (pure.h), for unit tests
  *	compat.h	what differs between the PostgreSQL majors (15 to 19)
+ *	gateway.c	Atlassian's API gateway: cloud_id, api_gateway and the
+ *				cloudId looked up from the site
  *
  * IDENTIFICATION
  *		  src/confluence_fdw.h
@@ -63,6 +67,9 @@
 #define CFDW_DEFAULT_MAX_RESPONSE_BYTES	(16 * 1024 * 1024)
 #define CFDW_DEFAULT_MAX_RETRIES		4
 #define CFDW_DEFAULT_MAX_RETRY_WAIT_MS	60000
+
+/* Where api.atlassian.com is, unless api_gateway_url says otherwise. */
+#define CFDW_DEFAULT_GATEWAY_URL		"https://api.atlassian.com"
 
 /* Confluence refuses request bodies over 5 MB with 413; refuse them first. */
 #define CFDW_MAX_REQUEST_BYTES			(5 * 1024 * 1024)
@@ -189,6 +196,27 @@ typedef struct CfdwSite
 	char	   *username;
 	char	   *api_token;
 	char	   *bearer_token;
+
+	/*
+	 * OAuth 2.0 client credentials (user mapping; client_secret never
+	 * printed) and where their access token comes from (server option
+	 * token_url, or its default): oauth.c
+	 */
+	char	   *client_id;
+	char	   *client_secret;
+	char	   *scope;
+	char	   *token_url;
+
+
+	/*
+	 * Made from those when resolved (cfdw_oauth_resolve), as hashing and
+	 * encoding conversions need a transaction and the worker sends without
+	 * one: the SHA-256 naming the credential, and the token request's body
+	 * (never printed) with its Content-Type.
+	 */
+	uint8		oauth_key[32];
+	char	   *token_body;
+	const char *token_body_type;
 } CfdwSite;
 
 /*
@@ -277,8 +305,13 @@ typedef struct CfdwResponse
 	char		location[512];
 	char		retry_after[64];
 	char		request_id[128];	/* atl-request-id / atl-traceid */
+	char		failure_category[64];	/* X-Failure-Category (the gateway's) */
 	char		link[2048];		/* Link: <...>; rel="next", for pagination */
 	const char *action;			/* what an upsert did ($action), or NULL */
+
+	/* OAuth client credentials: the access token the request went with */
+	uint64		token_serial;	/* which one (oauth.c); 0: none */
+	bool		token_fresh;	/* fetched for this very request */
 } CfdwResponse;
 
 /* A request, as request.c builds it for the transport. */
@@ -328,6 +361,11 @@ extern bool cfdw_parse_method(const char *s, CfdwMethod *method);
 extern bool cfdw_option_bool(DefElem *def);
 extern List *cfdw_split_path(const char *dotted);
 extern char *cfdw_camel_case(const char *name);
+
+/* in gateway.c */
+extern char *cfdw_gateway_url(List *server_options);
+extern char *cfdw_gateway_base(ForeignServer *server, const CfdwTable *t);
+extern const char *cfdw_server_cloud_id(ForeignServer *server);
 
 /* in templates.c */
 typedef struct CfdwTemplateColumn
@@ -427,9 +465,12 @@ extern void cfdw_report_transport_error(const CfdwTable *t,
 										const CfdwRequest *req,
 										const CfdwResponse *resp);
 extern char *cfdw_error_summary(const CfdwResponse *resp);
-extern char *cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp);
+extern char *cfdw_test_summary(const CfdwTable *t, const CfdwRequest *req,
+							   const CfdwResponse *resp);
 extern char *cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 								  const CfdwResponse *resp);
+extern char *cfdw_rate_limit_lifts(const CfdwResponse *resp);
+extern char *cfdw_rate_limit_lifts_in(long ms, TimestampTz *when);
 extern void *cfdw_answer_jsonb(const CfdwResponse *resp);
 extern char *cfdw_jsonb_text_at(void *jsonb, const char *dotted);
 extern void *cfdw_parse_page(const CfdwTable *t, const CfdwRequest *req,
@@ -475,6 +516,7 @@ typedef struct CfdwAttempts
 	int			retries;
 	long		waited_ms;
 	int64		row_no;			/* for messages */
+	bool		reauthorized;	/* sent again with a new access token */
 } CfdwAttempts;
 
 /* A pipeline: one statement's requests in flight on a connection. */
@@ -536,6 +578,20 @@ extern TimestampTz cfdw_rate_claim(const char *key, double max_rate, TimestampTz
 								   int64 *ticket);
 extern void cfdw_rate_answered(int64 ticket, const struct CfdwRateHeaders *h);
 extern void cfdw_rate_note(const char *key, long ms, long max_wait_ms);
+
+/* in oauth.c */
+
+/* The longest access token kept, with its NUL. */
+#define CFDW_OAUTH_TOKEN_MAX	8192
+#define CFDW_DEFAULT_TOKEN_URL	"https://auth.atlassian.com/oauth/token"
+
+extern void cfdw_oauth_shmem_request(void);
+extern void cfdw_oauth_shmem_startup(void);
+extern void cfdw_oauth_resolve(CfdwSite *site);
+extern const char *cfdw_oauth_bearer(const CfdwSite *site, uint64 *serial, bool *fresh);
+extern void cfdw_oauth_ready(const CfdwSite *site);
+extern char *cfdw_oauth_check(const CfdwSite *site);
+extern bool cfdw_oauth_refused(const CfdwSite *site, const CfdwResponse *resp);
 
 /* in upsert.c */
 
@@ -618,6 +674,7 @@ typedef enum CfdwQueueState
 	CFDW_Q_DONE,
 	CFDW_Q_DEAD,
 	CFDW_Q_IN_DOUBT,
+	CFDW_Q_HELD,
 	CFDW_Q_NSTATES
 } CfdwQueueState;
 
@@ -628,11 +685,21 @@ typedef enum CfdwQueueMove
 	CFDW_MOVE_PURGE,			/* done -> deleted */
 	CFDW_MOVE_RETRY,			/* sending -> retry_wait */
 	CFDW_MOVE_DEAD,				/* sending -> dead */
-	CFDW_MOVE_REQUEUE,			/* dead, in_doubt -> pending */
+	CFDW_MOVE_REQUEUE,			/* dead, in_doubt, held -> pending */
 	CFDW_MOVE_IN_DOUBT,			/* sending -> in_doubt */
 	CFDW_MOVE_RESEND,			/* sending -> pending */
 	CFDW_MOVE_UNSENDABLE,		/* pending, retry_wait -> dead */
 	CFDW_MOVE_DEFER,			/* pending, retry_wait -> retry_wait */
+	CFDW_MOVE_HOLD,				/* sending -> held */
+	CFDW_MOVE_RELEASE,			/* held -> pending */
+	CFDW_MOVE_POSTPONE,			/* sending -> retry_wait, attempt given back */
+	CFDW_MOVE_DELAY,			/* pending, retry_wait -> retry_wait, unsent,
+								 * no attempt counted */
+	CFDW_MOVE_PROBE,			/* held -> pending, its versions kept */
+	CFDW_MOVE_REHOLD,			/* held -> held, with other versions */
+	CFDW_MOVE_HOLD_UNSENT,		/* pending, retry_wait -> held, unsent: the
+								 * OAuth token endpoint refused the
+								 * credentials */
 	CFDW_MOVE_COUNT
 } CfdwQueueMove;
 
@@ -646,6 +713,9 @@ typedef struct CfdwQueueOutcome
 	const char *error;
 	TimestampTz next_attempt_at;	/* 0: now (the purge: its cut-off) */
 	bool		sent;			/* a request went out (sent_at) */
+	const char *credentials_version;	/* hold, rehold: the server's and
+										 * user mapping's versions it was
+										 * refused with */
 } CfdwQueueOutcome;
 
 extern const char *cfdw_queue_state_name(CfdwQueueState state);

@@ -133,6 +133,20 @@ schedule_retry(CfdwConnection *c, int slot, const CfdwTable *t, CfdwAttempts *a)
 	long		wait;
 
 	note_rate_limit(t, resp);
+
+	/*
+	 * Confluence refused an access token kept from before (revoked, or its
+	 * life shorter than it said): send once more with a new one.  A 401 is
+	 * a refusal before anything was done, so this resends nothing that was
+	 * processed, and it is no retry of max_retries.
+	 */
+	if (!a->reauthorized && cfdw_oauth_refused(&t->site, resp))
+	{
+		a->reauthorized = true;
+		cfdw_transfer_start(c, slot, &t->site, req, 0);
+		return true;
+	}
+
 	if (a->retries >= t->max_retries || cfdw_verdict(req, resp) != CFDW_VERDICT_RETRY)
 		return false;
 
@@ -374,6 +388,7 @@ cfdw_pipeline_start(CfdwConnection *c, const CfdwTable *t, CfdwPipeline *p,
 	p->attempts[slot].retries = 0;
 	p->attempts[slot].waited_ms = 0;
 	p->attempts[slot].row_no = row_no;
+	p->attempts[slot].reauthorized = false;
 	cfdw_transfer_start(c, slot, &t->site, req, 0);
 }
 
@@ -452,6 +467,7 @@ fill_slots(CfdwConnection *c, const CfdwTable *t, const CfdwRequest *reqs, int n
 		attempts[i].retries = 0;
 		attempts[i].waited_ms = 0;
 		attempts[i].row_no = index[j];
+		attempts[i].reauthorized = false;
 		cfdw_transfer_start(c, i, &t->site, &reqs[index[j]], 0);
 		(*busy)++;
 	}

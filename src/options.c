@@ -71,7 +71,8 @@ typedef enum CfdwOptType
 	OPT_READ_ENDPOINT,			/* a manual path only */
 	OPT_ON_CONFLICT,
 	OPT_COLUMN_REPRESENTATION,
-	OPT_RATE					/* requests per second, above 0 */
+	OPT_RATE,					/* requests per second, above 0 */
+	OPT_CLOUD_ID				/* a cloudId: a UUID */
 } CfdwOptType;
 
 typedef struct CfdwOption
@@ -99,11 +100,18 @@ static const CfdwOption cfdw_options[] = {
 	{"ca_file", ForeignServerRelationId, OPT_CA_FILE},
 	{"proxy", ForeignServerRelationId, OPT_PROXY},
 	{"delivery", ForeignServerRelationId, OPT_DELIVERY},
+	{"token_url", ForeignServerRelationId, OPT_URL},
+	{"cloud_id", ForeignServerRelationId, OPT_CLOUD_ID},
+	{"api_gateway", ForeignServerRelationId, OPT_BOOL},
+	{"api_gateway_url", ForeignServerRelationId, OPT_URL},
 
 	/* user mapping */
 	{"username", UserMappingRelationId, OPT_TEXT},
 	{"api_token", UserMappingRelationId, OPT_SECRET},
 	{"bearer_token", UserMappingRelationId, OPT_SECRET},
+	{"client_id", UserMappingRelationId, OPT_TEXT},
+	{"client_secret", UserMappingRelationId, OPT_SECRET},
+	{"scope", UserMappingRelationId, OPT_TEXT},
 
 	/* foreign table */
 	{"endpoint", ForeignTableRelationId, OPT_ENDPOINT},
@@ -365,7 +373,8 @@ check_egress_host(const char *option, const char *host, bool for_server_owner,
  * base_url: an http(s) origin with an optional path prefix, parsed by
  * libcurl's URL API so that what we accept is what libcurl will connect to.
  * Plain http is for a local stand-in and only a superuser may choose it, as
- * it would send the token in clear.
+ * it would send the token in clear.  token_url follows the same rules: the
+ * client secret goes there.
  */
 static void
 check_base_url(const char *name, const char *value)
@@ -409,6 +418,10 @@ check_base_url(const char *name, const char *value)
 	/* The URL itself is not a secret: user information is refused above. */
 	if (problem)
 		invalid_value_because(name, problem,
+							  strcmp(name, "token_url") == 0 ?
+							  "Give the URL of the OAuth 2.0 token endpoint, e.g. https://auth.atlassian.com/oauth/token." :
+							  strcmp(name, "api_gateway_url") == 0 ?
+							  "Give the gateway's origin, e.g. https://api.atlassian.com (the default)." :
 							  "Use an origin with an optional path prefix, e.g. https://api.atlassian.com/ex/confluence/<cloudId>.");
 	if (!is_https && !superuser())
 		ereport(ERROR,
@@ -700,6 +713,12 @@ check_value(const CfdwOption *opt, DefElem *def)
 		case OPT_PROXY:
 			check_proxy(opt->name, value);
 			break;
+		case OPT_CLOUD_ID:
+			/* it goes into every URL: nothing but a UUID */
+			if (!cfdw_cloud_id_valid(value))
+				invalid_value(opt->name, value,
+							  "A cloudId is a UUID such as a436116f-02ce-4520-8fbb-7301462a1674; https://{your-site}.atlassian.net/_edge/tenant_info shows your site's, or use api_gateway 'true' with domain to look it up.");
+			break;
 		case OPT_CA_FILE:
 			check_ca_file(opt->name, value);
 			break;
@@ -886,6 +905,74 @@ check_on_conflict(const char *endpoint, bool upsert, bool batch)
 				 errdetail("Each row of an upsert needs answers of its own.")));
 }
 
+/*
+ * OAuth 2.0 client credentials (client_id, client_secret, optional scope)
+ * are a kind of credential of their own: combined with another one, which
+ * would be sent is anyone's guess, so the combination is refused, naming
+ * both options.
+ */
+static void
+check_client_credentials(bool has_client_id, bool has_client_secret, bool has_scope,
+						 bool has_username, bool has_api_token, bool has_bearer)
+{
+	const char *other = has_api_token ? "api_token" : has_username ? "username" :
+		has_bearer ? "bearer_token" : NULL;
+
+	if ((has_client_id || has_client_secret) && other)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" cannot be combined with \"%s\"",
+						has_client_id ? "client_id" : "client_secret", other),
+				 errhint("Use client_id and client_secret (OAuth 2.0 client credentials of a service account), username and api_token, or bearer_token: one of them.")));
+	if (has_client_secret && !has_client_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"client_secret\" needs option \"client_id\""),
+				 errhint("A service account's OAuth 2.0 credential has both: set them together.")));
+	if (has_client_id && !has_client_secret)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"client_id\" needs option \"client_secret\""),
+				 errhint("A service account's OAuth 2.0 credential has both: set them together.")));
+	if (has_scope && !has_client_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"scope\" needs option \"client_id\""),
+				 errdetail("scope is what an access token is asked for with client_id and client_secret.")));
+}
+
+/*
+ * Where a server's requests go: its site (domain or base_url), or the API
+ * gateway with the site's cloudId (cloud_id, or api_gateway 'true' to look
+ * it up from the site).  Options that say two different things are refused
+ * naming both.
+ */
+static void
+check_gateway_combination(bool has_domain, bool has_base_url, bool has_cloud_id,
+						  bool has_api_gateway, bool api_gateway, bool has_gateway_url)
+{
+	if (has_cloud_id && (has_domain || has_base_url))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("options \"cloud_id\" and \"%s\" cannot both be set",
+						has_domain ? "domain" : "base_url"),
+				 errdetail("cloud_id sends requests to https://api.atlassian.com/ex/confluence/{cloud_id}; %s names another address.",
+						   has_domain ? "domain" : "base_url"),
+				 has_domain ?
+				 errhint("Drop domain, or drop cloud_id and set api_gateway 'true' to look the cloudId up from the domain.") :
+				 errhint("Drop one of them.")));
+	if (has_cloud_id && has_api_gateway && !api_gateway)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"cloud_id\" cannot be used with api_gateway 'false'"),
+				 errdetail("A cloudId is reached only through the API gateway.")));
+	if (has_gateway_url && !has_cloud_id && !api_gateway)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"api_gateway_url\" needs option \"cloud_id\" or api_gateway 'true'"),
+				 errdetail("Without them requests go to the site, not through the gateway.")));
+}
+
 PG_FUNCTION_INFO_V1(confluence_fdw_validator);
 
 /*
@@ -909,9 +996,16 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 	bool		upsert = false;
 	bool		has_domain = false,
 				has_base_url = false,
+				has_cloud_id = false,
+				has_gateway_url = false,
+				api_gateway = false,
+				has_api_gateway = false,
 				has_username = false,
 				has_api_token = false,
 				has_bearer = false;
+	bool		has_client_id = false,
+				has_client_secret = false,
+				has_scope = false;
 
 	foreach(lc, options)
 	{
@@ -927,6 +1021,16 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 		has_username |= strcmp(opt->name, "username") == 0;
 		has_api_token |= strcmp(opt->name, "api_token") == 0;
 		has_bearer |= strcmp(opt->name, "bearer_token") == 0;
+		has_client_id |= strcmp(opt->name, "client_id") == 0;
+		has_client_secret |= strcmp(opt->name, "client_secret") == 0;
+		has_scope |= strcmp(opt->name, "scope") == 0;
+		has_cloud_id |= strcmp(opt->name, "cloud_id") == 0;
+		has_gateway_url |= strcmp(opt->name, "api_gateway_url") == 0;
+		if (strcmp(opt->name, "api_gateway") == 0)
+		{
+			has_api_gateway = true;
+			api_gateway = cfdw_option_bool(def);
+		}
 		if (strcmp(opt->name, "batch_mode") == 0)
 			batch = cfdw_option_bool(def);
 		else if (strcmp(opt->name, "format") == 0)
@@ -968,6 +1072,10 @@ confluence_fdw_validator(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 				 errmsg("options \"domain\" and \"base_url\" cannot both be set"),
 				 errhint("Use domain for a Confluence Cloud site, base_url for anything else.")));
+	check_client_credentials(has_client_id, has_client_secret, has_scope,
+							 has_username, has_api_token, has_bearer);
+	check_gateway_combination(has_domain, has_base_url, has_cloud_id, has_api_gateway,
+							  api_gateway, has_gateway_url);
 	if (has_bearer && (has_username || has_api_token))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -1067,13 +1175,15 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 	bool		has_address = false;
 	bool		has_user = false,
 				has_token = false,
-				has_bearer = false;
+				has_bearer = false,
+				has_client = false;
 
 	foreach(lc, server->options)
 	{
 		const char *name = ((DefElem *) lfirst(lc))->defname;
 
-		has_address |= strcmp(name, "domain") == 0 || strcmp(name, "base_url") == 0;
+		has_address |= strcmp(name, "domain") == 0 || strcmp(name, "base_url") == 0 ||
+			strcmp(name, "cloud_id") == 0;
 	}
 	if (!has_address)
 	{
@@ -1090,24 +1200,22 @@ cfdw_server_problem(ForeignServer *server, UserMapping *um, const char **hint)
 		has_user |= strcmp(name, "username") == 0;
 		has_token |= strcmp(name, "api_token") == 0;
 		has_bearer |= strcmp(name, "bearer_token") == 0;
+		/* the validator lets client_id in only with client_secret */
+		has_client |= strcmp(name, "client_id") == 0;
 	}
 	/* No token, no request: there is no ambient identity to fall back on. */
-	if (!has_bearer && !(has_user && has_token))
+	if (!has_bearer && !(has_user && has_token) && !has_client)
 	{
-		*hint = "Set username and api_token, or bearer_token, in the user mapping.";
+		*hint = "Set username and api_token, bearer_token, or client_id and client_secret (a service account's OAuth 2.0 credential) in the user mapping.";
 		return psprintf("user mapping for server \"%s\" has no credentials",
 						server->servername);
 	}
 	return NULL;
 }
 
-/*
- * Where a server's requests go, before the path: "https://domain", or
- * base_url in one canonical form, without trailing '/' (the path adds its
- * own).  NULL when the server has neither; the validator refuses both.
- */
+/* The site a server names: "https://domain" or base_url, or NULL. */
 static char *
-server_base(List *server_options)
+site_base(List *server_options)
 {
 	ListCell   *lc;
 	const char *domain = NULL;
@@ -1133,6 +1241,43 @@ server_base(List *server_options)
 	if (domain)
 		return psprintf("https://%s", domain);
 	return NULL;
+}
+
+/*
+ * OAuth client credentials fetch their access token from token_url, or
+ * from Atlassian Cloud's by default; the client secret goes there, so its
+ * host is held to the same egress rules as the server's own.  Without
+ * client credentials there is no token_url to use.
+ */
+static void
+resolve_token_url(CfdwTable *t)
+{
+	if (t->site.client_id == NULL)
+	{
+		t->site.token_url = NULL;
+		return;
+	}
+	if (t->site.token_url == NULL)
+		t->site.token_url = CFDW_DEFAULT_TOKEN_URL;
+	if (t->site.restricted)
+		check_egress_host(NULL, url_host(t->site.token_url), true, t->servername);
+	cfdw_oauth_resolve(&t->site);
+}
+
+/*
+ * Where a server's requests go, before the path: "https://domain", or
+ * base_url in one canonical form, without trailing '/' (the path adds its
+ * own); through the gateway, {gateway}/ex/confluence/{cloudId}, with
+ * "{cloudId}" for one api_gateway has not looked up yet in this backend
+ * (this is for EXPLAIN and planning, which send nothing).  NULL when the
+ * server has no address.
+ */
+static char *
+server_base(ForeignServer *server)
+{
+	char	   *gateway = cfdw_gateway_base(server, NULL);
+
+	return gateway ? gateway : site_base(server->options);
 }
 
 /*
@@ -1195,24 +1340,37 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.proxy = v;
 		else if (strcmp(def->defname, "delivery") == 0)
 			t->queued = strcmp(v, "queue") == 0;	/* the tables' default */
+		else if (strcmp(def->defname, "token_url") == 0)
+			t->site.token_url = v;
 		else if (strcmp(def->defname, "max_rate") == 0 &&
 				 !parse_rate(v, &t->site.max_rate))
 			invalid_value(def->defname, v, NULL);
 	}
 
-	t->base = server_base(server->options);
-
-	/*
-	 * The site whose rate limit the requests share.  A server whose cloudId
-	 * is known without a gateway base URL (resolved from its domain) gives
-	 * it here instead of NULL.
-	 */
-	t->site.rate_key = cfdw_rate_site_key(t->base, NULL);
-
 	/* checked again here: the setting may have changed since */
 	t->site.restricted = !superuser_arg(server->owner);
+	t->base = site_base(server->options);
 	if (t->site.restricted && t->base)
 		check_egress_host(NULL, url_host(t->base), true, t->servername);
+
+	/* through the gateway: the site is asked for its cloudId, if need be */
+	{
+		char	   *gateway = cfdw_gateway_base(server, t);
+
+		if (gateway)
+		{
+			t->base = gateway;
+			if (t->site.restricted)
+				check_egress_host(NULL, url_host(t->base), true, t->servername);
+		}
+	}
+
+	/*
+	 * The site whose rate limit the requests share: the cloudId when the
+	 * server knows it (a gateway base, cloud_id, or the one api_gateway
+	 * looked up), else the host.
+	 */
+	t->site.rate_key = cfdw_rate_site_key(t->base, cfdw_server_cloud_id(server));
 
 	foreach(lc, um->options)
 	{
@@ -1224,7 +1382,14 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 			t->site.api_token = defGetString(def);
 		else if (strcmp(def->defname, "bearer_token") == 0)
 			t->site.bearer_token = defGetString(def);
+		else if (strcmp(def->defname, "client_id") == 0)
+			t->site.client_id = defGetString(def);
+		else if (strcmp(def->defname, "client_secret") == 0)
+			t->site.client_secret = defGetString(def);
+		else if (strcmp(def->defname, "scope") == 0)
+			t->site.scope = defGetString(def);
 	}
+	resolve_token_url(t);
 
 }
 
@@ -1709,7 +1874,7 @@ cfdw_resolve_shape(Relation rel)
 	int			table_delivery = -1;
 
 	resolve_shape(t, rel, table, &headers, &table_delivery, &table_concurrency);
-	t->base = server_base(GetForeignServer(table->serverid)->options);
+	t->base = server_base(GetForeignServer(table->serverid));
 	if (t->base == NULL)
 		t->base = "";
 	return t;
@@ -1814,7 +1979,7 @@ char *
 cfdw_describe_request(Oid relid, CmdType operation)
 {
 	ForeignTable *table = GetForeignTable(relid);
-	const char *base = server_base(GetForeignServer(table->serverid)->options);
+	const char *base = server_base(GetForeignServer(table->serverid));
 	char	   *endpoint;
 	CfdwMethod	method = CFDW_POST;
 	bool		has_method = read_table_target(table->options, &endpoint, &method);

@@ -1571,3 +1571,169 @@ cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, b
 	*paced = t > base;
 	return t;
 }
+
+/* ---------------------------------------------------------------------
+ * Atlassian's API gateway: cloudIds, next links behind its prefix, and the
+ * OAuth scope each endpoint the extension uses needs
+ * ---------------------------------------------------------------------
+ */
+
+#define GATEWAY_PREFIX "/ex/confluence/"
+
+bool
+cfdw_cloud_id_valid(const char *s)
+{
+	/* 8-4-4-4-12 hexadecimal digits, as every cloudId Atlassian hands out */
+	static const int groups[] = {8, 4, 4, 4, 12};
+	const char *p = s;
+
+	if (s == NULL)
+		return false;
+	for (int g = 0; g < 5; g++)
+	{
+		for (int i = 0; i < groups[g]; i++, p++)
+			if (!isxdigit((unsigned char) *p))
+				return false;
+		if (g < 4 && *p++ != '-')
+			return false;
+	}
+	return *p == '\0';
+}
+
+bool
+cfdw_cloud_id_of_url(const char *url, char *out, size_t outsize)
+{
+	const char *p;
+	const char *end;
+	size_t		len;
+
+	if (url == NULL || outsize == 0 || (p = strstr(url, GATEWAY_PREFIX)) == NULL)
+		return false;
+	p += strlen(GATEWAY_PREFIX);
+	end = p + strcspn(p, "/?#");
+	len = end - p;
+	if (len == 0 || len >= outsize)
+		return false;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	if (!cfdw_cloud_id_valid(out))
+	{
+		out[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+/* Where the path of a URL starts ("" when it has none), past "scheme://host". */
+static const char *
+url_path(const char *url)
+{
+	const char *p = strstr(url, "://");
+
+	p = p ? p + 3 : url;
+	return p + strcspn(p, "/");
+}
+
+const char *
+cfdw_next_link_rest(const char *base, const char *link)
+{
+	size_t		baselen = strlen(base);
+	const char *prefix = url_path(base);
+	size_t		prefixlen = strlen(prefix);
+
+	if (link[0] == '/' && link[1] != '/')
+	{
+		/*
+		 * Relative to the site, as Confluence writes them behind the gateway
+		 * too ("/wiki/api/v2/pages?cursor=..."): joined onto the base, which
+		 * keeps its prefix.  A link that already carries the prefix is
+		 * joined onto the origin instead, so the prefix is never doubled.
+		 */
+		if (prefixlen > 0 && strncmp(link, prefix, prefixlen) == 0 &&
+			link[prefixlen] == '/')
+			return link + prefixlen;
+		return link;
+	}
+	if (strncmp(link, base, baselen) == 0 && link[baselen] == '/')
+		return link + baselen;
+	return NULL;
+}
+
+/*
+ * The scope each operation needs, from the "security" sections of
+ * Atlassian's v2 spec (oAuthDefinitions) and, for the one v1 endpoint
+ * test_connection reads, the v1 spec.  test/unit/test_pure.c checks every
+ * v2 row against the spec.
+ */
+const CfdwScope cfdw_scopes[] = {
+	{"GET", "/wiki/api/v2/pages", "read:page:confluence"},
+	{"POST", "/wiki/api/v2/pages", "write:page:confluence"},
+	{"GET", "/wiki/api/v2/pages/{id}", "read:page:confluence"},
+	{"PUT", "/wiki/api/v2/pages/{id}", "write:page:confluence"},
+	{"DELETE", "/wiki/api/v2/pages/{id}", "delete:page:confluence"},
+	{"GET", "/wiki/api/v2/pages/{id}/footer-comments", "read:comment:confluence"},
+	{"GET", "/wiki/api/v2/pages/{id}/inline-comments", "read:comment:confluence"},
+	{"GET", "/wiki/api/v2/pages/{id}/labels", "read:page:confluence"},
+	{"GET", "/wiki/api/v2/pages/{id}/versions", "read:page:confluence"},
+	{"GET", "/wiki/api/v2/blogposts", "read:page:confluence"},
+	{"POST", "/wiki/api/v2/blogposts", "write:page:confluence"},
+	{"GET", "/wiki/api/v2/blogposts/{id}", "read:page:confluence"},
+	{"PUT", "/wiki/api/v2/blogposts/{id}", "write:page:confluence"},
+	{"DELETE", "/wiki/api/v2/blogposts/{id}", "delete:page:confluence"},
+	{"GET", "/wiki/api/v2/blogposts/{id}/footer-comments", "read:comment:confluence"},
+	{"GET", "/wiki/api/v2/blogposts/{id}/inline-comments", "read:comment:confluence"},
+	{"GET", "/wiki/api/v2/blogposts/{id}/labels", "read:page:confluence"},
+	{"GET", "/wiki/api/v2/footer-comments", "read:comment:confluence"},
+	{"POST", "/wiki/api/v2/footer-comments", "write:comment:confluence"},
+	{"GET", "/wiki/api/v2/footer-comments/{comment-id}", "read:comment:confluence"},
+	{"PUT", "/wiki/api/v2/footer-comments/{comment-id}", "write:comment:confluence"},
+	{"DELETE", "/wiki/api/v2/footer-comments/{comment-id}", "delete:comment:confluence"},
+	{"GET", "/wiki/api/v2/inline-comments", "read:comment:confluence"},
+	{"POST", "/wiki/api/v2/inline-comments", "write:comment:confluence"},
+	{"GET", "/wiki/api/v2/inline-comments/{comment-id}", "read:comment:confluence"},
+	{"PUT", "/wiki/api/v2/inline-comments/{comment-id}", "write:comment:confluence"},
+	{"DELETE", "/wiki/api/v2/inline-comments/{comment-id}", "delete:comment:confluence"},
+	{"GET", "/wiki/api/v2/spaces", "read:space:confluence"},
+	{"GET", "/wiki/api/v2/spaces/{id}", "read:space:confluence"},
+	{"GET", "/wiki/rest/api/user/current", "read:confluence-user"},
+	{NULL, NULL, NULL}
+};
+
+/* Does the path (up to its query) match the pattern, {x} matching a segment? */
+static bool
+path_matches(const char *pattern, const char *path)
+{
+	const char *p = pattern;
+	const char *q = path;
+
+	while (*p)
+	{
+		if (*p == '{')
+		{
+			const char *close = strchr(p, '}');
+			size_t		n = strcspn(q, "/?#");
+
+			if (close == NULL || n == 0)
+				return false;
+			p = close + 1;
+			q += n;
+			continue;
+		}
+		if (*q != *p)
+			return false;
+		p++;
+		q++;
+	}
+	return *q == '\0' || *q == '?' || *q == '#';
+}
+
+const CfdwScope *
+cfdw_scope_find(const char *method, const char *path)
+{
+	if (method == NULL || path == NULL)
+		return NULL;
+	for (const CfdwScope *s = cfdw_scopes; s->method; s++)
+		if (strcmp(s->method, method) == 0 && path_matches(s->path, path))
+			return s;
+	return NULL;
+}

@@ -224,4 +224,43 @@ extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
 extern void cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset,
 							   int64_t now);
 
+/*
+ * Atlassian's API gateway.  cfdw_cloud_id_valid: is s a cloudId (a UUID:
+ * 8-4-4-4-12 hexadecimal digits)?  It goes into URLs, so nothing else is
+ * taken.  cfdw_cloud_id_of_url: the cloudId of a URL of the form
+ * .../ex/confluence/{cloudId}..., copied into out; false when there is
+ * none (or it is not a cloudId).
+ */
+extern bool cfdw_cloud_id_valid(const char *s);
+extern bool cfdw_cloud_id_of_url(const char *url, char *out, size_t outsize);
+
+/*
+ * A next link of a page of results, against the base URL of the server
+ * (origin plus optional prefix, no trailing '/'): the part to append to the
+ * base, or NULL when the link leaves it.  A link relative to the site
+ * ("/wiki/api/v2/pages?cursor=X", which is how Confluence writes them
+ * behind the gateway too) is appended whole, so the prefix
+ * ("/ex/confluence/{cloudId}") is kept; one that already starts with the
+ * prefix, or is absolute on the base, gives what follows the prefix, so it
+ * is never doubled.  The caller checks the link's characters.
+ */
+extern const char *cfdw_next_link_rest(const char *base, const char *link);
+
+/*
+ * The OAuth scope an operation needs (Atlassian's spec, "security"):
+ * method, path pattern as in the spec ("/wiki/api/v2/pages/{id}"), scope.
+ * cfdw_scopes ends with a NULL method.  cfdw_scope_find: the row for a
+ * request's method and path (a query is ignored; "{x}" matches one
+ * segment), or NULL when the path is not one of them.
+ */
+typedef struct CfdwScope
+{
+	const char *method;
+	const char *path;
+	const char *scope;
+} CfdwScope;
+
+extern const CfdwScope cfdw_scopes[];
+extern const CfdwScope *cfdw_scope_find(const char *method, const char *path);
+
 #endif							/* CFDW_PURE_H */

@@ -214,20 +214,25 @@ cfdw_enqueue(const CfdwTable *t, Oid userid, const CfdwRequest *req,
 }
 
 /*
- * How many of the role's rows still wait to be sent.  The caller's own
- * statement, with the caller's rights: nothing to pin.  The result is
- * freed at once: flush() looks every 50 ms, and SPI keeps every tuple
- * table until SPI_finish.
+ * How many of the role's rows still wait to be sent (pending, sending,
+ * retry_wait), or are held.  The caller's own statement, with the caller's
+ * rights: nothing to pin.  Nothing is allocated per call but the result,
+ * which is freed at once: flush() looks every 50 ms, and SPI keeps every
+ * tuple table until SPI_finish.
  */
 static int64
-count_waiting(Oid userid)
+count_in(Oid userid, bool held)
 {
 	Datum		arg = ObjectIdGetDatum(userid);
 	Oid			type = OIDOID;
 	bool		isnull;
 	int64		n;
 
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
+	if (SPI_execute_with_args(held
+							  ? "SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
+							  " WHERE enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+							  " AND state OPERATOR(pg_catalog.=) 'held'"
+							  : "SELECT pg_catalog.count(*) FROM confluence_fdw.queue"
 							  " WHERE enqueued_by::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 							  " AND state OPERATOR(pg_catalog.=) ANY ('{pending,sending,retry_wait}'::pg_catalog.text[])",
 							  1, &type, &arg, NULL, false, 1) != SPI_OK_SELECT)
@@ -242,7 +247,10 @@ PG_FUNCTION_INFO_V1(confluence_fdw_flush);
 /*
  * confluence_fdw.flush(timeout_ms) -> bigint
  *		Wait until the caller's queued rows are sent (done, dead or
- *		in_doubt), at most timeout_ms; return how many still wait.  Each
+ *		in_doubt) or held, at most timeout_ms; return how many still wait
+ *		(pending, sending or retry_wait).  A held row waits for a person
+ *		(its credentials were refused), not for time: it is not waited for
+ *		nor counted, and a NOTICE says how many there are.  Each
  *		look takes a new snapshot (READ COMMITTED), so the rows the worker
  *		records are seen as they come; rows of the caller's own open
  *		transaction are not visible to the worker and wait out the timeout.
@@ -256,6 +264,7 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   Max(timeout_ms, 0));
 	int64		left;
+	int64		held;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -272,7 +281,7 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 		long		secs;
 		int			usecs;
 
-		left = count_waiting(GetUserId());
+		left = count_in(GetUserId(), false);
 		TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
 		if (left == 0 || (secs == 0 && usecs == 0))
 			break;
@@ -281,7 +290,15 @@ confluence_fdw_flush(PG_FUNCTION_ARGS)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	held = count_in(GetUserId(), true);
 	SPI_finish();
+	if (held > 0)
+		ereport(NOTICE,
+				(errmsg_plural("%lld queued row is held",
+							   "%lld queued rows are held",
+							   (unsigned long) held, (long long) held),
+				 errdetail("Confluence refused them with HTTP 401 or 403. flush() does not wait for held rows."),
+				 errhint("Fix the user mapping (ALTER USER MAPPING sends them again), or call confluence_fdw.requeue(id) for each; SELECT id, error FROM confluence_fdw.queue WHERE state = 'held' lists them.")));
 	PG_RETURN_INT64(left);
 }
 
@@ -289,8 +306,8 @@ PG_FUNCTION_INFO_V1(confluence_fdw_requeue);
 
 /*
  * confluence_fdw.requeue(id) -> boolean
- *		Put a dead or in_doubt row back to pending: the caller's own row, or
- *		any row for a superuser.  Sent after COMMIT.
+ *		Put a dead, in_doubt or held row back to pending: the caller's own
+ *		row, or any row for a superuser.  Sent after COMMIT.
  */
 Datum
 confluence_fdw_requeue(PG_FUNCTION_ARGS)

@@ -10,12 +10,45 @@
  *
  *	 pending ──claim──▶ sending ──answered 2xx / found by title──▶ done ──purge──▶ (gone)
  *	 retry_wait ─claim─┘   │ ├──certainly not processed, attempts left──▶ retry_wait
- *	      ▲                │ ├──refused, or attempts used up──▶ dead ──requeue──▶ pending
+ *	      ▲                │ ├──rate-limited beyond max_retry_wait_ms──▶ retry_wait
+ *	      │                │ │     (postpone: the attempt is given back; dead
+ *	      │                │ │      instead once the row was queued 7 days ago)
+ *	      │                │ ├──refused, or attempts used up──▶ dead ──requeue──▶ pending
+ *	      │                │ ├──refused with 401 or 403──▶ held ──requeue──▶ pending
+ *	      │                │ │                               ├──its user mapping or server
+ *	      │                │ │                               │  changed: one row of the
+ *	      │                │ │                               │  group (probe)──▶ pending
+ *	      │                │ │                               ├──the probe was answered, not
+ *	      │                │ │                               │  401/403: the rest (release)──▶ pending
+ *	      │                │ │                               └──the probe was refused again
+ *	      │                │ │                                  (rehold)──▶ held, its versions
  *	      │                │ ├──may have been processed──▶ in_doubt ──requeue──▶ pending
  *	      │                │ └──interrupted, proven unsent or an upsert──▶ pending
  *	 pending/retry_wait ──cannot be sent as it is (table, mapping gone)──▶ dead
  *	 pending/retry_wait ──an ERROR while its group was prepared or sent──▶ retry_wait
  *	                      (counted as an attempt; dead once attempts are used up)
+ *	 pending/retry_wait ──its server is rate-limited (another row's postpone)──▶ retry_wait
+ *	                      (delay: not sent, no attempt counted; dead instead once
+ *	                       the row was queued 7 days ago)
+ *	 pending/retry_wait ──the OAuth token endpoint refused the user mapping's
+ *	                      client credentials──▶ held (hold_unsent: nothing was sent,
+ *	                      no attempt counted; it leaves held as above)
+ *
+ * held is no end: the row waits for a person (credentials rotated, a
+ * permission granted), so flush() does not wait for it, the purge does not
+ * take it, and it leaves by requeue() or when the worker sees that the
+ * server or user mapping it was refused with has changed: each held row
+ * keeps the versions (OIDs and xmin, never an option's value) of the
+ * pg_foreign_server and pg_user_mapping rows it was sent with, and a
+ * syscache invalidation of either catalog makes the worker compare them.
+ * A change need not be a fix (a GRANT on the server, an unrelated option),
+ * and every request with refused credentials counts towards an account's
+ * lockout, so one row of each group held with the same versions goes first
+ * (probe, which keeps the versions and so marks the row as the group's
+ * probe); the others follow (release) once the probe has an end that is no
+ * 401 or 403 (done, dead, in_doubt), and take the probe's new versions
+ * (rehold) when it is held again.  requeue() and release clear the
+ * versions; a finished probe keeps them, which is what marks it as one.
  *
  * What a crash (or a fast shutdown, a cancel, an ERROR) between two steps
  * leaves behind, for each transition:
@@ -30,10 +63,31 @@
  *			before they left or whose answers an ERROR cut off: the
  *			reconciliation treats all of them as possibly sent (a page is
  *			looked up, a comment is in_doubt).
- *	outcome	(done, retry_wait, dead, in_doubt) committed with
- *			synchronous_commit off: a lost outcome leaves the row 'sending',
- *			and the reconciliation settles it as after a crash mid-send.
+ *	outcome	(done, retry_wait, postpone, dead, held, in_doubt) committed
+ *			with synchronous_commit off: a lost outcome leaves the row
+ *			'sending', and the reconciliation settles it as after a crash
+ *			mid-send.  The claim's attempt stays counted then: postpone gives
+ *			it back in the same UPDATE that leaves 'sending' (and only from
+ *			'sending'), so it is given back once or not at all.  A lost hold
+ *			is such a lost outcome too: a page is looked up, and held again
+ *			when the lookup is refused with 401 or 403 (sent again once the
+ *			credentials change, a page its lost attempt made is then refused
+ *			for its title and found), an upsert goes back to pending (its
+ *			lookup is refused and held), any other row is in_doubt.
  *	resend	(sending -> pending) by the reconciliation: lost, it is redone.
+ *	delay	committed with synchronous_commit off; lost, the row is due
+ *			again and sent once (the worker's wait for its server, kept in
+ *			its memory, went with it), and that answer postpones it again.
+ *	hold_unsent  committed with synchronous_commit off; lost, the row is
+ *			due again, its group asks the token endpoint once more (nothing
+ *			reaches Confluence without a token) and is held again.
+ *	probe, release, rehold
+ *			committed with synchronous_commit off; each is decided afresh
+ *			from what the queue holds (no state of the worker's), so a lost
+ *			one is made again when the worker starts: a lost probe leaves
+ *			the group held with the old versions, which still differ from
+ *			the catalogs' (one probe is sent, as before); a lost release or
+ *			rehold leaves the finished or held probe that decides it.
  *	requeue	in the caller's transaction.
  *	purge	idempotent.
  *
@@ -65,9 +119,13 @@ static const char *const state_names[CFDW_Q_NSTATES] = {
 	[CFDW_Q_DONE] = "done",
 	[CFDW_Q_DEAD] = "dead",
 	[CFDW_Q_IN_DOUBT] = "in_doubt",
+	[CFDW_Q_HELD] = "held",
 };
 
-/* The columns an outcome writes: $2 .. $8 of every statement. */
+/*
+ * The columns an outcome writes: $2 .. $8 of every statement ($9, the
+ * credentials' versions, only hold and rehold write).
+ */
 #define OUTCOME_SET \
 	"http_status = $2, remote_id = COALESCE($3, remote_id), action = $4," \
 	" response = $5::pg_catalog.jsonb, error = $6, next_attempt_at = $7," \
@@ -93,14 +151,28 @@ static const QueueTransition transitions[] = {
 	{CFDW_MOVE_RETRY, "retry", S(CFDW_Q_SENDING), CFDW_Q_RETRY_WAIT, OUTCOME_SET, false},
 	{CFDW_MOVE_DEAD, "dead", S(CFDW_Q_SENDING), CFDW_Q_DEAD,
 	OUTCOME_SET ", done_at = pg_catalog.now()", false},
-	{CFDW_MOVE_REQUEUE, "requeue", S(CFDW_Q_DEAD) | S(CFDW_Q_IN_DOUBT), CFDW_Q_PENDING,
-	"attempts = 0, error = NULL, done_at = NULL, next_attempt_at = pg_catalog.now()", false},
+	{CFDW_MOVE_REQUEUE, "requeue", S(CFDW_Q_DEAD) | S(CFDW_Q_IN_DOUBT) | S(CFDW_Q_HELD), CFDW_Q_PENDING,
+	"attempts = 0, error = NULL, done_at = NULL, next_attempt_at = pg_catalog.now(),"
+	" credentials_version = NULL", false},
 	{CFDW_MOVE_IN_DOUBT, "in_doubt", S(CFDW_Q_SENDING), CFDW_Q_IN_DOUBT, OUTCOME_SET, false},
 	{CFDW_MOVE_RESEND, "resend", S(CFDW_Q_SENDING), CFDW_Q_PENDING, OUTCOME_SET, false},
 	{CFDW_MOVE_UNSENDABLE, "unsendable", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_DEAD,
 	OUTCOME_SET ", done_at = pg_catalog.now()", false},
 	{CFDW_MOVE_DEFER, "defer", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_RETRY_WAIT,
 	"attempts = attempts + 1, " OUTCOME_SET, false},
+	{CFDW_MOVE_POSTPONE, "postpone", S(CFDW_Q_SENDING), CFDW_Q_RETRY_WAIT,
+	"attempts = GREATEST(attempts - 1, 0), " OUTCOME_SET, false},
+	{CFDW_MOVE_HOLD, "hold", S(CFDW_Q_SENDING), CFDW_Q_HELD,
+	OUTCOME_SET ", credentials_version = $9", false},
+	{CFDW_MOVE_PROBE, "probe", S(CFDW_Q_HELD), CFDW_Q_PENDING,
+	"attempts = 0, next_attempt_at = pg_catalog.now()", false},
+	{CFDW_MOVE_RELEASE, "release", S(CFDW_Q_HELD), CFDW_Q_PENDING,
+	"attempts = 0, next_attempt_at = pg_catalog.now(), credentials_version = NULL", false},
+	{CFDW_MOVE_REHOLD, "rehold", S(CFDW_Q_HELD), CFDW_Q_HELD, "credentials_version = $9", false},
+	{CFDW_MOVE_DELAY, "delay", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_RETRY_WAIT,
+	OUTCOME_SET, false},
+	{CFDW_MOVE_HOLD_UNSENT, "hold_unsent", S(CFDW_Q_PENDING) | S(CFDW_Q_RETRY_WAIT), CFDW_Q_HELD,
+	OUTCOME_SET ", credentials_version = $9", false},
 };
 
 /* Each transition's statement, prepared once per process. */
@@ -126,8 +198,8 @@ cfdw_queue_state_name(CfdwQueueState state)
 static SPIPlanPtr
 transition_plan(const QueueTransition *tr)
 {
-	Oid			types[8] = {INT8ARRAYOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, BOOLOID};
+	Oid			types[9] = {INT8ARRAYOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, BOOLOID, TEXTOID};
 	StringInfoData from;
 	StringInfoData sql;
 	SPIPlanPtr	plan;
@@ -183,8 +255,8 @@ cfdw_queue_move(CfdwQueueMove move, const int64 *ids, int n, Oid role,
 {
 	const QueueTransition *tr = find_transition(move);
 	CfdwQueueOutcome none = {0};
-	Datum		v[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		v[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 	CfdwPrivileged priv;
 	int			rc;
@@ -203,6 +275,7 @@ cfdw_queue_move(CfdwQueueMove move, const int64 *ids, int n, Oid role,
 	v[5] = text_or_null(o->error, &nulls[5]);
 	v[6] = TimestampTzGetDatum(o->next_attempt_at ? o->next_attempt_at : GetCurrentTimestamp());
 	v[7] = BoolGetDatum(o->sent);
+	v[8] = text_or_null(o->credentials_version, &nulls[8]);
 
 	/*
 	 * A claim must be on disk (and on a synchronous standby) before its

@@ -20,6 +20,7 @@
 #include "catalog/namespace.h"
 
 #include <ctype.h>
+#include <time.h>
 #include <cjson/cJSON.h>
 
 #include "mb/pg_wchar.h"
@@ -32,8 +33,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "confluence_fdw.h"
+#include "pure.h"
 
 /* Names the column and path being converted when an input function fails. */
 typedef struct ConversionContext
@@ -982,8 +985,204 @@ transport_problem(const CfdwTable *t, const CfdwResponse *resp, Problem *p)
 	}
 }
 
+/*
+ * cfdw_rate_limit_lifts_in
+ *		"the site accepts requests again at 2026-12-08 03:15:00+00 (in
+ *		1800 s)" for a wait of ms from now, in the session's TimeZone; *when,
+ *		when asked for, is that time.  It is rounded up to the second (the
+ *		header's own precision; never before the limit lifts), so a caller
+ *		that schedules for *when says the time it schedules for.
+ */
+char *
+cfdw_rate_limit_lifts_in(long ms, TimestampTz *when)
+{
+	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	if (at % USECS_PER_SEC != 0)
+		at += USECS_PER_SEC - at % USECS_PER_SEC;
+	if (when)
+		*when = at;
+	return psprintf("the site accepts requests again at %s (in %ld s)",
+					timestamptz_to_str(at), (ms + 999) / 1000);
+}
+
+/* How long a rate-limited answer (429, or 503 with Retry-After) asks to wait (ms; -1: none). */
+static long
+rate_limit_ms(const CfdwResponse *resp)
+{
+	if (resp->outcome != CFDW_ANSWERED || resp->retry_after[0] == '\0' ||
+		!(resp->status == 429 || resp->status == 503))
+		return -1;
+	return cfdw_retry_after_ms(resp->retry_after, time(NULL));
+}
+
+/*
+ * cfdw_rate_limit_lifts
+ *		When a rate-limited answer says the site takes requests again, in
+ *		words (cfdw_rate_limit_lifts_in).  NULL when the answer names no
+ *		time that can be read, or one that has come.  Retry-After is capped
+ *		(pure.c), so the time is at most a day away.
+ */
+char *
+cfdw_rate_limit_lifts(const CfdwResponse *resp)
+{
+	long		ms = rate_limit_ms(resp);
+
+	return ms > 0 ? cfdw_rate_limit_lifts_in(ms, NULL) : NULL;
+}
+
+/*
+ * The hint of a rate-limited answer: when the limit lifts, and whether
+ * waiting longer would have helped.  A wait beyond max_retry_wait_ms is
+ * not waited for by a statement (an hourly quota may ask for half an
+ * hour); a queued row waits for it without spending an attempt.  The wait
+ * is read once: an HTTP-date read twice can have come in between.
+ */
+static char *
+rate_limit_hint(const CfdwTable *t, const CfdwResponse *resp)
+{
+	long		ms = cfdw_retry_after_ms(resp->retry_after, time(NULL));
+	char	   *when = ms > 0 ? cfdw_rate_limit_lifts_in(ms, NULL) : NULL;
+
+	if (when == NULL)
+		return pstrdup(ms == 0
+					   ? "Confluence rate-limited the request; it asked to retry at once. Raise max_retries or max_retry_wait_ms on the server to wait longer."
+					   : "Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+	if (ms > t->max_retry_wait_ms)
+		return psprintf("Confluence rate-limited the request: %s, later than a statement waits (max_retry_wait_ms is %d). Send it then, or through a delivery 'queue' table, whose rows wait for it.",
+						when, t->max_retry_wait_ms);
+	return psprintf("Confluence rate-limited the request: %s. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
+					when);
+}
+
 /* Something after a colon, or nothing. */
 #define COLON(s) ((s) ? ": " : ""), ((s) ? (s) : "")
+
+/* ---------------------------------------------------------------------
+ * 401s: a scope the token lacks, or credentials that do not work
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The API gateway's 401 for a token without the scope an operation needs
+ * ("Unauthorized; scope does not match"): the credentials are good, the
+ * token is not allowed to do this.
+ */
+static bool
+is_scope_failure(const CfdwResponse *resp)
+{
+	return resp->status == 401 &&
+		pg_strcasecmp(resp->failure_category, "FAILURE_CLIENT_SCOPE_CHECK") == 0;
+}
+
+/* A request's path without its query, or the spec's pattern of it. */
+static const char *
+operation_path(const CfdwRequest *req, const CfdwScope *scope)
+{
+	const char *p = req->path_for_messages ? req->path_for_messages : "";
+
+	return scope ? scope->path : pnstrdup(p, strcspn(p, "?"));
+}
+
+/*
+ * What was refused, in SQL and HTTP: "INSERT into pages (POST
+ * /wiki/api/v2/pages)"; a request of no table (test_connection) by its
+ * HTTP alone.  The statement is told by the method: a read is a SELECT
+ * (also the one an UPDATE or DELETE makes first), a POST an INSERT, a PUT
+ * an UPDATE (also an upsert's).
+ */
+static char *
+operation_words(const CfdwTable *t, const CfdwRequest *req, const CfdwScope *scope)
+{
+	const char *method = cfdw_method_name(req->method);
+	const char *path = operation_path(req, scope);
+	const char *verb = "INSERT into";
+
+	if (!OidIsValid(t->relid))
+		return psprintf("%s %s", method, path);
+	if (req->method == CFDW_GET)
+		verb = "SELECT from";
+	else if (req->method == CFDW_PUT || req->method == CFDW_PATCH)
+		verb = "UPDATE";
+	else if (req->method == CFDW_DELETE)
+		verb = "DELETE from";
+	return psprintf("%s %s (%s %s)", verb, t->relname, method, path);
+}
+
+/* The scope a refused request needs, or NULL when it is not one we know. */
+static const CfdwScope *
+request_scope(const CfdwRequest *req)
+{
+	return cfdw_scope_find(cfdw_method_name(req->method), req->path_for_messages);
+}
+
+/*
+ * The words for a scope failure.  Scopes are fixed when a token is made:
+ * the only way on is a new token.
+ */
+static void
+scope_problem(const CfdwTable *t, const CfdwRequest *req, const char *summary,
+			  Problem *p)
+{
+	const CfdwScope *scope = request_scope(req);
+	char	   *op = operation_words(t, req, scope);
+	const char *setting = t->site.bearer_token ? "bearer_token" : "api_token";
+
+	p->sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
+	p->cause = NULL;
+	if (scope)
+	{
+		p->message = psprintf("Confluence refused %s: the token lacks scope %s", op, scope->scope);
+		p->hint = psprintf("Scopes cannot be added to an existing token: make a new token with scope %s (and the scopes it has now), and set it as %s in the user mapping for server \"%s\".",
+						   scope->scope, setting, t->servername);
+		p->line = psprintf("authenticated, but the token lacks scope %s for %s (HTTP 401%s%s): scopes cannot be added to a token; make a new one with that scope",
+						   scope->scope, op, COLON(summary));
+	}
+	else
+	{
+		p->message = psprintf("Confluence refused %s: the token lacks a scope it needs", op);
+		p->hint = psprintf("Atlassian's documentation of the endpoint names the scope it needs. Scopes cannot be added to an existing token: make a new token with that scope, and set it as %s in the user mapping for server \"%s\".",
+						   setting, t->servername);
+		p->line = psprintf("authenticated, but the token lacks a scope %s needs (HTTP 401%s%s): scopes cannot be added to a token; make a new one with that scope",
+						   op, COLON(summary));
+	}
+}
+
+/*
+ * What to check after a 401 that is no scope failure, in the words of the
+ * credential the user mapping has.  A scoped API token sent to the site
+ * (not the gateway) gets 401 too, so that is said for Basic credentials.
+ */
+static void
+credentials_problem(const CfdwTable *t, const char *summary, Problem *p)
+{
+	bool		gateway = t->base && strstr(t->base, "/ex/confluence/") != NULL;
+
+	p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	if (t->site.bearer_token)
+	{
+		p->hint = psprintf("Check bearer_token in the user mapping for server \"%s\": an OAuth 2.0 access token expires (Atlassian's after an hour), a Data Center personal access token when its owner chose.",
+						   t->servername);
+		p->line = psprintf("authentication failed (HTTP 401%s%s): check bearer_token in the user mapping; it may have expired",
+						   COLON(summary));
+	}
+	else if (t->site.username)
+	{
+		p->hint = psprintf("Check username and api_token in the user mapping for server \"%s\": username is the account's e-mail address, api_token an Atlassian API token, which expires after at most a year.%s",
+						   t->servername,
+						   gateway ? "" : " A scoped API token works only through the API gateway: set the server's cloud_id, or api_gateway 'true'.");
+		p->line = psprintf("authentication failed (HTTP 401%s%s): check username and api_token in the user mapping%s",
+						   COLON(summary),
+						   gateway ? "" : " (a scoped API token needs the server's cloud_id or api_gateway 'true')");
+	}
+	else
+	{
+		p->hint = psprintf("Check the credentials in the user mapping for server \"%s\".",
+						   t->servername);
+		p->line = psprintf("authentication failed (HTTP 401%s%s): check the credentials in the user mapping",
+						   COLON(summary));
+	}
+}
 
 /*
  * The words for an HTTP answer: its SQLSTATE and hint when it is an error,
@@ -1008,14 +1207,19 @@ status_problem(const CfdwTable *t, const CfdwRequest *req,
 		p->line = psprintf("%s answered with a redirect (HTTP %ld), which is not followed: check the server's domain or base_url",
 						   t->base, status);
 	}
-	else if (status == 401)
+	else if (is_scope_failure(resp))
+		scope_problem(t, req, summary, p);
+	else if (status == 401 && t->site.client_id)
 	{
+		/* a kept token was replaced once already (delivery.c): this one is new */
 		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-		p->hint = psprintf("Check the credentials in the user mapping for server \"%s\": username and api_token (an Atlassian API token), or bearer_token.",
-						   t->servername);
-		p->line = psprintf("authentication failed (HTTP 401%s%s): check username and api_token, or bearer_token, in the user mapping",
-						   COLON(summary));
+		p->hint = psprintf("Confluence refused the access token just fetched from %s for client_id \"%s\": check that the service account may use this site (requests go through https://api.atlassian.com/ex/confluence/<cloudId>) and that its credential has the scopes this operation needs.",
+						   t->site.token_url, t->site.client_id);
+		p->line = psprintf("Confluence refused the access token just fetched for client_id \"%s\" (HTTP 401%s%s): check the service account's access to the site and its scopes",
+						   t->site.client_id, COLON(summary));
 	}
+	else if (status == 401)
+		credentials_problem(t, summary, p);
 	else if (status == 403)
 	{
 		p->sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
@@ -1034,11 +1238,8 @@ status_problem(const CfdwTable *t, const CfdwRequest *req,
 		p->hint = pstrdup("To update a page, send version.number as its current version plus one.");
 	else if (status == 413)
 		p->hint = pstrdup("Confluence refuses request bodies over 5 MB.");
-	else if (status == 429)
-		p->hint = resp->retry_after[0]
-			? psprintf("Confluence rate-limited the request; it asked to wait %s seconds. Raise max_retries or max_retry_wait_ms on the server to wait longer.",
-					   printable_excerpt(resp->retry_after, strlen(resp->retry_after), 60))
-			: pstrdup("Confluence rate-limited the request. Raise max_retries or max_retry_wait_ms on the server to wait longer.");
+	else if (status == 429 || (status == 503 && resp->retry_after[0]))
+		p->hint = rate_limit_hint(t, resp);
 }
 
 /*
@@ -1061,6 +1262,15 @@ cfdw_report_http_error(const CfdwTable *t, const CfdwRequest *req,
 						cfdw_method_name(req->method), req->path_for_messages, resp->status),
 				 resp->location[0] ? errdetail("Location: %s",
 											   printable_excerpt(resp->location, strlen(resp->location), 300)) : 0,
+				 errhint("%s", p.hint),
+				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
+	if (is_scope_failure(resp))
+		ereport(ERROR,
+				(errcode(p.sqlstate),
+				 errmsg_internal("%s", p.message),
+				 errdetail_internal("%s X-Failure-Category: %s.", error_detail(resp),
+									printable_excerpt(resp->failure_category,
+													  strlen(resp->failure_category), 64)),
 				 errhint("%s", p.hint),
 				 errcontext("%s %s", cfdw_method_name(req->method), req->path_for_messages)));
 	ereport(ERROR,
@@ -1100,15 +1310,14 @@ cfdw_report_transport_error(const CfdwTable *t, const CfdwRequest *req,
  *		same cases as the errors above, in one line each.
  */
 char *
-cfdw_test_summary(const CfdwTable *t, const CfdwResponse *resp)
+cfdw_test_summary(const CfdwTable *t, const CfdwRequest *req, const CfdwResponse *resp)
 {
-	CfdwRequest get = {.method = CFDW_GET};
 	Problem		p;
 
 	if (resp->outcome != CFDW_ANSWERED)
 		transport_problem(t, resp, &p);
 	else
-		status_problem(t, &get, resp, cfdw_error_summary(resp), &p);
+		status_problem(t, req, resp, cfdw_error_summary(resp), &p);
 	return p.line;
 }
 
@@ -1157,6 +1366,11 @@ cfdw_outcome_message(const CfdwTable *t, const CfdwRequest *req,
 		return p.cause ? psprintf("%s: %s", p.message, p.cause) : p.message;
 	}
 	summary = cfdw_error_summary(resp);
+	if (is_scope_failure(resp))
+	{
+		scope_problem(t, req, summary, &p);
+		return p.message;
+	}
 	return psprintf("Confluence returned HTTP %ld: %s", resp->status,
 					summary ? summary : reason_phrase(resp->status));
 }

@@ -675,27 +675,24 @@ safe_link(const char *link)
 
 /*
  * Where the next page is: a link relative to the site (Confluence's form,
- * "/wiki/api/v2/pages?cursor=..."), or an absolute URL on the server's own
- * base URL.  A link anywhere else would send the credentials there: never
- * followed.
+ * "/wiki/api/v2/pages?cursor=...", also behind the API gateway, where it
+ * lacks the gateway's /ex/confluence/{cloudId}), or an absolute URL on the
+ * server's own base URL; cfdw_next_link_rest joins either onto the base so
+ * that a prefix is kept and never doubled.  A link anywhere else would send
+ * the credentials there: never followed.
  */
 static void
 set_next_url(CfdwScanState *st, const char *link)
 {
 	const CfdwTable *t = st->table;
-	size_t		baselen = strlen(t->base);
+	const char *rest;
 
 	resetStringInfo(&st->url);
 	if (link == NULL || link[0] == '\0')
 		return;
-	if (safe_link(link) && link[0] == '/' && link[1] != '/')
+	if (safe_link(link) && (rest = cfdw_next_link_rest(t->base, link)) != NULL)
 	{
-		appendStringInfo(&st->url, "%s%s", t->base, link);
-		return;
-	}
-	if (safe_link(link) && strncmp(link, t->base, baselen) == 0 && link[baselen] == '/')
-	{
-		appendStringInfoString(&st->url, link);
+		appendStringInfo(&st->url, "%s%s", t->base, rest);
 		return;
 	}
 	ereport(ERROR,

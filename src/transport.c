@@ -162,6 +162,8 @@ typedef struct CfdwTransfer
 	bool		reclaim;		/* held by a pause: claim its start again */
 	int64		rate_ticket;	/* its claim in the site's pace (0: none),
 								 * given back when it is over */
+	const CfdwSite *oauth_site; /* its owner's site, when it has OAuth client
+								 * credentials: the token is set as it starts */
 
 	/* the answer, filled by the callbacks */
 	CfdwResponse resp;
@@ -1195,12 +1197,18 @@ set_auth_and_method(CfdwTransfer *x, const CfdwSite *site, CfdwMethod method)
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
 		SETOPT(x, CURLOPT_XOAUTH2_BEARER, site->bearer_token);
 	}
-	else
+	else if (site->client_id)
+	{
+		/* the access token of the moment is set as each request starts */
+		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BEARER);
+	}
+	else if (site->username)
 	{
 		SETOPT(x, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 		SETOPT(x, CURLOPT_USERNAME, site->username);
 		SETOPT(x, CURLOPT_PASSWORD, site->api_token);
 	}
+	/* else none: a token request (oauth.c) carries its credential in its body */
 
 	switch (method)
 	{
@@ -1269,6 +1277,15 @@ add_transfer(CfdwTransfer *x)
 	x->errbuf[0] = '\0';
 	x->body_pos = 0;
 
+	/*
+	 * OAuth client credentials: the token good now (oauth.c fetches one
+	 * when the kept one is about to expire), at every start, as a retry
+	 * may start long after the first attempt.
+	 */
+	if (x->oauth_site)
+		SETOPT(x, CURLOPT_XOAUTH2_BEARER,
+			   cfdw_oauth_bearer(x->oauth_site, &x->resp.token_serial, &x->resp.token_fresh));
+
 	SETOPT(x, CURLOPT_URL, x->req.url);
 	if (x->req.method != CFDW_GET)
 		SETOPT(x, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) x->req.body_len);
@@ -1317,6 +1334,9 @@ read_headers(CURL *easy, CfdwResponse *resp)
 	copy_header(easy, "Content-Type", resp->content_type, sizeof(resp->content_type));
 	copy_header(easy, "Location", resp->location, sizeof(resp->location));
 	copy_header(easy, "Link", resp->link, sizeof(resp->link));
+	/* the gateway's reason for a 401 (a scope the token lacks) */
+	copy_header(easy, "X-Failure-Category", resp->failure_category,
+				sizeof(resp->failure_category));
 	copy_header(easy, "atl-request-id", resp->request_id, sizeof(resp->request_id));
 	if (resp->request_id[0] == '\0')
 		copy_header(easy, "atl-traceid", resp->request_id, sizeof(resp->request_id));
@@ -1827,6 +1847,7 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	strlcpy(x->rate_key, site->rate_key ? site->rate_key : "", sizeof(x->rate_key));
 	x->max_rate = site->max_rate;
 	x->reclaim = false;
+	x->oauth_site = site->client_id ? site : NULL;
 
 	/*
 	 * The site's pause (a site that asked every client to wait, delivery.c)

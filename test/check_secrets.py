@@ -4,8 +4,10 @@
     python3 test/check_secrets.py --server-log LOG [FILE...]
 
 The secret values come from the environment (CFDW_TOKEN, CFDW_TOKEN2,
-CFDW_BEARER, CFDW_BAD_TOKEN) and are never printed: a finding names the
-variable, the file and the line.
+CFDW_BEARER, CFDW_BAD_TOKEN, and CFDW_CLIENT_SECRET and CFDW_CLIENT_SECRET2
+when set) and are never printed: a finding names the variable, the file and
+the line.  Access tokens the stand-in issued ("cfdwat-" and 32 hex digits)
+may appear nowhere, not even in a user mapping statement.
 
 FILEs (test outputs, expected outputs) may not contain a secret anywhere.
 The server log, written with log_statement = 'all', may contain one only
@@ -24,6 +26,12 @@ import re
 import sys
 
 SECRET_VARS = ("CFDW_TOKEN", "CFDW_TOKEN2", "CFDW_BEARER", "CFDW_BAD_TOKEN")
+# OAuth client secrets: searched for whenever they are set (test/lib.sh sets
+# them; a caller that gives only the four above is still served).
+OPTIONAL_SECRET_VARS = ("CFDW_CLIENT_SECRET", "CFDW_CLIENT_SECRET2")
+# The access tokens the stand-in issues (test/standin.py): never known in
+# advance, so found by their form.
+ACCESS_TOKEN = re.compile(r"cfdwat-[0-9a-f]{32}")
 
 # An entry starts with log_line_prefix's %m: "2026-11-29 01:52:02.123 UTC".
 ENTRY_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
@@ -41,7 +49,20 @@ def secrets():
         if len(value) < 8:
             sys.exit("check_secrets: %s is not set (or too short to search for)" % name)
         found[name] = value
+    for name in OPTIONAL_SECRET_VARS:
+        value = os.environ.get(name, "")
+        if value:
+            if len(value) < 8:
+                sys.exit("check_secrets: %s is too short to search for" % name)
+            found[name] = value
     return found
+
+
+def hits_in(vals, text):
+    hits = [name for name, v in vals.items() if v in text]
+    if ACCESS_TOKEN.search(text):
+        hits.append("an issued access token")
+    return hits
 
 
 def entries(path):
@@ -82,10 +103,10 @@ def main():
             leaks += 1
             continue
         for start, entry in entries(log):
-            hits = [name for name, v in vals.items() if v in entry]
+            hits = hits_in(vals, entry)
             if not hits:
                 continue
-            if allowed_in_log(entry):
+            if allowed_in_log(entry) and not ACCESS_TOKEN.search(entry):
                 allowed += 1
                 continue
             leaks += 1
@@ -96,7 +117,7 @@ def main():
             continue
         with open(path, encoding="utf-8", errors="replace") as f:
             for n, line in enumerate(f, 1):
-                hits = [name for name, v in vals.items() if v in line]
+                hits = hits_in(vals, line)
                 if hits:
                     leaks += 1
                     print("SECRET LEAK: %s in %s, line %d" % (", ".join(hits), path, n))

@@ -25,4 +25,10 @@ python3 test/check_secrets.py --server-log "$dir/ok.log" >/dev/null
 ! python3 test/check_secrets.py --server-log "$dir/leak.log" >/dev/null
 ! python3 test/check_secrets.py --server-log "$dir/leak2.log" >/dev/null
 ! python3 test/check_secrets.py --server-log "$dir/ok.log" "$dir/out.txt" >/dev/null
-echo "check_secrets self-test: passes a user mapping statement, catches 3 leaks"
+# an access token the stand-in issued, and a client secret
+echo "2026-11-29 01:00:04.000 UTC [42] DEBUG:  token cfdwat-0123456789abcdef0123456789abcdef" > "$dir/tok.log"
+! python3 test/check_secrets.py --server-log "$dir/tok.log" >/dev/null
+echo "client_secret cfdwtok-selftest-eeeeeeeeeeeeeeee" > "$dir/sec.txt"
+python3 test/check_secrets.py --server-log "$dir/ok.log" "$dir/sec.txt" >/dev/null
+! CFDW_CLIENT_SECRET=cfdwtok-selftest-eeeeeeeeeeeeeeee python3 test/check_secrets.py --server-log "$dir/ok.log" "$dir/sec.txt" >/dev/null
+echo "check_secrets self-test: passes a user mapping statement, catches 5 leaks"

@@ -9,6 +9,7 @@
 #   cfdw_pg_config                 print the pg_config to use (see "Which PostgreSQL")
 #   cfdw_gen_token [PREFIX]        print a fresh random secret: cfdwtok-<32 hex>
 #   cfdw_gen_credentials           export fresh CFDW_USER/TOKEN/TOKEN2/BEARER/BAD_TOKEN
+#                                  and CFDW_CLIENT_ID/CLIENT_SECRET/CLIENT_SECRET2
 #   cfdw_secret_names              print the names of the secret variables
 #   cfdw_check_no_secrets FILE...  fail (1) if any secret value occurs in a FILE
 #   cfdw_make_tls_cert DIR         make a self-signed certificate for 127.0.0.1
@@ -104,7 +105,7 @@ cfdw_gen_token() {
   printf '%s%s\n' "${1:-$CFDW_TOKEN_PREFIX}" "$hex"
 }
 
-cfdw_secret_names() { printf '%s\n' CFDW_TOKEN CFDW_TOKEN2 CFDW_BEARER CFDW_BAD_TOKEN; }
+cfdw_secret_names() { printf '%s\n' CFDW_TOKEN CFDW_TOKEN2 CFDW_BEARER CFDW_BAD_TOKEN CFDW_CLIENT_SECRET CFDW_CLIENT_SECRET2; }
 
 # Fresh credentials for every run.  CFDW_USER is not secret (an e-mail
 # address, like a Confluence Cloud user name); the four tokens are.
@@ -117,6 +118,12 @@ cfdw_gen_credentials() {
   CFDW_BEARER=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
   CFDW_BAD_TOKEN=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
   export CFDW_USER CFDW_TOKEN CFDW_TOKEN2 CFDW_BEARER CFDW_BAD_TOKEN
+  # OAuth client credentials (a service account's): the client id is no
+  # secret; the stand-in accepts secret 1 at start, secret 2 once told to
+  CFDW_CLIENT_ID="cfdw-client-$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')"
+  CFDW_CLIENT_SECRET=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
+  CFDW_CLIENT_SECRET2=$(cfdw_gen_token "$CFDW_TOKEN_PREFIX")
+  export CFDW_CLIENT_ID CFDW_CLIENT_SECRET CFDW_CLIENT_SECRET2
 }
 
 # cfdw_check_no_secrets FILE...  Missing files are skipped.  Reports which
@@ -134,6 +141,14 @@ cfdw_check_no_secrets() {
         found=1
       fi
     done
+  done
+  # the access tokens the stand-in issues (test/standin.py, OAuth)
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    if lines=$(grep -n -E -e 'cfdwat-[0-9a-f]{32}' -- "$f" | cut -d: -f1 | head -20 | paste -sd, -); [ -n "$lines" ]; then
+      cfdw_log "SECRET LEAK: an access token found in $f (line(s) $lines)"
+      found=1
+    fi
   done
   return $found
 }

@@ -115,8 +115,11 @@ in_tree() {
     mount -t tmpfs -o mode=755 tmpfs "$dir/run"
     # the CAs this machine trusts (an egress proxy'"'"'s, say), as any program
     # run here would: npm reaches its registry through them
+    # (by content, from the fresh /run: in a test run this machine'"'"'s
+    # bundle is itself a bind mount, whose source may be gone)
     if [ -f /etc/ssl/certs/ca-certificates.crt ] && [ -f "$dir/etc/ssl/certs/ca-certificates.crt" ]; then
-      mount --bind -o ro /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
+      cat /etc/ssl/certs/ca-certificates.crt >"$dir/run/cfdw-ca-bundle.crt"
+      mount --bind -o ro "$dir/run/cfdw-ca-bundle.crt" "$dir/etc/ssl/certs/ca-certificates.crt"
     fi
     if [ -n "${CFDW_TREE_SRC:-}" ]; then
       mkdir -p "$dir/src"

@@ -6,16 +6,22 @@
 # In a throw-away cluster (the worker serving database postgres; the server
 # log at warning, where both ERROR and LOG lines show) and a stand-in:
 #   1. 5 pages are queued while the stand-in answers 429 with Retry-After:
-#      3600, so they wait in retry_wait; a session takes an ACCESS EXCLUSIVE
-#      lock on the foreign table for 6 s, the rows are made due, and the
-#      worker runs with lock_timeout 200ms: its lookups of the table time
-#      out, and every row must still end done, once.
+#      3600, so they wait in retry_wait (the first one asked, the others
+#      without a request); a session takes an ACCESS EXCLUSIVE lock on the
+#      foreign table for 6 s, the rows are made due (and the server altered,
+#      so that the worker forgets the wait), and the worker runs with
+#      lock_timeout 200ms: its lookups of the table time out, and every row
+#      must still end done, once.
 #   2. 16 pages are queued on a server with max_concurrency 1, each first
 #      answered 429 (Retry-After: 0), so the worker logs a retry for each;
 #      after the third, log_min_messages is raised to fatal with ALTER
 #      SYSTEM and pg_reload_conf(): the worker must stop logging within a
 #      row or two, not at the end of its batch.
-# (~25 s)
+#   3. A held row is requeued in a session whose transaction stays open for
+#      8 s while the user mapping changes: the worker skips the locked row,
+#      and a page queued meanwhile is delivered within 5 s; once the session
+#      rolls back, the held row is sent too.
+# (~35 s)
 #
 #   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 bash test/queue-worker.sh
 set -euo pipefail
@@ -72,7 +78,7 @@ worker=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'confl
 # retry_wait (a 429 asked for an hour) while a session takes an ACCESS
 # EXCLUSIVE lock on the table for 6 s; then they are made due
 psql_q -c "ALTER SYSTEM SET lock_timeout = '200ms'" -c "SELECT pg_reload_conf()" >/dev/null
-fault '{"kind": "status", "status": 429, "method": "POST", "times": 5, "headers": {"Retry-After": "3600"}}'
+fault '{"kind": "status", "status": 429, "method": "POST", "headers": {"Retry-After": "3600"}}'
 psql_q -c "INSERT INTO q.pages (space_id, title) SELECT '98306', 'locked ' || g FROM generate_series(1, 5) g"
 for _ in $(seq 100); do
   [ "$(psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'retry_wait'")" = 5 ] && break
@@ -86,7 +92,11 @@ for _ in $(seq 100); do
   [ "$(psql_q -c "SELECT count(*) FROM pg_locks WHERE relation = 'q.pages'::regclass AND mode = 'AccessExclusiveLock' AND granted")" = 1 ] && break
   sleep 0.05
 done
-psql_q -c "UPDATE confluence_fdw.queue SET next_attempt_at = now()"
+curl -fsS --max-time 10 "$STANDIN_URL/_standin/requests" |
+  python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if json.loads(l).get("method") == "POST"))' \
+  >"$QW_WORK/lock_429s.txt"
+psql_q -c "ALTER SERVER s OPTIONS (SET max_retries '0')" \
+       -c "UPDATE confluence_fdw.queue SET next_attempt_at = now()"
 wait "$locker"
 psql_q -c "SELECT confluence_fdw.flush(60000)" >"$QW_WORK/lock_left.txt"
 psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QW_WORK/lock_states.txt"
@@ -119,6 +129,34 @@ psql_q -c "SELECT confluence_fdw.flush(60000)" >"$QW_WORK/sighup_left.txt"
 grep -c "\[$worker\] LOG:  confluence_fdw: retrying POST" "$(cfdw_server_log)" >"$QW_WORK/retry_lines.txt" || true
 psql_q -c "ALTER SYSTEM RESET log_min_messages" -c "SELECT pg_reload_conf()" >/dev/null
 
+# 3. a requeue() of a held row left uncommitted does not stop the worker
+psql_q -c "TRUNCATE confluence_fdw.queue"
+fault '{"kind": "status", "status": 401, "method": "POST"}'
+psql_q -c "INSERT INTO q.pages (space_id, title) VALUES ('98306', 'held by a session')"
+for _ in $(seq 100); do
+  [ "$(psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'held'")" = 1 ] && break
+  sleep 0.1
+done
+psql_q -c "BEGIN" -c "SELECT confluence_fdw.requeue(id) FROM confluence_fdw.queue WHERE state = 'held'" \
+       -c "SELECT pg_sleep(8)" -c "ROLLBACK" >/dev/null &
+requeuer=$!
+for _ in $(seq 100); do
+  [ "$(psql_q -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(8)'")" = 1 ] && break
+  sleep 0.05
+done
+psql_q -c "ALTER USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (SET api_token '$CFDW_TOKEN')"
+sleep 1
+psql_q -c "INSERT INTO q.pages (space_id, title) VALUES ('98306', 'queued meanwhile')"
+psql_q -c "SELECT confluence_fdw.flush(5000)" >"$QW_WORK/locked_left.txt"
+psql_q -c "SELECT state FROM confluence_fdw.queue WHERE body LIKE '%queued meanwhile%'" \
+  >"$QW_WORK/locked_other.txt"
+wait "$requeuer"
+for _ in $(seq 150); do
+  [ "$(psql_q -c "SELECT count(*) FROM confluence_fdw.queue WHERE state = 'done'")" = 2 ] && break
+  sleep 0.1
+done
+psql_q -c "SELECT state, count(*) FROM confluence_fdw.queue GROUP BY 1 ORDER BY 1" >"$QW_WORK/locked_states.txt"
+
 INSIDE
 
 rc=0
@@ -135,5 +173,12 @@ echo "queue-worker: lock timeouts: $(cat "$work/lock_timeouts.txt") in the log; 
 [ "$(tr '\n' ' ' <"$work/lock_states.txt")" = "done|5 " ] ||
   { echo "  FAILED: a lock timeout while resolving the table settled rows"; rc=1; }
 [ "$(cat "$work/lock_created.txt")" = 5 ] || { echo "  FAILED: pages created: $(cat "$work/lock_created.txt"), not 5"; rc=1; }
+[ "$(cat "$work/lock_429s.txt")" = 1 ] ||
+  { echo "  FAILED: $(cat "$work/lock_429s.txt") POSTs while the server was rate-limited for an hour, not 1"; rc=1; }
+echo "queue-worker: a held row locked by a session: rows left after 5 s $(cat "$work/locked_left.txt"), the other row $(cat "$work/locked_other.txt"); in the end: $(tr '\n' ' ' <"$work/locked_states.txt")"
+[ "$(cat "$work/locked_left.txt")" = 0 ] && [ "$(cat "$work/locked_other.txt")" = done ] ||
+  { echo "  FAILED: a session's uncommitted requeue() of a held row stopped the delivery"; rc=1; }
+[ "$(tr '\n' ' ' <"$work/locked_states.txt")" = "done|2 " ] ||
+  { echo "  FAILED: the held row was not sent once the session rolled back"; rc=1; }
 [ $rc = 0 ] && echo "queue-worker passed"
 exit $rc

@@ -170,7 +170,7 @@ run_extras() {  # run_extras LABEL CMD...
 }
 
 # The suites that send requests, run again through the front (4b).
-FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection triggers faults badinput queue queue_roles queue_safety cron"
+FRONT_REGRESS="setup options insert returning manual http errors explain import read change content test_connection gateway triggers faults badinput queue queue_roles queue_safety cron oauth"
 
 # ---- inside the throw-away cluster (run-tests.sh re-runs itself here) ----
 # in_cluster RUN: RUN is "direct" (step 4) or "front-h2" / "front-h1" (4b).
@@ -341,6 +341,10 @@ fi
 if [ "${CFDW_FRONT_NS:-0}" != 1 ]; then
   step "front: test CA and hosts file, entering a private mount namespace"
   front_dir=$(mktemp -d /tmp/cfdw-front.XXXXXX)
+  # removed by this process once the run inside has ended (cfdw_front_enter
+  # execs, so the shell that made it is gone: the run inside owns it)
+  CFDW_FRONT_OWNER=$$
+  export CFDW_FRONT_OWNER
   cfdw_front_make_ca "$front_dir"
   CFDW_SKIP_DEPS=1 CFDW_SKIP_BUILD=1 cfdw_front_enter bash test/run-tests.sh "$@"
 fi
@@ -360,7 +364,12 @@ cfdw_gen_credentials
 # tree, in a folder the PostgreSQL server's user can read (sql/security.sql
 # names it as a server's ca_file).
 tls_dir=$(mktemp -d /tmp/cfdw-tls.XXXXXX)
-trap 'stop_all; rm -rf "$tls_dir" "$CFDW_FRONT_DIR"' EXIT
+# Only the run that made the front's folder removes it: a run nested in
+# this one (the package's autopkgtest, say) inherits CFDW_FRONT_DIR, and the
+# CA bundle bind-mounted from it must outlive that run.
+front_dir_owned=
+[ "${CFDW_FRONT_OWNER:-}" = "$$" ] && front_dir_owned=$CFDW_FRONT_DIR
+trap 'stop_all; rm -rf "$tls_dir" ${front_dir_owned:+"$front_dir_owned"}' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 cfdw_make_tls_cert "$tls_dir"

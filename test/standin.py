@@ -52,10 +52,53 @@ other single-object formats).  The value is the one stored, not converted.
 Create and update answers carry the body as sent.  /wiki/echo/... describes
 any request back (see State.echo).
 
+Atlassian's API gateway and the user endpoints:
+    GET    /_edge/tenant_info                 {"cloudId": CLOUD_ID}, no credentials
+                                              needed (the site's own endpoint)
+    *      /ex/confluence/{cloudId}/wiki/...  every /wiki endpoint, as through
+                                              api.atlassian.com: answers are the
+                                              same (next links and _links.base are
+                                              the site's, without the prefix, as
+                                              Confluence writes them); another
+                                              cloudId is 404
+    GET    /wiki/rest/api/user/current        who the credentials belong to
+                                              (accountId, displayName, email)
+A token given scopes (POST /_standin/scopes) is a scoped API token: it gets
+401 on the site's own paths, and through the gateway each operation needs the
+scope Atlassian's v2 spec (test/contract/openapi-v2.v3.json, "security")
+names; without it: 401, X-Failure-Category: FAILURE_CLIENT_SCOPE_CHECK,
+{"code": 401, "message": "Unauthorized; scope does not match"}.
+
     python3 test/standin.py --port 0 --port-file DIR/standin.port \
         [--extra-port-file DIR/standin2.port] [--credentials creds.json] \
         [--tls-cert C --tls-key K [--tls-port-file DIR/standin_tls.port]]
         [--seed N] [--max-lifetime-s N] [--verbose]
+
+OAuth 2.0 client credentials (Atlassian service accounts), on every listener:
+    POST   /oauth/token                       the token endpoint (Atlassian Cloud's
+    POST   /rest/oauth2/latest/token          path, and Data Center's); either takes
+                                              a JSON or a form-encoded body:
+                                              grant_type=client_credentials,
+                                              client_id, client_secret[, scope] ->
+                                              200 {"access_token", "token_type":
+                                              "Bearer", "expires_in"[, "scope"]};
+                                              401 invalid_client for a client or
+                                              secret not accepted now; 400
+                                              unsupported_grant_type, invalid_request
+The accepted client is CFDW_CLIENT_ID with the secrets CFDW_CLIENT_SECRET
+(secret 1, accepted at start) and CFDW_CLIENT_SECRET2 (secret 2).  Issued
+tokens ("cfdwat-" and 32 hex digits) are accepted as "Authorization: Bearer"
+by the Confluence endpoints until they expire or are revoked, then 401.
+The log shows an issued token as auth "oauth:N" (N counts tokens issued),
+an expired or revoked one as "expired:oauth:N", and a token request's
+client_secret as "secret:N" or "invalid": never a secret or a token.
+    GET  /_standin/oauth                      {"lifetime_s", "accept", "issued", "valid"}
+    POST /_standin/oauth                      {"lifetime_s": n} tokens issued from now
+                                              on live n seconds (default 3600);
+                                              {"accept": [2]} which secrets are
+                                              accepted; {"revoke": true} every token
+                                              issued so far is refused from now on
+reset leaves the OAuth state alone.
 
 With --tls-cert and --tls-key alone the main listener speaks TLS.  With
 --tls-port-file too, the main listener stays plain HTTP and a third
@@ -87,6 +130,12 @@ Control API (plain HTTP, no auth) on every listener:
     POST /_standin/quota                      a points quota (see parse_quota), or
                                               null / {"limit": 0} for none
     GET  /_standin/quota                      the quota and its counters, as JSON
+    POST /_standin/scopes                     {"<label>": ["read:page:confluence", ...]}:
+                                              the tokens with these labels (as the
+                                              request log shows them, e.g.
+                                              "basic:<user>:2") become scoped tokens
+                                              with these scopes; {} for none.  A
+                                              reset (without keep) forgets them
     POST /_standin/seed                       create objects straight in the store:
         {"collection": "pages"|"blogposts", "count": N, "spaceId": "98306",
          "title_prefix": "Seed ", "body": "<p>x</p>" (storage; null: none),
@@ -114,6 +163,7 @@ import json
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import socketserver
@@ -150,6 +200,12 @@ SPACE_TYPES = ("global", "collaboration", "knowledge_base", "personal", "system"
                "xflow_sample_space")
 SEED_MAX = 1000000
 JSON = "application/json"
+# The stand-in site's cloudId, and the paths of Atlassian's API gateway.
+CLOUD_ID = "5d1a0c3e-8b7f-4e2a-9c6d-0f1e2d3c4b5a"
+GATEWAY_RE = re.compile(r"^/ex/confluence/([^/]+)(/.*)?$")
+TENANT_INFO = "/_edge/tenant_info"
+USER_CURRENT = "/wiki/rest/api/user/current"
+SPEC_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "contract", "openapi-v2.v3.json")
 
 # Per collection: the body keys Confluence accepts on create and on update.
 CONTENT = {
@@ -293,6 +349,110 @@ class Credentials:
         elif scheme == "bearer" and cred and cred in self.bearer:
             return "bearer:%d" % (self.bearer.index(cred) + 1)
         return "invalid"
+
+
+class OAuth:
+    """The token endpoint of the client-credentials grant, and the tokens it
+    issued.  Labels name secrets and tokens by number, never by value."""
+
+    PATHS = ("/oauth/token", "/rest/oauth2/latest/token")
+
+    def __init__(self, client_id=None, secrets_=None):
+        self.client_id = client_id
+        self.secrets = secrets_ or []   # [secret or None, ...]: secret 1, 2
+        self.accept = [1]
+        self.lifetime_s = 3600
+        self.issued = {}                # token -> {"n", "expires", "revoked"}
+        self.count = 0
+
+    @classmethod
+    def from_env(cls):
+        return cls(os.environ.get("CFDW_CLIENT_ID") or None,
+                   [os.environ.get("CFDW_CLIENT_SECRET") or None,
+                    os.environ.get("CFDW_CLIENT_SECRET2") or None])
+
+    def secret_label(self, client_id, secret):
+        if client_id != self.client_id or not isinstance(secret, str) or secret not in self.secrets:
+            return "invalid"
+        return "secret:%d" % (self.secrets.index(secret) + 1)
+
+    @staticmethod
+    def params(ctype, raw, parsed):
+        """The grant's parameters from a JSON or form body, or None."""
+        if media_type(ctype) == "application/x-www-form-urlencoded":
+            qs = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            return {k: v[0] for k, v in qs.items()}
+        return parsed if isinstance(parsed, dict) else None
+
+    def redacted(self, ctype, raw, parsed):
+        """(body, parsed) for the request log: the secret as its label."""
+        p = self.params(ctype, raw, parsed)
+        if p is None:
+            return b"", NOT_JSON
+        p = dict(p)
+        if "client_secret" in p:
+            p["client_secret"] = self.secret_label(p.get("client_id"), p["client_secret"])
+        if media_type(ctype) == "application/x-www-form-urlencoded":
+            return urllib.parse.urlencode(p).encode(), NOT_JSON
+        return dumps(p).encode(), p
+
+    def grant(self, method, p, lock):
+        """(status, headers, body) of a token request."""
+        def error(status, code, description):
+            return status, [("Content-Type", JSON)], dumps(
+                {"error": code, "error_description": description}).encode()
+        if method != "POST":
+            return error(405, "invalid_request", "Use POST")
+        if p is None:
+            return error(400, "invalid_request", "Send a JSON or form-encoded body")
+        if p.get("grant_type") != "client_credentials":
+            return error(400, "unsupported_grant_type", "Only client_credentials is supported")
+        if not p.get("client_id") or not p.get("client_secret"):
+            return error(400, "invalid_request", "client_id and client_secret are required")
+        label = self.secret_label(p["client_id"], p["client_secret"])
+        with lock:
+            if label == "invalid" or int(label.split(":")[1]) not in self.accept:
+                return error(401, "invalid_client", "Client authentication failed")
+            self.count += 1
+            token = "cfdwat-" + secrets.token_hex(16)
+            self.issued[token] = {"n": self.count, "revoked": False,
+                                  "expires": time.monotonic() + self.lifetime_s}
+            out = {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime_s}
+        if p.get("scope"):
+            out["scope"] = p["scope"]
+        return 200, [("Content-Type", JSON), ("Cache-Control", "no-store")], dumps(out).encode()
+
+    def label(self, header):
+        """oauth:N for a good issued token, expired:oauth:N for a spent one."""
+        if header is None:
+            return None
+        scheme, _, cred = header.strip().partition(" ")
+        t = self.issued.get(cred.strip()) if scheme.lower() == "bearer" else None
+        if t is None:
+            return None
+        good = not t["revoked"] and time.monotonic() < t["expires"]
+        return ("oauth:%d" if good else "expired:oauth:%d") % t["n"]
+
+    def control(self, obj, lock):
+        with lock:
+            if obj is not None:
+                if not isinstance(obj, dict) or set(obj) - {"lifetime_s", "accept", "revoke"}:
+                    raise ValueError('oauth takes {"lifetime_s": n, "accept": [1, 2], "revoke": true}')
+                if "lifetime_s" in obj:
+                    if not isinstance(obj["lifetime_s"], int) or obj["lifetime_s"] < 1:
+                        raise ValueError("lifetime_s must be a whole number of seconds, 1 or more")
+                    self.lifetime_s = obj["lifetime_s"]
+                if "accept" in obj:
+                    if not isinstance(obj["accept"], list) or not set(obj["accept"]) <= {1, 2}:
+                        raise ValueError("accept must be a list of 1 and 2")
+                    self.accept = list(obj["accept"])
+                if obj.get("revoke"):
+                    for t in self.issued.values():
+                        t["revoked"] = True
+            now = time.monotonic()
+            valid = sum(1 for t in self.issued.values() if not t["revoked"] and now < t["expires"])
+            return {"ok": True, "lifetime_s": self.lifetime_s, "accept": self.accept,
+                    "issued": self.count, "valid": valid}
 
 
 def parse_fault(obj):
@@ -453,6 +613,7 @@ class State:
         self.lock = threading.Lock()
         self.rng = random.Random(seed)   # for faults with a "rate"
         self.creds = creds
+        self.oauth = OAuth.from_env()
         self.next_id = FIRST_ID
         self.epoch = 0   # bumped by reset, so open connections get new ids
         self.counters = {name: Counters() for name in LISTENERS}
@@ -469,6 +630,7 @@ class State:
         self.spaces = {}                                # id -> space
         self.space_order = []                           # int ids, ascending
         self.labels = {}             # (collection, id) -> [label], ascending ids
+        self.scopes = {}             # token label -> set of scopes: scoped tokens
         self.add_space(make_space(DEFAULT_SPACE))
 
     def reset(self, keep_objects=False):
@@ -484,6 +646,7 @@ class State:
                 for d in index.values():
                     d.clear()
             self.titles.clear()
+            self.scopes.clear()
             self.spaces.clear()
             self.space_order.clear()
             self.labels.clear()
@@ -1535,6 +1698,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             k = k.lower()
             headers[k] = headers[k] + ", " + v if k in headers else v
         auth = st.creds.label(headers.get("authorization"))
+        if auth == "invalid":
+            auth = st.oauth.label(headers.get("authorization")) or auth
         if "authorization" in headers:
             headers["authorization"] = auth
         if "proxy-authorization" in headers:
@@ -1551,6 +1716,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 parsed = json.loads(body, parse_constant=reject_constant)
             except (ValueError, RecursionError):
                 pass
+        token_params = None
+        if path in OAuth.PATHS:
+            # the grant's parameters; the log gets the secret's label only
+            token_params = OAuth.params(headers.get("content-type", ""), body, parsed)
+            body, parsed = st.oauth.redacted(headers.get("content-type", ""), body, parsed)
         rec = self.record(path, query, headers, auth, body, parsed, fault)
         if quota_refused:
             rec["quota"] = "refused"
@@ -1559,6 +1729,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         def answer():
+            if path in OAuth.PATHS:
+                return st.oauth.grant(self.command, token_params, st.lock)
             return self.answer(path, query, auth, headers.get("content-type", ""), body, parsed)
 
         if kind == "drop_after_body":
@@ -1594,11 +1766,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, path, query, auth, ctype, body, parsed):
         """What Confluence would say: (status, headers, body)."""
+        if path == TENANT_INFO and self.command in ("GET", "HEAD"):
+            return 200, [("Content-Type", JSON)], dumps({"cloudId": CLOUD_ID}).encode()
+        gateway = GATEWAY_RE.match(path)
+        if gateway:
+            if gateway.group(1) != CLOUD_ID:
+                return 404, [("Content-Type", JSON)], dumps({"code": 404, "message": "Not Found"}).encode()
+            path = gateway.group(2) or "/"
         if not (path == "/wiki" or path.startswith("/wiki/")):
             return 404, [("Content-Type", "text/plain")], b"Not Found"
-        if not auth.startswith(("basic:", "bearer:")):
+        scopes = self.state.scopes.get(auth)
+        if not auth.startswith(("basic:", "bearer:", "oauth:")) or (scopes is not None and not gateway):
+            # a scoped token works only through the gateway
             return 401, [("Content-Type", JSON)], errors_body(
                 401, "UNAUTHORIZED", "Unauthorized", "Authentication credentials are missing or invalid")
+        method = "GET" if self.command == "HEAD" else self.command
+        if scopes is not None and not scopes_allow(scopes, method, path):
+            return 401, [("Content-Type", JSON), ("X-Failure-Category", "FAILURE_CLIENT_SCOPE_CHECK")], \
+                dumps({"code": 401, "message": "Unauthorized; scope does not match"}).encode()
+        if path == USER_CURRENT and method == "GET":
+            return 200, [("Content-Type", JSON)], dumps(current_user(auth)).encode()
         try:
             method = "GET" if self.command == "HEAD" else self.command
             status, hdrs, out = self.state.api(method, path, query, ctype, body, parsed,
@@ -1729,13 +1916,71 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif m == "GET" and path == "/_standin/quota":
                 with st.lock:
                     reply(None if st.quota is None else dict(st.quota))
+            elif path == "/_standin/oauth" and m in ("GET", "POST"):
+                reply(st.oauth.control(json.loads(body) if m == "POST" and body else None, st.lock))
             elif m == "POST" and path == "/_standin/credentials":
                 st.creds = Credentials.from_json(json.loads(body or b"null"))
                 reply({"ok": True})
+            elif m == "POST" and path == "/_standin/scopes":
+                obj = json.loads(body or b"null")
+                if not (isinstance(obj, dict) and all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                                      for v in obj.values())):
+                    raise ValueError('scopes must be {"<token label>": ["scope", ...]}')
+                spec_scopes()   # a missing spec fails here, not in a request
+                with st.lock:
+                    st.scopes = {k: set(v) for k, v in obj.items()}
+                reply({"ok": True, "tokens": len(obj)})
             else:
                 reply({"ok": False, "error": "no such control call: %s %s" % (m, path)}, 404)
         except ValueError as e:   # includes JSON errors; never echoes credentials
             reply({"ok": False, "error": str(e)}, 400)
+
+
+# ----------------------------------------------------------------------------
+# Scoped tokens and the user endpoint
+
+_SPEC_SCOPES = None
+
+
+def spec_scopes():
+    """[(method, path regex, scope)] from the v2 spec's security sections, read
+    once; plus the v1 user endpoint, whose scope the v1 spec gives."""
+    global _SPEC_SCOPES
+    if _SPEC_SCOPES is None:
+        with open(SPEC_FILE) as f:
+            spec = json.load(f)
+        rows = [("GET", re.compile("^" + re.escape(USER_CURRENT) + "$"), "read:confluence-user")]
+        for p, ops in spec["paths"].items():
+            rx = re.compile("^" + re.escape(API) + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(p)) + "$")
+            for m, op in ops.items():
+                for req in (op.get("security") or []) if isinstance(op, dict) else []:
+                    for scope in req.get("oAuthDefinitions") or []:
+                        rows.append((m.upper(), rx, scope))
+        _SPEC_SCOPES = rows
+    return _SPEC_SCOPES
+
+
+def scopes_allow(scopes, method, path):
+    """Does a scoped token with these scopes pass the gateway's check for
+    this operation?  An operation the spec does not know is refused."""
+    need = [scope for m, rx, scope in spec_scopes() if m == method and rx.match(path)]
+    return bool(need) and any(n in scopes for n in need)
+
+
+def current_user(auth):
+    """GET /wiki/rest/api/user/current for the credentials with this label.
+    The e-mail is the Basic user name; a bearer token's account has none shown
+    (as for an account whose profile hides it)."""
+    kind, _, rest = auth.partition(":")
+    if kind == "basic":
+        user, _, n = rest.rpartition(":")
+        account = "557058:standin-" + n
+        out = {"email": user, "publicName": "Stand-in User", "displayName": "Stand-in User"}
+    else:
+        account = "557058:standin-bearer-" + rest
+        out = {"publicName": "Stand-in Bot", "displayName": "Stand-in Bot"}
+    return dict({"type": "known", "accountId": account, "accountType": "atlassian",
+                 "_links": {"self": "/wiki/rest/api/user?accountId=" + account}}, **out)
 
 
 def phrase(status):

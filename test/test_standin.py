@@ -21,8 +21,11 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STANDIN = os.path.join(HERE, "standin.py")
+sys.path.insert(0, HERE)
+import standin  # noqa: E402  (its constants: the cloudId)
 USER, TOKEN_A, TOKEN_B, BEARER = "user@example.com", "tok-aaaa-1111", "tok-bbbb-2222", "tok-cccc-3333"
-SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999")
+CLIENT, CSECRET, CSECRET2 = "client-1", "csec-dddd-4444", "csec-eeee-5555"
+SECRETS = (TOKEN_A, TOKEN_B, BEARER, "wrong-token-9999", CSECRET, CSECRET2)
 
 
 def basic(user, token):
@@ -41,7 +44,9 @@ def start(tmp, *extra):
     proc = subprocess.Popen([sys.executable, STANDIN, "--port", "0", "--port-file", pf,
                              "--extra-port-file", pf2, "--credentials", creds,
                              "--max-lifetime-s", "300", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, CFDW_CLIENT_ID=CLIENT, CFDW_CLIENT_SECRET=CSECRET,
+                                     CFDW_CLIENT_SECRET2=CSECRET2))
     for _ in range(200):
         if os.path.exists(pf):
             with open(pf) as f1, open(pf2) as f2:
@@ -243,6 +248,97 @@ class StandinTest(unittest.TestCase):
         self.assertEqual(self.req("GET", "/wiki/api/v2/spaces")[0], 401)
         self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers={"Authorization": "Bearer new-one"})[0], 200)
         self.ctl("POST", "/_standin/credentials", {"basic": {USER: [TOKEN_A, TOKEN_B]}, "bearer": [BEARER]})
+
+    def test_oauth(self):
+        """The client-credentials token endpoint, its tokens, and the log."""
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 3600, "accept": [1]})
+        grant = {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": CSECRET,
+                 "scope": "write:page:confluence"}
+        st, h, data = self.req("POST", "/oauth/token", grant, headers={"Authorization": "none"})
+        self.assertEqual(st, 200, data)
+        tok = json.loads(data)
+        self.assertEqual((tok["token_type"], tok["expires_in"], tok["scope"]),
+                         ("Bearer", 3600, "write:page:confluence"))
+        self.assertRegex(tok["access_token"], "^cfdwat-[0-9a-f]{32}$")
+        n = json.loads(self.ctl("GET", "/_standin/oauth"))["issued"]
+        bearer = {"Authorization": "Bearer " + tok["access_token"]}
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=bearer)[0], 200)
+        # form-encoded at the Data Center path; secret 2 is refused until accepted
+        form = "grant_type=client_credentials&client_id=%s&client_secret=%s" % (CLIENT, CSECRET2)
+        ctype = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "none"}
+        st, _, data = self.req("POST", "/rest/oauth2/latest/token", form, headers=ctype)
+        self.assertEqual((st, json.loads(data)["error"]), (401, "invalid_client"))
+        self.ctl("POST", "/_standin/oauth", {"accept": [2]})
+        st, _, data = self.req("POST", "/rest/oauth2/latest/token", form, headers=ctype)
+        self.assertEqual(st, 200, data)
+        st, _, data = self.req("POST", "/oauth/token", dict(grant, grant_type="password"),
+                               headers={"Authorization": "none"})
+        self.assertEqual((st, json.loads(data)["error"]), (400, "unsupported_grant_type"))
+        # revoked: 401, logged as expired
+        self.ctl("POST", "/_standin/oauth", {"revoke": True})
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=bearer)[0], 401)
+        log = self.log()
+        self.assertEqual([(r["path"], r["auth"], r["status"]) for r in log],
+                         [("/oauth/token", "invalid", 200),   # (the helper's "Authorization: none")
+                          ("/wiki/api/v2/spaces", "oauth:%d" % n, 200),
+                          ("/rest/oauth2/latest/token", "invalid", 401),
+                          ("/rest/oauth2/latest/token", "invalid", 200),
+                          ("/oauth/token", "invalid", 400),
+                          ("/wiki/api/v2/spaces", "expired:oauth:%d" % n, 401)])
+        self.assertEqual(log[0]["body_json"]["client_secret"], "secret:1")
+        self.assertEqual(log[2]["body_form"]["client_secret"], "secret:2")
+        text = json.dumps(log)
+        for secret in (CSECRET, CSECRET2, tok["access_token"]):
+            self.assertNotIn(secret, text)
+        # expiry
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 1, "accept": [1]})
+        st, _, data = self.req("POST", "/oauth/token", grant, headers={"Authorization": "none"})
+        short = {"Authorization": "Bearer " + json.loads(data)["access_token"]}
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=short)[0], 200)
+        time.sleep(1.1)
+        self.assertEqual(self.req("GET", "/wiki/api/v2/spaces", headers=short)[0], 401)
+        self.ctl("POST", "/_standin/oauth", {"lifetime_s": 3600})
+        st, _, data = self.req("POST", "/_standin/oauth", {"lifetime_s": 0}, headers={"Authorization": "none"})
+        self.assertEqual(st, 400, data)
+
+    def test_gateway(self):
+        gw = "/ex/confluence/" + standin.CLOUD_ID
+        # the site's tenant_info: no credentials needed, none recorded
+        st, _, data = self.req("GET", "/_edge/tenant_info", headers={"Authorization": "none"})
+        self.assertEqual((st, json.loads(data)), (200, {"cloudId": standin.CLOUD_ID}))
+        # the same endpoints under the prefix; next links and base are the
+        # site's, without the prefix, as Confluence writes them
+        self.seed(collection="pages", count=5)
+        h, out = self.get(gw + "/wiki/api/v2/pages?limit=2")
+        self.assertRegex(out["_links"]["next"], r"^/wiki/api/v2/pages\?limit=2&cursor=[A-Za-z0-9_-]+$")
+        self.assertEqual(out["_links"]["base"], "http://127.0.0.1:%d/wiki" % self.port)
+        self.assertTrue(h["link"].startswith("</wiki/api/v2/pages?limit=2&cursor="))
+        _, out2 = self.get(gw + out["_links"]["next"])
+        self.assertEqual(len(out2["results"]), 2)
+        self.assertEqual(self.log()[-1]["path"], gw + "/wiki/api/v2/pages")
+        # another cloudId: 404
+        self.assertEqual(self.req("GET", "/ex/confluence/00000000-0000-0000-0000-000000000000/wiki/api/v2/pages")[0], 404)
+        # who the credentials belong to
+        _, me = self.get("/wiki/rest/api/user/current")
+        self.assertEqual((me["email"], me["accountId"], me["type"]), (USER, "557058:standin-1", "known"))
+        _, me = self.get(gw + "/wiki/rest/api/user/current")
+        self.assertEqual(me["accountId"], "557058:standin-1")
+        # a scoped token: 401 on the site; through the gateway, the spec's scope per operation
+        label = "basic:%s:2" % USER
+        self.ctl("POST", "/_standin/scopes", {label: ["read:page:confluence"]})
+        b = {"Authorization": basic(USER, TOKEN_B)}
+        st, h, data = self.req("GET", "/wiki/api/v2/pages", headers=b)
+        self.assertEqual((st, "x-failure-category" in h), (401, False))
+        self.assertEqual(self.req("GET", gw + "/wiki/api/v2/pages/" + out["results"][0]["id"], headers=b)[0], 200)
+        st, h, data = self.req("POST", gw + "/wiki/api/v2/pages", {"spaceId": "98306", "title": "x"}, headers=b)
+        self.assertEqual((st, h.get("x-failure-category"), json.loads(data)),
+                         (401, "FAILURE_CLIENT_SCOPE_CHECK", {"code": 401, "message": "Unauthorized; scope does not match"}))
+        self.assertEqual(self.req("GET", gw + "/wiki/api/v2/spaces", headers=b)[0], 401)
+        self.assertEqual(self.req("GET", gw + "/wiki/rest/api/user/current", headers=b)[0], 401)
+        # the other tokens are unchanged; a reset forgets the scopes
+        self.assertEqual(self.req("POST", gw + "/wiki/api/v2/pages", {"spaceId": "98306", "title": "y"})[0], 200)
+        self.ctl("POST", "/_standin/reset")
+        self.assertEqual(self.req("GET", "/wiki/api/v2/pages", headers=b)[0], 200)
 
     def test_comments(self):
         pid = json.loads(self.page("Commented")[2])["id"]

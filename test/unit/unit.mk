@@ -44,7 +44,8 @@ STORAGE_ARGS = $(STORAGE_CORPUS) $(STORAGE_LARGE)
 # 0xE9 in LATIN1 locales).  Built here because most machines have none;
 # without localedef the test says SKIP.
 UNIT_LOCALE := $(UNIT_BUILD)/locale/en_US.ISO-8859-1
-UNIT_ENV = CFDW_TEST_LOCPATH=$(abspath $(UNIT_BUILD)/locale)
+UNIT_ENV = CFDW_TEST_LOCPATH=$(abspath $(UNIT_BUILD)/locale) \
+	CFDW_TEST_SPEC=$(abspath $(srcdir)/test/contract/openapi-v2.v3.json)
 
 .PHONY: unit unit-storage unit-asan unit-valgrind unit-clean corpus-update
 
