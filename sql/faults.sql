@@ -498,6 +498,28 @@ SELECT clock_timestamp() >= :'reset'::timestamptz AS after_the_reset,
        clock_timestamp() - :'t0' < interval '3 s' AS not_much_later;
 SELECT paced - :paced_before AS paced, remaining FROM confluence_fdw.rate_limits
  WHERE site = split_part(:'standin_url', '/', 3);
+-- Nothing left until a reset 30 minutes ahead: longer than a row may wait
+-- (max_retry_wait_ms), so the request is not held for it but sent, and the
+-- site's own answer decides (here it takes it; a 429 would fail the
+-- statement at once, saying when).  Then a fresh window, for what follows.
+SELECT to_char(now() AT TIME ZONE 'UTC' + interval '30 min', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS reset \gset
+SELECT standin_fault(format('{"kind": "merge", "fields": {}, "headers": {
+  "X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "%s"}}',
+  :'reset')::jsonb);
+INSERT INTO flt_same.pages (space_id, title) VALUES ('98306', 'Spent for long') RETURNING http_status;
+SELECT remaining, reset_at > now() + interval '29 min' AS reset_far FROM confluence_fdw.rate_limits
+ WHERE site = split_part(:'standin_url', '/', 3);
+SET statement_timeout = '10s';
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'Not held for the reset') RETURNING http_status;
+SELECT clock_timestamp() - :'t0' < interval '3 s' AS not_held;
+RESET statement_timeout;
+SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 s', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS reset \gset
+SELECT standin_fault(format('{"kind": "merge", "fields": {}, "headers": {
+  "X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "900", "X-RateLimit-Reset": "%s"}}',
+  :'reset')::jsonb);
+INSERT INTO flt.pages (space_id, title) VALUES ('98306', 'A fresh window') RETURNING http_status;
+SELECT pg_sleep(1.2);
 -- max_rate 4: five pipelined rows reach the stand-in at least 0.2 s apart.
 ALTER SERVER flt_srv OPTIONS (ADD max_rate '4');
 SELECT standin_reset();

@@ -191,6 +191,8 @@ typedef struct CfdwSite
 	/* rate limits (ratelimit.c) */
 	char	   *rate_key;		/* the site's key, NULL: none */
 	double		max_rate;		/* requests per second to the site, 0: no cap */
+	int			pace_max_wait_ms;	/* the longest a request waits for its
+									 * turn in the site's pace */
 
 	/* user mapping; never printed */
 	char	   *username;
@@ -575,7 +577,7 @@ extern void cfdw_ratelimit_shmem_startup(void);
 extern char *cfdw_rate_site_key(const char *base, const char *cloud_id);
 extern TimestampTz cfdw_rate_paused_until(const char *key);
 extern TimestampTz cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before,
-								   int64 *ticket);
+								   int max_wait_ms, int64 *ticket);
 extern void cfdw_rate_answered(int64 ticket, const struct CfdwRateHeaders *h);
 extern void cfdw_rate_note(const char *key, long ms, long max_wait_ms);
 

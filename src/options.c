@@ -1371,6 +1371,8 @@ cfdw_resolve_server(CfdwTable *t, ForeignServer *server, UserMapping *um)
 	 * looked up), else the host.
 	 */
 	t->site.rate_key = cfdw_rate_site_key(t->base, cfdw_server_cloud_id(server));
+	/* a row waits its turn no longer than it may wait for a retry */
+	t->site.pace_max_wait_ms = t->max_retry_wait_ms;
 
 	foreach(lc, um->options)
 	{

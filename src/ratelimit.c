@@ -402,9 +402,16 @@ release_mine(int code, Datum arg)
  *		in flight until cfdw_rate_answered(*ticket).  The first request to
  *		a site gives it a slot, so that the requests in flight before the
  *		first answer are counted too.
+ *
+ *		A turn further away than max_wait_ms (a budget spent until a reset
+ *		an hour away) is not waited for: the request starts at not_before,
+ *		and the site's own answer (a 429 with its Retry-After) decides, so
+ *		that a statement fails at once saying when the limit lifts, and a
+ *		queued row is postponed to then, rather than either hanging.
  */
 TimestampTz
-cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 *ticket)
+cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int max_wait_ms,
+				int64 *ticket)
 {
 	RateTable  *t;
 	RateSlot   *r;
@@ -431,6 +438,11 @@ cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int64 
 		return not_before;
 	}
 	start = (TimestampTz) cfdw_pace_claim(&r->pace, now, not_before, max_rate, &paced);
+	if (max_wait_ms >= 0 && start - Max(now, not_before) > (TimestampTz) max_wait_ms * 1000)
+	{
+		start = Max(now, not_before);
+		paced = false;
+	}
 	if (paced)
 		r->paced++;
 	r->last_used = now;

@@ -159,6 +159,7 @@ typedef struct CfdwTransfer
 	TimestampTz start_at;		/* CFDW_SLOT_SCHEDULED: when to start */
 	char		rate_key[CFDW_SITE_KEY_LEN];	/* the site's rate limit, "": none */
 	double		max_rate;		/* the server's cap on the site's pace */
+	int			pace_max_wait_ms;	/* the longest it waits for its turn */
 	bool		reclaim;		/* held by a pause: claim its start again */
 	int64		rate_ticket;	/* its claim in the site's pace (0: none),
 								 * given back when it is over */
@@ -1791,7 +1792,8 @@ cfdw_transport_wait(CfdwConnection *c)
 		{
 			x->reclaim = false;
 			give_back_claim(x);
-			x->start_at = cfdw_rate_claim(x->rate_key, x->max_rate, 0, &x->rate_ticket);
+			x->start_at = cfdw_rate_claim(x->rate_key, x->max_rate, 0, x->pace_max_wait_ms,
+										  &x->rate_ticket);
 			if (ms_until(x->start_at) > 0)
 				continue;
 		}
@@ -1846,6 +1848,7 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	x->owner = site->config_id;
 	strlcpy(x->rate_key, site->rate_key ? site->rate_key : "", sizeof(x->rate_key));
 	x->max_rate = site->max_rate;
+	x->pace_max_wait_ms = site->pace_max_wait_ms;
 	x->reclaim = false;
 	x->oauth_site = site->client_id ? site : NULL;
 
@@ -1857,7 +1860,8 @@ cfdw_transfer_start(CfdwConnection *c, int slot, const CfdwSite *site,
 	 */
 	give_back_claim(x);
 	if (site->rate_key)
-		not_before = cfdw_rate_claim(site->rate_key, site->max_rate, not_before, &x->rate_ticket);
+		not_before = cfdw_rate_claim(site->rate_key, site->max_rate, not_before,
+									 site->pace_max_wait_ms, &x->rate_ticket);
 	if (not_before != 0 && ms_until(not_before) > 0)
 	{
 		x->start_at = not_before;
