@@ -1529,8 +1529,10 @@ cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t
 }
 
 int64_t
-cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, bool *paced)
+cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate,
+				int64_t max_wait, bool *paced)
 {
+	CfdwPace	before = *p;
 	int64_t		base = now;
 	int64_t		t;
 	int64_t		gap = 0;
@@ -1558,6 +1560,18 @@ cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before, double max_rate, b
 		if (p->near_limit == 1 || (p->limit > 0 && p->budget * 5 < p->limit))
 			gap = (p->reset - t) / p->budget;
 		p->budget--;
+	}
+
+	/*
+	 * A turn further away than the request may wait is not waited for: it
+	 * goes now (the site's answer, a 429 with its Retry-After, decides),
+	 * and the window is left as it was for the next one.
+	 */
+	if (max_wait >= 0 && t - base > max_wait)
+	{
+		*p = before;
+		t = p->next_at > base && p->next_at - base <= max_wait ? p->next_at : base;
+		gap = 0;
 	}
 	if (max_rate > 0)
 	{

@@ -210,10 +210,13 @@ typedef struct CfdwPace
 /*
  * When a request may start; claims that time (the request is in flight
  * until cfdw_pace_answered).  *paced: later than it would have started
- * without the pace or max_rate.
+ * without the pace or max_rate.  A turn of the window's pace further than
+ * max_wait (microseconds; negative: no bound) from when it could start
+ * is not waited for: the request starts then, spaced by max_rate only,
+ * and the window's state is left as it was.
  */
 extern int64_t cfdw_pace_claim(CfdwPace *p, int64_t now, int64_t not_before,
-							   double max_rate, bool *paced);
+							   double max_rate, int64_t max_wait, bool *paced);
 
 /*
  * A claimed request is over: answered, with what its headers said (info,

@@ -437,12 +437,9 @@ cfdw_rate_claim(const char *key, double max_rate, TimestampTz not_before, int ma
 			log_full(key);
 		return not_before;
 	}
-	start = (TimestampTz) cfdw_pace_claim(&r->pace, now, not_before, max_rate, &paced);
-	if (max_wait_ms >= 0 && start - Max(now, not_before) > (TimestampTz) max_wait_ms * 1000)
-	{
-		start = Max(now, not_before);
-		paced = false;
-	}
+	start = (TimestampTz) cfdw_pace_claim(&r->pace, now, not_before, max_rate,
+										  max_wait_ms < 0 ? -1 : (int64_t) max_wait_ms * 1000,
+										  &paced);
 	if (paced)
 		r->paced++;
 	r->last_used = now;

@@ -1499,7 +1499,7 @@ test_rate(void)
 	/* pacing: far from the limit, requests go at once */
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 0 && !paced && p.inflight == 1, "unknown: at once, in flight %lld", p.inflight);
 	{
 		CfdwRateInfo info = {100, 90, 0, 0, ""};
@@ -1509,24 +1509,24 @@ test_rate(void)
 	CHECK(p.budget == 90 && p.reset == 10000000 && p.inflight == 0,
 		  "answered: budget %lld reset %lld in flight %lld", p.budget, (long long) p.reset,
 		  p.inflight);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 0 && !paced && p.budget == 89, "far from the limit: at %lld, budget %lld",
 		  (long long) t, p.budget);
 	/* below a fifth of the limit: the budget is spread until the reset */
 	p.budget = 10;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 0 && !paced && p.next_at == 1000000, "first paced one at once, next in 1 s: %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 1000000 && paced, "second at 1 s: %lld", (long long) t);
 	for (i = 0; i < 7; i++)
-		t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+		t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 8000000 && p.budget == 1, "ninth at 8 s: %lld, budget %lld", (long long) t, p.budget);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 9000000 && p.budget == 0, "the last one before the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 10000000 && paced, "nothing left: at the reset: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 10000000 && p.budget == -1 && p.inflight == 13,
 		  "the new window is unknown: at once %lld (in flight %lld)", (long long) t, p.inflight);
 	for (i = 0; i < 20; i++)
@@ -1537,7 +1537,7 @@ test_rate(void)
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
 	for (i = 0; i < 4; i++)
-		(void) cfdw_pace_claim(&p, 0, 0, 0, &paced);
+		(void) cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	{
 		CfdwRateInfo info = {10, 9, 0, -1, ""};
 
@@ -1547,8 +1547,8 @@ test_rate(void)
 		info.remaining = 6;
 		cfdw_pace_answered(&p, &info, 60000000, 2000);
 		CHECK(p.budget == 4, "the second, 2 still in flight: budget %lld", p.budget);
-		(void) cfdw_pace_claim(&p, 3000, 0, 0, &paced);
-		(void) cfdw_pace_claim(&p, 3000, 0, 0, &paced);
+		(void) cfdw_pace_claim(&p, 3000, 0, 0, -1, &paced);
+		(void) cfdw_pace_claim(&p, 3000, 0, 0, -1, &paced);
 		info.remaining = 1;
 		cfdw_pace_answered(&p, &info, 60000000, 4000);
 		CHECK(p.budget == 0, "more in flight than left: budget %lld", p.budget);
@@ -1567,9 +1567,9 @@ test_rate(void)
 		CHECK(p.inflight == 0, "all answered: %lld", p.inflight);
 		info.remaining = 100;
 		info.near_limit = 1;
-		(void) cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
+		(void) cfdw_pace_claim(&p, 61000000, 0, 0, -1, &paced);
 		cfdw_pace_answered(&p, &info, 120000000, 61000000);
-		t = cfdw_pace_claim(&p, 61000000, 0, 0, &paced);
+		t = cfdw_pace_claim(&p, 61000000, 0, 0, -1, &paced);
 		CHECK(p.next_at == 61000000 + 59000000 / 100, "NearLimit spreads at once: next %lld",
 			  (long long) p.next_at);
 		info.near_limit = -1;
@@ -1587,16 +1587,39 @@ test_rate(void)
 	memset(&p, 0, sizeof(p));
 	p.limit = p.budget = p.near_limit = -1;
 	p.paused_until = 5000000;
-	t = cfdw_pace_claim(&p, 0, 0, 0, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 0, -1, &paced);
 	CHECK(t == 5000000 && !paced, "a pause is no pacing: %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, &paced);
+	t = cfdw_pace_claim(&p, 6000000, 7000000, 4, -1, &paced);
 	CHECK(t == 7000000 && !paced && p.next_at == 7250000, "max_rate 4: next %lld",
 		  (long long) p.next_at);
-	t = cfdw_pace_claim(&p, 6000000, 0, 4, &paced);
+	t = cfdw_pace_claim(&p, 6000000, 0, 4, -1, &paced);
 	CHECK(t == 7250000 && paced, "max_rate 4: second %lld", (long long) t);
-	t = cfdw_pace_claim(&p, 0, 0, 1e-30, &paced);
+	t = cfdw_pace_claim(&p, 0, 0, 1e-30, -1, &paced);
 	CHECK(t == 7500000 && p.next_at > t, "a tiny max_rate does not overflow: %lld",
 		  (long long) p.next_at);
+
+	/*
+	 * Nothing left until a reset an hour away, and a request may wait 60 s:
+	 * it goes at once, spaced by max_rate only, and the window stays as it
+	 * was (the next one is not held either); within the bound, it waits.
+	 */
+	memset(&p, 0, sizeof(p));
+	p.limit = 1000;
+	p.budget = 0;
+	p.near_limit = 1;
+	p.reset = 3600000000LL;
+	t = cfdw_pace_claim(&p, 0, 0, 0, 60000000, &paced);
+	CHECK(t == 0 && !paced && p.budget == 0 && p.reset == 3600000000LL && p.next_at == 0 &&
+		  p.inflight == 1, "a reset beyond the wait: at once %lld, budget %lld, next %lld",
+		  (long long) t, p.budget, (long long) p.next_at);
+	t = cfdw_pace_claim(&p, 0, 0, 4, 60000000, &paced);
+	CHECK(t == 0 && p.next_at == 250000, "then max_rate only: %lld, next %lld",
+		  (long long) t, (long long) p.next_at);
+	t = cfdw_pace_claim(&p, 0, 0, 4, 60000000, &paced);
+	CHECK(t == 250000 && paced, "max_rate still spaces them: %lld", (long long) t);
+	t = cfdw_pace_claim(&p, 3590000000LL, 0, 0, 60000000, &paced);
+	CHECK(t == 3600000000LL && paced && p.budget == -1, "a reset within the wait is waited for: %lld",
+		  (long long) t);
 }
 
 /* ---------------------------------------------------------------------
