@@ -1521,6 +1521,17 @@ cfdw_pace_answered(CfdwPace *p, const CfdwRateInfo *info, int64_t reset, int64_t
 	left = info->remaining - others;
 	new_window = p->reset == 0 || reset == 0 || p->reset <= now ||
 		reset - p->reset > 1000000;
+
+	/*
+	 * In one window (the same reset, give or take a second: a reset made of
+	 * Beta-RateLimit's "t" moves with the clock) Remaining only goes down,
+	 * but answers are read out of order: an earlier request's answer, read
+	 * after a later one's, counts fewer requests, and must not give back
+	 * what the later one took.
+	 */
+	if (!new_window && p->budget >= 0 && left > p->budget &&
+		reset - p->reset >= -1000000)
+		left = p->budget;
 	p->budget = left > 0 ? left : 0;
 	p->near_limit = info->near_limit >= 0 ? info->near_limit :
 		new_window ? -1 : p->near_limit;

@@ -1552,6 +1552,17 @@ test_rate(void)
 		info.remaining = 1;
 		cfdw_pace_answered(&p, &info, 60000000, 4000);
 		CHECK(p.budget == 0, "more in flight than left: budget %lld", p.budget);
+		/* the answer of a request the server took earlier, read later */
+		{
+			CfdwPace	q = p;
+
+			q.budget = 2;
+			info.remaining = 7;
+			cfdw_pace_answered(&q, &info, 60400000, 4000);
+			CHECK(q.budget == 2, "out of order, same window: no budget given back: %lld",
+				  q.budget);
+			info.remaining = 1;
+		}
 		/* an answer of a window that is over, read after a later one's */
 		info.remaining = 5;
 		cfdw_pace_answered(&p, &info, 0, 4000);
